@@ -1,0 +1,293 @@
+package dev.strata.compute.model;
+
+import dev.strata.compute.tensor.MatOps;
+import dev.strata.compute.tensor.ThreadPool;
+
+/**
+ * The Llama-family transformer forward pass (llama, mistral, qwen2): RMSNorm, RoPE, grouped-query attention
+ * over a paged KV cache, SwiGLU, tied or separate classifier.
+ * <p>
+ * {@link #forward} runs a batch of consecutive tokens: prompt processing is matrix-matrix work over the
+ * batch, decode is the batch of one. Weights come from a {@link WeightSource} one layer at a time.
+ * Not thread-safe: one sequence step at a time per instance (buffers are reused).
+ */
+public final class Llama
+{
+    private final WeightSource weights;
+    private final ModelConfig c;
+    private final MatOps ops;
+    private final int maxBatch;
+
+    // activations, row-major (token, features)
+    private final float[] x;      // (maxBatch, dim) residual stream
+    private final float[] xb;     // (maxBatch, dim) normed input / projection output
+    private final float[] q;      // (maxBatch, heads * headSize)
+    private final float[] k;      // (maxBatch, kvDim)
+    private final float[] v;      // (maxBatch, kvDim)
+    private final float[] att;    // (maxBatch, heads * headSize) attention output
+    private final float[] hb;     // (maxBatch, ffnDim) gate, then SwiGLU
+    private final float[] hb2;    // (maxBatch, ffnDim) up
+    private final float[] logits; // (vocab)
+    private final float[] ropeCos;
+    private final float[] ropeSin;
+    private final float[] invFreq;
+    private final ThreadLocal<float[]> scores = ThreadLocal.withInitial(() -> new float[0]);
+
+    /**
+     * @param weights  where the weights come from.
+     * @param pool     threads for the matrix products and attention.
+     * @param maxBatch most tokens one {@link #forward} call may take.
+     */
+    public Llama(final WeightSource weights, final ThreadPool pool, final int maxBatch)
+    {
+        if (maxBatch < 1)
+        {
+            throw new IllegalArgumentException("invalid maxBatch=" + maxBatch);
+        }
+        this.weights = weights;
+        this.c = weights.config();
+        this.ops = new MatOps(pool);
+        this.maxBatch = maxBatch;
+        this.x = new float[maxBatch * c.dim()];
+        this.xb = new float[maxBatch * c.dim()];
+        this.q = new float[maxBatch * c.qDim()];
+        this.k = new float[maxBatch * c.kvDim()];
+        this.v = new float[maxBatch * c.kvDim()];
+        this.att = new float[maxBatch * c.qDim()];
+        this.hb = new float[maxBatch * c.ffnDim()];
+        this.hb2 = new float[maxBatch * c.ffnDim()];
+        this.logits = new float[c.vocabSize()];
+        final int half = c.ropeDims() / 2;
+        this.ropeCos = new float[maxBatch * half];
+        this.ropeSin = new float[maxBatch * half];
+        this.invFreq = new float[half];
+        for (int i = 0; i < half; i++)
+        {
+            invFreq[i] = (float)(1.0 / Math.pow(c.ropeTheta(), (2.0 * i) / c.ropeDims()));
+        }
+    }
+
+    public ModelConfig config()
+    {
+        return c;
+    }
+
+    public int maxBatch()
+    {
+        return maxBatch;
+    }
+
+    public WeightSource weights()
+    {
+        return weights;
+    }
+
+    /**
+     * Runs tokens {@code tokens[from .. from+count)} at positions {@code startPos ..} and returns the logits of
+     * the last one. The returned array is reused by the next call.
+     */
+    public float[] forward(final int[] tokens, final int from, final int count, final int startPos, final KvCache kv)
+    {
+        if (count < 1 || count > maxBatch)
+        {
+            throw new IllegalArgumentException("batch of " + count + " tokens (1.." + maxBatch + ")");
+        }
+        kv.ensureCapacity(startPos + count);
+        final int dim = c.dim();
+        // token embeddings
+        for (int t = 0; t < count; t++)
+        {
+            final int token = tokens[from + t];
+            if (token < 0 || token >= c.vocabSize())
+            {
+                throw new IllegalArgumentException("token id " + token + " outside the vocabulary [0, " +
+                    c.vocabSize() + ")");
+            }
+            weights.globals().tokenEmbedding().dequantizeRow(token, x, t * dim);
+        }
+        ropeTables(startPos, count);
+        for (int l = 0; l < c.layers(); l++)
+        {
+            final LayerWeights w = weights.acquire(l);
+            try
+            {
+                layer(l, w, count, startPos, kv);
+            }
+            finally
+            {
+                weights.release(l);
+            }
+        }
+        // final RMSNorm of the last token, then the classifier
+        final GlobalWeights g = weights.globals();
+        rmsnorm(xb, 0, x, (count - 1) * dim, g.outputNorm(), dim, c.rmsEps());
+        ops.matvec(g.output(), xb, logits);
+        return logits;
+    }
+
+    private void layer(final int l, final LayerWeights w, final int n, final int startPos, final KvCache kv)
+    {
+        final int dim = c.dim();
+        // attention: RMSNorm, q/k/v projections, RoPE, cache, attention, output projection, residual
+        for (int t = 0; t < n; t++)
+        {
+            rmsnorm(xb, t * dim, x, t * dim, w.attnNorm(), dim, c.rmsEps());
+        }
+        ops.matmul(w.wq(), xb, n, q);
+        ops.matmul(w.wk(), xb, n, k);
+        ops.matmul(w.wv(), xb, n, v);
+        if (w.bq() != null)
+        {
+            addBias(q, w.bq(), n);
+            addBias(k, w.bk(), n);
+            addBias(v, w.bv(), n);
+        }
+        rope(q, c.heads(), n);
+        rope(k, c.kvHeads(), n);
+        final int kvDim = c.kvDim();
+        for (int t = 0; t < n; t++)
+        {
+            final int pos = startPos + t;
+            System.arraycopy(k, t * kvDim, kv.keyPage(l, pos), kv.offset(pos), kvDim);
+            System.arraycopy(v, t * kvDim, kv.valuePage(l, pos), kv.offset(pos), kvDim);
+        }
+        attention(l, n, startPos, kv);
+        ops.matmul(w.wo(), att, n, xb);
+        add(x, xb, n * dim);
+
+        // feed-forward: RMSNorm, SwiGLU, down projection, residual
+        for (int t = 0; t < n; t++)
+        {
+            rmsnorm(xb, t * dim, x, t * dim, w.ffnNorm(), dim, c.rmsEps());
+        }
+        ops.matmul(w.wGate(), xb, n, hb);
+        ops.matmul(w.wUp(), xb, n, hb2);
+        final int hidden = n * c.ffnDim();
+        for (int i = 0; i < hidden; i++)
+        {
+            final float g = hb[i];
+            hb[i] = g / (1f + (float)Math.exp(-g)) * hb2[i];
+        }
+        ops.matmul(w.wDown(), hb, n, xb);
+        add(x, xb, n * dim);
+    }
+
+    /** Causal attention of every (token, head) of the batch over the cached positions, in parallel. */
+    private void attention(final int l, final int n, final int startPos, final KvCache kv)
+    {
+        final int heads = c.heads();
+        final int hs = c.headSize();
+        final int group = heads / c.kvHeads();
+        final float scale = (float)(1.0 / Math.sqrt(hs));
+        ops.pool().parallelFor(n * heads, (start, end) ->
+        {
+            float[] s = scores.get();
+            if (s.length < startPos + n)
+            {
+                s = new float[kv.maxTokens()];
+                scores.set(s);
+            }
+            for (int i = start; i < end; i++)
+            {
+                final int t = i / heads;
+                final int h = i % heads;
+                final int pos = startPos + t;
+                final int qo = t * c.qDim() + h * hs;
+                final int ko = (h / group) * hs;
+                float max = Float.NEGATIVE_INFINITY;
+                for (int p = 0; p <= pos; p++)
+                {
+                    final float score = MatOps.dot(q, qo, kv.keyPage(l, p), kv.offset(p) + ko, hs) * scale;
+                    s[p] = score;
+                    max = Math.max(max, score);
+                }
+                float sum = 0f;
+                for (int p = 0; p <= pos; p++)
+                {
+                    final float e = (float)Math.exp(s[p] - max);
+                    s[p] = e;
+                    sum += e;
+                }
+                final float inv = 1f / sum;
+                java.util.Arrays.fill(att, qo, qo + hs, 0f);
+                for (int p = 0; p <= pos; p++)
+                {
+                    MatOps.axpy(s[p] * inv, kv.valuePage(l, p), kv.offset(p) + ko, att, qo, hs);
+                }
+            }
+        });
+    }
+
+    private void ropeTables(final int startPos, final int n)
+    {
+        final int half = invFreq.length;
+        for (int t = 0; t < n; t++)
+        {
+            final int pos = startPos + t;
+            for (int i = 0; i < half; i++)
+            {
+                final float angle = pos * invFreq[i];
+                ropeCos[t * half + i] = (float)Math.cos(angle);
+                ropeSin[t * half + i] = (float)Math.sin(angle);
+            }
+        }
+    }
+
+    /** Rotates the first ropeDims dimensions of every head of every token. */
+    private void rope(final float[] a, final int nHeads, final int n)
+    {
+        final int hs = c.headSize();
+        final int half = invFreq.length;
+        final boolean neox = c.ropeStyle() == ModelConfig.RopeStyle.NEOX;
+        for (int t = 0; t < n; t++)
+        {
+            for (int h = 0; h < nHeads; h++)
+            {
+                final int base = (t * nHeads + h) * hs;
+                for (int i = 0; i < half; i++)
+                {
+                    final float cos = ropeCos[t * half + i];
+                    final float sin = ropeSin[t * half + i];
+                    final int i0 = neox ? base + i : base + 2 * i;
+                    final int i1 = neox ? base + i + half : base + 2 * i + 1;
+                    final float v0 = a[i0];
+                    final float v1 = a[i1];
+                    a[i0] = v0 * cos - v1 * sin;
+                    a[i1] = v0 * sin + v1 * cos;
+                }
+            }
+        }
+    }
+
+    /** {@code out = x / rms(x) * weight} over {@code n} elements. */
+    static void rmsnorm(final float[] out, final int oo, final float[] x, final int xo, final float[] weight,
+        final int n, final float eps)
+    {
+        final float ss = MatOps.dot(x, xo, x, xo, n) / n + eps;
+        final float inv = (float)(1.0 / Math.sqrt(ss));
+        for (int i = 0; i < n; i++)
+        {
+            out[oo + i] = weight[i] * (inv * x[xo + i]);
+        }
+    }
+
+    private static void addBias(final float[] a, final float[] bias, final int n)
+    {
+        final int w = bias.length;
+        for (int t = 0; t < n; t++)
+        {
+            for (int i = 0; i < w; i++)
+            {
+                a[t * w + i] += bias[i];
+            }
+        }
+    }
+
+    private static void add(final float[] a, final float[] b, final int n)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            a[i] += b[i];
+        }
+    }
+}

@@ -1,0 +1,137 @@
+package dev.strata.compute.tensor;
+
+import dev.strata.compute.gguf.GgmlType;
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+import static dev.strata.compute.tensor.Vectors.B256;
+import static dev.strata.compute.tensor.Vectors.F;
+import static dev.strata.compute.tensor.Vectors.LANES;
+import static dev.strata.compute.tensor.Vectors.PARTS_32;
+import static dev.strata.compute.tensor.Vectors.VECTOR_OK;
+
+/**
+ * Q6_K: super-blocks of 256 weights in 16 sub-blocks of 16, each with a signed 8-bit scale;
+ * {@code w = d * sc * (q - 32)} with 6-bit {@code q} split into 4 low bits ({@code ql}) and 2 high bits
+ * ({@code qh}).
+ * <pre>
+ *  0                 128            192            208     210
+ *  +-----------------+--------------+--------------+-------+
+ *  | ql[128]         | qh[64]       | scales[16]   | d f16 |
+ *  +-----------------+--------------+--------------+-------+
+ * </pre>
+ * Each half of 128 weights uses 64 bytes of {@code ql}, 32 of {@code qh} and 8 scales; see
+ * {@link #dequantizeBlock} for which bits make which weight.
+ */
+final class Q6_KTensor extends WeightTensor
+{
+    static final int BLOCK = 256;
+    static final int BYTES = 210;
+
+    Q6_KTensor(final String name, final MemorySegment data, final int rows, final int cols)
+    {
+        super(name, GgmlType.Q6_K, data, rows, cols);
+    }
+
+    @Override
+    public float dot(final int row, final float[] x, final int xOffset)
+    {
+        final int blocks = cols / BLOCK;
+        long off = row * rowBytes;
+        if (!VECTOR_OK)
+        {
+            final float[] tmp = new float[BLOCK];
+            float sum = 0f;
+            for (int b = 0; b < blocks; b++, off += BYTES)
+            {
+                dequantizeBlock(off, tmp, 0);
+                for (int i = 0; i < BLOCK; i++)
+                {
+                    sum += tmp[i] * x[xOffset + b * BLOCK + i];
+                }
+            }
+            return sum;
+        }
+        FloatVector acc0 = FloatVector.zero(F);
+        FloatVector acc1 = FloatVector.zero(F);
+        for (int b = 0; b < blocks; b++, off += BYTES)
+        {
+            final float d = f16(data, off + 208);
+            for (int h = 0; h < 2; h++)
+            {
+                final long ql = off + 64L * h;
+                final long qh = off + 128 + 32L * h;
+                final long sc = off + 192 + 8L * h;
+                final int y = xOffset + b * BLOCK + 128 * h;
+                final ByteVector l0 = ByteVector.fromMemorySegment(B256, data, ql, ByteOrder.LITTLE_ENDIAN);
+                final ByteVector l1 = ByteVector.fromMemorySegment(B256, data, ql + 32, ByteOrder.LITTLE_ENDIAN);
+                final ByteVector hb = ByteVector.fromMemorySegment(B256, data, qh, ByteOrder.LITTLE_ENDIAN);
+                final ByteVector q1 = l0.and((byte)0x0F).or(hb.and((byte)3).lanewise(VectorOperators.LSHL, 4)).sub((byte)32);
+                final ByteVector q2 = l1.and((byte)0x0F)
+                    .or(hb.lanewise(VectorOperators.LSHR, 2).and((byte)3).lanewise(VectorOperators.LSHL, 4)).sub((byte)32);
+                final ByteVector q3 = l0.lanewise(VectorOperators.LSHR, 4).and((byte)0x0F)
+                    .or(hb.lanewise(VectorOperators.LSHR, 4).and((byte)3).lanewise(VectorOperators.LSHL, 4)).sub((byte)32);
+                final ByteVector q4 = l1.lanewise(VectorOperators.LSHR, 4).and((byte)0x0F)
+                    .or(hb.lanewise(VectorOperators.LSHR, 6).and((byte)3).lanewise(VectorOperators.LSHL, 4)).sub((byte)32);
+                for (int p = 0; p < PARTS_32; p++)
+                {
+                    final int is = (p * LANES) >>> 4;
+                    final int xi = y + p * LANES;
+                    acc0 = ((FloatVector)q1.convertShape(VectorOperators.B2F, F, p)).mul(d * scale(sc, is))
+                        .fma(FloatVector.fromArray(F, x, xi), acc0);
+                    acc1 = ((FloatVector)q2.convertShape(VectorOperators.B2F, F, p)).mul(d * scale(sc, is + 2))
+                        .fma(FloatVector.fromArray(F, x, xi + 32), acc1);
+                    acc0 = ((FloatVector)q3.convertShape(VectorOperators.B2F, F, p)).mul(d * scale(sc, is + 4))
+                        .fma(FloatVector.fromArray(F, x, xi + 64), acc0);
+                    acc1 = ((FloatVector)q4.convertShape(VectorOperators.B2F, F, p)).mul(d * scale(sc, is + 6))
+                        .fma(FloatVector.fromArray(F, x, xi + 96), acc1);
+                }
+            }
+        }
+        return acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+    }
+
+    private float scale(final long sc, final int i)
+    {
+        return data.get(ValueLayout.JAVA_BYTE, sc + i);
+    }
+
+    @Override
+    public void dequantizeRow(final int row, final float[] dst, final int dstOffset)
+    {
+        final int blocks = cols / BLOCK;
+        long off = row * rowBytes;
+        for (int b = 0; b < blocks; b++, off += BYTES)
+        {
+            dequantizeBlock(off, dst, dstOffset + b * BLOCK);
+        }
+    }
+
+    private void dequantizeBlock(final long off, final float[] dst, final int o)
+    {
+        final float d = f16(data, off + 208);
+        for (int h = 0; h < 2; h++)
+        {
+            final long ql = off + 64L * h;
+            final long qh = off + 128 + 32L * h;
+            final long sc = off + 192 + 8L * h;
+            final int y = o + 128 * h;
+            for (int l = 0; l < 32; l++)
+            {
+                final int is = l >>> 4;
+                final int a = data.get(ValueLayout.JAVA_BYTE, ql + l) & 0xFF;
+                final int c = data.get(ValueLayout.JAVA_BYTE, ql + l + 32) & 0xFF;
+                final int hh = data.get(ValueLayout.JAVA_BYTE, qh + l) & 0xFF;
+                dst[y + l] = d * scale(sc, is) * (((a & 0xF) | ((hh & 3) << 4)) - 32);
+                dst[y + l + 32] = d * scale(sc, is + 2) * (((c & 0xF) | (((hh >>> 2) & 3) << 4)) - 32);
+                dst[y + l + 64] = d * scale(sc, is + 4) * (((a >>> 4) | (((hh >>> 4) & 3) << 4)) - 32);
+                dst[y + l + 96] = d * scale(sc, is + 6) * (((c >>> 4) | (((hh >>> 6) & 3) << 4)) - 32);
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+package dev.strata.compute.tensor;
+
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * A fixed set of worker threads for data-parallel loops over row ranges, built for many short tasks (a decode
+ * step issues hundreds): workers spin briefly on a generation counter before parking, and the calling thread
+ * takes a share of the work itself. {@code threads = 1} runs everything on the caller.
+ */
+public final class ThreadPool implements AutoCloseable
+{
+    /** A task over the half-open range {@code [start, end)}. */
+    @FunctionalInterface
+    public interface RangeTask
+    {
+        void run(int start, int end);
+    }
+
+    private static final int SPIN_LIMIT = 200_000;
+
+    private final int threads;
+    private final Thread[] workers;
+    private final AtomicInteger pending = new AtomicInteger();
+    private volatile int generation;
+    private volatile boolean closed;
+    private volatile RangeTask task;
+    private volatile int total;
+    private volatile Throwable failure;
+
+    public ThreadPool(final int threads)
+    {
+        if (threads < 1)
+        {
+            throw new IllegalArgumentException("invalid threads=" + threads + " (must be >= 1)");
+        }
+        this.threads = threads;
+        this.workers = new Thread[threads - 1];
+        for (int i = 0; i < workers.length; i++)
+        {
+            final int index = i + 1;
+            workers[i] = Thread.ofPlatform().daemon().name("strata-compute-" + index).start(() -> workLoop(index));
+        }
+    }
+
+    public int threads()
+    {
+        return threads;
+    }
+
+    /**
+     * Runs {@code task} over {@code [0, n)} split into one contiguous chunk per thread, and returns when all are
+     * done. Not reentrant: call from one thread at a time.
+     */
+    public void parallelFor(final int n, final RangeTask task)
+    {
+        if (threads == 1 || n < 2)
+        {
+            task.run(0, n);
+            return;
+        }
+        this.task = task;
+        this.total = n;
+        this.failure = null;
+        pending.set(workers.length);
+        generation++;
+        for (final Thread w : workers)
+        {
+            LockSupport.unpark(w);
+        }
+        runChunk(0, task, n);
+        int spins = 0;
+        while (pending.get() != 0)
+        {
+            if (++spins > SPIN_LIMIT)
+            {
+                Thread.yield();
+            }
+            else
+            {
+                Thread.onSpinWait();
+            }
+        }
+        this.task = null;
+        final Throwable t = failure;
+        if (t != null)
+        {
+            throw new IllegalStateException("compute worker failed: " + t, t);
+        }
+    }
+
+    private void runChunk(final int index, final RangeTask task, final int n)
+    {
+        final int start = (int)((long)n * index / threads);
+        final int end = (int)((long)n * (index + 1) / threads);
+        if (start < end)
+        {
+            task.run(start, end);
+        }
+    }
+
+    private void workLoop(final int index)
+    {
+        int seen = 0;
+        while (!closed)
+        {
+            int spins = 0;
+            while (generation == seen && !closed)
+            {
+                if (++spins < SPIN_LIMIT)
+                {
+                    Thread.onSpinWait();
+                }
+                else
+                {
+                    LockSupport.parkNanos(this, 1_000_000L);
+                }
+            }
+            if (closed)
+            {
+                return;
+            }
+            seen = generation;
+            try
+            {
+                runChunk(index, task, total);
+            }
+            catch (final Throwable t)
+            {
+                failure = t;
+            }
+            finally
+            {
+                pending.decrementAndGet();
+            }
+        }
+    }
+
+    @Override
+    public void close()
+    {
+        closed = true;
+        for (final Thread w : workers)
+        {
+            LockSupport.unpark(w);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+package dev.strata.compute.tensor;
+
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/** Shared Vector API species and small helpers for the kernels. */
+final class Vectors
+{
+    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    static final int LANES = F.length();
+    /** 32 bytes: one Q8_0 block, or one 32-element sub-block of a K-quant. */
+    static final VectorSpecies<Byte> B256 = ByteVector.SPECIES_256;
+    /** 16 bytes: the packed nibbles of one Q4_0 block. */
+    static final VectorSpecies<Byte> B128 = ByteVector.SPECIES_128;
+    /** As many shorts as F has lanes (for F16/BF16 conversion). */
+    static final VectorSpecies<Short> S = VectorSpecies.of(short.class, jdk.incubator.vector.VectorShape.forBitSize(LANES * 16));
+    static final VectorSpecies<Integer> I = IntVector.SPECIES_PREFERRED;
+    /** Whether the vector kernels can run (a float vector of 8 or 16 lanes); otherwise scalar code is used. */
+    static final boolean VECTOR_OK = (LANES == 8 || LANES == 16) && I.length() == LANES;
+    /** How many float vectors one 32-byte block expands to. */
+    static final int PARTS_32 = 32 / Math.max(1, LANES);
+    /** 2^112: rescales an f16 exponent field moved into f32 position (handles subnormals too). */
+    private static final float F16_MAGIC = Float.intBitsToFloat(0x77800000);
+
+    private Vectors()
+    {
+    }
+
+    /** Converts {@code LANES} IEEE half floats to floats (no inf/NaN handling: weights hold none). */
+    static FloatVector halfToFloat(final ShortVector h)
+    {
+        final IntVector bits = (IntVector)h.convertShape(VectorOperators.S2I, I, 0);
+        final IntVector sign = bits.and(0x8000).lanewise(VectorOperators.LSHL, 16);
+        final FloatVector mag = bits.and(0x7fff).lanewise(VectorOperators.LSHL, 13)
+            .reinterpretAsFloats().mul(F16_MAGIC);
+        return mag.reinterpretAsInts().or(sign).reinterpretAsFloats();
+    }
+
+    /** Converts {@code LANES} bfloat16 values to floats. */
+    static FloatVector bf16ToFloat(final ShortVector h)
+    {
+        final IntVector bits = (IntVector)h.convertShape(VectorOperators.S2I, I, 0);
+        return bits.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+}

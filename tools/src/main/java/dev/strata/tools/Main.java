@@ -1,0 +1,67 @@
+package dev.strata.tools;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/**
+ * The {@code strata} command line. Errors that a user can fix (a bad file, a bad option) print one clear line
+ * on stderr and exit with status 1; usage errors exit with status 2.
+ */
+@Command(
+    name = "strata",
+    mixinStandardHelpOptions = true,
+    version = "strata 0.1.0",
+    description = "Strata: a parameter-server inference engine for large language models.",
+    subcommands = {
+        GenerateCommand.class,
+        TokenizeCommand.class,
+        SynthCommand.class,
+        BenchCommand.class,
+        CommandLine.HelpCommand.class
+    })
+public final class Main implements Runnable
+{
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    public static void main(final String[] args)
+    {
+        System.exit(run(args));
+    }
+
+    /** Runs the CLI and returns its exit code (for tests). */
+    public static int run(final String... args)
+    {
+        final CommandLine cli = new CommandLine(new Main());
+        cli.setExecutionExceptionHandler((ex, commandLine, parseResult) ->
+        {
+            commandLine.getErr().println("error: " + describe(ex));
+            if (System.getenv("STRATA_DEBUG") != null)
+            {
+                ex.printStackTrace(commandLine.getErr());
+            }
+            return 1;
+        });
+        return cli.execute(args);
+    }
+
+    private static String describe(final Throwable ex)
+    {
+        if (ex instanceof java.nio.file.NoSuchFileException e)
+        {
+            return "no such file: " + e.getFile();
+        }
+        if (ex instanceof java.nio.file.AccessDeniedException e)
+        {
+            return "permission denied: " + e.getFile();
+        }
+        final String message = ex.getMessage();
+        return message == null ? ex.getClass().getSimpleName() : message;
+    }
+
+    @Override
+    public void run()
+    {
+        throw new CommandLine.ParameterException(spec.commandLine(), "missing command");
+    }
+}

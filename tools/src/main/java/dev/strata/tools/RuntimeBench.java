@@ -1,0 +1,127 @@
+package dev.strata.tools;
+
+import dev.strata.compute.model.KvCache;
+import dev.strata.compute.model.LayerWeights;
+import dev.strata.compute.model.Llama;
+import dev.strata.compute.model.WeightSource;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code strata bench runtime}: prefill and decode speed of the local runtime, next to the decode roofline
+ * (weight bytes read per token / memory read bandwidth measured in the same run).
+ */
+@Command(name = "runtime", description = "Prefill and decode tokens/s of a GGUF model, next to the decode roofline.")
+final class RuntimeBench implements Callable<Integer>
+{
+    @Mixin
+    ModelOptions modelOptions;
+
+    @Option(names = "--prompt-tokens", description = "Prompt length for prefill (default: ${DEFAULT-VALUE}).")
+    int promptTokens = 512;
+
+    @Option(names = "--gen-tokens", description = "Tokens to decode (default: ${DEFAULT-VALUE}).")
+    int genTokens = 64;
+
+    @Option(names = "--json", description = "Print one JSON object.")
+    boolean json;
+
+    @Override
+    public Integer call() throws Exception
+    {
+        try (ModelOptions.Loaded loaded = modelOptions.load())
+        {
+            final Llama llama = loaded.llama();
+            final WeightSource w = llama.weights();
+            final int vocab = llama.config().vocabSize();
+            final SplittableRandom random = new SplittableRandom(7);
+            final int[] prompt = new int[promptTokens];
+            for (int i = 0; i < prompt.length; i++)
+            {
+                prompt[i] = 3 + random.nextInt(vocab - 3);
+            }
+
+            final double bandwidth = MemoryBandwidth.measure(loaded.pool(), 1L << 30, 5);
+            long bytesPerToken = w.globals().output().byteSize() + w.globals().tokenEmbedding().byteSize() / vocab;
+            for (int l = 0; l < llama.config().layers(); l++)
+            {
+                final LayerWeights lw = w.acquire(l);
+                bytesPerToken += lw.matrixBytes();
+                w.release(l);
+            }
+
+            // warm-up: let the JIT compile the batched and the single-token paths
+            final long warmEnd = System.nanoTime() + 3_000_000_000L;
+            do
+            {
+                final KvCache kv = new KvCache(llama.config(), 64);
+                llama.forward(prompt, 0, Math.min(16, Math.min(llama.maxBatch(), prompt.length)), 0, kv);
+                for (int i = 0; i < 4; i++)
+                {
+                    llama.forward(prompt, i, 1, 16 + i, kv);
+                }
+            }
+            while (System.nanoTime() < warmEnd);
+
+            final KvCache kv = new KvCache(llama.config(), promptTokens + genTokens + 1);
+            final long p0 = System.nanoTime();
+            for (int from = 0; from < prompt.length; from += llama.maxBatch())
+            {
+                llama.forward(prompt, from, Math.min(llama.maxBatch(), prompt.length - from), from, kv);
+            }
+            final long p1 = System.nanoTime();
+            final double prefill = promptTokens * 1e9 / (p1 - p0);
+
+            // decode from an empty context, as llama-bench's tg test does
+            final KvCache kv2 = new KvCache(llama.config(), genTokens + 1);
+            final int[] one = {prompt[0]};
+            final long d0 = System.nanoTime();
+            for (int i = 0; i < genTokens; i++)
+            {
+                final float[] logits = llama.forward(one, 0, 1, i, kv2);
+                one[0] = argmax(logits);
+            }
+            final long d1 = System.nanoTime();
+            final double decode = genTokens * 1e9 / (d1 - d0);
+            final double roofline = bandwidth / bytesPerToken;
+
+            if (json)
+            {
+                System.out.printf(
+                    "{\"model\":\"%s\",\"threads\":%d,\"prefill_tokens\":%d,\"prefill_tok_s\":%.2f," +
+                    "\"decode_tokens\":%d,\"decode_tok_s\":%.2f,\"weight_bytes_per_token\":%d," +
+                    "\"mem_read_gbs\":%.2f,\"roofline_decode_tok_s\":%.2f,\"decode_roofline_fraction\":%.3f}%n",
+                    modelOptions.model.getFileName().toString().replace("\"", "\\\""), loaded.pool().threads(),
+                    promptTokens, prefill, genTokens, decode, bytesPerToken, bandwidth / 1e9, roofline,
+                    decode / roofline);
+            }
+            else
+            {
+                System.out.printf("model %s, %d threads%n", modelOptions.model, loaded.pool().threads());
+                System.out.printf("prefill  %4d tokens: %8.2f tok/s%n", promptTokens, prefill);
+                System.out.printf("decode   %4d tokens: %8.2f tok/s  (%.0f%% of the roofline)%n", genTokens, decode,
+                    100 * decode / roofline);
+                System.out.printf("roofline: %.1f MB of weights per token / %.1f GB/s read bandwidth = %.2f tok/s%n",
+                    bytesPerToken / 1e6, bandwidth / 1e9, roofline);
+            }
+        }
+        return 0;
+    }
+
+    private static int argmax(final float[] a)
+    {
+        int best = 0;
+        for (int i = 1; i < a.length; i++)
+        {
+            if (a[i] > a[best])
+            {
+                best = i;
+            }
+        }
+        return best;
+    }
+}

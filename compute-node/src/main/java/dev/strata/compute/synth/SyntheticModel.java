@@ -2,7 +2,6 @@ package dev.strata.compute.synth;
 
 import dev.strata.compute.gguf.GgmlType;
 import dev.strata.compute.gguf.GgufMetadata;
-import dev.strata.compute.gguf.GgufValueType;
 import dev.strata.compute.gguf.GgufWriter;
 import dev.strata.compute.tensor.Quantizer;
 
@@ -108,23 +107,37 @@ public final class SyntheticModel
     public static int write(final Path out, final Shape shape, final GgmlType type, final GgufMetadata tokenizer,
         final long seed) throws IOException
     {
+        return write(out, shape, type, tokenizer, seed, "llama");
+    }
+
+    /**
+     * Writes a synthetic model of the given architecture: {@code llama} or {@code qwen2} (which adds q/k/v
+     * biases and uses NeoX-style RoPE).
+     */
+    public static int write(final Path out, final Shape shape, final GgmlType type, final GgufMetadata tokenizer,
+        final long seed, final String arch) throws IOException
+    {
+        if (!arch.equals("llama") && !arch.equals("qwen2"))
+        {
+            throw new IllegalArgumentException("synth writes llama or qwen2 models, not " + arch);
+        }
         if (!Quantizer.canWrite(type))
         {
             throw new IllegalArgumentException("synth cannot write type " + type + " (F32, F16, BF16, Q8_0, Q4_0)");
         }
         final GgufMetadata md = new GgufMetadata();
-        md.putString("general.architecture", "llama");
+        md.putString("general.architecture", arch);
         md.putString("general.name", "strata-synth-" + shape.dim() + "x" + shape.layers() + "-" + type);
         md.putUInt32("general.file_type", fileType(type));
-        md.putUInt32("llama.context_length", shape.context());
-        md.putUInt32("llama.embedding_length", shape.dim());
-        md.putUInt32("llama.block_count", shape.layers());
-        md.putUInt32("llama.feed_forward_length", shape.ffn());
-        md.putUInt32("llama.rope.dimension_count", shape.headSize());
-        md.putUInt32("llama.attention.head_count", shape.heads());
-        md.putUInt32("llama.attention.head_count_kv", shape.kvHeads());
-        md.putFloat32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
-        md.putFloat32("llama.rope.freq_base", 10_000f);
+        md.putUInt32(arch + ".context_length", shape.context());
+        md.putUInt32(arch + ".embedding_length", shape.dim());
+        md.putUInt32(arch + ".block_count", shape.layers());
+        md.putUInt32(arch + ".feed_forward_length", shape.ffn());
+        md.putUInt32(arch + ".rope.dimension_count", shape.headSize());
+        md.putUInt32(arch + ".attention.head_count", shape.heads());
+        md.putUInt32(arch + ".attention.head_count_kv", shape.kvHeads());
+        md.putFloat32(arch + ".attention.layer_norm_rms_epsilon", 1e-5f);
+        md.putFloat32(arch + ".rope.freq_base", 10_000f);
         final GgufMetadata tok = tokenizer != null ? tokenizer : BuiltinVocabulary.metadata();
         for (final String key : tok.keys())
         {
@@ -134,7 +147,7 @@ public final class SyntheticModel
             }
         }
         final int vocab = shape.vocab() > 0 ? shape.vocab() : tok.getStringArray("tokenizer.ggml.tokens").length;
-        md.putUInt32("llama.vocab_size", vocab);
+        md.putUInt32(arch + ".vocab_size", vocab);
 
         final int dim = shape.dim();
         final int kvDim = shape.kvHeads() * shape.headSize();
@@ -150,6 +163,12 @@ public final class SyntheticModel
             tensors.add(matrix(p + "attn_q.weight", type, dim, dim, scale(dim), stream++));
             tensors.add(matrix(p + "attn_k.weight", type, kvDim, dim, scale(dim), stream++));
             tensors.add(matrix(p + "attn_v.weight", type, kvDim, dim, scale(dim), stream++));
+            if (arch.equals("qwen2"))
+            {
+                tensors.add(bias(p + "attn_q.bias", dim, stream++));
+                tensors.add(bias(p + "attn_k.bias", kvDim, stream++));
+                tensors.add(bias(p + "attn_v.bias", kvDim, stream++));
+            }
             tensors.add(matrix(p + "attn_output.weight", type, dim, dim, scale(dim) / shape.layers(), stream++));
             tensors.add(norm(p + "ffn_norm.weight", dim));
             tensors.add(matrix(p + "ffn_gate.weight", type, shape.ffn(), dim, scale(dim), stream++));
@@ -191,6 +210,12 @@ public final class SyntheticModel
             }
             GgufWriter.writeFully(ch, b.flip());
         });
+    }
+
+    private static GgufWriter.Tensor bias(final String name, final int n, final long stream)
+    {
+        return new GgufWriter.Tensor(name, GgmlType.F32, new long[]{n}, ch -> writeRows(ch, GgmlType.F32, 1, n, 0.1f,
+            stream));
     }
 
     private static GgufWriter.Tensor matrix(final String name, final GgmlType type, final int rows, final int cols,

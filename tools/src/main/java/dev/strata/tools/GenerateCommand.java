@@ -9,10 +9,11 @@ import dev.strata.compute.tokenizer.StreamingDecoder;
 import dev.strata.compute.tokenizer.Tokenizer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
+import java.io.PrintWriter;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -21,6 +22,9 @@ import java.util.concurrent.Callable;
 @Command(name = "generate", description = "Generate text from a prompt with a local GGUF model.")
 final class GenerateCommand implements Callable<Integer>
 {
+    @Spec
+    CommandSpec spec;
+
     @Mixin
     ModelOptions modelOptions;
 
@@ -69,8 +73,8 @@ final class GenerateCommand implements Callable<Integer>
         }
         final SamplerConfig samplerConfig =
             new SamplerConfig(temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed);
-        final PrintStream out = new PrintStream(new java.io.FileOutputStream(java.io.FileDescriptor.out), true,
-            StandardCharsets.UTF_8);
+        final PrintWriter out = spec.commandLine().getOut();
+        final PrintWriter err = spec.commandLine().getErr();
         try (ModelOptions.Loaded loaded = modelOptions.load())
         {
             final Tokenizer tokenizer = Tokenizer.fromGguf(loaded.file().metadata());
@@ -80,7 +84,7 @@ final class GenerateCommand implements Callable<Integer>
                 final ChatTemplate template = ChatTemplate.fromMetadata(loaded.file().metadata());
                 if (template.isFallback())
                 {
-                    System.err.println("note: " + template.describe());
+                    err.println("note: " + template.describe());
                 }
                 final List<ChatMessage> messages = new ArrayList<>();
                 if (system != null)
@@ -102,10 +106,11 @@ final class GenerateCommand implements Callable<Integer>
                 Sampler.create(samplerConfig), tokenizer::isEndOfGeneration, token ->
                 {
                     out.print(decoder.accept(token));
+                    out.flush();
                     return true;
                 });
             out.println();
-            System.err.printf("%nprefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %s%n",
+            err.printf("%nprefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %s%n",
                 result.promptTokens(), result.prefillTokensPerSecond(), result.tokens().length,
                 result.decodeTokensPerSecond(), result.stopReason().name().toLowerCase());
         }

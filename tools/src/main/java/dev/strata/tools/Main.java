@@ -1,6 +1,12 @@
 package dev.strata.tools;
 
 import picocli.CommandLine;
+
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
+import java.io.OutputStreamWriter;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
 import picocli.CommandLine.Command;
 
 /**
@@ -26,13 +32,19 @@ public final class Main implements Runnable
 
     public static void main(final String[] args)
     {
-        System.exit(run(args));
+        final PrintWriter out = new PrintWriter(new OutputStreamWriter(new FileOutputStream(FileDescriptor.out),
+            StandardCharsets.UTF_8), true);
+        final PrintWriter err = new PrintWriter(new OutputStreamWriter(new FileOutputStream(FileDescriptor.err),
+            StandardCharsets.UTF_8), true);
+        System.exit(run(out, err, args));
     }
 
-    /** Runs the CLI and returns its exit code (for tests). */
-    public static int run(final String... args)
+    /** Runs the CLI with the given output streams and returns its exit code. */
+    public static int run(final PrintWriter out, final PrintWriter err, final String... args)
     {
         final CommandLine cli = new CommandLine(new Main());
+        cli.setOut(out);
+        cli.setErr(err);
         cli.setExecutionExceptionHandler((ex, commandLine, parseResult) ->
         {
             commandLine.getErr().println("error: " + describe(ex));
@@ -40,9 +52,13 @@ public final class Main implements Runnable
             {
                 ex.printStackTrace(commandLine.getErr());
             }
+            commandLine.getErr().flush();
             return 1;
         });
-        return cli.execute(args);
+        final int code = cli.execute(args);
+        out.flush();
+        err.flush();
+        return code;
     }
 
     private static String describe(final Throwable ex)

@@ -5,9 +5,12 @@ import dev.strata.compute.model.LayerWeights;
 import dev.strata.compute.model.Llama;
 import dev.strata.compute.model.WeightSource;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
+import java.io.PrintWriter;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 
@@ -30,9 +33,13 @@ final class RuntimeBench implements Callable<Integer>
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
 
+    @Spec
+    CommandSpec spec;
+
     @Override
     public Integer call() throws Exception
     {
+        final PrintWriter out = spec.commandLine().getOut();
         try (ModelOptions.Loaded loaded = modelOptions.load())
         {
             final Llama llama = loaded.llama();
@@ -91,7 +98,7 @@ final class RuntimeBench implements Callable<Integer>
 
             if (json)
             {
-                System.out.printf(
+                out.printf(
                     "{\"model\":\"%s\",\"threads\":%d,\"prefill_tokens\":%d,\"prefill_tok_s\":%.2f," +
                     "\"decode_tokens\":%d,\"decode_tok_s\":%.2f,\"weight_bytes_per_token\":%d," +
                     "\"mem_read_gbs\":%.2f,\"roofline_decode_tok_s\":%.2f,\"decode_roofline_fraction\":%.3f}%n",
@@ -101,11 +108,11 @@ final class RuntimeBench implements Callable<Integer>
             }
             else
             {
-                System.out.printf("model %s, %d threads%n", modelOptions.model, loaded.pool().threads());
-                System.out.printf("prefill  %4d tokens: %8.2f tok/s%n", promptTokens, prefill);
-                System.out.printf("decode   %4d tokens: %8.2f tok/s  (%.0f%% of the roofline)%n", genTokens, decode,
+                out.printf("model %s, %d threads%n", modelOptions.model, loaded.pool().threads());
+                out.printf("prefill  %4d tokens: %8.2f tok/s%n", promptTokens, prefill);
+                out.printf("decode   %4d tokens: %8.2f tok/s  (%.0f%% of the roofline)%n", genTokens, decode,
                     100 * decode / roofline);
-                System.out.printf("roofline: %.1f MB of weights per token / %.1f GB/s read bandwidth = %.2f tok/s%n",
+                out.printf("roofline: %.1f MB of weights per token / %.1f GB/s read bandwidth = %.2f tok/s%n",
                     bytesPerToken / 1e6, bandwidth / 1e9, roofline);
             }
         }

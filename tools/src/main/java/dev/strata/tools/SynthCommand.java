@@ -5,8 +5,11 @@ import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.gguf.GgufMetadata;
 import dev.strata.compute.synth.SyntheticModel;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.Option;
 
+import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -29,11 +32,15 @@ final class SynthCommand implements Callable<Integer>
     long seed = 1;
 
     @Option(names = {"-o", "--out"}, required = true, description = "Output GGUF file.")
-    Path out;
+    Path output;
+
+    @Spec
+    CommandSpec spec;
 
     @Override
     public Integer call() throws Exception
     {
+        final PrintWriter out = spec.commandLine().getOut();
         final GgmlType ggmlType;
         try
         {
@@ -55,15 +62,15 @@ final class SynthCommand implements Callable<Integer>
                 {
                     throw new IllegalArgumentException(tokenizer + " has no tokenizer (tokenizer.ggml.tokens)");
                 }
-                vocab = SyntheticModel.write(out, s, ggmlType, md, seed);
+                vocab = SyntheticModel.write(output, s, ggmlType, md, seed);
             }
         }
         else
         {
-            vocab = SyntheticModel.write(out, s, ggmlType, null, seed);
+            vocab = SyntheticModel.write(output, s, ggmlType, null, seed);
         }
-        System.out.printf("wrote %s: %s %s, %,d parameters, vocab %d, %,d bytes in %.1f s%n", out, shape, ggmlType,
-            s.parameters(vocab), vocab, Files.size(out), (System.nanoTime() - start) / 1e9);
+        out.printf("wrote %s: %s %s, %,d parameters, vocab %d, %,d bytes in %.1f s%n", output, shape, ggmlType,
+            s.parameters(vocab), vocab, Files.size(output), (System.nanoTime() - start) / 1e9);
         return 0;
     }
 }

@@ -3,9 +3,12 @@ package dev.strata.tools;
 import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.tokenizer.Tokenizer;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
+import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -26,9 +29,13 @@ final class TokenizeCommand implements Callable<Integer>
     @Parameters(index = "0", description = "Text to tokenize.")
     String text;
 
+    @Spec
+    CommandSpec spec;
+
     @Override
     public Integer call() throws Exception
     {
+        final PrintWriter out = spec.commandLine().getOut();
         try (GgufFile file = GgufFile.open(model))
         {
             final Tokenizer tokenizer = Tokenizer.fromGguf(file.metadata());
@@ -40,13 +47,13 @@ final class TokenizeCommand implements Callable<Integer>
                 {
                     sb.append(i == 0 ? "" : ", ").append(ids[i]);
                 }
-                System.out.println(sb.append(']'));
+                out.println(sb.append(']'));
             }
             else
             {
                 for (final int id : ids)
                 {
-                    System.out.printf("%6d -> '%s'%n", id,
+                    out.printf("%6d -> '%s'%n", id,
                         new String(tokenizer.tokenBytes(id), StandardCharsets.UTF_8));
                 }
             }

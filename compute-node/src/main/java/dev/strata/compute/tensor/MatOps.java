@@ -11,16 +11,17 @@ import static dev.strata.compute.tensor.Vectors.VECTOR_OK;
  * Matrix products of weights with activations, parallel over output rows.
  * <ul>
  * <li>{@link #matvec}: one token (decode); each row's stored bytes are read once and dotted with {@code x}.</li>
- * <li>{@link #matmul}: a batch of tokens (prefill) as matrix-matrix work: a tile of rows is dequantized once
- * into a float scratch and multiplied with every token of the batch by a register-blocked kernel
- * ({@value #TILE_ROWS} rows x {@value #TILE_TOKENS} tokens), so dequantization costs once per batch and each
- * loaded value feeds several FMAs.</li>
+ * <li>{@link #matmul}: a batch of tokens (prefill) as matrix-matrix work: a panel of {@value #PANEL_ROWS} rows is
+ * dequantized once into a float scratch (kept in L2) and multiplied with every token of the batch by a
+ * register-blocked kernel ({@value #TILE_ROWS} rows x {@value #TILE_TOKENS} tokens), so dequantization costs
+ * once per batch, activations stream once per panel, and each loaded value feeds several FMAs.</li>
  * </ul>
  */
 public final class MatOps
 {
     static final int TILE_ROWS = 4;
     static final int TILE_TOKENS = 3;
+    static final int PANEL_ROWS = 16;
 
     private final ThreadPool pool;
     private final ThreadLocal<float[]> scratch = ThreadLocal.withInitial(() -> new float[0]);
@@ -60,50 +61,62 @@ public final class MatOps
         }
         final int rows = w.rows();
         final int cols = w.cols();
-        final int tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
-        pool.parallelFor(tiles, (start, end) ->
+        final int panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
+        pool.parallelFor(panels, (start, end) ->
         {
             float[] tmp = scratch.get();
-            if (tmp.length < TILE_ROWS * cols)
+            if (tmp.length < PANEL_ROWS * cols)
             {
-                tmp = new float[TILE_ROWS * cols];
+                tmp = new float[PANEL_ROWS * cols];
                 scratch.set(tmp);
             }
-            for (int tile = start; tile < end; tile++)
+            for (int panel = start; panel < end; panel++)
             {
-                final int r0 = tile * TILE_ROWS;
-                final int nr = Math.min(TILE_ROWS, rows - r0);
-                for (int i = 0; i < nr; i++)
+                final int p0 = panel * PANEL_ROWS;
+                final int np = Math.min(PANEL_ROWS, rows - p0);
+                for (int i = 0; i < np; i++)
                 {
-                    w.dequantizeRow(r0 + i, tmp, i * cols);
+                    w.dequantizeRow(p0 + i, tmp, i * cols);
                 }
-                if (nr == TILE_ROWS && VECTOR_OK && cols % LANES == 0)
-                {
-                    int t = 0;
-                    for (; t + TILE_TOKENS <= tokens; t += TILE_TOKENS)
-                    {
-                        kernel4x3(tmp, cols, x, t, out, rows, r0);
-                    }
-                    for (; t < tokens; t++)
-                    {
-                        kernel4x1(tmp, cols, x, t, out, rows, r0);
-                    }
-                }
-                else
-                {
-                    for (int t = 0; t < tokens; t++)
-                    {
-                        for (int i = 0; i < nr; i++)
-                        {
-                            out[t * rows + r0 + i] = dot(tmp, i * cols, x, t * cols, cols);
-                        }
-                    }
-                }
+                panel(tmp, np, cols, x, tokens, out, rows, p0);
             }
         });
     }
 
-    private static void kernel4x3(final float[] w, final int cols, final float[] x, final int t, final float[] out,
+    /**
+     * Multiplies a dequantized panel of {@code np} rows with all tokens. Tokens go in groups of
+     * {@value #TILE_TOKENS} whose activations stay in L1 while every 4-row tile of the panel (in L2) passes.
+     */
+    private static void panel(final float[] w, final int np, final int cols, final float[] x, final int tokens,
+        final float[] out, final int rows, final int p0)
+    {
+        final boolean vector = VECTOR_OK && cols % LANES == 0;
+        final int fullTiles = vector ? np / TILE_ROWS : 0;
+        int t = 0;
+        for (; t + TILE_TOKENS <= tokens; t += TILE_TOKENS)
+        {
+            for (int tile = 0; tile < fullTiles; tile++)
+            {
+                kernel4x3(w, tile * TILE_ROWS * cols, cols, x, t, out, rows, p0 + tile * TILE_ROWS);
+            }
+        }
+        for (; t < tokens; t++)
+        {
+            for (int tile = 0; tile < fullTiles; tile++)
+            {
+                kernel4x1(w, tile * TILE_ROWS * cols, cols, x, t, out, rows, p0 + tile * TILE_ROWS);
+            }
+        }
+        for (int i = fullTiles * TILE_ROWS; i < np; i++)
+        {
+            for (int tt = 0; tt < tokens; tt++)
+            {
+                out[tt * rows + p0 + i] = dot(w, i * cols, x, tt * cols, cols);
+            }
+        }
+    }
+
+    private static void kernel4x3(final float[] w, final int wo, final int cols, final float[] x, final int t, final float[] out,
         final int rows, final int r0)
     {
         FloatVector a00 = FloatVector.zero(F), a01 = FloatVector.zero(F), a02 = FloatVector.zero(F);
@@ -118,19 +131,19 @@ public final class MatOps
             final FloatVector v0 = FloatVector.fromArray(F, x, x0 + k);
             final FloatVector v1 = FloatVector.fromArray(F, x, x1 + k);
             final FloatVector v2 = FloatVector.fromArray(F, x, x2 + k);
-            final FloatVector w0 = FloatVector.fromArray(F, w, k);
+            final FloatVector w0 = FloatVector.fromArray(F, w, wo + k);
             a00 = w0.fma(v0, a00);
             a01 = w0.fma(v1, a01);
             a02 = w0.fma(v2, a02);
-            final FloatVector w1 = FloatVector.fromArray(F, w, cols + k);
+            final FloatVector w1 = FloatVector.fromArray(F, w, wo + cols + k);
             a10 = w1.fma(v0, a10);
             a11 = w1.fma(v1, a11);
             a12 = w1.fma(v2, a12);
-            final FloatVector w2 = FloatVector.fromArray(F, w, 2 * cols + k);
+            final FloatVector w2 = FloatVector.fromArray(F, w, wo + 2 * cols + k);
             a20 = w2.fma(v0, a20);
             a21 = w2.fma(v1, a21);
             a22 = w2.fma(v2, a22);
-            final FloatVector w3 = FloatVector.fromArray(F, w, 3 * cols + k);
+            final FloatVector w3 = FloatVector.fromArray(F, w, wo + 3 * cols + k);
             a30 = w3.fma(v0, a30);
             a31 = w3.fma(v1, a31);
             a32 = w3.fma(v2, a32);
@@ -152,7 +165,7 @@ public final class MatOps
         out[o2 + 3] = a32.reduceLanes(VectorOperators.ADD);
     }
 
-    private static void kernel4x1(final float[] w, final int cols, final float[] x, final int t, final float[] out,
+    private static void kernel4x1(final float[] w, final int wo, final int cols, final float[] x, final int t, final float[] out,
         final int rows, final int r0)
     {
         FloatVector a0 = FloatVector.zero(F), a1 = FloatVector.zero(F);
@@ -161,10 +174,10 @@ public final class MatOps
         for (int k = 0; k < cols; k += LANES)
         {
             final FloatVector v = FloatVector.fromArray(F, x, x0 + k);
-            a0 = FloatVector.fromArray(F, w, k).fma(v, a0);
-            a1 = FloatVector.fromArray(F, w, cols + k).fma(v, a1);
-            a2 = FloatVector.fromArray(F, w, 2 * cols + k).fma(v, a2);
-            a3 = FloatVector.fromArray(F, w, 3 * cols + k).fma(v, a3);
+            a0 = FloatVector.fromArray(F, w, wo + k).fma(v, a0);
+            a1 = FloatVector.fromArray(F, w, wo + cols + k).fma(v, a1);
+            a2 = FloatVector.fromArray(F, w, wo + 2 * cols + k).fma(v, a2);
+            a3 = FloatVector.fromArray(F, w, wo + 3 * cols + k).fma(v, a3);
         }
         final int o = t * rows + r0;
         out[o] = a0.reduceLanes(VectorOperators.ADD);

@@ -64,7 +64,7 @@ final class Q4_0Tensor extends WeightTensor
     {
         final ByteVector q = ByteVector.fromMemorySegment(B128, data, off + 2, ByteOrder.LITTLE_ENDIAN);
         final ByteVector lo = q.and((byte)0x0F).sub((byte)8);
-        final ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).and((byte)0x0F).sub((byte)8);
+        final ByteVector hi = Vectors.shiftRightBytes(q, 4).and((byte)0x0F).sub((byte)8);
         FloatVector s = ((FloatVector)lo.convertShape(VectorOperators.B2F, F, 0)).mul(FloatVector.fromArray(F, x, xi));
         s = ((FloatVector)hi.convertShape(VectorOperators.B2F, F, 0)).fma(FloatVector.fromArray(F, x, xi + 16), s);
         for (int p = 1; p < PARTS_16; p++)
@@ -109,7 +109,7 @@ final class Q4_0Tensor extends WeightTensor
             {
                 final ByteVector q = ByteVector.fromMemorySegment(B128, data, off + 2, ByteOrder.LITTLE_ENDIAN);
                 final ByteVector lo = q.and((byte)0x0F).sub((byte)8);
-                final ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).and((byte)0x0F).sub((byte)8);
+                final ByteVector hi = Vectors.shiftRightBytes(q, 4).and((byte)0x0F).sub((byte)8);
                 for (int p = 0; p < PARTS_16; p++)
                 {
                     ((FloatVector)lo.convertShape(VectorOperators.B2F, F, p)).mul(d).intoArray(dst, o + p * LANES);

@@ -86,7 +86,7 @@ final class Q4_KTensor extends WeightTensor
             {
                 final ByteVector q = ByteVector.fromMemorySegment(B256, data, off + 16 + 32L * g, ByteOrder.LITTLE_ENDIAN);
                 final ByteVector lo = q.and((byte)0x0F);
-                final ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).and((byte)0x0F);
+                final ByteVector hi = Vectors.shiftRightBytes(q, 4).and((byte)0x0F);
                 final float d1 = d * scaleOrMin(data, off + 4, 2 * g, false);
                 final float m1 = -dmin * scaleOrMin(data, off + 4, 2 * g, true);
                 final float d2 = d * scaleOrMin(data, off + 4, 2 * g + 1, false);
@@ -131,7 +131,7 @@ final class Q4_KTensor extends WeightTensor
             {
                 final ByteVector q = ByteVector.fromMemorySegment(B256, data, qs, ByteOrder.LITTLE_ENDIAN);
                 final ByteVector lo = q.and((byte)0x0F);
-                final ByteVector hi = q.lanewise(VectorOperators.LSHR, 4).and((byte)0x0F);
+                final ByteVector hi = Vectors.shiftRightBytes(q, 4).and((byte)0x0F);
                 for (int p = 0; p < PARTS_32; p++)
                 {
                     ((FloatVector)lo.convertShape(VectorOperators.B2F, F, p)).fma(d1, -m1).intoArray(dst, y + p * LANES);

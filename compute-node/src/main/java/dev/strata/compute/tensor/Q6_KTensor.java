@@ -71,13 +71,13 @@ final class Q6_KTensor extends WeightTensor
                 final ByteVector l0 = ByteVector.fromMemorySegment(B256, data, ql, ByteOrder.LITTLE_ENDIAN);
                 final ByteVector l1 = ByteVector.fromMemorySegment(B256, data, ql + 32, ByteOrder.LITTLE_ENDIAN);
                 final ByteVector hb = ByteVector.fromMemorySegment(B256, data, qh, ByteOrder.LITTLE_ENDIAN);
-                final ByteVector q1 = l0.and((byte)0x0F).or(hb.and((byte)3).lanewise(VectorOperators.LSHL, 4)).sub((byte)32);
+                final ByteVector q1 = l0.and((byte)0x0F).or(Vectors.shiftLeftBytes(hb.and((byte)3), 4)).sub((byte)32);
                 final ByteVector q2 = l1.and((byte)0x0F)
-                    .or(hb.lanewise(VectorOperators.LSHR, 2).and((byte)3).lanewise(VectorOperators.LSHL, 4)).sub((byte)32);
-                final ByteVector q3 = l0.lanewise(VectorOperators.LSHR, 4).and((byte)0x0F)
-                    .or(hb.lanewise(VectorOperators.LSHR, 4).and((byte)3).lanewise(VectorOperators.LSHL, 4)).sub((byte)32);
-                final ByteVector q4 = l1.lanewise(VectorOperators.LSHR, 4).and((byte)0x0F)
-                    .or(hb.lanewise(VectorOperators.LSHR, 6).and((byte)3).lanewise(VectorOperators.LSHL, 4)).sub((byte)32);
+                    .or(Vectors.shiftLeftBytes(Vectors.shiftRightBytes(hb, 2).and((byte)3), 4)).sub((byte)32);
+                final ByteVector q3 = Vectors.shiftRightBytes(l0, 4).and((byte)0x0F)
+                    .or(Vectors.shiftLeftBytes(Vectors.shiftRightBytes(hb, 4).and((byte)3), 4)).sub((byte)32);
+                final ByteVector q4 = Vectors.shiftRightBytes(l1, 4).and((byte)0x0F)
+                    .or(Vectors.shiftLeftBytes(Vectors.shiftRightBytes(hb, 6).and((byte)3), 4)).sub((byte)32);
                 for (int p = 0; p < PARTS_32; p++)
                 {
                     final int is = (p * LANES) >>> 4;

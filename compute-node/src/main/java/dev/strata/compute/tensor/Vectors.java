@@ -30,6 +30,23 @@ final class Vectors
     {
     }
 
+    /**
+     * Shifts every byte right by {@code n} bits, with garbage from the neighbouring byte in the top {@code n}
+     * bits: callers mask the result. x86 has no byte shift, so a byte-lane shift compiles to several
+     * widen/shift/narrow instructions; a shift of the same bits as 32-bit lanes is one instruction (measured:
+     * the Q4_0 kernel went from 10 to 15 Gweights/s per core).
+     */
+    static ByteVector shiftRightBytes(final ByteVector v, final int n)
+    {
+        return v.reinterpretAsInts().lanewise(VectorOperators.LSHR, n).reinterpretAsBytes();
+    }
+
+    /** Shifts every byte left by {@code n} bits; only correct when no set bit crosses a byte boundary. */
+    static ByteVector shiftLeftBytes(final ByteVector v, final int n)
+    {
+        return v.reinterpretAsInts().lanewise(VectorOperators.LSHL, n).reinterpretAsBytes();
+    }
+
     /** Converts {@code LANES} IEEE half floats to floats (no inf/NaN handling: weights hold none). */
     static FloatVector halfToFloat(final ShortVector h)
     {

@@ -109,6 +109,7 @@ final class GenerateCommand implements Callable<Integer>
                     out.flush();
                     return true;
                 });
+            out.print(decoder.flush());
             out.println();
             err.printf("%nprefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %s%n",
                 result.promptTokens(), result.prefillTokensPerSecond(), result.tokens().length,

@@ -26,7 +26,7 @@ final class MemoryBandwidth
     /** @return bytes per second. */
     static double measure(final ThreadPool pool, final long bytes, final int passes)
     {
-        try (Arena arena = Arena.ofConfined())
+        try (Arena arena = Arena.ofShared())
         {
             final MemorySegment seg = arena.allocate(bytes, 64);
             seg.fill((byte)1);

@@ -366,7 +366,7 @@ public final class GgufFile implements AutoCloseable
             }
             catch (final CharacterCodingException ex)
             {
-                // token pieces of some vocabularies hold partial UTF-8 sequences; keep them losslessly decodable
+                // token pieces of some vocabularies hold partial UTF-8 sequences: malformed bytes become U+FFFD
                 return new String(bytes, StandardCharsets.UTF_8);
             }
         }

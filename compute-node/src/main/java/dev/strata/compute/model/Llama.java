@@ -162,12 +162,7 @@ public final class Llama
         }
         ops.matmul(w.wGate(), xb, n, hb);
         ops.matmul(w.wUp(), xb, n, hb2);
-        final int hidden = n * c.ffnDim();
-        for (int i = 0; i < hidden; i++)
-        {
-            final float g = hb[i];
-            hb[i] = g / (1f + (float)Math.exp(-g)) * hb2[i];
-        }
+        ops.pool().parallelFor(n, (t0, t1) -> MatOps.swiglu(hb, hb2, t0 * c.ffnDim(), (t1 - t0) * c.ffnDim()));
         ops.matmul(w.wDown(), hb, n, xb);
         add(x, xb, n * dim);
     }

@@ -22,6 +22,8 @@ public final class ThreadPool implements AutoCloseable
     private final int threads;
     private final Thread[] workers;
     private final AtomicInteger pending = new AtomicInteger();
+    private final AtomicInteger nextChunk = new AtomicInteger();
+    private volatile int chunks;
     private volatile int generation;
     private volatile boolean closed;
     private volatile RangeTask task;
@@ -49,10 +51,20 @@ public final class ThreadPool implements AutoCloseable
     }
 
     /**
-     * Runs {@code task} over {@code [0, n)} split into one contiguous chunk per thread, and returns when all are
-     * done. Not reentrant: call from one thread at a time.
+     * Runs {@code task} over {@code [0, n)} split into contiguous chunks that the threads claim in turn, and
+     * returns when all are done. Not reentrant: call from one thread at a time.
      */
     public void parallelFor(final int n, final RangeTask task)
+    {
+        parallelFor(n, 1, task);
+    }
+
+    /**
+     * As {@link #parallelFor(int, RangeTask)} with {@code chunksPerThread} chunks per thread: 1 gives each
+     * thread one contiguous share (best for short, even loops such as decode's matrix-vector products); more
+     * chunks even out uneven or long loops (prefill), at the cost of an atomic claim per chunk.
+     */
+    public void parallelFor(final int n, final int chunksPerThread, final RangeTask task)
     {
         if (threads == 1 || n < 2)
         {
@@ -61,14 +73,16 @@ public final class ThreadPool implements AutoCloseable
         }
         this.task = task;
         this.total = n;
+        this.chunks = Math.min(n, threads * Math.max(1, chunksPerThread));
         this.failure = null;
+        nextChunk.set(0);
         pending.set(workers.length);
         generation++;
         for (final Thread w : workers)
         {
             LockSupport.unpark(w);
         }
-        runChunk(0, task, n);
+        runChunks(task, n);
         int spins = 0;
         while (pending.get() != 0)
         {
@@ -89,13 +103,22 @@ public final class ThreadPool implements AutoCloseable
         }
     }
 
-    private void runChunk(final int index, final RangeTask task, final int n)
+    /**
+     * Claims chunks until none is left: a thread slowed by the OS or the JIT takes fewer chunks instead of
+     * holding everyone at the barrier.
+     */
+    private void runChunks(final RangeTask task, final int n)
     {
-        final int start = (int)((long)n * index / threads);
-        final int end = (int)((long)n * (index + 1) / threads);
-        if (start < end)
+        final int count = chunks;
+        int index;
+        while ((index = nextChunk.getAndIncrement()) < count)
         {
-            task.run(start, end);
+            final int start = (int)((long)n * index / count);
+            final int end = (int)((long)n * (index + 1) / count);
+            if (start < end)
+            {
+                task.run(start, end);
+            }
         }
     }
 
@@ -123,7 +146,7 @@ public final class ThreadPool implements AutoCloseable
             seen = generation;
             try
             {
-                runChunk(index, task, total);
+                runChunks(task, total);
             }
             catch (final Throwable t)
             {

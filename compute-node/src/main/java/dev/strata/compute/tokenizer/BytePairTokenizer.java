@@ -3,6 +3,7 @@ package dev.strata.compute.tokenizer;
 import dev.strata.compute.gguf.GgufMetadata;
 
 import java.lang.System.Logger.Level;
+import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.PriorityQueue;
 import java.util.Set;
@@ -21,15 +22,18 @@ final class BytePairTokenizer extends VocabTokenizer
     private static final System.Logger LOG = System.getLogger(BytePairTokenizer.class.getName());
     private static final String KEY_PRE = "tokenizer.ggml.pre";
     private static final String KEY_MERGES = "tokenizer.ggml.merges";
-    private static final Set<String> IGNORE_MERGES = Set.of("llama3", "llama-v3", "llama-bpe", "falcon3", "tekken");
-    private static final Set<String> ADD_BOS = Set.of("llama3", "llama-v3", "llama-bpe", "falcon3", "tekken", "chameleon");
+    private static final Set<String> IGNORE_MERGES =
+        Set.of("llama3", "llama-v3", "llama-bpe", "falcon3", "tekken");
+    private static final Set<String> ADD_BOS =
+        Set.of("llama3", "llama-v3", "llama-bpe", "falcon3", "tekken", "chameleon");
 
     private final PreTokenizer preTokenizer;
     private final MergeRanks merges;
     private final boolean ignoreMerges;
 
-    private BytePairTokenizer(final Vocabulary vocab, final SpecialTokens specials, final SpecialTokenSplitter splitter,
-        final TokenizerFlags flags, final PreTokenizer preTokenizer, final MergeRanks merges, final boolean ignoreMerges)
+    private BytePairTokenizer(final Vocabulary vocab, final SpecialTokens specials,
+        final SpecialTokenSplitter splitter, final TokenizerFlags flags, final PreTokenizer preTokenizer,
+        final MergeRanks merges, final boolean ignoreMerges)
     {
         super(vocab, specials, splitter, flags, renderPieces(vocab));
         this.preTokenizer = preTokenizer;
@@ -73,7 +77,7 @@ final class BytePairTokenizer extends VocabTokenizer
             }
             else if ((attr & TokenAttr.USER_DEFINED) != 0)
             {
-                pieces[id] = vocab.text(id).getBytes(java.nio.charset.StandardCharsets.UTF_8);
+                pieces[id] = vocab.text(id).getBytes(StandardCharsets.UTF_8);
             }
             else if ((attr & TokenAttr.NORMAL) != 0)
             {
@@ -85,12 +89,6 @@ final class BytePairTokenizer extends VocabTokenizer
             }
         }
         return pieces;
-    }
-
-    /** The pre-tokenizer in use. */
-    PreTokenizer preTokenizer()
-    {
-        return preTokenizer;
     }
 
     @Override
@@ -129,7 +127,8 @@ final class BytePairTokenizer extends VocabTokenizer
             }
         }
         final Symbols symbols = Symbols.ofCodePoints(word);
-        final PriorityQueue<Bigram> queue = new PriorityQueue<>(Math.max(1, symbols.count()), BytePairTokenizer::compare);
+        final PriorityQueue<Bigram> queue =
+            new PriorityQueue<>(Math.max(1, symbols.count()), BytePairTokenizer::compare);
         for (int i = 1; i < symbols.count(); i++)
         {
             offer(word, symbols, i - 1, i, queue);

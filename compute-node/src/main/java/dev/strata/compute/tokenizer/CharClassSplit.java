@@ -9,7 +9,8 @@ import java.util.function.IntPredicate;
 final class CharClassSplit implements SplitRule
 {
     /** {@code [\p{P}\$\+<=>\^~\|]+}, the first regex of llama.cpp's default BPE pre-tokenizer. */
-    static final CharClassSplit PUNCTUATION_RUNS = runs(cp -> CodepointClass.isPunctuation(cp) || "$+<=>^~|".indexOf(cp) >= 0);
+    static final CharClassSplit PUNCTUATION_RUNS =
+        runs(cp -> CodepointClass.isPunctuation(cp) || "$+<=>^~|".indexOf(cp) >= 0);
     /** {@code [\p{P}\$\+<=>\^~\|`]+}, Falcon's variant. */
     static final CharClassSplit PUNCTUATION_RUNS_WITH_BACKTICK =
         runs(cp -> CodepointClass.isPunctuation(cp) || "$+<=>^~|`".indexOf(cp) >= 0);

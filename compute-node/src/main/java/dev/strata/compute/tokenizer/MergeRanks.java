@@ -28,7 +28,8 @@ final class MergeRanks
         {
             final String merge = merges[rank];
             final int space = merge.indexOf(' ', 1);
-            final Pair pair = space < 0 ? new Pair("", "") : new Pair(merge.substring(0, space), merge.substring(space + 1));
+            final Pair pair = space < 0 ?
+                new Pair("", "") : new Pair(merge.substring(0, space), merge.substring(space + 1));
             ranks.putIfAbsent(pair, rank);
         }
         return new MergeRanks(ranks);
@@ -41,8 +42,4 @@ final class MergeRanks
         return rank == null ? -1 : rank;
     }
 
-    int size()
-    {
-        return ranks.size();
-    }
 }

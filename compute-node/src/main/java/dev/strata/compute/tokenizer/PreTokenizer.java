@@ -45,7 +45,8 @@ final class PreTokenizer
         {
             case "default" -> defaultChain(name, true);
             case "gpt-2", "phi-2", "mpt", "olmo", "jais", "roberta-bpe", "gigachat", "jina-es", "jina-de",
-                "jina-v1-en", "jina-v2-es", "jina-v2-de", "jina-v2-code" -> new PreTokenizer(name, true, Gpt2Split.INSTANCE);
+                "jina-v1-en", "jina-v2-es", "jina-v2-de", "jina-v2-code" ->
+                new PreTokenizer(name, true, Gpt2Split.INSTANCE);
             case "llama3", "llama-v3", "llama-bpe", "falcon3", "dbrx", "smaug-bpe", "chatglm-bpe" ->
                 new PreTokenizer(name, true, LlamaSplit.LLAMA3);
             case "qwen2", "deepseek-r1-qwen", "stablelm2", "megrez" -> new PreTokenizer(name, true, LlamaSplit.QWEN2);

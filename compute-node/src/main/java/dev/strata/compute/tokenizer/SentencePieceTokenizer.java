@@ -198,7 +198,8 @@ final class SentencePieceTokenizer extends VocabTokenizer
         {
             return specials.unk(); // llama.cpp aborts here; a missing byte token is a broken vocabulary
         }
-        throw new IllegalStateException(String.format("the vocabulary has no byte token <0x%02X> and no unknown token", b));
+        throw new IllegalStateException(
+            String.format("the vocabulary has no byte token <0x%02X> and no unknown token", b));
     }
 
     /** Highest score first, then leftmost (llama.cpp's {@code llm_bigram_spm::comparator}). */

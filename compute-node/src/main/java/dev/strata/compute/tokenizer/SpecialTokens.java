@@ -18,8 +18,8 @@ import java.util.Set;
  * CONTROL), eos, eot and eom.</li>
  * </ol>
  * llama.cpp walks an unordered map when guessing by text, so if several tokens match one role the one it picks
- * is unspecified; this class picks the lowest id. Only which id becomes "the" EOT/FIM token depends on that, not
- * the end-of-generation set.
+ * is unspecified; this class picks the lowest id. That only matters for a vocabulary with several candidates
+ * for one role, one of them outside {@link #EOG_TEXTS} (such as {@code <｜end▁of▁sentence｜>}).
  * <p>
  * Resolving may change token attributes of the vocabulary (the forced CONTROL).
  */
@@ -30,11 +30,15 @@ final class SpecialTokens
         "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>");
 
     private static final List<String> EOT_TEXTS = List.of(
-        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "<｜end▁of▁sentence｜>");
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>",
+        "<｜end▁of▁sentence｜>");
     private static final List<String> EOM_TEXTS = List.of("<|eom_id|>");
-    private static final List<String> FIM_PRE_TEXTS = List.of("<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>");
-    private static final List<String> FIM_SUF_TEXTS = List.of("<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>");
-    private static final List<String> FIM_MID_TEXTS = List.of("<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>");
+    private static final List<String> FIM_PRE_TEXTS =
+        List.of("<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>");
+    private static final List<String> FIM_SUF_TEXTS =
+        List.of("<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>");
+    private static final List<String> FIM_MID_TEXTS =
+        List.of("<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>");
     private static final List<String> FIM_PAD_TEXTS = List.of("<|fim_pad|>", "<fim-pad>", "<PAD>");
     private static final List<String> FIM_REP_TEXTS = List.of("<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>");
     private static final List<String> FIM_SEP_TEXTS = List.of("<|file_sep|>");
@@ -44,24 +48,13 @@ final class SpecialTokens
     private final int bos;
     private final int eos;
     private final int unk;
-    private final int eot;
-    private final int eom;
-    private final int fimPre;
-    private final int fimSuf;
-    private final int fimMid;
     private final BitSet endOfGeneration;
 
-    private SpecialTokens(final int bos, final int eos, final int unk, final int eot, final int eom,
-        final int fimPre, final int fimSuf, final int fimMid, final BitSet endOfGeneration)
+    private SpecialTokens(final int bos, final int eos, final int unk, final BitSet endOfGeneration)
     {
         this.bos = bos;
         this.eos = eos;
         this.unk = unk;
-        this.eot = eot;
-        this.eom = eom;
-        this.fimPre = fimPre;
-        this.fimSuf = fimSuf;
-        this.fimMid = fimMid;
         this.endOfGeneration = endOfGeneration;
     }
 
@@ -80,13 +73,11 @@ final class SpecialTokens
         final int unk = id(md, vocab, "unknown_token_id", defaultUnk);
         final int eot = byText(vocab, id(md, vocab, "eot_token_id", -1), EOT_TEXTS);
         final int eom = byText(vocab, id(md, vocab, "eom_token_id", -1), EOM_TEXTS);
-        // the deprecated prefix/suffix/middle keys are read after the fim_* keys and win over them
-        final int fimPre = byText(vocab, id(md, vocab, "prefix_token_id", id(md, vocab, "fim_pre_token_id", -1)),
-            FIM_PRE_TEXTS);
-        final int fimSuf = byText(vocab, id(md, vocab, "suffix_token_id", id(md, vocab, "fim_suf_token_id", -1)),
-            FIM_SUF_TEXTS);
-        final int fimMid = byText(vocab, id(md, vocab, "middle_token_id", id(md, vocab, "fim_mid_token_id", -1)),
-            FIM_MID_TEXTS);
+        // FIM prefix/suffix/middle do not end generation, but guessing them makes them CONTROL, which matters to
+        // special-token parsing; the deprecated prefix/suffix/middle keys win over the fim_* keys, as in llama.cpp
+        byText(vocab, id(md, vocab, "prefix_token_id", id(md, vocab, "fim_pre_token_id", -1)), FIM_PRE_TEXTS);
+        byText(vocab, id(md, vocab, "suffix_token_id", id(md, vocab, "fim_suf_token_id", -1)), FIM_SUF_TEXTS);
+        byText(vocab, id(md, vocab, "middle_token_id", id(md, vocab, "fim_mid_token_id", -1)), FIM_MID_TEXTS);
         final int fimPad = byText(vocab, id(md, vocab, "fim_pad_token_id", -1), FIM_PAD_TEXTS);
         final int fimRep = byText(vocab, id(md, vocab, "fim_rep_token_id", -1), FIM_REP_TEXTS);
         final int fimSep = byText(vocab, id(md, vocab, "fim_sep_token_id", -1), FIM_SEP_TEXTS);
@@ -108,7 +99,7 @@ final class SpecialTokens
                 vocab.setAttr(id, TokenAttr.CONTROL, true);
             }
         }
-        return new SpecialTokens(bos, eos, unk, eot, eom, fimPre, fimSuf, fimMid, eog);
+        return new SpecialTokens(bos, eos, unk, eog);
     }
 
     /** Reads {@code tokenizer.ggml.<name>}; a missing key, or an id outside the vocabulary, keeps the default. */
@@ -162,31 +153,6 @@ final class SpecialTokens
     int unk()
     {
         return unk;
-    }
-
-    int eot()
-    {
-        return eot;
-    }
-
-    int eom()
-    {
-        return eom;
-    }
-
-    int fimPrefix()
-    {
-        return fimPre;
-    }
-
-    int fimSuffix()
-    {
-        return fimSuf;
-    }
-
-    int fimMiddle()
-    {
-        return fimMid;
     }
 
     boolean isEndOfGeneration(final int token)

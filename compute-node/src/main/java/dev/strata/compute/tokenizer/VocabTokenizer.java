@@ -124,18 +124,6 @@ abstract class VocabTokenizer implements Tokenizer
         return vocab.text(token);
     }
 
-    /** Whether {@code encode(text, true, ...)} starts with BOS. */
-    final boolean addsBos()
-    {
-        return addBos;
-    }
-
-    /** Whether {@code encode(text, true, ...)} ends with EOS. */
-    final boolean addsEos()
-    {
-        return addEos;
-    }
-
     /** Whether text that starts the input or follows a special token gets a dummy-prefix space (SPM). */
     final boolean addsSpacePrefix()
     {

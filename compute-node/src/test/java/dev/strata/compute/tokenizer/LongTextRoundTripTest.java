@@ -6,14 +6,16 @@ import org.junit.jupiter.params.provider.ValueSource;
 import java.util.stream.Collectors;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** Encoding a few kilobytes takes milliseconds, not seconds (a loose bound: the machine is shared). */
-class EncodingSpeedTest
+/**
+ * A 10 KB text made of all the conformance strings round-trips through encode/decode. (Encoding speed is not
+ * asserted here: timings belong in benchmarks, not tests.)
+ */
+class LongTextRoundTripTest
 {
     @ParameterizedTest
     @ValueSource(strings = {SharedModels.SPM_VOCAB, SharedModels.GPT2_VOCAB})
-    void encodingTenKilobytesIsFast(final String vocab)
+    void shouldRoundTripTenKilobytesOfMixedText(final String vocab)
     {
         final Tokenizer tokenizer = SharedModels.tokenizer(vocab);
         final String corpus = LlamaCppConformanceTest.cases(vocab).stream()
@@ -24,15 +26,6 @@ class EncodingSpeedTest
             text.append(corpus).append('\n');
         }
         final String input = text.toString();
-        for (int i = 0; i < 5; i++)
-        {
-            tokenizer.encode(input, true, false); // warm up
-        }
-        final long start = System.nanoTime();
-        final int[] tokens = tokenizer.encode(input, true, false);
-        final long micros = (System.nanoTime() - start) / 1_000;
-        System.out.printf("%s: %d chars -> %d tokens in %.2f ms%n", vocab, input.length(), tokens.length, micros / 1000.0);
-        assertTrue(micros < 1_000_000, "encoding " + input.length() + " chars took " + micros / 1000 + " ms");
         assertEquals(input, tokenizer.decode(tokenizer.encode(input, false, false)), "the long text round-trips");
     }
 }

@@ -232,9 +232,11 @@ public final class GgufFile implements AutoCloseable
         final long fileSize = segment.byteSize();
         for (final GgufTensorInfo t : tensors.values())
         {
-            final long end = dataOffset + t.offset() + t.byteSize();
-            if (end > fileSize || end < 0)
+            // compared without computing offset + size, which can wrap around to a small positive end
+            if (t.offset() > fileSize - dataOffset || t.byteSize() > fileSize - dataOffset - t.offset())
             {
+                final java.math.BigInteger end = java.math.BigInteger.valueOf(dataOffset)
+                    .add(java.math.BigInteger.valueOf(t.offset())).add(java.math.BigInteger.valueOf(t.byteSize()));
                 throw new GgufFormatException("truncated file: tensor " + t.name() + " ends at byte " + end +
                     " but the file has " + fileSize + " bytes");
             }
@@ -393,7 +395,7 @@ public final class GgufFile implements AutoCloseable
 
         Object array(final String key, final GgufValueType type, final long count, final int depth)
         {
-            if (count < 0 || count > remaining() / type.minSize())
+            if (count < 0 || count > remaining() / type.minSize() || count > Integer.MAX_VALUE - 8)
             {
                 throw new GgufFormatException("metadata array " + key + " at offset " + position +
                     " has absurd length " + count + " (" + remaining() + " bytes remain)");

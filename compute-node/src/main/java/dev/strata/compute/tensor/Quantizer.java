@@ -90,7 +90,9 @@ public final class Quantizer
             out.putShort(Float.floatToFloat16(d));
             for (int j = 0; j < 32; j++)
             {
-                out.put((byte)Math.round(src[offset + b + j] * id));
+                // C roundf: half-way cases away from zero (Math.round would take -2.5 to -2, ggml to -3)
+                final float v = src[offset + b + j] * id;
+                out.put((byte)(v < 0f ? -Math.round(-v) : Math.round(v)));
             }
         }
     }

@@ -82,7 +82,16 @@ public final class ThreadPool implements AutoCloseable
         {
             LockSupport.unpark(w);
         }
-        runChunks(task, n);
+        Throwable callerFailure = null;
+        try
+        {
+            runChunks(task, n);
+        }
+        catch (final Throwable t)
+        {
+            // still wait for the workers: returning now would let them run this task into the next loop
+            callerFailure = t;
+        }
         int spins = 0;
         while (pending.get() != 0)
         {
@@ -96,6 +105,18 @@ public final class ThreadPool implements AutoCloseable
             }
         }
         this.task = null;
+        if (callerFailure instanceof RuntimeException ex)
+        {
+            throw ex;
+        }
+        if (callerFailure instanceof Error err)
+        {
+            throw err;
+        }
+        if (callerFailure != null)
+        {
+            throw new IllegalStateException("compute task failed: " + callerFailure, callerFailure);
+        }
         final Throwable t = failure;
         if (t != null)
         {

@@ -1,0 +1,128 @@
+package dev.strata.compute.tensor;
+
+import dev.strata.compute.gguf.GgmlType;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+@Timeout(value = 120, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
+class MatOpsTest
+{
+    private static void assertNoFailures(final List<String> failures)
+    {
+        assertTrue(failures.isEmpty(), () -> failures.size() + " mismatches, first: " +
+            String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
+    }
+
+    @Test
+    void matmulShouldMatchDoubleTripleLoopOnOneThread()
+    {
+        try (ThreadPool pool = new ThreadPool(1))
+        {
+            assertNoFailures(KernelConformance.checkMatmulShapes(new MatOps(pool), 1));
+        }
+    }
+
+    @Test
+    void matmulShouldMatchDoubleTripleLoopOnTwoThreads()
+    {
+        try (ThreadPool pool = new ThreadPool(2))
+        {
+            final MatOps ops = new MatOps(pool);
+            for (int seed = 1; seed <= 3; seed++)
+            {
+                assertNoFailures(KernelConformance.checkMatmulShapes(ops, seed));
+            }
+        }
+    }
+
+    @Test
+    void matvecShouldMatchDoubleLoopForEveryType()
+    {
+        final Random rnd = new Random(17);
+        for (final int threads : new int[]{1, 2})
+        {
+            try (ThreadPool pool = new ThreadPool(threads))
+            {
+                final MatOps ops = new MatOps(pool);
+                for (final GgmlType type : KernelConformance.TYPES)
+                {
+                    final int cols = type.blockSize() == 256 ? 512 : type.blockSize() == 32 ? 160 : 172;
+                    final int rows = 13;
+                    final byte[] bytes = KernelConformance.randomData(type, rows, cols, rnd);
+                    final WeightTensor w = WeightTensor.of("w", type, MemorySegment.ofArray(bytes), rows, cols);
+                    final float[] x = KernelConformance.randomVector(rnd, 0, cols);
+                    final float[] out = new float[rows];
+                    ops.matvec(w, x, out);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        final float[] dense = ScalarReference.dequantizeRow(type, bytes,
+                            r * ScalarReference.rowBytes(type, cols), cols);
+                        assertNull(KernelConformance.compareDot(out[r], dense, x, 0),
+                            type + " row " + r + " threads " + threads);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void matmulShouldAgreeWithRepeatedMatvec()
+    {
+        final Random rnd = new Random(23);
+        try (ThreadPool pool = new ThreadPool(2))
+        {
+            final MatOps ops = new MatOps(pool);
+            final int rows = 35;
+            final int cols = 96;
+            final int tokens = 7;
+            final byte[] bytes = KernelConformance.randomData(GgmlType.Q8_0, rows, cols, rnd);
+            final WeightTensor w = WeightTensor.of("w", GgmlType.Q8_0, MemorySegment.ofArray(bytes), rows, cols);
+            final float[] x = KernelConformance.randomVector(rnd, 0, tokens * cols);
+            final float[] batched = new float[tokens * rows];
+            ops.matmul(w, x, tokens, batched);
+            for (int t = 0; t < tokens; t++)
+            {
+                final float[] xt = java.util.Arrays.copyOfRange(x, t * cols, (t + 1) * cols);
+                final float[] single = new float[rows];
+                ops.matvec(w, xt, single);
+                for (int r = 0; r < rows; r++)
+                {
+                    assertEquals(single[r], batched[t * rows + r], 1e-4f * (1 + Math.abs(single[r])),
+                        "token " + t + " row " + r);
+                }
+            }
+        }
+    }
+
+    @Test
+    void dotAndAxpyShouldMatchScalarLoops()
+    {
+        final Random rnd = new Random(29);
+        for (final int n : new int[]{0, 1, 15, 16, 17, 100, 172})
+        {
+            final float[] a = KernelConformance.randomVector(rnd, 3, n);
+            final float[] b = KernelConformance.randomVector(rnd, 1, n);
+            double expected = 0;
+            for (int i = 0; i < n; i++)
+            {
+                expected += (double)a[3 + i] * b[1 + i];
+            }
+            assertEquals(expected, MatOps.dot(a, 3, b, 1, n), 1e-5 * (1 + n), "dot n=" + n);
+            final float[] y = b.clone();
+            MatOps.axpy(0.5f, a, 3, y, 1, n);
+            assertEquals(b[0], y[0], "axpy must not touch y before yo");
+            for (int i = 0; i < n; i++)
+            {
+                assertEquals(b[1 + i] + 0.5f * a[3 + i], y[1 + i], 1e-6f, "axpy n=" + n + " i=" + i);
+            }
+        }
+    }
+}

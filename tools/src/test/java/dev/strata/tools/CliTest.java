@@ -138,4 +138,20 @@ class CliTest
         assertEquals(0, r.code(), r.err());
         assertEquals(stdout.strip(), r.out().strip());
     }
+
+    @Test
+    void shouldSayWhenChatFallsBackForModelWithoutTemplate()
+    {
+        final Run r = run("generate", "-m", tiny.toString(), "--chat", "-p", "hi", "-n", "4", "--temperature", "0");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("note:") && r.err().contains("chatml"), r.err());
+    }
+
+    @Test
+    void shouldRejectBadSamplingOptionsClearly()
+    {
+        final Run r = run("generate", "-m", tiny.toString(), "-p", "hi", "--top-p", "1.5");
+        assertEquals(1, r.code());
+        assertTrue(r.err().contains("topP"), r.err());
+    }
 }

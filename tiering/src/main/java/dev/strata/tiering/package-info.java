@@ -1,5 +1,6 @@
 /**
- * Blocks and tiers: memory, SSD (RocksDB) and object storage, and the tiered block store.
- * Not built yet (issue 3); the module exists so the fixed top level builds.
+ * Blocks and tiers: immutable, content-addressed weight blocks ({@link dev.strata.tiering.BlockId}) kept across
+ * a memory tier, an SSD tier (RocksDB) and an object tier (a local directory, or S3), behind one narrow
+ * {@link dev.strata.tiering.Tier} interface.
  */
 package dev.strata.tiering;

@@ -1,0 +1,419 @@
+package dev.strata.tiering;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.PriorityBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
+
+/**
+ * Immutable blocks over three tiers: memory (hot, bounded, zero-copy), SSD (optional) and object storage
+ * (durable home of every block).
+ * <ul>
+ * <li><b>Writes</b> are durable in the object tier before {@link #put} returns.</li>
+ * <li><b>Reads</b> cascade memory → SSD → object. Every copy read from the SSD or object tier is checked
+ * against its SHA-256 id; a bad copy counts as a corrupt miss, is dropped, and the next tier is tried; a good
+ * copy from below is written back up (repair and promotion). Memory-tier copies are verified once, when they
+ * enter the tier, and trusted afterwards, so that zero-copy reads cost no hashing. Corrupt bytes are never
+ * returned: with no good copy left the read fails with {@link BlockStoreException.Reason#CORRUPT}.</li>
+ * <li><b>Single flight</b>: concurrent reads of the same missing block share one fetch.</li>
+ * <li><b>Prefetch</b>: {@link #prefetch} queues a promotion with a priority and a deadline; demand reads
+ * never wait behind it.</li>
+ * </ul>
+ * The store does not own its tiers: whoever opened them closes them.
+ */
+public final class TieredBlockStore implements AutoCloseable
+{
+    /** Tier indexes in {@link Stats}. */
+    public static final int MEMORY = 0, SSD = 1, OBJECT = 2;
+
+    /**
+     * Counters, per tier where it applies.
+     *
+     * @param hits      reads served by each tier.
+     * @param corrupt   copies that failed verification, per tier.
+     * @param repairs   good copies written back over missing or corrupt ones.
+     * @param fetches   fetches from below memory (single flight makes this smaller than the misses).
+     * @param prefetched prefetches that promoted a block; expired: dropped past their deadline.
+     */
+    public record Stats(long[] hits, long[] corrupt, long repairs, long fetches, long prefetched, long expired)
+    {
+    }
+
+    /** A block handed to a reader; close it to release the pin. */
+    public final class Pinned implements AutoCloseable
+    {
+        private final BlockId id;
+        private final MemorySegment bytes;
+        private final boolean pinned;
+        private boolean closed;
+
+        Pinned(final BlockId id, final MemorySegment bytes, final boolean pinned)
+        {
+            this.id = id;
+            this.bytes = bytes;
+            this.pinned = pinned;
+        }
+
+        /** The block's content: a read-only view of the memory tier while pinned, else a verified copy. */
+        public MemorySegment bytes()
+        {
+            return bytes;
+        }
+
+        public BlockId id()
+        {
+            return id;
+        }
+
+        @Override
+        public void close()
+        {
+            if (!closed)
+            {
+                closed = true;
+                if (pinned)
+                {
+                    memory.unpin(id);
+                }
+            }
+        }
+    }
+
+    private final MemoryTier memory;
+    private final Tier ssd;
+    private final Tier object;
+    private final long maxBlockBytes;
+    private final ConcurrentHashMap<BlockId, CompletableFuture<MemorySegment>> inflight = new ConcurrentHashMap<>();
+    private final ThreadPoolExecutor prefetcher;
+    private final AtomicLongArray hits = new AtomicLongArray(3);
+    private final AtomicLongArray corrupt = new AtomicLongArray(3);
+    private final AtomicLong repairs = new AtomicLong();
+    private final AtomicLong fetches = new AtomicLong();
+    private final AtomicLong prefetched = new AtomicLong();
+    private final AtomicLong expired = new AtomicLong();
+    private final AtomicLong sequence = new AtomicLong();
+
+    /**
+     * @param memory        the hot tier.
+     * @param ssd           the SSD tier, or {@code null} for none.
+     * @param object        the durable tier.
+     * @param maxBlockBytes largest block accepted.
+     * @param prefetchThreads threads running prefetches.
+     */
+    public TieredBlockStore(final MemoryTier memory, final Tier ssd, final Tier object, final long maxBlockBytes,
+        final int prefetchThreads)
+    {
+        if (maxBlockBytes <= 0 || prefetchThreads < 1)
+        {
+            throw new IllegalArgumentException("invalid maxBlockBytes=" + maxBlockBytes + " or prefetchThreads=" +
+                prefetchThreads);
+        }
+        this.memory = memory;
+        this.ssd = ssd;
+        this.object = object;
+        this.maxBlockBytes = maxBlockBytes;
+        this.prefetcher = new ThreadPoolExecutor(prefetchThreads, prefetchThreads, 30, TimeUnit.SECONDS,
+            new PriorityBlockingQueue<>(), r -> Thread.ofPlatform().daemon().name("strata-prefetch").unstarted(r));
+    }
+
+    /**
+     * Stores a block durably in the object tier and returns its id. Storing a block that exists is cheap and
+     * safe (content addressing).
+     */
+    public BlockId put(final MemorySegment content) throws IOException
+    {
+        if (content.byteSize() == 0)
+        {
+            throw new IllegalArgumentException("empty block: blocks hold at least one byte");
+        }
+        if (content.byteSize() > maxBlockBytes)
+        {
+            throw new IllegalArgumentException("block of " + content.byteSize() + " bytes exceeds the limit of " +
+                maxBlockBytes);
+        }
+        final BlockId id = BlockId.of(content);
+        if (!object.put(id, content))
+        {
+            throw new BlockStoreException(BlockStoreException.Reason.UNAVAILABLE,
+                "object tier refused block " + id, null);
+        }
+        return id;
+    }
+
+    /**
+     * Reads a block, pinned in the memory tier when it fits there. Close the result when done.
+     *
+     * @throws BlockStoreException UNKNOWN if no tier holds it, CORRUPT if no good copy is left, UNAVAILABLE if
+     *                             the tiers that might hold it cannot be reached.
+     */
+    public Pinned acquire(final BlockId id) throws IOException
+    {
+        final MemorySegment resident = memory.pin(id);
+        if (resident != null)
+        {
+            hits.incrementAndGet(MEMORY);
+            return new Pinned(id, resident, true);
+        }
+        final MemorySegment verified = fetch(id);
+        final MemorySegment view = memory.putAndPin(id, verified, true);
+        return view != null ? new Pinned(id, view, true) : new Pinned(id, verified, false);
+    }
+
+    /** Reads a verified copy of a block from below the memory tier, one fetch per block at a time. */
+    private MemorySegment fetch(final BlockId id) throws IOException
+    {
+        final CompletableFuture<MemorySegment> mine = new CompletableFuture<>();
+        final CompletableFuture<MemorySegment> theirs = inflight.putIfAbsent(id, mine);
+        if (theirs != null)
+        {
+            try
+            {
+                return theirs.join();
+            }
+            catch (final java.util.concurrent.CompletionException ex)
+            {
+                throw ex.getCause() instanceof IOException io ? io : new IOException(ex.getCause());
+            }
+        }
+        try
+        {
+            fetches.incrementAndGet();
+            final long start = System.nanoTime();
+            final MemorySegment bytes = fetchBelow(id);
+            memory.refetchCost(id, (System.nanoTime() - start) * (double)(1 << 20) / id.length());
+            mine.complete(bytes);
+            return bytes;
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            mine.completeExceptionally(ex);
+            throw ex;
+        }
+        finally
+        {
+            inflight.remove(id, mine);
+        }
+    }
+
+    private MemorySegment fetchBelow(final BlockId id) throws IOException
+    {
+        boolean ssdCorrupt = false;
+        IOException ssdFailure = null;
+        if (ssd != null)
+        {
+            try
+            {
+                final MemorySegment bytes = ssd.get(id);
+                if (bytes != null)
+                {
+                    if (id.matches(bytes))
+                    {
+                        hits.incrementAndGet(SSD);
+                        return bytes;
+                    }
+                    corrupt.incrementAndGet(SSD);
+                    ssd.delete(id);
+                    ssdCorrupt = true;
+                }
+            }
+            catch (final IOException ex)
+            {
+                ssdFailure = ex;
+            }
+        }
+        final MemorySegment bytes;
+        try
+        {
+            bytes = object.get(id);
+        }
+        catch (final IOException ex)
+        {
+            if (ssdFailure != null)
+            {
+                ex.addSuppressed(ssdFailure);
+            }
+            throw new BlockStoreException(BlockStoreException.Reason.UNAVAILABLE,
+                "block " + id + " is not in memory and the object tier cannot be read: " + ex.getMessage(), ex);
+        }
+        if (bytes == null)
+        {
+            throw new BlockStoreException(BlockStoreException.Reason.UNKNOWN, "unknown block " + id, ssdFailure);
+        }
+        if (!id.matches(bytes))
+        {
+            corrupt.incrementAndGet(OBJECT);
+            throw new BlockStoreException(BlockStoreException.Reason.CORRUPT,
+                "block " + id + " is corrupt in the object tier and no good copy is left", ssdFailure);
+        }
+        hits.incrementAndGet(OBJECT);
+        // promotion object -> SSD; over a corrupt copy it is a repair
+        if (ssd != null && ssdFailure == null && ssd.put(id, bytes) && ssdCorrupt)
+        {
+            repairs.incrementAndGet();
+        }
+        return bytes;
+    }
+
+    /**
+     * Checks every tier's copy of a block and rewrites bad or missing copies in the SSD and object tiers from a
+     * good one (the memory copy included).
+     *
+     * @return whether a good copy exists.
+     */
+    public boolean scrub(final BlockId id) throws IOException
+    {
+        MemorySegment good = null;
+        final MemorySegment resident = memory.pin(id);
+        try
+        {
+            if (resident != null)
+            {
+                good = copyOf(resident);
+            }
+        }
+        finally
+        {
+            if (resident != null)
+            {
+                memory.unpin(id);
+            }
+        }
+        final Tier[] lower = ssd != null ? new Tier[]{ssd, object} : new Tier[]{object};
+        final boolean[] bad = new boolean[lower.length];
+        for (int i = 0; i < lower.length; i++)
+        {
+            final MemorySegment copy = lower[i].get(id);
+            if (copy != null && id.matches(copy))
+            {
+                good = good == null ? copy : good;
+            }
+            else
+            {
+                if (copy != null)
+                {
+                    corrupt.incrementAndGet(lower[i] == ssd ? SSD : OBJECT);
+                }
+                bad[i] = copy != null || lower[i] == object;
+            }
+        }
+        if (good == null)
+        {
+            return false;
+        }
+        for (int i = 0; i < lower.length; i++)
+        {
+            if (bad[i])
+            {
+                lower[i].delete(id);
+                if (lower[i].put(id, good))
+                {
+                    repairs.incrementAndGet();
+                }
+            }
+        }
+        return true;
+    }
+
+    private static MemorySegment copyOf(final MemorySegment s)
+    {
+        final MemorySegment copy = java.lang.foreign.Arena.ofAuto().allocate(s.byteSize());
+        MemorySegment.copy(s, 0, copy, 0, s.byteSize());
+        return copy;
+    }
+
+    /**
+     * Queues a promotion of a block into the memory tier. Lower {@code priority} runs first; a prefetch that
+     * starts after {@code deadlineNanos} (a {@link System#nanoTime()} value) is dropped as useless.
+     *
+     * @return completes when the block is resident (true), dropped (false), or failed.
+     */
+    public CompletableFuture<Boolean> prefetch(final BlockId id, final int priority, final long deadlineNanos)
+    {
+        final CompletableFuture<Boolean> done = new CompletableFuture<>();
+        prefetcher.execute(new PrefetchTask(priority, deadlineNanos, sequence.incrementAndGet(), () ->
+        {
+            if (System.nanoTime() > deadlineNanos)
+            {
+                expired.incrementAndGet();
+                done.complete(false);
+                return;
+            }
+            try
+            {
+                if (!memory.contains(id))
+                {
+                    final MemorySegment bytes = fetch(id);
+                    memory.put(id, bytes);
+                    prefetched.incrementAndGet();
+                }
+                done.complete(true);
+            }
+            catch (final IOException | RuntimeException ex)
+            {
+                done.completeExceptionally(ex);
+            }
+        }));
+        return done;
+    }
+
+    /** A prefetch ordered by priority, then deadline, then arrival. */
+    private record PrefetchTask(int priority, long deadline, long seq, Runnable body)
+        implements Runnable, Comparable<PrefetchTask>
+    {
+        @Override
+        public void run()
+        {
+            body.run();
+        }
+
+        @Override
+        public int compareTo(final PrefetchTask o)
+        {
+            if (priority != o.priority)
+            {
+                return Integer.compare(priority, o.priority);
+            }
+            if (deadline != o.deadline)
+            {
+                return Long.compare(deadline, o.deadline);
+            }
+            return Long.compare(seq, o.seq);
+        }
+    }
+
+    public Stats stats()
+    {
+        final long[] h = new long[3];
+        final long[] c = new long[3];
+        for (int i = 0; i < 3; i++)
+        {
+            h[i] = hits.get(i);
+            c[i] = corrupt.get(i);
+        }
+        return new Stats(h, c, repairs.get(), fetches.get(), prefetched.get(), expired.get());
+    }
+
+    public MemoryTier memory()
+    {
+        return memory;
+    }
+
+    @Override
+    public void close() throws IOException
+    {
+        prefetcher.shutdownNow();
+        try
+        {
+            prefetcher.awaitTermination(5, TimeUnit.SECONDS);
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -1,5 +1,11 @@
 package dev.strata.tiering;
 
+import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.CompletableFuture;
@@ -92,6 +98,10 @@ public final class TieredBlockStore implements AutoCloseable
     private final ThreadPoolExecutor prefetcher;
     private final AtomicLongArray hits = new AtomicLongArray(3);
     private final AtomicLongArray corrupt = new AtomicLongArray(3);
+    private final AtomicLongArray misses = new AtomicLongArray(3);
+    private final AtomicLongArray readBytes = new AtomicLongArray(3);
+    private final Timer[] latency = new Timer[3];
+    private static final String[] TIER_NAMES = {"memory", "ssd", "object"};
     private final AtomicLong repairs = new AtomicLong();
     private final AtomicLong fetches = new AtomicLong();
     private final AtomicLong prefetched = new AtomicLong();
@@ -108,6 +118,18 @@ public final class TieredBlockStore implements AutoCloseable
     public TieredBlockStore(final MemoryTier memory, final Tier ssd, final Tier object, final long maxBlockBytes,
         final int prefetchThreads)
     {
+        this(memory, ssd, object, maxBlockBytes, prefetchThreads, new SimpleMeterRegistry());
+    }
+
+    /**
+     * As above, publishing metrics to {@code registry}: per tier {@code strata.tier.hits}, {@code .misses},
+     * {@code .corrupt}, {@code .read.bytes}, {@code .read.latency}, {@code .used.bytes}; and
+     * {@code strata.tier.repairs}, {@code .fetches}, {@code .evictions}, {@code .memory.budget.bytes},
+     * {@code .prefetch.done}, {@code .prefetch.expired}.
+     */
+    public TieredBlockStore(final MemoryTier memory, final Tier ssd, final Tier object, final long maxBlockBytes,
+        final int prefetchThreads, final MeterRegistry registry)
+    {
         if (maxBlockBytes <= 0 || prefetchThreads < 1)
         {
             throw new IllegalArgumentException("invalid maxBlockBytes=" + maxBlockBytes + " or prefetchThreads=" +
@@ -119,6 +141,31 @@ public final class TieredBlockStore implements AutoCloseable
         this.maxBlockBytes = maxBlockBytes;
         this.prefetcher = new ThreadPoolExecutor(prefetchThreads, prefetchThreads, 30, TimeUnit.SECONDS,
             new PriorityBlockingQueue<>(), r -> Thread.ofPlatform().daemon().name("strata-prefetch").unstarted(r));
+        final Tier[] tiers = {memory, ssd, object};
+        for (int t = 0; t < 3; t++)
+        {
+            if (tiers[t] == null)
+            {
+                continue;
+            }
+            final int i = t;
+            final String tier = TIER_NAMES[t];
+            FunctionCounter.builder("strata.tier.hits", hits, a -> a.get(i)).tag("tier", tier).register(registry);
+            FunctionCounter.builder("strata.tier.misses", misses, a -> a.get(i)).tag("tier", tier).register(registry);
+            FunctionCounter.builder("strata.tier.corrupt", corrupt, a -> a.get(i)).tag("tier", tier).register(registry);
+            FunctionCounter.builder("strata.tier.read.bytes", readBytes, a -> a.get(i)).tag("tier", tier)
+                .baseUnit("bytes").register(registry);
+            Gauge.builder("strata.tier.used.bytes", tiers[t], Tier::usedBytes).tag("tier", tier).baseUnit("bytes")
+                .register(registry);
+            latency[t] = Timer.builder("strata.tier.read.latency").tag("tier", tier).register(registry);
+        }
+        FunctionCounter.builder("strata.tier.repairs", repairs, AtomicLong::get).register(registry);
+        FunctionCounter.builder("strata.tier.fetches", fetches, AtomicLong::get).register(registry);
+        FunctionCounter.builder("strata.tier.evictions", memory, MemoryTier::evictions).register(registry);
+        Gauge.builder("strata.tier.memory.budget.bytes", memory, MemoryTier::budgetBytes).baseUnit("bytes")
+            .register(registry);
+        FunctionCounter.builder("strata.tier.prefetch.done", prefetched, AtomicLong::get).register(registry);
+        FunctionCounter.builder("strata.tier.prefetch.expired", expired, AtomicLong::get).register(registry);
     }
 
     /**
@@ -157,8 +204,10 @@ public final class TieredBlockStore implements AutoCloseable
         if (resident != null)
         {
             hits.incrementAndGet(MEMORY);
+            readBytes.addAndGet(MEMORY, resident.byteSize());
             return new Pinned(id, resident, true);
         }
+        misses.incrementAndGet(MEMORY);
         final MemorySegment verified = fetch(id);
         final MemorySegment view = memory.putAndPin(id, verified, true);
         return view != null ? new Pinned(id, view, true) : new Pinned(id, verified, false);
@@ -208,18 +257,22 @@ public final class TieredBlockStore implements AutoCloseable
         {
             try
             {
+                final long t0 = System.nanoTime();
                 final MemorySegment bytes = ssd.get(id);
+                latency[SSD].record(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
                 if (bytes != null)
                 {
                     if (id.matches(bytes))
                     {
                         hits.incrementAndGet(SSD);
+                        readBytes.addAndGet(SSD, bytes.byteSize());
                         return bytes;
                     }
                     corrupt.incrementAndGet(SSD);
                     ssd.delete(id);
                     ssdCorrupt = true;
                 }
+                misses.incrementAndGet(SSD);
             }
             catch (final IOException ex)
             {
@@ -227,9 +280,11 @@ public final class TieredBlockStore implements AutoCloseable
             }
         }
         final MemorySegment bytes;
+        final long t0 = System.nanoTime();
         try
         {
             bytes = object.get(id);
+            latency[OBJECT].record(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
         }
         catch (final IOException ex)
         {
@@ -242,15 +297,18 @@ public final class TieredBlockStore implements AutoCloseable
         }
         if (bytes == null)
         {
+            misses.incrementAndGet(OBJECT);
             throw new BlockStoreException(BlockStoreException.Reason.UNKNOWN, "unknown block " + id, ssdFailure);
         }
         if (!id.matches(bytes))
         {
+            misses.incrementAndGet(OBJECT);
             corrupt.incrementAndGet(OBJECT);
             throw new BlockStoreException(BlockStoreException.Reason.CORRUPT,
                 "block " + id + " is corrupt in the object tier and no good copy is left", ssdFailure);
         }
         hits.incrementAndGet(OBJECT);
+        readBytes.addAndGet(OBJECT, bytes.byteSize());
         // promotion object -> SSD; over a corrupt copy it is a repair
         if (ssd != null && ssdFailure == null && ssd.put(id, bytes) && ssdCorrupt)
         {

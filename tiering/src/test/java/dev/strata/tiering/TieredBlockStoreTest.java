@@ -219,6 +219,29 @@ class TieredBlockStoreTest
         assertEquals(1, store.stats().expired());
     }
 
+    @Test
+    void shouldPublishHitsMissesBytesAndBudgetUseAsMetrics() throws IOException
+    {
+        final io.micrometer.core.instrument.simple.SimpleMeterRegistry registry =
+            new io.micrometer.core.instrument.simple.SimpleMeterRegistry();
+        try (TieredBlockStore s = new TieredBlockStore(memory, ssd, object, 16L << 20, 1, registry))
+        {
+            final MemorySegment content = MemoryTierTest.block(9, 100_000);
+            final BlockId id = s.put(content);
+            s.acquire(id).close();
+            s.acquire(id).close();
+            assertEquals(1.0, registry.get("strata.tier.hits").tag("tier", "object").functionCounter().count());
+            assertEquals(1.0, registry.get("strata.tier.hits").tag("tier", "memory").functionCounter().count());
+            assertEquals(1.0, registry.get("strata.tier.misses").tag("tier", "memory").functionCounter().count());
+            assertEquals(1.0, registry.get("strata.tier.misses").tag("tier", "ssd").functionCounter().count());
+            assertEquals(200_000.0, registry.get("strata.tier.read.bytes").tag("tier", "memory").functionCounter().count()
+                + registry.get("strata.tier.read.bytes").tag("tier", "object").functionCounter().count());
+            assertEquals(100_000.0, registry.get("strata.tier.used.bytes").tag("tier", "memory").gauge().value());
+            assertEquals(8.0 * (1 << 20), registry.get("strata.tier.memory.budget.bytes").gauge().value());
+            assertEquals(1, registry.get("strata.tier.read.latency").tag("tier", "object").timer().count());
+        }
+    }
+
     private void flipByteInObjectFile(final BlockId id, final long offset) throws IOException
     {
         final Path file;

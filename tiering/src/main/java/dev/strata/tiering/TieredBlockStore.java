@@ -107,6 +107,7 @@ public final class TieredBlockStore implements AutoCloseable
     private final AtomicLong prefetched = new AtomicLong();
     private final AtomicLong expired = new AtomicLong();
     private final AtomicLong sequence = new AtomicLong();
+    private volatile BlockIndex index;
 
     /**
      * @param memory        the hot tier.
@@ -169,6 +170,28 @@ public final class TieredBlockStore implements AutoCloseable
     }
 
     /**
+     * Keeps {@code index} up to date from now on (stores, promotions, reads, repairs), after reconciling it
+     * with what the SSD and object tiers hold: call once at start-up, before serving.
+     *
+     * @return entries the reconciliation changed.
+     */
+    public int attachIndex(final BlockIndex index) throws IOException
+    {
+        final int changed = index.reconcile(ssd, object);
+        this.index = index;
+        return changed;
+    }
+
+    private void indexStored(final BlockId id, final int bit)
+    {
+        final BlockIndex i = index;
+        if (i != null)
+        {
+            i.stored(id, bit);
+        }
+    }
+
+    /**
      * Stores a block durably in the object tier and returns its id. Storing a block that exists is cheap and
      * safe (content addressing).
      */
@@ -189,6 +212,7 @@ public final class TieredBlockStore implements AutoCloseable
             throw new BlockStoreException(BlockStoreException.Reason.UNAVAILABLE,
                 "object tier refused block " + id, null);
         }
+        indexStored(id, BlockIndex.OBJECT_BIT);
         return id;
     }
 
@@ -209,6 +233,11 @@ public final class TieredBlockStore implements AutoCloseable
         }
         misses.incrementAndGet(MEMORY);
         final MemorySegment verified = fetch(id);
+        final BlockIndex i = index;
+        if (i != null)
+        {
+            i.accessed(id);
+        }
         final MemorySegment view = memory.putAndPin(id, verified, true);
         return view != null ? new Pinned(id, view, true) : new Pinned(id, verified, false);
     }
@@ -310,9 +339,13 @@ public final class TieredBlockStore implements AutoCloseable
         hits.incrementAndGet(OBJECT);
         readBytes.addAndGet(OBJECT, bytes.byteSize());
         // promotion object -> SSD; over a corrupt copy it is a repair
-        if (ssd != null && ssdFailure == null && ssd.put(id, bytes) && ssdCorrupt)
+        if (ssd != null && ssdFailure == null && ssd.put(id, bytes))
         {
-            repairs.incrementAndGet();
+            indexStored(id, BlockIndex.SSD_BIT);
+            if (ssdCorrupt)
+            {
+                repairs.incrementAndGet();
+            }
         }
         return bytes;
     }

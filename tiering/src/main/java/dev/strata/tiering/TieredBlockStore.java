@@ -20,7 +20,8 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * Immutable blocks over three tiers: memory (hot, bounded, zero-copy), SSD (optional) and object storage
  * (durable home of every block).
  * <ul>
- * <li><b>Writes</b> are durable in the object tier before {@link #put} returns.</li>
+ * <li><b>Writes</b> are durable in the object tier before {@link #put} returns. SSD and object tiers hold the
+ * {@link BlockCodec} stored form (LZ4 where it pays); the memory tier holds content.</li>
  * <li><b>Reads</b> cascade memory → SSD → object. Every copy read from the SSD or object tier is checked
  * against its SHA-256 id; a bad copy counts as a corrupt miss, is dropped, and the next tier is tried; a good
  * copy from below is written back up (repair and promotion). Memory-tier copies are verified once, when they
@@ -108,6 +109,7 @@ public final class TieredBlockStore implements AutoCloseable
     private final AtomicLong expired = new AtomicLong();
     private final AtomicLong sequence = new AtomicLong();
     private volatile BlockIndex index;
+    private final BlockCodec codec = new BlockCodec(true);
 
     /**
      * @param memory        the hot tier.
@@ -207,7 +209,7 @@ public final class TieredBlockStore implements AutoCloseable
                 maxBlockBytes);
         }
         final BlockId id = BlockId.of(content);
-        if (!object.put(id, content))
+        if (!object.put(id, codec.encode(content)))
         {
             throw new BlockStoreException(BlockStoreException.Reason.UNAVAILABLE,
                 "object tier refused block " + id, null);
@@ -287,11 +289,12 @@ public final class TieredBlockStore implements AutoCloseable
             try
             {
                 final long t0 = System.nanoTime();
-                final MemorySegment bytes = ssd.get(id);
+                final MemorySegment stored = ssd.get(id);
                 latency[SSD].record(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
-                if (bytes != null)
+                if (stored != null)
                 {
-                    if (id.matches(bytes))
+                    final MemorySegment bytes = codec.decode(stored);
+                    if (bytes != null && id.matches(bytes))
                     {
                         hits.incrementAndGet(SSD);
                         readBytes.addAndGet(SSD, bytes.byteSize());
@@ -308,11 +311,11 @@ public final class TieredBlockStore implements AutoCloseable
                 ssdFailure = ex;
             }
         }
-        final MemorySegment bytes;
+        final MemorySegment stored;
         final long t0 = System.nanoTime();
         try
         {
-            bytes = object.get(id);
+            stored = object.get(id);
             latency[OBJECT].record(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
         }
         catch (final IOException ex)
@@ -324,12 +327,13 @@ public final class TieredBlockStore implements AutoCloseable
             throw new BlockStoreException(BlockStoreException.Reason.UNAVAILABLE,
                 "block " + id + " is not in memory and the object tier cannot be read: " + ex.getMessage(), ex);
         }
-        if (bytes == null)
+        if (stored == null)
         {
             misses.incrementAndGet(OBJECT);
             throw new BlockStoreException(BlockStoreException.Reason.UNKNOWN, "unknown block " + id, ssdFailure);
         }
-        if (!id.matches(bytes))
+        final MemorySegment bytes = codec.decode(stored);
+        if (bytes == null || !id.matches(bytes))
         {
             misses.incrementAndGet(OBJECT);
             corrupt.incrementAndGet(OBJECT);
@@ -339,7 +343,7 @@ public final class TieredBlockStore implements AutoCloseable
         hits.incrementAndGet(OBJECT);
         readBytes.addAndGet(OBJECT, bytes.byteSize());
         // promotion object -> SSD; over a corrupt copy it is a repair
-        if (ssd != null && ssdFailure == null && ssd.put(id, bytes))
+        if (ssd != null && ssdFailure == null && ssd.put(id, stored))
         {
             indexStored(id, BlockIndex.SSD_BIT);
             if (ssdCorrupt)
@@ -378,30 +382,32 @@ public final class TieredBlockStore implements AutoCloseable
         final boolean[] bad = new boolean[lower.length];
         for (int i = 0; i < lower.length; i++)
         {
-            final MemorySegment copy = lower[i].get(id);
+            final MemorySegment stored = lower[i].get(id);
+            final MemorySegment copy = stored == null ? null : codec.decode(stored);
             if (copy != null && id.matches(copy))
             {
                 good = good == null ? copy : good;
             }
             else
             {
-                if (copy != null)
+                if (stored != null)
                 {
                     corrupt.incrementAndGet(lower[i] == ssd ? SSD : OBJECT);
                 }
-                bad[i] = copy != null || lower[i] == object;
+                bad[i] = stored != null || lower[i] == object;
             }
         }
         if (good == null)
         {
             return false;
         }
+        final MemorySegment encoded = codec.encode(good);
         for (int i = 0; i < lower.length; i++)
         {
             if (bad[i])
             {
                 lower[i].delete(id);
-                if (lower[i].put(id, good))
+                if (lower[i].put(id, encoded))
                 {
                     repairs.incrementAndGet();
                 }

@@ -45,17 +45,7 @@ final class Q6_KTensor extends WeightTensor
         long off = row * rowBytes;
         if (!VECTOR_OK)
         {
-            final float[] tmp = new float[BLOCK];
-            float sum = 0f;
-            for (int b = 0; b < blocks; b++, off += BYTES)
-            {
-                dequantizeBlock(off, tmp, 0);
-                for (int i = 0; i < BLOCK; i++)
-                {
-                    sum += tmp[i] * x[xOffset + b * BLOCK + i];
-                }
-            }
-            return sum;
+            return dotByDequantizing(row, x, xOffset);
         }
         FloatVector acc0 = FloatVector.zero(F);
         FloatVector acc1 = FloatVector.zero(F);

@@ -109,6 +109,19 @@ public abstract class WeightTensor
     /** Writes row {@code row}, dequantized, into {@code dst[dstOffset .. dstOffset + cols)}. */
     public abstract void dequantizeRow(int row, float[] dst, int dstOffset);
 
+    /** Scalar fallback of {@link #dot} for machines without usable vectors: dequantize the row, then sum. */
+    protected final float dotByDequantizing(final int row, final float[] x, final int xOffset)
+    {
+        final float[] tmp = new float[cols];
+        dequantizeRow(row, tmp, 0);
+        float sum = 0f;
+        for (int i = 0; i < cols; i++)
+        {
+            sum += tmp[i] * x[xOffset + i];
+        }
+        return sum;
+    }
+
     static float f16(final MemorySegment s, final long offset)
     {
         return Float.float16ToFloat(s.get(SHORT_LE, offset));

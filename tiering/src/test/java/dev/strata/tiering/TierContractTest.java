@@ -64,6 +64,7 @@ class TierContractTest
     {
         return Stream.of(
             Arguments.of(Named.of("object", factory(DirectoryObjectTier::new)), true),
+            Arguments.of(Named.of("s3", factory(S3TestServer::openContractTier)), true),
             Arguments.of(Named.of("ssd", factory(d -> new RocksDbTier(d, 256L << 20))), true),
             Arguments.of(Named.of("memory", factory(d -> new MemoryTier(256L << 20, EvictionPolicy.lru()))), false));
     }

@@ -27,6 +27,13 @@ class CliTest
     {
     }
 
+    /** {@code ../shared/models} as surefire names it, else the workplace's fixed location. */
+    static Path sharedModels()
+    {
+        final Path configured = Path.of(System.getProperty("strata.shared.models", "/work/shared/models"));
+        return Files.isDirectory(configured) ? configured : Path.of("/work/shared/models");
+    }
+
     static Run run(final String... args)
     {
         final StringWriter out = new StringWriter();
@@ -111,7 +118,7 @@ class CliTest
     @Test
     void shouldTokenizeLikeLlamaCppWithNoBos() throws Exception
     {
-        final Path shared = Path.of(System.getProperty("strata.shared.models", "/work/shared/models"));
+        final Path shared = sharedModels();
         final Path vocab = shared.resolve("llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
         Assumptions.assumeTrue(Files.isRegularFile(vocab), "skipped: " + vocab + " is absent");
         // first test string of the llama.cpp vectors and its expected ids
@@ -127,7 +134,7 @@ class CliTest
     @Test
     void shouldReproduceGoldenTextOnStories260K() throws Exception
     {
-        final Path shared = Path.of(System.getProperty("strata.shared.models", "/work/shared/models"));
+        final Path shared = sharedModels();
         final Path model = shared.resolve("stories260K.gguf");
         Assumptions.assumeTrue(Files.isRegularFile(model), "skipped: " + model + " is absent");
         final String golden = Files.readString(shared.resolve("golden-once-upon-a-time.json"));

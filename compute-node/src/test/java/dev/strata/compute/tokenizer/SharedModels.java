@@ -32,7 +32,8 @@ final class SharedModels
 
     static Path dir()
     {
-        return Path.of(System.getProperty("strata.shared.models", "/work/shared/models"));
+        final Path configured = Path.of(System.getProperty("strata.shared.models", "/work/shared/models"));
+        return Files.isDirectory(configured) ? configured : Path.of("/work/shared/models");
     }
 
     /** The file, or the test is skipped with a message naming it. */

@@ -1,5 +1,6 @@
 /**
- * Aeron transport: media driver lifecycle, SBE codecs, request/response and bulk streams.
- * Not built yet (issue 4); the module exists so the fixed top level builds.
+ * Aeron transport: the media driver's lifecycle (embedded by default, external as an option) and the client
+ * through which the parameter service and compute nodes open channels ({@code aeron:ipc} on one host,
+ * {@code aeron:udp} across hosts). Request/response with SBE codecs comes with issue 4.
  */
 package dev.strata.transport;

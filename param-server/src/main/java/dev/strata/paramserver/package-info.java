@@ -1,5 +1,6 @@
 /**
- * The parameter service: model registry, block serving, admin API.
- * Not built yet (issue 4); the module exists so the fixed top level builds.
+ * The parameter service. Built so far: block serving over Aeron ({@link dev.strata.paramserver.BlockServer})
+ * and its client ({@link dev.strata.paramserver.BlockClient}). The model registry (versions, manifests, labels,
+ * leases), the admin API and the CLI come with issue 4.
  */
 package dev.strata.paramserver;

@@ -1,0 +1,126 @@
+package dev.strata.paramserver;
+
+import dev.strata.tiering.BlockId;
+import dev.strata.tiering.DirectoryObjectTier;
+import dev.strata.tiering.EvictionPolicy;
+import dev.strata.tiering.MemoryTier;
+import dev.strata.tiering.TieredBlockStore;
+import dev.strata.transport.Transport;
+import dev.strata.transport.TransportContext;
+import dev.strata.transport.sbe.Status;
+import io.aeron.Publication;
+import io.aeron.Subscription;
+import org.agrona.concurrent.AgentRunner;
+import org.agrona.concurrent.BackoffIdleStrategy;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.lang.foreign.MemorySegment;
+import java.net.DatagramSocket;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Blocks pulled over a real Aeron media driver, IPC and UDP loopback, arrive byte-identical. */
+class BlockServingTest
+{
+    private static final long TIMEOUT = TimeUnit.SECONDS.toNanos(20);
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void shouldServeBlocksByteIdenticalOverIpc() throws Exception
+    {
+        serveAndFetch(TransportContext.IPC_CHANNEL, TransportContext.IPC_CHANNEL);
+    }
+
+    @Test
+    void shouldServeBlocksByteIdenticalOverUdpLoopback() throws Exception
+    {
+        serveAndFetch(TransportContext.udpChannel("localhost", freePort()),
+            TransportContext.udpChannel("localhost", freePort()));
+    }
+
+    @Test
+    void shouldTimeOutClearlyWithoutServer() throws Exception
+    {
+        try (Transport t = Transport.launch(new TransportContext());
+            Publication requests = t.publication(TransportContext.IPC_CHANNEL, 300);
+            Subscription responses = t.subscription(TransportContext.IPC_CHANNEL, 301))
+        {
+            final BlockClient client = new BlockClient(requests, responses);
+            final BlockClient.FetchException ex = assertThrows(BlockClient.FetchException.class,
+                () -> client.fetch("m@1", List.of(BlockId.of(new byte[]{1})), TimeUnit.MILLISECONDS.toNanos(300)));
+            assertTrue(ex.getMessage().contains("no block server connected") || ex.getMessage().contains("timed out"),
+                ex.getMessage());
+        }
+    }
+
+    private void serveAndFetch(final String requestChannel, final String responseChannel) throws Exception
+    {
+        final Random random = new Random(3);
+        try (MemoryTier memory = new MemoryTier(64L << 20, EvictionPolicy.lru());
+            DirectoryObjectTier object = new DirectoryObjectTier(dir.resolve("object"));
+            TieredBlockStore store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
+            Transport t = Transport.launch(new TransportContext()))
+        {
+            final List<BlockId> ids = new ArrayList<>();
+            final List<byte[]> contents = new ArrayList<>();
+            for (final int size : new int[]{1, 1000, BlockServer.CHUNK_BYTES, BlockServer.CHUNK_BYTES + 1, (4 << 20) + 17})
+            {
+                final byte[] b = new byte[size];
+                random.nextBytes(b);
+                contents.add(b);
+                ids.add(store.put(MemorySegment.ofArray(b)));
+            }
+            try (Subscription serverIn = t.subscription(requestChannel, 200);
+                Publication serverOut = t.publication(responseChannel, 201);
+                Publication clientOut = t.publication(requestChannel, 200);
+                Subscription clientIn = t.subscription(responseChannel, 201))
+            {
+                final BlockServer server = new BlockServer(store, serverIn, serverOut);
+                try (AgentRunner runner = new AgentRunner(new BackoffIdleStrategy(), Throwable::printStackTrace, null,
+                    server))
+                {
+                    AgentRunner.startOnThread(runner);
+                    final long connectDeadline = System.nanoTime() + TIMEOUT;
+                    while (!clientOut.isConnected() || !serverOut.isConnected())
+                    {
+                        assertTrue(System.nanoTime() < connectDeadline, "channels did not connect");
+                        Thread.onSpinWait();
+                    }
+                    final BlockClient client = new BlockClient(clientOut, clientIn);
+                    final List<MemorySegment> got = client.fetch("model@1", ids, TIMEOUT);
+                    for (int i = 0; i < ids.size(); i++)
+                    {
+                        assertEquals(-1, got.get(i).mismatch(MemorySegment.ofArray(contents.get(i))), "block " + i);
+                    }
+
+                    // an unknown block fails that request with a status; the server keeps serving
+                    final BlockId unknown = BlockId.of(new byte[]{9, 9, 9});
+                    final BlockClient.FetchException ex = assertThrows(BlockClient.FetchException.class,
+                        () -> client.fetch("model@1", List.of(ids.get(1), unknown), TIMEOUT));
+                    assertEquals(Status.UNKNOWN_BLOCK, ex.status());
+                    final List<MemorySegment> again = client.fetch("model@1", List.of(ids.get(4)), TIMEOUT);
+                    assertEquals(-1, again.get(0).mismatch(MemorySegment.ofArray(contents.get(4))));
+                    assertTrue(server.served() >= ids.size() + 2);
+                }
+            }
+        }
+    }
+
+    private static int freePort() throws Exception
+    {
+        try (DatagramSocket s = new DatagramSocket(0))
+        {
+            return s.getLocalPort();
+        }
+    }
+}

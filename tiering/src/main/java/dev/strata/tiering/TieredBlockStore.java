@@ -218,6 +218,12 @@ public final class TieredBlockStore implements AutoCloseable
         return id;
     }
 
+    /** Whether the block is durably stored (in the object tier): what an upload asks before sending it. */
+    public boolean contains(final BlockId id) throws IOException
+    {
+        return object.contains(id);
+    }
+
     /**
      * Reads a block, pinned in the memory tier when it fits there. Close the result when done.
      *

@@ -127,6 +127,13 @@ public final class MemoryTier implements Tier
         }
     }
 
+    /** The refetch cost recorded for a resident block (0 if none or not resident). */
+    public synchronized double refetchCost(final BlockId id)
+    {
+        final Resident r = blocks.get(id);
+        return r == null ? 0 : r.refetchNanosPerMiB;
+    }
+
     @Override
     public boolean put(final BlockId id, final MemorySegment bytes)
     {

@@ -95,7 +95,7 @@ public final class TieredBlockStore implements AutoCloseable
     private final Tier ssd;
     private final Tier object;
     private final long maxBlockBytes;
-    private final ConcurrentHashMap<BlockId, CompletableFuture<MemorySegment>> inflight = new ConcurrentHashMap<>();
+    private final ConcurrentHashMap<BlockId, CompletableFuture<Fetched>> inflight = new ConcurrentHashMap<>();
     private final ThreadPoolExecutor prefetcher;
     private final AtomicLongArray hits = new AtomicLongArray(3);
     private final AtomicLongArray corrupt = new AtomicLongArray(3);
@@ -240,21 +240,27 @@ public final class TieredBlockStore implements AutoCloseable
             return new Pinned(id, resident, true);
         }
         misses.incrementAndGet(MEMORY);
-        final MemorySegment verified = fetch(id);
+        final Fetched fetched = fetch(id);
         final BlockIndex i = index;
         if (i != null)
         {
             i.accessed(id);
         }
-        final MemorySegment view = memory.putAndPin(id, verified, true);
-        return view != null ? new Pinned(id, view, true) : new Pinned(id, verified, false);
+        final MemorySegment view = memory.putAndPin(id, fetched.bytes(), true);
+        memory.refetchCost(id, fetched.nanosPerMiB()); // now resident: the cost-aware policy can weigh it
+        return view != null ? new Pinned(id, view, true) : new Pinned(id, fetched.bytes(), false);
+    }
+
+    /** A verified copy from below the memory tier, and what fetching it cost per MiB. */
+    private record Fetched(MemorySegment bytes, double nanosPerMiB)
+    {
     }
 
     /** Reads a verified copy of a block from below the memory tier, one fetch per block at a time. */
-    private MemorySegment fetch(final BlockId id) throws IOException
+    private Fetched fetch(final BlockId id) throws IOException
     {
-        final CompletableFuture<MemorySegment> mine = new CompletableFuture<>();
-        final CompletableFuture<MemorySegment> theirs = inflight.putIfAbsent(id, mine);
+        final CompletableFuture<Fetched> mine = new CompletableFuture<>();
+        final CompletableFuture<Fetched> theirs = inflight.putIfAbsent(id, mine);
         if (theirs != null)
         {
             try
@@ -270,10 +276,10 @@ public final class TieredBlockStore implements AutoCloseable
         {
             fetches.incrementAndGet();
             final long start = System.nanoTime();
-            final MemorySegment bytes = fetchBelow(id);
-            memory.refetchCost(id, (System.nanoTime() - start) * (double)(1 << 20) / id.length());
-            mine.complete(bytes);
-            return bytes;
+            final Fetched fetched = new Fetched(fetchBelow(id),
+                (System.nanoTime() - start) * (double)(1 << 20) / id.length());
+            mine.complete(fetched);
+            return fetched;
         }
         catch (final IOException | RuntimeException ex)
         {
@@ -450,8 +456,9 @@ public final class TieredBlockStore implements AutoCloseable
             {
                 if (!memory.contains(id))
                 {
-                    final MemorySegment bytes = fetch(id);
-                    memory.put(id, bytes);
+                    final Fetched fetched = fetch(id);
+                    memory.put(id, fetched.bytes());
+                    memory.refetchCost(id, fetched.nanosPerMiB());
                     prefetched.incrementAndGet();
                 }
                 done.complete(true);

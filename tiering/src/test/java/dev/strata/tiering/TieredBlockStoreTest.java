@@ -70,6 +70,7 @@ class TieredBlockStoreTest
         }
         assertEquals(0, memory.pins(id));
         assertTrue(memory.contains(id), "promoted to memory");
+        assertTrue(memory.refetchCost(id) > 0, "the fetch cost is recorded for the cost-aware policy");
         assertTrue(ssd.contains(id), "promoted to SSD");
         try (TieredBlockStore.Pinned p = store.acquire(id))
         {

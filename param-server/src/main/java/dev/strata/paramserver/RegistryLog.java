@@ -7,7 +7,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.List;
 
 /**
  * Persists a {@link ModelRegistry} as an append-only command log: a command is applied, then appended and
@@ -21,29 +20,22 @@ public final class RegistryLog implements AutoCloseable
 
     public RegistryLog(final Path file) throws IOException
     {
-        if (Files.exists(file))
-        {
-            final List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8);
-            final String content = Files.readString(file, StandardCharsets.UTF_8);
-            final int complete = content.endsWith("\n") ? lines.size() : lines.size() - 1;
-            for (int i = 0; i < complete; i++)
-            {
-                registry.apply(decode(lines.get(i)));
-            }
-        }
-        channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
-        channel.position(logicalEnd(file));
-    }
-
-    private static long logicalEnd(final Path file) throws IOException
-    {
-        final byte[] bytes = Files.readAllBytes(file);
+        final byte[] bytes = Files.exists(file) ? Files.readAllBytes(file) : new byte[0];
         int end = bytes.length;
         while (end > 0 && bytes[end - 1] != '\n')
         {
-            end--; // drop a torn last line
+            end--; // a torn last line (crash mid-append) is dropped
         }
-        return end;
+        final String complete = new String(bytes, 0, end, StandardCharsets.UTF_8);
+        for (final String line : complete.split("\n"))
+        {
+            if (!line.isEmpty())
+            {
+                registry.apply(decode(line));
+            }
+        }
+        channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+        channel.position(end);
     }
 
     public ModelRegistry registry()

@@ -44,54 +44,91 @@ public final class BlockClient
 
     private final Publication requests;
     private final Subscription responses;
+    private final String responseChannel;
+    private final int responseStreamId;
+    /** Blocks per request at most (the request must fit one Aeron message). */
+    public static final int MAX_BLOCKS_PER_REQUEST = 1000;
+
     private final MessageHeaderEncoder headerEncoder = new MessageHeaderEncoder();
     private final BlockRequestEncoder requestEncoder = new BlockRequestEncoder();
     private final MessageHeaderDecoder headerDecoder = new MessageHeaderDecoder();
     private final BlockChunkDecoder chunkDecoder = new BlockChunkDecoder();
     private final UnsafeBuffer out = new UnsafeBuffer(ByteBuffer.allocateDirect(64 * 1024));
     private final CRC32C crc = new CRC32C();
-    private long nextCorrelationId = 1;
+    private long nextCorrelationId = new java.security.SecureRandom().nextLong() & 0x7fff_ffff_0000_0000L;
 
     // state of the fetch in progress
     private long correlationId;
     private byte[][] blocks;
+    private List<BlockId> expected;
     private long[] received;
     private FetchException failure;
     private final FragmentAssembler assembler = new FragmentAssembler(this::onFragment);
 
+    /**
+     * @param requests  publication to the server's request channel.
+     * @param responses this client's own subscription; the server answers on its channel and stream.
+     */
     public BlockClient(final Publication requests, final Subscription responses)
     {
         this.requests = requests;
         this.responses = responses;
+        this.responseChannel = responses.channel();
+        this.responseStreamId = responses.streamId();
+    }
+
+    /** Fetches blocks as demand (served before any prefetch). */
+    public List<MemorySegment> fetch(final String modelVersion, final List<BlockId> ids, final long timeoutNanos)
+        throws FetchException
+    {
+        return fetch(modelVersion, ids, timeoutNanos, 0);
+    }
+
+    /** Tells the server which blocks of a version are needed soon, so it promotes them toward memory. No reply. */
+    public boolean hint(final String modelVersion, final List<BlockId> ids, final long timeoutNanos)
+    {
+        final dev.strata.transport.sbe.PrefetchHintEncoder hint = new dev.strata.transport.sbe.PrefetchHintEncoder();
+        hint.wrapAndApplyHeader(out, 0, headerEncoder).timeoutNanos(timeoutNanos);
+        final dev.strata.transport.sbe.PrefetchHintEncoder.BlocksEncoder group = hint.blocksCount(ids.size());
+        for (final BlockId id : ids)
+        {
+            group.next().putDigest(id.sha256(), 0, BlockId.DIGEST_BYTES).contentLength(id.length());
+        }
+        hint.modelVersion(modelVersion);
+        return requests.offer(out, 0, MessageHeaderEncoder.ENCODED_LENGTH + hint.encodedLength()) > 0;
     }
 
     /**
      * @param modelVersion the pinned version the blocks belong to.
      * @param ids          blocks to fetch (at most 1000 per call).
      * @param timeoutNanos how long to wait for all of them.
+     * @param priority     0 for demand, higher for prefetch.
      * @return the blocks' contents, in order, verified.
      */
-    public List<MemorySegment> fetch(final String modelVersion, final List<BlockId> ids, final long timeoutNanos)
-        throws FetchException
+    public List<MemorySegment> fetch(final String modelVersion, final List<BlockId> ids, final long timeoutNanos,
+        final int priority) throws FetchException
     {
-        if (ids.isEmpty() || ids.size() > 1000)
+        if (ids.isEmpty() || ids.size() > MAX_BLOCKS_PER_REQUEST)
         {
-            throw new IllegalArgumentException("fetch 1..1000 blocks per request, not " + ids.size());
+            throw new IllegalArgumentException("fetch 1.." + MAX_BLOCKS_PER_REQUEST + " blocks per request, not " +
+                ids.size());
         }
         final long deadline = System.nanoTime() + timeoutNanos;
         correlationId = nextCorrelationId++;
         blocks = new byte[ids.size()][];
+        expected = ids;
         received = new long[ids.size()];
         failure = null;
 
         requestEncoder.wrapAndApplyHeader(out, 0, headerEncoder).correlationId(correlationId)
-            .deadlineNanos(deadline).priority((short)0);
+            .timeoutNanos(timeoutNanos).priority((short)priority).responseStreamId(responseStreamId);
         final BlockRequestEncoder.BlocksEncoder group = requestEncoder.blocksCount(ids.size());
         for (final BlockId id : ids)
         {
             group.next().putDigest(id.sha256(), 0, BlockId.DIGEST_BYTES).contentLength(id.length());
         }
         requestEncoder.modelVersion(modelVersion);
+        requestEncoder.responseChannel(responseChannel);
         final int length = MessageHeaderEncoder.ENCODED_LENGTH + requestEncoder.encodedLength();
         long result;
         while ((result = requests.offer(out, 0, length)) < 0)
@@ -174,6 +211,12 @@ public final class BlockClient
         final long chunkOffset = chunkDecoder.chunkOffset();
         final long expectedCrc = chunkDecoder.crc32c();
         final int n = chunkDecoder.payloadLength();
+        if (total != expected.get(index).length())
+        {
+            failure = new FetchException(Status.CORRUPT, "block #" + index + " announced " + total + " bytes, not " +
+                expected.get(index).length());
+            return;
+        }
         if (blocks[index] == null)
         {
             blocks[index] = new byte[(int)total];

@@ -7,7 +7,9 @@ import dev.strata.transport.sbe.BlockChunkEncoder;
 import dev.strata.transport.sbe.BlockRequestDecoder;
 import dev.strata.transport.sbe.MessageHeaderDecoder;
 import dev.strata.transport.sbe.MessageHeaderEncoder;
+import dev.strata.transport.sbe.PrefetchHintDecoder;
 import dev.strata.transport.sbe.Status;
+import io.aeron.Aeron;
 import io.aeron.FragmentAssembler;
 import io.aeron.Publication;
 import io.aeron.Subscription;
@@ -17,52 +19,171 @@ import org.agrona.concurrent.UnsafeBuffer;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
 import java.util.zip.CRC32C;
 
 /**
- * Serves blocks over Aeron: reads {@code BlockRequest}s from a subscription and answers each block with one or
- * more {@code BlockChunk}s (each at most {@link #CHUNK_BYTES} of payload, with its CRC32C) carrying the
- * request's correlation id. A block that cannot be served gets a single chunk with an error status, and the
- * server goes on with the next. An {@link Agent}: run it on its own thread with an {@code AgentRunner}, or call
- * {@link #doWork()} from a host loop.
+ * Serves blocks over Aeron. Reads {@code BlockRequest}s (each names a pinned model version, its blocks, and
+ * the channel and stream its client listens on) and answers every block with {@code BlockChunk}s of at most
+ * {@link #CHUNK_BYTES} payload with their CRC32C; a block that cannot be served gets one chunk with an error
+ * status ({@code UNKNOWN_VERSION}, {@code NOT_IN_VERSION}, {@code UNKNOWN_BLOCK}, {@code CORRUPT},
+ * {@code UNAVAILABLE}, {@code BUSY}) and the server goes on.
  * <p>
- * Not built yet: checking that requested blocks belong to the pinned model version (needs the registry), and
- * demand-before-prefetch ordering across requests.
+ * Scheduling: requests wait in two queues, demand (priority 0) and prefetch (priority &gt; 0); every chunk
+ * sent is taken from the demand queue when it is not empty, so a demand fetch overtakes a large prefetch
+ * mid-block. The agent never blocks: a back-pressured or not-yet-connected client is set aside (its request goes
+ * to the back of its queue) and retried on the next duty cycle; a request is dropped when its client's timeout
+ * has passed. {@code PrefetchHint}s promote blocks of a version through the store's tiers, with no reply.
+ * <p>
+ * Payload is offered straight from the memory tier's off-heap copy (a two-buffer offer: encoded header, then the
+ * block's bytes), so a chunk is copied once, into the Aeron log buffer. Runs on one thread, as an {@link Agent}.
  */
 public final class BlockServer implements Agent
 {
     /** Payload bytes per chunk: well under Aeron's largest message on IPC and UDP defaults. */
     public static final int CHUNK_BYTES = 256 * 1024;
-    private static final long OFFER_TIMEOUT_NS = 5_000_000_000L;
+    /** Requests held at most; beyond, new requests are answered {@code BUSY}. */
+    static final int MAX_PENDING = 4096;
+    private static final int CHUNKS_PER_DUTY_CYCLE = 16;
+    private static final long CONNECT_GRACE_NS = 5_000_000_000L;
+
+    /** Which blocks a model version consists of. */
+    @FunctionalInterface
+    public interface Catalog
+    {
+        /** @return the version's block ids, or {@code null} when no such version is visible. */
+        Set<BlockId> blocksOf(String modelVersion);
+    }
+
+    private static final class Pending
+    {
+        final long correlationId;
+        final long expiresAtNanos;
+        final long receivedAtNanos;
+        final Publication publication;
+        final List<BlockId> ids;
+        final Status[] status; // per block: null to serve, else the error to send
+        int block;
+        long offset;
+        TieredBlockStore.Pinned pinned;
+
+        Pending(final long correlationId, final long receivedAtNanos, final long expiresAtNanos,
+            final Publication publication, final List<BlockId> ids, final Status[] status)
+        {
+            this.correlationId = correlationId;
+            this.receivedAtNanos = receivedAtNanos;
+            this.expiresAtNanos = expiresAtNanos;
+            this.publication = publication;
+            this.ids = ids;
+            this.status = status;
+        }
+
+        void release()
+        {
+            if (pinned != null)
+            {
+                pinned.close();
+                pinned = null;
+            }
+        }
+    }
 
     private final TieredBlockStore store;
-    private final Subscription requests;
-    private final Publication responses;
-    private final FragmentAssembler assembler = new FragmentAssembler(this::onFragment);
+    private final List<Subscription> requests;
+    private final Aeron aeron;
+    private final Catalog catalog;
+    private final FragmentAssembler[] assemblers;
     private final MessageHeaderDecoder headerDecoder = new MessageHeaderDecoder();
     private final BlockRequestDecoder requestDecoder = new BlockRequestDecoder();
+    private final PrefetchHintDecoder hintDecoder = new PrefetchHintDecoder();
     private final MessageHeaderEncoder headerEncoder = new MessageHeaderEncoder();
     private final BlockChunkEncoder chunkEncoder = new BlockChunkEncoder();
-    private final UnsafeBuffer out = new UnsafeBuffer(ByteBuffer.allocateDirect(CHUNK_BYTES + 256));
-    private final byte[] copy = new byte[CHUNK_BYTES];
+    private final UnsafeBuffer head = new UnsafeBuffer(ByteBuffer.allocateDirect(256));
+    private final UnsafeBuffer payload = new UnsafeBuffer(0, 0);
+    private final byte[] heapCopy = new byte[CHUNK_BYTES];
     private final byte[] digest = new byte[BlockId.DIGEST_BYTES];
     private final CRC32C crc = new CRC32C();
-    private long served;
-    private long rejected;
+    private final ArrayDeque<Pending> demand = new ArrayDeque<>();
+    private final ArrayDeque<Pending> prefetch = new ArrayDeque<>();
+    private final Map<String, Publication> publications = new HashMap<>();
 
-    public BlockServer(final TieredBlockStore store, final Subscription requests, final Publication responses)
+    private volatile long served;
+    private volatile long servedBytes;
+    private volatile long rejected;
+    private volatile long dropped;
+    private volatile long hinted;
+
+    public BlockServer(final TieredBlockStore store, final Subscription requests, final Aeron aeron,
+        final Catalog catalog)
+    {
+        this(store, List.of(requests), aeron, catalog);
+    }
+
+    /** Serves requests arriving on any of {@code requests} (for example one IPC and one UDP subscription). */
+    public BlockServer(final TieredBlockStore store, final List<Subscription> requests, final Aeron aeron,
+        final Catalog catalog)
     {
         this.store = store;
-        this.requests = requests;
-        this.responses = responses;
+        this.requests = List.copyOf(requests);
+        this.assemblers = new FragmentAssembler[requests.size()];
+        for (int i = 0; i < assemblers.length; i++)
+        {
+            assemblers[i] = new FragmentAssembler(this::onFragment); // reassembly state is per image and stream
+        }
+        this.aeron = aeron;
+        this.catalog = catalog;
     }
 
     @Override
     public int doWork()
     {
-        return requests.poll(assembler, 16);
+        int work = 0;
+        for (int i = 0; i < requests.size(); i++)
+        {
+            work += requests.get(i).poll(assemblers[i], 16);
+        }
+        for (int i = 0; i < CHUNKS_PER_DUTY_CYCLE; i++)
+        {
+            final ArrayDeque<Pending> queue = !demand.isEmpty() ? demand : prefetch;
+            final Pending p = queue.peekFirst();
+            if (p == null)
+            {
+                break;
+            }
+            final int progress = step(p);
+            if (progress < 0) // finished or dropped
+            {
+                queue.pollFirst();
+                p.release();
+            }
+            else if (progress == 0) // the client cannot take more now: let others go first
+            {
+                queue.pollFirst();
+                queue.addLast(p);
+                continue;
+            }
+            work++;
+        }
+        return work;
+    }
+
+    @Override
+    public void onClose()
+    {
+        demand.forEach(Pending::release);
+        prefetch.forEach(Pending::release);
+        demand.clear();
+        prefetch.clear();
+        publications.values().forEach(Publication::close);
+        publications.clear();
     }
 
     @Override
@@ -71,100 +192,345 @@ public final class BlockServer implements Agent
         return "strata-block-server";
     }
 
+    /** Blocks served whole. */
     public long served()
     {
         return served;
     }
 
+    public long servedBytes()
+    {
+        return servedBytes;
+    }
+
+    /** Requests refused as malformed or because the server was full. */
     public long rejected()
     {
         return rejected;
     }
 
+    /** Requests dropped after their client's timeout. */
+    public long dropped()
+    {
+        return dropped;
+    }
+
+    /** Blocks named by prefetch hints and handed to the store to promote. */
+    public long hinted()
+    {
+        return hinted;
+    }
+
+    /** Sends the next chunk of a request: 1 if sent, 0 if the client cannot take it now, -1 when done. */
+    private int step(final Pending p)
+    {
+        final long now = System.nanoTime();
+        if (now > p.expiresAtNanos)
+        {
+            dropped++;
+            return -1;
+        }
+        if (!p.publication.isConnected())
+        {
+            if (now - p.receivedAtNanos > CONNECT_GRACE_NS)
+            {
+                dropped++;
+                return -1;
+            }
+            return 0;
+        }
+        if (p.status[p.block] != null)
+        {
+            if (!sendStatus(p.publication, p.correlationId, p.block, p.status[p.block]))
+            {
+                return 0;
+            }
+            return advance(p);
+        }
+        if (p.pinned == null)
+        {
+            final Status failure = pin(p);
+            if (failure != null)
+            {
+                p.status[p.block] = failure;
+                return 1;
+            }
+        }
+        final MemorySegment bytes = p.pinned.bytes();
+        final long total = bytes.byteSize();
+        final int n = (int)Math.min(CHUNK_BYTES, total - p.offset);
+        if (!sendChunk(p.publication, p.correlationId, p.block, bytes, p.offset, n, total))
+        {
+            return 0;
+        }
+        p.offset += n;
+        if (p.offset >= total)
+        {
+            served++;
+            servedBytes += total;
+            p.release();
+            p.offset = 0;
+            return advance(p);
+        }
+        return 1;
+    }
+
+    private static int advance(final Pending p)
+    {
+        p.block++;
+        return p.block >= p.ids.size() ? -1 : 1;
+    }
+
+    private Status pin(final Pending p)
+    {
+        try
+        {
+            p.pinned = store.acquire(p.ids.get(p.block));
+            return null;
+        }
+        catch (final BlockStoreException ex)
+        {
+            return switch (ex.reason())
+            {
+                case UNKNOWN -> Status.UNKNOWN_BLOCK;
+                case CORRUPT -> Status.CORRUPT;
+                case UNAVAILABLE -> Status.UNAVAILABLE;
+            };
+        }
+        catch (final IOException ex)
+        {
+            return Status.UNAVAILABLE;
+        }
+    }
+
     private void onFragment(final DirectBuffer buffer, final int offset, final int length,
         final io.aeron.logbuffer.Header header)
     {
-        headerDecoder.wrap(buffer, offset);
-        if (headerDecoder.schemaId() != BlockRequestDecoder.SCHEMA_ID ||
-            headerDecoder.templateId() != BlockRequestDecoder.TEMPLATE_ID)
+        if (length < MessageHeaderDecoder.ENCODED_LENGTH)
         {
-            rejected++; // not a request of ours: ignore rather than fail the server
+            rejected++;
             return;
         }
+        headerDecoder.wrap(buffer, offset);
+        if (headerDecoder.schemaId() != BlockRequestDecoder.SCHEMA_ID)
+        {
+            rejected++; // not a message of ours: ignore rather than fail the server
+            return;
+        }
+        try
+        {
+            if (headerDecoder.templateId() == BlockRequestDecoder.TEMPLATE_ID)
+            {
+                onRequest(buffer, offset);
+            }
+            else if (headerDecoder.templateId() == PrefetchHintDecoder.TEMPLATE_ID)
+            {
+                onHint(buffer, offset);
+            }
+            else
+            {
+                rejected++;
+            }
+        }
+        catch (final RuntimeException ex) // a malformed message (lengths past its end): drop it, keep serving
+        {
+            rejected++;
+        }
+    }
+
+    private void onRequest(final DirectBuffer buffer, final int offset)
+    {
         requestDecoder.wrapAndApplyHeader(buffer, offset, headerDecoder);
         final long correlationId = requestDecoder.correlationId();
-        int index = 0;
+        final long timeout = Math.clamp(requestDecoder.timeoutNanos(), 0, 600_000_000_000L);
+        final short priority = requestDecoder.priority();
+        final int responseStream = requestDecoder.responseStreamId();
+        final List<BlockId> ids = new ArrayList<>();
+        boolean malformed = false;
         for (final BlockRequestDecoder.BlocksDecoder block : requestDecoder.blocks())
         {
             block.getDigest(digest, 0, BlockId.DIGEST_BYTES);
             final long contentLength = block.contentLength();
-            final int blockIndex = index++;
             if (contentLength <= 0)
             {
-                sendStatus(correlationId, blockIndex, Status.UNKNOWN_BLOCK);
-                continue;
+                malformed = true;
+                ids.add(null);
             }
-            final BlockId id = new BlockId(digest, contentLength);
-            try (TieredBlockStore.Pinned pinned = store.acquire(id))
+            else
             {
-                sendBlock(correlationId, blockIndex, pinned.bytes());
-                served++;
-            }
-            catch (final BlockStoreException ex)
-            {
-                sendStatus(correlationId, blockIndex, switch (ex.reason())
-                {
-                    case UNKNOWN -> Status.UNKNOWN_BLOCK;
-                    case CORRUPT -> Status.CORRUPT;
-                    case UNAVAILABLE -> Status.UNAVAILABLE;
-                });
-            }
-            catch (final IOException ex)
-            {
-                sendStatus(correlationId, blockIndex, Status.UNAVAILABLE);
+                ids.add(new BlockId(digest, contentLength));
             }
         }
-    }
-
-    private void sendBlock(final long correlationId, final int blockIndex, final MemorySegment bytes)
-    {
-        final long total = bytes.byteSize();
-        for (long off = 0; off < total; off += CHUNK_BYTES)
+        final String version = requestDecoder.modelVersion();
+        final String channel = requestDecoder.responseChannel();
+        if (ids.isEmpty() || !channel.startsWith("aeron:"))
         {
-            final int n = (int)Math.min(CHUNK_BYTES, total - off);
-            MemorySegment.copy(bytes, ValueLayout.JAVA_BYTE, off, copy, 0, n);
-            crc.reset();
-            crc.update(copy, 0, n);
-            chunkEncoder.wrapAndApplyHeader(out, 0, headerEncoder)
-                .correlationId(correlationId).status(Status.OK).blockIndex(blockIndex)
-                .chunkOffset(off).totalLength(total).crc32c(crc.getValue())
-                .putPayload(copy, 0, n);
-            offer(MessageHeaderEncoder.ENCODED_LENGTH + chunkEncoder.encodedLength());
+            rejected++; // nowhere to answer, or nothing asked
+            return;
+        }
+        final Publication publication = publication(channel, responseStream);
+        if (publication == null)
+        {
+            rejected++;
+            return;
+        }
+        final Status[] status = new Status[ids.size()];
+        final Set<BlockId> allowed = demand.size() + prefetch.size() >= MAX_PENDING ? null : catalog.blocksOf(version);
+        for (int i = 0; i < status.length; i++)
+        {
+            if (demand.size() + prefetch.size() >= MAX_PENDING)
+            {
+                status[i] = Status.BUSY;
+            }
+            else if (ids.get(i) == null)
+            {
+                status[i] = Status.BAD_REQUEST;
+            }
+            else if (allowed == null)
+            {
+                status[i] = Status.UNKNOWN_VERSION;
+            }
+            else if (!allowed.contains(ids.get(i)))
+            {
+                status[i] = Status.NOT_IN_VERSION;
+            }
+        }
+        if (malformed)
+        {
+            rejected++;
+        }
+        final long now = System.nanoTime();
+        final Pending p = new Pending(correlationId, now, now + timeout, publication, ids, status);
+        if (demand.size() + prefetch.size() >= MAX_PENDING)
+        {
+            rejected++;
+            demand.addFirst(p); // answering BUSY is cheap: do it first
+        }
+        else
+        {
+            (priority == 0 ? demand : prefetch).addLast(p);
         }
     }
 
-    private void sendStatus(final long correlationId, final int blockIndex, final Status status)
+    private void onHint(final DirectBuffer buffer, final int offset)
     {
-        chunkEncoder.wrapAndApplyHeader(out, 0, headerEncoder)
+        hintDecoder.wrapAndApplyHeader(buffer, offset, headerDecoder);
+        final long deadline = System.nanoTime() + Math.clamp(hintDecoder.timeoutNanos(), 0, 600_000_000_000L);
+        final List<BlockId> ids = new ArrayList<>();
+        for (final PrefetchHintDecoder.BlocksDecoder block : hintDecoder.blocks())
+        {
+            block.getDigest(digest, 0, BlockId.DIGEST_BYTES);
+            if (block.contentLength() > 0)
+            {
+                ids.add(new BlockId(digest, block.contentLength()));
+            }
+        }
+        final Set<BlockId> allowed = catalog.blocksOf(hintDecoder.modelVersion());
+        if (allowed == null)
+        {
+            rejected++;
+            return;
+        }
+        for (final BlockId id : ids)
+        {
+            if (allowed.contains(id))
+            {
+                store.prefetch(id, 1, deadline);
+                hinted++;
+            }
+        }
+    }
+
+    private Publication publication(final String channel, final int streamId)
+    {
+        final String key = streamId + "|" + channel;
+        Publication p = publications.get(key);
+        if (p == null || p.isClosed())
+        {
+            if (publications.size() >= 1024)
+            {
+                closeUnconnectedPublications();
+            }
+            try
+            {
+                p = aeron.addPublication(channel, streamId);
+            }
+            catch (final RuntimeException ex) // a channel the driver refuses
+            {
+                return null;
+            }
+            publications.put(key, p);
+        }
+        return p;
+    }
+
+    private void closeUnconnectedPublications()
+    {
+        for (final Iterator<Publication> it = publications.values().iterator(); it.hasNext(); )
+        {
+            final Publication p = it.next();
+            if (!p.isConnected() && !inUse(p))
+            {
+                p.close();
+                it.remove();
+            }
+        }
+    }
+
+    private boolean inUse(final Publication publication)
+    {
+        for (final Pending p : demand)
+        {
+            if (p.publication == publication)
+            {
+                return true;
+            }
+        }
+        for (final Pending p : prefetch)
+        {
+            if (p.publication == publication)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private int encodeHead(final long correlationId, final int blockIndex, final Status status, final long chunkOffset,
+        final long totalLength, final long crc32c, final int payloadLength)
+    {
+        chunkEncoder.wrapAndApplyHeader(head, 0, headerEncoder)
             .correlationId(correlationId).status(status).blockIndex(blockIndex)
-            .chunkOffset(0).totalLength(0).crc32c(0).putPayload(copy, 0, 0);
-        offer(MessageHeaderEncoder.ENCODED_LENGTH + chunkEncoder.encodedLength());
+            .chunkOffset(chunkOffset).totalLength(totalLength).crc32c(crc32c);
+        final int limit = chunkEncoder.limit();
+        head.putInt(limit, payloadLength, ByteOrder.LITTLE_ENDIAN); // the var-data length; the bytes follow
+        return limit + 4;
     }
 
-    /** Offers with back-pressure handling: retries while back-pressured, gives up after a bounded time. */
-    private void offer(final int length)
+    private boolean sendChunk(final Publication publication, final long correlationId, final int blockIndex,
+        final MemorySegment bytes, final long offset, final int n, final long total)
     {
-        final long deadline = System.nanoTime() + OFFER_TIMEOUT_NS;
-        long result;
-        while ((result = responses.offer(out, 0, length)) < 0)
+        final MemorySegment slice = bytes.asSlice(offset, n);
+        crc.reset();
+        if (slice.isNative())
         {
-            if (result == Publication.CLOSED || result == Publication.MAX_POSITION_EXCEEDED ||
-                System.nanoTime() > deadline)
-            {
-                rejected++;
-                return; // the client times out and retries; the server stays up
-            }
-            Thread.onSpinWait();
+            crc.update(slice.asByteBuffer());
+            payload.wrap(slice.address(), n);
         }
+        else
+        {
+            MemorySegment.copy(slice, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, heapCopy, 0, n);
+            crc.update(heapCopy, 0, n);
+            payload.wrap(heapCopy, 0, n);
+        }
+        final int headLength = encodeHead(correlationId, blockIndex, Status.OK, offset, total, crc.getValue(), n);
+        return publication.offer(head, 0, headLength, payload, 0, n) > 0;
+    }
+
+    private boolean sendStatus(final Publication publication, final long correlationId, final int blockIndex,
+        final Status status)
+    {
+        final int headLength = encodeHead(correlationId, blockIndex, status, 0, 0, 0, 0);
+        return publication.offer(head, 0, headLength) > 0;
     }
 }

@@ -56,20 +56,22 @@ public final class ModelRegistry
         {
             case RegistryCommand.CreateVersion c ->
             {
+                checkDigest(c.manifestDigest());
                 final TreeMap<Integer, Version> versions = models.computeIfAbsent(checkName(c.model()),
                     k -> new TreeMap<>());
                 final int number = versions.isEmpty() ? 1 : versions.lastKey() + 1;
-                final Version v = new Version(c.model(), number, VersionState.UPLOADING, null, 0);
+                final Version v = new Version(c.model(), number, VersionState.UPLOADING, c.manifestDigest(), 0);
                 versions.put(number, v);
                 yield v;
             }
             case RegistryCommand.Commit c ->
             {
                 final Version v = require(c.model(), c.version(), VersionState.UPLOADING);
-                if (c.manifestDigest() == null || !c.manifestDigest().matches("[0-9a-f]{64}"))
+                if (!checkDigest(c.manifestDigest()).equals(v.manifestDigest()))
                 {
                     throw new RegistryException("commit of " + c.model() + "@" + c.version() +
-                        " needs the manifest's SHA-256 as 64 lower-case hex digits");
+                        " names manifest " + c.manifestDigest() + " but the version was created for " +
+                        v.manifestDigest());
                 }
                 yield put(new Version(v.model(), v.number(), VersionState.COMMITTED, c.manifestDigest(), 0));
             }
@@ -119,6 +121,7 @@ public final class ModelRegistry
             }
             case RegistryCommand.Delete c ->
             {
+                advanceClock(c.atMillis());
                 final Version v = require(c.model(), c.version(), VersionState.COMMITTED, VersionState.RETIRED,
                     VersionState.UPLOADING);
                 for (final Map.Entry<LeaseKey, Long> lease : leases.entrySet())
@@ -146,6 +149,53 @@ public final class ModelRegistry
                 yield null;
             }
         };
+    }
+
+    private static String checkDigest(final String digest)
+    {
+        if (digest == null || !digest.matches("[0-9a-f]{64}"))
+        {
+            throw new RegistryException("a manifest digest is a SHA-256 as 64 lower-case hex digits, not '" +
+                digest + "'");
+        }
+        return digest;
+    }
+
+    /** The newest version of a model still uploading the manifest with this digest, or null. */
+    public Version uploading(final String model, final String manifestDigest)
+    {
+        final TreeMap<Integer, Version> versions = models.get(checkName(model));
+        if (versions != null)
+        {
+            for (final Version v : versions.descendingMap().values())
+            {
+                if (v.state() == VersionState.UPLOADING && v.manifestDigest().equals(manifestDigest))
+                {
+                    return v;
+                }
+            }
+        }
+        return null;
+    }
+
+    /** Model names, sorted. */
+    public List<String> models()
+    {
+        return new ArrayList<>(models.keySet());
+    }
+
+    /** Unexpired leases on a version, as {@code node -> expiresAtMillis}. */
+    public Map<String, Long> leasesOf(final String model, final int version, final long nowMillis)
+    {
+        final Map<String, Long> m = new TreeMap<>();
+        leases.forEach((k, until) ->
+        {
+            if (k.model().equals(model) && k.version() == version && until > nowMillis)
+            {
+                m.put(k.node(), until);
+            }
+        });
+        return m;
     }
 
     /** Advances the registry's clock (a command in a replicated log; here a method for tests and the server). */

@@ -6,12 +6,15 @@ package dev.strata.paramserver;
  */
 public sealed interface RegistryCommand
 {
-    /** Starts a new version of a model; it gets the next number. */
-    record CreateVersion(String model) implements RegistryCommand
+    /**
+     * Starts a new version of a model (it gets the next number) for the manifest whose SHA-256 is
+     * {@code manifestDigest}: an interrupted upload of the same manifest finds and resumes this version.
+     */
+    record CreateVersion(String model, String manifestDigest) implements RegistryCommand
     {
     }
 
-    /** Makes a fully uploaded and verified version visible, with the digest of its manifest. */
+    /** Makes a fully uploaded and verified version visible; the digest must be the one it was created with. */
     record Commit(String model, int version, String manifestDigest) implements RegistryCommand
     {
     }
@@ -31,8 +34,8 @@ public sealed interface RegistryCommand
     {
     }
 
-    /** Deletes a retired or committed version that no lease covers. */
-    record Delete(String model, int version) implements RegistryCommand
+    /** Deletes a retired or committed version that no lease unexpired at {@code atMillis} covers. */
+    record Delete(String model, int version, long atMillis) implements RegistryCommand
     {
     }
 

@@ -61,12 +61,12 @@ public final class RegistryLog implements AutoCloseable
     {
         return switch (c)
         {
-            case RegistryCommand.CreateVersion x -> "CreateVersion|" + x.model();
+            case RegistryCommand.CreateVersion x -> "CreateVersion|" + x.model() + "|" + x.manifestDigest();
             case RegistryCommand.Commit x -> "Commit|" + x.model() + "|" + x.version() + "|" + x.manifestDigest();
             case RegistryCommand.Promote x -> "Promote|" + x.model() + "|" + x.version();
             case RegistryCommand.Canary x -> "Canary|" + x.model() + "|" + x.version() + "|" + x.weightPercent();
             case RegistryCommand.Rollback x -> "Rollback|" + x.model();
-            case RegistryCommand.Delete x -> "Delete|" + x.model() + "|" + x.version();
+            case RegistryCommand.Delete x -> "Delete|" + x.model() + "|" + x.version() + "|" + x.atMillis();
             case RegistryCommand.AcquireLease x ->
                 "AcquireLease|" + x.node() + "|" + x.model() + "|" + x.version() + "|" + x.expiresAtMillis();
             case RegistryCommand.ReleaseLease x -> "ReleaseLease|" + x.node() + "|" + x.model() + "|" + x.version();
@@ -78,12 +78,13 @@ public final class RegistryLog implements AutoCloseable
         final String[] f = line.split("\\|", -1);
         return switch (f[0])
         {
-            case "CreateVersion" -> new RegistryCommand.CreateVersion(f[1]);
+            case "CreateVersion" -> new RegistryCommand.CreateVersion(f[1], f[2]);
             case "Commit" -> new RegistryCommand.Commit(f[1], Integer.parseInt(f[2]), f[3]);
             case "Promote" -> new RegistryCommand.Promote(f[1], Integer.parseInt(f[2]));
             case "Canary" -> new RegistryCommand.Canary(f[1], Integer.parseInt(f[2]), Integer.parseInt(f[3]));
             case "Rollback" -> new RegistryCommand.Rollback(f[1]);
-            case "Delete" -> new RegistryCommand.Delete(f[1], Integer.parseInt(f[2]));
+            case "Delete" -> new RegistryCommand.Delete(f[1], Integer.parseInt(f[2]),
+                Long.parseLong(f[3]));
             case "AcquireLease" -> new RegistryCommand.AcquireLease(f[1], f[2], Integer.parseInt(f[3]),
                 Long.parseLong(f[4]));
             case "ReleaseLease" -> new RegistryCommand.ReleaseLease(f[1], f[2], Integer.parseInt(f[3]));

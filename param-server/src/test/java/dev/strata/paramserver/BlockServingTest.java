@@ -80,18 +80,22 @@ class BlockServingTest
                 contents.add(b);
                 ids.add(store.put(MemorySegment.ofArray(b)));
             }
+            final BlockId unknown = BlockId.of(new byte[]{9, 9, 9});
+            final BlockId stranger = store.put(MemorySegment.ofArray(new byte[]{7, 7})); // stored, not in model@1
+            final java.util.Set<BlockId> version = new java.util.HashSet<>(ids);
+            version.add(unknown);
             try (Subscription serverIn = t.subscription(requestChannel, 200);
-                Publication serverOut = t.publication(responseChannel, 201);
                 Publication clientOut = t.publication(requestChannel, 200);
                 Subscription clientIn = t.subscription(responseChannel, 201))
             {
-                final BlockServer server = new BlockServer(store, serverIn, serverOut);
+                final BlockServer server = new BlockServer(store, serverIn, t.aeron(),
+                    v -> v.equals("model@1") ? version : null);
                 try (AgentRunner runner = new AgentRunner(new BackoffIdleStrategy(), Throwable::printStackTrace, null,
                     server))
                 {
                     AgentRunner.startOnThread(runner);
                     final long connectDeadline = System.nanoTime() + TIMEOUT;
-                    while (!clientOut.isConnected() || !serverOut.isConnected())
+                    while (!clientOut.isConnected())
                     {
                         assertTrue(System.nanoTime() < connectDeadline, "channels did not connect");
                         Thread.onSpinWait();
@@ -104,10 +108,25 @@ class BlockServingTest
                     }
 
                     // an unknown block fails that request with a status; the server keeps serving
-                    final BlockId unknown = BlockId.of(new byte[]{9, 9, 9});
                     final BlockClient.FetchException ex = assertThrows(BlockClient.FetchException.class,
                         () -> client.fetch("model@1", List.of(ids.get(1), unknown), TIMEOUT));
                     assertEquals(Status.UNKNOWN_BLOCK, ex.status());
+                    assertEquals(Status.NOT_IN_VERSION, assertThrows(BlockClient.FetchException.class,
+                        () -> client.fetch("model@1", List.of(stranger), TIMEOUT)).status(),
+                        "a stored block outside the pinned version's manifest is refused");
+                    assertEquals(Status.UNKNOWN_VERSION, assertThrows(BlockClient.FetchException.class,
+                        () -> client.fetch("model@2", List.of(ids.get(0)), TIMEOUT)).status());
+
+                    // a malformed message is dropped; the server keeps serving
+                    final org.agrona.concurrent.UnsafeBuffer junk = new org.agrona.concurrent.UnsafeBuffer(new byte[64]);
+                    junk.setMemory(0, 64, (byte)0x5a);
+                    junk.putShort(4, (short)dev.strata.transport.sbe.BlockRequestDecoder.SCHEMA_ID,
+                        java.nio.ByteOrder.LITTLE_ENDIAN);
+                    junk.putShort(2, (short)1, java.nio.ByteOrder.LITTLE_ENDIAN);
+                    while (clientOut.offer(junk, 0, 64) < 0)
+                    {
+                        Thread.onSpinWait();
+                    }
                     final List<MemorySegment> again = client.fetch("model@1", List.of(ids.get(4)), TIMEOUT);
                     assertEquals(-1, again.get(0).mismatch(MemorySegment.ofArray(contents.get(4))));
                     assertTrue(server.served() >= ids.size() + 2);

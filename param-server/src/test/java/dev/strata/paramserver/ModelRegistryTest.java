@@ -32,12 +32,12 @@ class ModelRegistryTest
     void shouldWalkTheLifecycleWithLabels()
     {
         final ModelRegistry r = new ModelRegistry();
-        assertEquals(1, r.apply(new CreateVersion("llama")).number());
+        assertEquals(1, r.apply(new CreateVersion("llama", D1)).number());
         assertThrows(RegistryException.class, () -> r.resolve("llama", "1"), "uploading versions are invisible");
         r.apply(new Commit("llama", 1, D1));
         r.apply(new Promote("llama", 1));
         assertEquals(1, r.resolve("llama", "stable").number());
-        r.apply(new CreateVersion("llama"));
+        r.apply(new CreateVersion("llama", D2));
         r.apply(new Commit("llama", 2, D2));
         r.apply(new Canary("llama", 2, 10));
         assertEquals(2, r.resolve("llama", "canary").number());
@@ -54,16 +54,18 @@ class ModelRegistryTest
     void shouldRejectInvalidTransitionsWithoutChangingState()
     {
         final ModelRegistry r = new ModelRegistry();
-        r.apply(new CreateVersion("m"));
+        r.apply(new CreateVersion("m", D1));
         final String before = r.snapshot();
         assertThrows(RegistryException.class, () -> r.apply(new Promote("m", 1)), "uploading cannot be promoted");
         assertThrows(RegistryException.class, () -> r.apply(new Commit("m", 1, "not-a-digest")));
         assertThrows(RegistryException.class, () -> r.apply(new Commit("m", 7, D1)), "unknown version");
+        assertThrows(RegistryException.class, () -> r.apply(new Commit("m", 1, D2)), "not the manifest it was created for");
+        assertThrows(RegistryException.class, () -> r.apply(new CreateVersion("m", "short")));
         assertThrows(RegistryException.class, () -> r.apply(new Rollback("m")), "nothing to roll back to");
         r.apply(new Commit("m", 1, D1));
         assertThrows(RegistryException.class, () -> r.apply(new Canary("m", 1, 0)));
         assertThrows(RegistryException.class, () -> r.apply(new Canary("m", 1, 100)));
-        assertEquals(before.replace("UPLOADING, manifestDigest=null", "COMMITTED, manifestDigest=" + D1), r.snapshot());
+        assertEquals(before.replace("UPLOADING, manifestDigest=" + D1, "COMMITTED, manifestDigest=" + D1), r.snapshot());
     }
 
     @Test
@@ -72,7 +74,7 @@ class ModelRegistryTest
         final ModelRegistry r = new ModelRegistry();
         for (final String bad : List.of("", "../etc", "a/b", ".hidden", "x".repeat(65), "pipe|name", "sp ace"))
         {
-            assertThrows(RegistryException.class, () -> r.apply(new CreateVersion(bad)), bad);
+            assertThrows(RegistryException.class, () -> r.apply(new CreateVersion(bad, D1)), bad);
         }
         assertThrows(RegistryException.class, () -> r.resolve("nobody", "stable"));
     }
@@ -81,21 +83,20 @@ class ModelRegistryTest
     void shouldKeepLeasedVersionFromDeletionUntilLeaseEnds()
     {
         final ModelRegistry r = new ModelRegistry();
-        r.apply(new CreateVersion("m"));
+        r.apply(new CreateVersion("m", D1));
         r.apply(new Commit("m", 1, D1));
         r.advanceClock(1_000);
         r.apply(new AcquireLease("node-1", "m", 1, 5_000));
-        final RegistryException ex = assertThrows(RegistryException.class, () -> r.apply(new Delete("m", 1)));
+        final RegistryException ex = assertThrows(RegistryException.class, () -> r.apply(new Delete("m", 1, 2_000)));
         assertTrue(ex.getMessage().contains("leased by node-1"), ex.getMessage());
-        r.advanceClock(6_000); // the lease expired
-        r.apply(new Delete("m", 1));
+        r.apply(new Delete("m", 1, 6_000)); // the lease expired by the command's clock
         assertEquals(VersionState.DELETED, r.versionsOf("m").get(0).state());
 
-        r.apply(new CreateVersion("m"));
+        r.apply(new CreateVersion("m", D2));
         r.apply(new Commit("m", 2, D2));
         r.apply(new AcquireLease("node-2", "m", 2, 60_000));
         r.apply(new ReleaseLease("node-2", "m", 2));
-        r.apply(new Delete("m", 2));
+        r.apply(new Delete("m", 2, 7_000));
     }
 
     @Test
@@ -105,10 +106,10 @@ class ModelRegistryTest
         final String snapshot;
         try (RegistryLog l = new RegistryLog(log))
         {
-            l.execute(new CreateVersion("llama"));
+            l.execute(new CreateVersion("llama", D1));
             l.execute(new Commit("llama", 1, D1));
             l.execute(new Promote("llama", 1));
-            l.execute(new CreateVersion("llama"));
+            l.execute(new CreateVersion("llama", D2));
             assertThrows(RegistryException.class, () -> l.execute(new Promote("llama", 2)));
             snapshot = l.registry().snapshot();
         }

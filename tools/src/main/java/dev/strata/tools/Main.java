@@ -23,6 +23,8 @@ import picocli.CommandLine.Command;
         TokenizeCommand.class,
         SynthCommand.class,
         BenchCommand.class,
+        ModelCommand.class,
+        ParamServerCommand.class,
         CommandLine.HelpCommand.class
     })
 public final class Main implements Runnable
@@ -32,6 +34,10 @@ public final class Main implements Runnable
 
     public static void main(final String[] args)
     {
+        if (System.getProperty("org.slf4j.simpleLogger.defaultLogLevel") == null)
+        {
+            System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn"); // libraries' INFO chatter off
+        }
         final PrintWriter out = new PrintWriter(new OutputStreamWriter(new FileOutputStream(FileDescriptor.out),
             StandardCharsets.UTF_8), true);
         final PrintWriter err = new PrintWriter(new OutputStreamWriter(new FileOutputStream(FileDescriptor.err),
@@ -53,12 +59,29 @@ public final class Main implements Runnable
                 ex.printStackTrace(commandLine.getErr());
             }
             commandLine.getErr().flush();
-            return 1;
+            return exitCode(ex);
         });
         final int code = cli.execute(args);
         out.flush();
         err.flush();
         return code;
+    }
+
+    /** 1 by default; for the parameter service's answers: 3 not found, 4 token, 5 conflict, 6 unreachable. */
+    static int exitCode(final Throwable ex)
+    {
+        if (ex instanceof dev.strata.paramserver.ParamClient.ServiceException s)
+        {
+            return switch (s.status())
+            {
+                case 0 -> 6;
+                case 401, 403 -> 4;
+                case 404 -> 3;
+                case 409 -> 5;
+                default -> 1;
+            };
+        }
+        return 1;
     }
 
     private static String describe(final Throwable ex)

@@ -44,13 +44,14 @@ class MessageCodecTest
         final UnsafeBuffer buffer = new UnsafeBuffer(ByteBuffer.allocateDirect(64 * 1024));
         final MessageHeaderEncoder header = new MessageHeaderEncoder();
         final BlockRequestEncoder request = new BlockRequestEncoder();
-        request.wrapAndApplyHeader(buffer, 0, header).correlationId(42).deadlineNanos(123_456_789L).priority((short)0);
+        request.wrapAndApplyHeader(buffer, 0, header).correlationId(42).timeoutNanos(123_456_789L).priority((short)0);
         final BlockRequestEncoder.BlocksEncoder blocks = request.blocksCount(digests.length);
         for (int i = 0; i < digests.length; i++)
         {
             blocks.next().putDigest(digests[i], 0, 32).contentLength(1_000_000L + i);
         }
         request.modelVersion("llama@3");
+        request.responseChannel("aeron:ipc");
         final int requestLength = MessageHeaderEncoder.ENCODED_LENGTH + request.encodedLength();
 
         final UnsafeBuffer chunkBuffer = new UnsafeBuffer(ByteBuffer.allocateDirect(64 * 1024));

@@ -1,0 +1,502 @@
+package dev.strata.paramserver;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.strata.tiering.BlockId;
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.io.Content;
+import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.ServerConnector;
+import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.Fields;
+import org.eclipse.jetty.util.thread.QueuedThreadPool;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The parameter service's HTTP admin API (Jetty 12, core handlers). JSON everywhere except block bodies,
+ * manifests (binary) and {@code /metrics} (Prometheus text).
+ * <pre>
+ * GET    /health                                   liveness and a summary (open)
+ * GET    /metrics                                  Prometheus (open)
+ * GET    /v1/endpoints                             Aeron endpoints of the block server
+ * GET    /v1/models                                models with their stable and canary versions
+ * GET    /v1/models/{m}/versions                   every version with its state
+ * GET    /v1/models/{m}/versions/{v|stable|canary} one version: state, manifest digest, sizes
+ * GET    /v1/models/{m}/versions/{v}/manifest      the binary manifest                    [read token]
+ * POST   /v1/blocks/missing                        body: block ids, one per line → the missing ones [token]
+ * PUT    /v1/blocks/{id}                           upload one block (checked against its id)          [token]
+ * GET    /v1/blocks/{id}                           one block's bytes                                  [read token]
+ * POST   /v1/models/{m}/uploads?manifest=DIGEST    begin or resume the upload of a version            [token]
+ * POST   /v1/models/{m}/versions/{v}/commit        body: the manifest; atomic commit                  [token]
+ * POST   /v1/models/{m}/versions/{v}/promote | canary?weight=W | verify                           [token]
+ * POST   /v1/models/{m}/rollback                                                                  [token]
+ * DELETE /v1/models/{m}/versions/{v}                                                              [token]
+ * POST   /v1/models/{m}/versions/{v}/leases?node=N&amp;ttl_ms=T, DELETE the same to release           [token]
+ * </pre>
+ * Errors are {@code {"error": "..."}} with 400 (bad input), 401 (token), 404 (unknown), 409 (state conflict),
+ * 413 (too large). Model names are validated by the registry (no path traversal, at most 64 characters).
+ */
+final class AdminServer implements AutoCloseable
+{
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final int MAX_MANIFEST_BYTES = 64 << 20;
+    private static final int MAX_ID_LIST_BYTES = 16 << 20;
+
+    private final ParamService service;
+    private final byte[] token;
+    private final boolean protectReads;
+    private final Server server;
+    private final ServerConnector connector;
+
+    /** An error with its HTTP status. */
+    static final class HttpError extends RuntimeException
+    {
+        final int status;
+
+        HttpError(final int status, final String message)
+        {
+            super(message);
+            this.status = status;
+        }
+    }
+
+    AdminServer(final ParamService service, final int port, final String token, final boolean protectReads)
+        throws Exception
+    {
+        this.service = service;
+        this.token = token == null ? null : token.getBytes(StandardCharsets.UTF_8);
+        this.protectReads = protectReads;
+        final QueuedThreadPool threads = new QueuedThreadPool(32, 2);
+        threads.setName("strata-admin");
+        threads.setDaemon(true);
+        server = new Server(threads);
+        connector = new ServerConnector(server);
+        connector.setPort(port);
+        server.addConnector(connector);
+        server.setHandler(new Handler.Abstract()
+        {
+            @Override
+            public boolean handle(final Request request, final Response response, final Callback callback)
+            {
+                AdminServer.this.handle(request, response, callback);
+                return true;
+            }
+        });
+        server.start();
+    }
+
+    int port()
+    {
+        return connector.getLocalPort();
+    }
+
+    @Override
+    public void close() throws Exception
+    {
+        server.stop();
+    }
+
+    private void handle(final Request request, final Response response, final Callback callback)
+    {
+        try
+        {
+            route(request, response, callback);
+        }
+        catch (final HttpError ex)
+        {
+            error(response, callback, ex.status, ex.getMessage());
+        }
+        catch (final RegistryException ex)
+        {
+            final String m = String.valueOf(ex.getMessage());
+            error(response, callback, m.startsWith("unknown") || m.startsWith("no visible") ? 404 :
+                m.startsWith("invalid") ? 400 : 409, m);
+        }
+        catch (final IllegalArgumentException ex)
+        {
+            error(response, callback, 400, ex.getMessage());
+        }
+        catch (final Exception ex)
+        {
+            error(response, callback, 500, ex.getClass().getSimpleName() + ": " + ex.getMessage());
+        }
+    }
+
+    private void route(final Request request, final Response response, final Callback callback) throws Exception
+    {
+        final String method = request.getMethod();
+        final String path = request.getHttpURI().getPath();
+        final String[] p = path.split("/", -1); // p[0] is ""
+        final Fields query = Request.extractQueryParameters(request);
+
+        if (path.equals("/health") && method.equals("GET"))
+        {
+            final Map<String, Object> body = new LinkedHashMap<>();
+            body.put("status", "ok");
+            body.put("models", service.models().size());
+            body.put("blocks_served", service.blockServer().served());
+            json(response, callback, 200, body);
+            return;
+        }
+        if (path.equals("/metrics") && method.equals("GET"))
+        {
+            send(response, callback, 200, "text/plain; version=0.0.4; charset=utf-8",
+                service.metrics().scrape().getBytes(StandardCharsets.UTF_8));
+            return;
+        }
+        if (p.length < 3 || !p[1].equals("v1"))
+        {
+            throw new HttpError(404, "no such endpoint: " + method + " " + path);
+        }
+        switch (p[2])
+        {
+            case "endpoints" ->
+            {
+                requireRead(request);
+                final ParamService.Endpoints e = service.endpoints();
+                final Map<String, Object> body = new LinkedHashMap<>();
+                body.put("aeron_dir", e.aeronDirectory());
+                body.put("ipc_channel", e.ipcChannel());
+                body.put("udp_channel", e.udpChannel());
+                body.put("stream_id", e.streamId());
+                json(response, callback, 200, body);
+            }
+            case "blocks" -> blocks(request, response, callback, method, p);
+            case "models" -> models(request, response, callback, method, p, query);
+            default -> throw new HttpError(404, "no such endpoint: " + method + " " + path);
+        }
+    }
+
+    private void blocks(final Request request, final Response response, final Callback callback, final String method,
+        final String[] p) throws Exception
+    {
+        if (p.length == 4 && p[3].equals("missing") && method.equals("POST"))
+        {
+            requireToken(request);
+            final String body = new String(body(request, MAX_ID_LIST_BYTES), StandardCharsets.US_ASCII);
+            final List<BlockId> ids = new ArrayList<>();
+            for (final String line : body.split("\n"))
+            {
+                if (!line.isBlank())
+                {
+                    ids.add(BlockId.parse(line.strip()));
+                }
+            }
+            final StringBuilder out = new StringBuilder();
+            for (final BlockId id : service.missing(ids))
+            {
+                out.append(id).append('\n');
+            }
+            send(response, callback, 200, "text/plain", out.toString().getBytes(StandardCharsets.US_ASCII));
+            return;
+        }
+        if (p.length != 4)
+        {
+            throw new HttpError(404, "no such endpoint");
+        }
+        final BlockId id = BlockId.parse(p[3]);
+        switch (method)
+        {
+            case "PUT" ->
+            {
+                requireToken(request);
+                if (id.length() > ParamService.MAX_BLOCK_BYTES)
+                {
+                    throw new HttpError(413, "block of " + id.length() + " bytes is over the limit of " +
+                        ParamService.MAX_BLOCK_BYTES);
+                }
+                final byte[] bytes = body(request, (int)id.length());
+                final boolean stored = service.putBlock(id, bytes);
+                json(response, callback, stored ? 201 : 200, Map.of("block", id.toString(), "new", stored));
+            }
+            case "GET" ->
+            {
+                requireRead(request);
+                send(response, callback, 200, "application/octet-stream", service.readBlock(id));
+            }
+            default -> throw new HttpError(405, method + " is not allowed on a block");
+        }
+    }
+
+    private void models(final Request request, final Response response, final Callback callback, final String method,
+        final String[] p, final Fields query) throws Exception
+    {
+        if (p.length == 3 && method.equals("GET"))
+        {
+            final List<Map<String, Object>> list = new ArrayList<>();
+            for (final String name : service.models())
+            {
+                final Map<String, Object> m = new LinkedHashMap<>();
+                m.put("name", name);
+                m.put("versions", service.versions(name).size());
+                m.put("stable", labelled(name, "stable"));
+                m.put("canary", labelled(name, "canary"));
+                list.add(m);
+            }
+            json(response, callback, 200, list);
+            return;
+        }
+        if (p.length < 5)
+        {
+            throw new HttpError(404, "no such endpoint");
+        }
+        final String model = ModelRegistry.checkName(p[3]);
+        switch (p[4])
+        {
+            case "uploads" ->
+            {
+                requireToken(request);
+                requireMethod(method, "POST");
+                final Map.Entry<ModelRegistry.Version, Boolean> v = service.beginUpload(model,
+                    query.getValue("manifest"));
+                json(response, callback, v.getValue() ? 200 : 201,
+                    Map.of("version", v.getKey().number(), "resumed", v.getValue()));
+            }
+            case "rollback" ->
+            {
+                requireToken(request);
+                requireMethod(method, "POST");
+                json(response, callback, 200, describe(service.execute(new RegistryCommand.Rollback(model))));
+            }
+            case "versions" -> versions(request, response, callback, method, p, query, model);
+            default -> throw new HttpError(404, "no such endpoint");
+        }
+    }
+
+    private void versions(final Request request, final Response response, final Callback callback, final String method,
+        final String[] p, final Fields query, final String model) throws Exception
+    {
+        if (p.length == 5)
+        {
+            requireMethod(method, "GET");
+            final List<Map<String, Object>> list = new ArrayList<>();
+            for (final ModelRegistry.Version v : service.versions(model))
+            {
+                list.add(describe(v));
+            }
+            json(response, callback, 200, list);
+            return;
+        }
+        final String ref = p[5];
+        if (p.length == 6)
+        {
+            if (method.equals("DELETE"))
+            {
+                requireToken(request);
+                json(response, callback, 200, describe(service.execute(
+                    new RegistryCommand.Delete(model, number(ref), System.currentTimeMillis()))));
+                return;
+            }
+            requireMethod(method, "GET");
+            final ModelRegistry.Version v = service.resolve(model, ref);
+            final Manifest manifest = service.manifest(v);
+            final Map<String, Object> body = describe(v);
+            body.put("tensors", manifest.tensors().size());
+            long bytes = 0;
+            for (final Manifest.Tensor t : manifest.tensors())
+            {
+                bytes += t.byteSize();
+            }
+            body.put("bytes", bytes);
+            body.put("blocks", manifest.allBlocks().size());
+            body.put("unique_blocks", new java.util.HashSet<>(manifest.allBlocks()).size());
+            body.put("leases", service.leases(model, v.number()));
+            json(response, callback, 200, body);
+            return;
+        }
+        final String action = p[6];
+        switch (action)
+        {
+            case "manifest" ->
+            {
+                requireRead(request);
+                requireMethod(method, "GET");
+                final ModelRegistry.Version v = service.resolve(model, ref);
+                response.getHeaders().put("X-Strata-Version", String.valueOf(v.number()));
+                send(response, callback, 200, "application/octet-stream", service.manifestBytes(v));
+            }
+            case "commit" ->
+            {
+                requireToken(request);
+                requireMethod(method, "POST");
+                json(response, callback, 200, describe(service.commit(model, number(ref),
+                    body(request, MAX_MANIFEST_BYTES))));
+            }
+            case "promote" ->
+            {
+                requireToken(request);
+                requireMethod(method, "POST");
+                json(response, callback, 200, describe(service.execute(new RegistryCommand.Promote(model, number(ref)))));
+            }
+            case "canary" ->
+            {
+                requireToken(request);
+                requireMethod(method, "POST");
+                final int weight = integer(query.getValue("weight"), "weight");
+                json(response, callback, 200, describe(service.execute(
+                    new RegistryCommand.Canary(model, number(ref), weight))));
+            }
+            case "verify" ->
+            {
+                requireToken(request);
+                requireMethod(method, "POST");
+                final ParamService.VerifyReport r = service.verify(service.resolve(model, ref));
+                final Map<String, Object> body = new LinkedHashMap<>();
+                body.put("blocks", r.blocks());
+                body.put("good", r.good());
+                body.put("lost", r.lost().stream().map(BlockId::toString).toList());
+                body.put("repaired", r.repairsAfter() - r.repairsBefore());
+                json(response, callback, r.lost().isEmpty() ? 200 : 409, body);
+            }
+            case "leases" ->
+            {
+                requireToken(request);
+                final String node = query.getValue("node");
+                if (method.equals("POST"))
+                {
+                    final long ttl = integer(query.getValue("ttl_ms"), "ttl_ms");
+                    service.execute(new RegistryCommand.AcquireLease(node, model, number(ref),
+                        System.currentTimeMillis() + ttl));
+                }
+                else
+                {
+                    requireMethod(method, "DELETE");
+                    service.execute(new RegistryCommand.ReleaseLease(node, model, number(ref)));
+                }
+                json(response, callback, 200, Map.of("leases", service.leases(model, number(ref))));
+            }
+            default -> throw new HttpError(404, "no such endpoint");
+        }
+    }
+
+    private Integer labelled(final String model, final String label)
+    {
+        try
+        {
+            return service.resolve(model, label).number();
+        }
+        catch (final RegistryException ex)
+        {
+            return null;
+        }
+    }
+
+    private static Map<String, Object> describe(final ModelRegistry.Version v)
+    {
+        final Map<String, Object> m = new LinkedHashMap<>();
+        m.put("model", v.model());
+        m.put("version", v.number());
+        m.put("state", v.state().name().toLowerCase(java.util.Locale.ROOT));
+        m.put("manifest", v.manifestDigest());
+        if (v.state() == VersionState.CANARY)
+        {
+            m.put("canary_weight", v.canaryWeight());
+        }
+        return m;
+    }
+
+    private static int number(final String ref)
+    {
+        return integer(ref, "version");
+    }
+
+    private static int integer(final String text, final String what)
+    {
+        try
+        {
+            return Integer.parseInt(text);
+        }
+        catch (final NumberFormatException ex)
+        {
+            throw new HttpError(400, what + " must be a number, not '" + text + "'");
+        }
+    }
+
+    private static void requireMethod(final String method, final String allowed)
+    {
+        if (!method.equals(allowed))
+        {
+            throw new HttpError(405, method + " is not allowed here (use " + allowed + ")");
+        }
+    }
+
+    private void requireToken(final Request request)
+    {
+        if (token == null)
+        {
+            return;
+        }
+        final String auth = request.getHeaders().get(HttpHeader.AUTHORIZATION);
+        final byte[] given = auth != null && auth.startsWith("Bearer ") ?
+            auth.substring(7).getBytes(StandardCharsets.UTF_8) : new byte[0];
+        if (!MessageDigest.isEqual(token, given))
+        {
+            throw new HttpError(401, auth == null ? "this operation needs a token (Authorization: Bearer ...)" :
+                "wrong token");
+        }
+    }
+
+    private void requireRead(final Request request)
+    {
+        if (protectReads)
+        {
+            requireToken(request);
+        }
+    }
+
+    private static byte[] body(final Request request, final int limit) throws IOException
+    {
+        final long declared = request.getLength();
+        if (declared > limit)
+        {
+            throw new HttpError(413, "request body of " + declared + " bytes is over the limit of " + limit);
+        }
+        try (InputStream in = Content.Source.asInputStream(request))
+        {
+            final byte[] bytes = in.readNBytes(limit + 1);
+            if (bytes.length > limit)
+            {
+                throw new HttpError(413, "request body is over the limit of " + limit + " bytes");
+            }
+            return bytes;
+        }
+    }
+
+    private static void json(final Response response, final Callback callback, final int status, final Object body)
+        throws IOException
+    {
+        send(response, callback, status, "application/json", JSON.writeValueAsBytes(body));
+    }
+
+    private static void error(final Response response, final Callback callback, final int status, final String message)
+    {
+        try
+        {
+            json(response, callback, status, Map.of("error", String.valueOf(message)));
+        }
+        catch (final IOException ex)
+        {
+            callback.failed(ex);
+        }
+    }
+
+    private static void send(final Response response, final Callback callback, final int status, final String type,
+        final byte[] bytes)
+    {
+        response.setStatus(status);
+        response.getHeaders().put(HttpHeader.CONTENT_TYPE, type);
+        response.getHeaders().put(HttpHeader.CONTENT_LENGTH, bytes.length);
+        response.write(true, ByteBuffer.wrap(bytes), callback);
+    }
+}

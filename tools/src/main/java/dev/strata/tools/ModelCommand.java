@@ -1,0 +1,444 @@
+package dev.strata.tools;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.strata.compute.gguf.GgufFile;
+import dev.strata.paramserver.ParamClient;
+import dev.strata.tiering.BlockId;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+import java.io.PrintWriter;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code strata model ...}: the operator's commands against a running parameter service. Exit codes a script can
+ * rely on: 0 done, 1 failed, 2 bad usage, 3 not found, 4 wrong or missing token, 5 conflict with the version's
+ * state (or lost blocks on verify), 6 service unreachable.
+ */
+@Command(name = "model", description = "Upload and manage model versions on a parameter service.",
+    subcommands = {
+        ModelCommand.Upload.class, ModelCommand.ListModels.class, ModelCommand.Versions.class,
+        ModelCommand.Show.class, ModelCommand.Promote.class, ModelCommand.Canary.class,
+        ModelCommand.Rollback.class, ModelCommand.Remove.class, ModelCommand.Verify.class,
+        ModelCommand.Export.class
+    })
+final class ModelCommand implements Runnable
+{
+    static final ObjectMapper JSON = new ObjectMapper();
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run()
+    {
+        throw new CommandLine.ParameterException(spec.commandLine(),
+            "missing command (upload, list, versions, show, promote, canary, rollback, rm, verify, export)");
+    }
+
+    /** Options every client command takes. */
+    static final class ServerOptions
+    {
+        @Option(names = "--server", paramLabel = "HOST:PORT",
+            description = "Admin address of the parameter service (default: $STRATA_SERVER, else localhost:7070).")
+        String server;
+
+        @Option(names = "--token", paramLabel = "TOKEN", description = "Bearer token (default: $STRATA_TOKEN).")
+        String token;
+
+        ParamClient client()
+        {
+            final String s = server != null ? server :
+                System.getenv().getOrDefault("STRATA_SERVER", "localhost:7070");
+            final String t = token != null ? token : System.getenv("STRATA_TOKEN");
+            return new ParamClient(s, t);
+        }
+    }
+
+    /** {@code NAME}, {@code NAME@N} or {@code NAME:label}. */
+    record Ref(String model, String version)
+    {
+        static Ref parse(final String text)
+        {
+            final int at = text.lastIndexOf('@');
+            final int colon = text.lastIndexOf(':');
+            if (at > 0)
+            {
+                return new Ref(text.substring(0, at), text.substring(at + 1));
+            }
+            if (colon > 0)
+            {
+                return new Ref(text.substring(0, colon), text.substring(colon + 1));
+            }
+            return new Ref(text, "stable");
+        }
+
+        /** The version number, resolving a label through the service. */
+        int number(final ParamClient client) throws java.io.IOException
+        {
+            if (version.matches("[0-9]+"))
+            {
+                return Integer.parseInt(version);
+            }
+            return client.show(model, version).path("version").asInt();
+        }
+
+        @Override
+        public String toString()
+        {
+            return model + "@" + version;
+        }
+    }
+
+    abstract static class Base implements Callable<Integer>
+    {
+        @CommandLine.Mixin
+        ServerOptions serverOptions = new ServerOptions();
+
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        PrintWriter out()
+        {
+            return spec.commandLine().getOut();
+        }
+
+        PrintWriter err()
+        {
+            return spec.commandLine().getErr();
+        }
+
+        ParamClient client()
+        {
+            return serverOptions.client();
+        }
+    }
+
+    @Command(name = "upload", description = "Upload a GGUF model as a new version: only blocks the service lacks " +
+        "are sent; an interrupted upload of the same file resumes.")
+    static final class Upload extends Base
+    {
+        @Parameters(index = "0", paramLabel = "FILE.gguf")
+        Path file;
+
+        @Option(names = "--name", required = true, description = "Model name.")
+        String name;
+
+        @Option(names = "--label", description = "After commit: stable (promote) or canary.")
+        String label;
+
+        @Option(names = "--canary-weight", defaultValue = "10", description = "Percent for --label canary.")
+        int canaryWeight;
+
+        @Option(names = "--limit-rate", paramLabel = "BYTES", description = "Upload at most this many bytes/s " +
+            "(K, M, G suffixes).")
+        String limitRate;
+
+        @Option(names = "--json", description = "Print a JSON summary.")
+        boolean json;
+
+        @Option(names = "--parallel", defaultValue = "4", description = "Blocks in flight (default ${DEFAULT-VALUE}).")
+        int parallel;
+
+        @Override
+        public Integer call() throws Exception
+        {
+            if (parallel < 1 || parallel > 64)
+            {
+                throw new CommandLine.ParameterException(spec.commandLine(), "--parallel is 1..64");
+            }
+            if (label != null && !label.equals("stable") && !label.equals("canary"))
+            {
+                throw new CommandLine.ParameterException(spec.commandLine(), "--label is stable or canary, not " + label);
+            }
+            final long rate = limitRate == null ? 0 : Sizes.parse(limitRate);
+            final ParamClient client = client();
+            try (GgufFile gguf = GgufFile.open(file))
+            {
+                final ModelImporter.Plan plan = ModelImporter.plan(gguf, name);
+                final byte[] manifest = plan.manifest().encode();
+                final JsonNode begun = client.beginUpload(name, BlockId.of(manifest).hex());
+                final int version = begun.path("version").asInt();
+                final boolean resumed = begun.path("resumed").asBoolean();
+                final ProgressBar bar = new ProgressBar(err(), !json);
+                final long start = System.nanoTime();
+                final ModelImporter.Result result = ModelImporter.upload(plan, new ModelImporter.BlockSink()
+                {
+                    final java.util.concurrent.atomic.AtomicLong sent = new java.util.concurrent.atomic.AtomicLong();
+
+                    @Override
+                    public List<BlockId> missing(final List<BlockId> ids) throws java.io.IOException
+                    {
+                        return client.missing(ids);
+                    }
+
+                    @Override
+                    public void put(final BlockId id, final MemorySegment bytes) throws java.io.IOException
+                    {
+                        client.putBlock(id, bytes.toArray(ValueLayout.JAVA_BYTE));
+                        final long s = sent.addAndGet(id.length());
+                        if (rate > 0)
+                        {
+                            final long due = start + (long)(s * 1e9 / rate);
+                            final long wait = due - System.nanoTime();
+                            if (wait > 0)
+                            {
+                                try
+                                {
+                                    Thread.sleep(wait / 1_000_000, (int)(wait % 1_000_000));
+                                }
+                                catch (final InterruptedException ex)
+                                {
+                                    Thread.currentThread().interrupt();
+                                    throw new java.io.InterruptedIOException("upload interrupted");
+                                }
+                            }
+                        }
+                    }
+                }, bar::update, rate > 0 ? 1 : parallel);
+                bar.finish();
+                client.commit(name, version, manifest);
+                if ("stable".equals(label))
+                {
+                    client.promote(name, version);
+                }
+                else if ("canary".equals(label))
+                {
+                    client.canary(name, version, canaryWeight);
+                }
+                if (json)
+                {
+                    final Map<String, Object> summary = new LinkedHashMap<>();
+                    summary.put("model", name);
+                    summary.put("version", version);
+                    summary.put("blocks_total", result.blocksTotal());
+                    summary.put("blocks_new", result.blocksNew());
+                    summary.put("bytes_new", result.bytesNew());
+                    summary.put("resumed", resumed);
+                    summary.put("label", label);
+                    out().println(JSON.writeValueAsString(summary));
+                }
+                else
+                {
+                    out().printf("%s@%d committed%s: %d blocks, %d new (%s)%s%n", name, version,
+                        label == null ? "" : " as " + label, result.blocksTotal(), result.blocksNew(),
+                        Sizes.format(result.bytesNew()), resumed ? ", resumed an interrupted upload" : "");
+                }
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "list", description = "Models with their stable and canary versions.")
+    static final class ListModels extends Base
+    {
+        @Option(names = "--json")
+        boolean json;
+
+        @Override
+        public Integer call() throws Exception
+        {
+            final JsonNode models = client().models();
+            if (json)
+            {
+                out().println(models);
+                return 0;
+            }
+            out().printf("%-32s %8s %8s %8s%n", "MODEL", "VERSIONS", "STABLE", "CANARY");
+            for (final JsonNode m : models)
+            {
+                out().printf("%-32s %8d %8s %8s%n", m.path("name").asText(), m.path("versions").asInt(),
+                    m.path("stable").isNull() ? "-" : m.path("stable").asText(),
+                    m.path("canary").isNull() ? "-" : m.path("canary").asText());
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "versions", description = "Every version of a model and its state.")
+    static final class Versions extends Base
+    {
+        @Parameters(index = "0", paramLabel = "NAME")
+        String name;
+
+        @Option(names = "--json")
+        boolean json;
+
+        @Override
+        public Integer call() throws Exception
+        {
+            final JsonNode versions = client().versions(name);
+            if (json)
+            {
+                out().println(versions);
+                return 0;
+            }
+            out().printf("%-8s %-10s %-8s %s%n", "VERSION", "STATE", "CANARY", "MANIFEST");
+            for (final JsonNode v : versions)
+            {
+                out().printf("%-8d %-10s %-8s %s%n", v.path("version").asInt(), v.path("state").asText(),
+                    v.has("canary_weight") ? v.path("canary_weight").asInt() + "%" : "-", v.path("manifest").asText());
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "show", description = "One version: state, manifest digest, tensors, bytes, blocks, leases.")
+    static final class Show extends Base
+    {
+        @Parameters(index = "0", paramLabel = "NAME[@V|:label]")
+        String ref;
+
+        @Option(names = "--json")
+        boolean json;
+
+        @Override
+        public Integer call() throws Exception
+        {
+            final Ref r = Ref.parse(ref);
+            final JsonNode v = client().show(r.model(), r.version());
+            if (json)
+            {
+                out().println(v);
+                return 0;
+            }
+            v.properties().forEach(e -> out().printf("%-14s %s%n", e.getKey() + ":", e.getKey().equals("bytes") ?
+                Sizes.format(e.getValue().asLong()) : e.getValue().isTextual() ? e.getValue().asText() : e.getValue()));
+            return 0;
+        }
+    }
+
+    @Command(name = "promote", description = "Make a version the active one (label stable); the previous is retired.")
+    static final class Promote extends Base
+    {
+        @Parameters(index = "0", paramLabel = "NAME@V")
+        String ref;
+
+        @Override
+        public Integer call() throws Exception
+        {
+            final Ref r = Ref.parse(ref);
+            final ParamClient c = client();
+            final JsonNode v = c.promote(r.model(), r.number(c));
+            out().printf("%s@%d is %s%n", r.model(), v.path("version").asInt(), v.path("state").asText());
+            return 0;
+        }
+    }
+
+    @Command(name = "canary", description = "Serve a committed version to a share of requests (label canary).")
+    static final class Canary extends Base
+    {
+        @Parameters(index = "0", paramLabel = "NAME@V")
+        String ref;
+
+        @Option(names = "--weight", required = true, description = "Percent of requests, 1..99.")
+        int weight;
+
+        @Override
+        public Integer call() throws Exception
+        {
+            final Ref r = Ref.parse(ref);
+            final ParamClient c = client();
+            final JsonNode v = c.canary(r.model(), r.number(c), weight);
+            out().printf("%s@%d is canary at %d%%%n", r.model(), v.path("version").asInt(),
+                v.path("canary_weight").asInt());
+            return 0;
+        }
+    }
+
+    @Command(name = "rollback", description = "Reactivate the most recently retired version.")
+    static final class Rollback extends Base
+    {
+        @Parameters(index = "0", paramLabel = "NAME")
+        String name;
+
+        @Override
+        public Integer call() throws Exception
+        {
+            final JsonNode v = client().rollback(name);
+            out().printf("%s@%d is %s%n", name, v.path("version").asInt(), v.path("state").asText());
+            return 0;
+        }
+    }
+
+    @Command(name = "rm", description = "Delete a version (refused while a compute node holds a lease on it).")
+    static final class Remove extends Base
+    {
+        @Parameters(index = "0", paramLabel = "NAME@V")
+        String ref;
+
+        @Override
+        public Integer call() throws Exception
+        {
+            final Ref r = Ref.parse(ref);
+            if (!r.version().matches("[0-9]+"))
+            {
+                throw new CommandLine.ParameterException(spec.commandLine(), "rm needs an explicit version number " +
+                    "(NAME@N), not a label");
+            }
+            final JsonNode v = client().delete(r.model(), Integer.parseInt(r.version()));
+            out().printf("%s@%d is %s%n", r.model(), v.path("version").asInt(), v.path("state").asText());
+            return 0;
+        }
+    }
+
+    @Command(name = "verify", description = "Re-check every block of a version in every tier; bad copies are " +
+        "rewritten from a good one. Exit 5 when a block has no good copy.")
+    static final class Verify extends Base
+    {
+        @Parameters(index = "0", paramLabel = "NAME[@V|:label]")
+        String ref;
+
+        @Option(names = "--json")
+        boolean json;
+
+        @Override
+        public Integer call() throws Exception
+        {
+            final Ref r = Ref.parse(ref);
+            final JsonNode report = client().verify(r.model(), r.version());
+            final int lost = report.path("lost").size();
+            if (json)
+            {
+                out().println(report);
+            }
+            else
+            {
+                out().printf("%s: %d blocks checked, %d good, %d repaired, %d lost%n", r, report.path("blocks").asInt(),
+                    report.path("good").asInt(), report.path("repaired").asLong(), lost);
+                report.path("lost").forEach(id -> out().println("lost: " + id.asText()));
+            }
+            return lost == 0 ? 0 : 5;
+        }
+    }
+
+    @Command(name = "export", description = "Write a version back as a GGUF file with the uploaded tensors.")
+    static final class Export extends Base
+    {
+        @Parameters(index = "0", paramLabel = "NAME[@V|:label]")
+        String ref;
+
+        @Option(names = "--out", required = true, paramLabel = "FILE.gguf")
+        Path out;
+
+        @Override
+        public Integer call() throws Exception
+        {
+            final Ref r = Ref.parse(ref);
+            final ParamClient c = client();
+            final ParamClient.PinnedManifest m = c.manifest(r.model(), r.version());
+            ModelImporter.export(m.manifest(), id -> MemorySegment.ofArray(c.getBlock(id)), out);
+            out().printf("%s@%d written to %s%n", r.model(), m.version(), out);
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,71 @@
+package dev.strata.tools;
+
+import dev.strata.paramserver.ParamService;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+
+/** {@code strata param-server}: runs the parameter service alone until stopped (SIGINT/SIGTERM). */
+@Command(name = "param-server", description = "Run the parameter service: block store, registry, Aeron block " +
+    "server and the HTTP admin API.")
+final class ParamServerCommand implements Callable<Integer>
+{
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Option(names = "--data-dir", required = true, description = "Where blocks, manifests and the registry live.")
+    Path dataDir;
+
+    @Option(names = "--admin-port", defaultValue = "7070", description = "HTTP admin port (0: any free port).")
+    int adminPort;
+
+    @Option(names = "--token", description = "Token for mutating calls (default: $STRATA_TOKEN).")
+    String token;
+
+    @Option(names = "--insecure-no-token", description = "Run without a token (local development only).")
+    boolean noToken;
+
+    @Option(names = "--protect-reads", description = "Also require the token to read manifests and blocks.")
+    boolean protectReads;
+
+    @Option(names = "--memory-budget", defaultValue = "1G", description = "Memory tier budget (default ${DEFAULT-VALUE}).")
+    String memoryBudget;
+
+    @Option(names = "--ssd-budget", defaultValue = "16G", description = "SSD tier budget (default ${DEFAULT-VALUE}).")
+    String ssdBudget;
+
+    @Option(names = "--aeron-endpoint", defaultValue = "localhost:0", paramLabel = "HOST:PORT",
+        description = "UDP endpoint of the block server (default ${DEFAULT-VALUE}; 0 picks a free port).")
+    String aeronEndpoint;
+
+    @Override
+    public Integer call() throws Exception
+    {
+        final String t = token != null ? token : System.getenv("STRATA_TOKEN");
+        if ((t == null || t.isEmpty()) && !noToken)
+        {
+            throw new CommandLine.ParameterException(spec.commandLine(),
+                "a token is required (--token or STRATA_TOKEN), or --insecure-no-token for local development");
+        }
+        final ParamService.Config config = new ParamService.Config(dataDir, adminPort, noToken ? null : t,
+            protectReads, Sizes.parse(memoryBudget), Sizes.parse(ssdBudget), aeronEndpoint);
+        final ParamService service = ParamService.start(config);
+        final CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() ->
+        {
+            service.close();
+            stopped.countDown();
+        }, "strata-shutdown"));
+        final ParamService.Endpoints e = service.endpoints();
+        spec.commandLine().getOut().printf("strata param-server: admin http://localhost:%d (GET /health), " +
+            "aeron %s and %s stream %d, data %s%n", service.adminPort(), e.udpChannel(), e.ipcChannel(), e.streamId(),
+            dataDir.toAbsolutePath());
+        spec.commandLine().getOut().flush();
+        stopped.await();
+        return 0;
+    }
+}

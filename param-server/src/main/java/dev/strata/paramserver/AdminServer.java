@@ -481,6 +481,8 @@ final class AdminServer implements AutoCloseable
 
     private static void error(final Response response, final Callback callback, final int status, final String message)
     {
+        // an error answer may leave the request body unread: the client must not reuse this connection
+        response.getHeaders().put(HttpHeader.CONNECTION, "close");
         try
         {
             json(response, callback, status, Map.of("error", String.valueOf(message)));

@@ -57,13 +57,31 @@ public final class BlockClient
     private final CRC32C crc = new CRC32C();
     private long nextCorrelationId = new java.security.SecureRandom().nextLong() & 0x7fff_ffff_0000_0000L;
 
-    // state of the fetch in progress
-    private long correlationId;
-    private byte[][] blocks;
-    private List<BlockId> expected;
-    private long[] received;
-    private FetchException failure;
+    /** One request in flight. */
+    private static final class Inflight
+    {
+        final long correlationId;
+        final List<BlockId> ids;
+        final byte[][] blocks;
+        final long[] received;
+        final long deadline;
+        int complete;
+        FetchException failure;
+
+        Inflight(final long correlationId, final List<BlockId> ids, final long deadline)
+        {
+            this.correlationId = correlationId;
+            this.ids = ids;
+            this.blocks = new byte[ids.size()][];
+            this.received = new long[ids.size()];
+            this.deadline = deadline;
+        }
+    }
+
+    private final org.agrona.collections.Long2ObjectHashMap<Inflight> inflight =
+        new org.agrona.collections.Long2ObjectHashMap<>();
     private final FragmentAssembler assembler = new FragmentAssembler(this::onFragment);
+    private boolean verifyDigests = true;
 
     /**
      * @param requests  publication to the server's request channel.
@@ -71,10 +89,54 @@ public final class BlockClient
      */
     public BlockClient(final Publication requests, final Subscription responses)
     {
+        this(requests, responses, responses.channel());
+    }
+
+    private BlockClient(final Publication requests, final Subscription responses, final String responseChannel)
+    {
         this.requests = requests;
         this.responses = responses;
-        this.responseChannel = responses.channel();
+        this.responseChannel = responseChannel;
         this.responseStreamId = responses.streamId();
+    }
+
+    /**
+     * Connects to a block server: over IPC when {@code requestChannel} is {@code aeron:ipc} (the transport must
+     * share the server's media driver), else over UDP with this client listening on a free port of
+     * {@code localHost}. Waits up to {@code timeoutNanos} for the request channel to connect.
+     */
+    public static BlockClient connect(final io.aeron.Aeron aeron, final String requestChannel, final int streamId,
+        final String localHost, final long timeoutNanos) throws FetchException
+    {
+        final boolean ipc = requestChannel.startsWith("aeron:ipc");
+        final int responseStream = ipc ? 0x4000_0000 | new java.security.SecureRandom().nextInt(0x3fff_ffff) : streamId + 1;
+        final Subscription responses = aeron.addSubscription(ipc ? "aeron:ipc" :
+            "aeron:udp?endpoint=" + localHost + ":0", responseStream);
+        final Publication requests = aeron.addPublication(requestChannel, streamId);
+        final long deadline = System.nanoTime() + timeoutNanos;
+        String channel = ipc ? "aeron:ipc" : null;
+        while (channel == null || !requests.isConnected())
+        {
+            if (channel == null)
+            {
+                channel = responses.tryResolveChannelEndpointPort();
+            }
+            if (System.nanoTime() > deadline)
+            {
+                requests.close();
+                responses.close();
+                throw new FetchException(null, "no block server answered on " + requestChannel + " stream " + streamId);
+            }
+            Thread.onSpinWait();
+        }
+        return new BlockClient(requests, responses, channel);
+    }
+
+    /** Closes the publication and subscription. */
+    public void close()
+    {
+        requests.close();
+        responses.close();
     }
 
     /** Fetches blocks as demand (served before any prefetch). */
@@ -99,8 +161,20 @@ public final class BlockClient
     }
 
     /**
-     * @param modelVersion the pinned version the blocks belong to.
-     * @param ids          blocks to fetch (at most 1000 per call).
+     * Whether {@link #await} re-hashes every block against its SHA-256 id (the default). Chunks are always checked
+     * with their CRC32C; turning this off trusts the server to serve what its id says (it verifies on upload).
+     */
+    public BlockClient verifyDigests(final boolean verify)
+    {
+        this.verifyDigests = verify;
+        return this;
+    }
+
+    /**
+     * Fetches blocks and waits for them.
+     *
+     * @param modelVersion the pinned version the blocks belong to ({@code model@number}).
+     * @param ids          blocks to fetch (at most {@link #MAX_BLOCKS_PER_REQUEST} per call).
      * @param timeoutNanos how long to wait for all of them.
      * @param priority     0 for demand, higher for prefetch.
      * @return the blocks' contents, in order, verified.
@@ -108,18 +182,25 @@ public final class BlockClient
     public List<MemorySegment> fetch(final String modelVersion, final List<BlockId> ids, final long timeoutNanos,
         final int priority) throws FetchException
     {
+        return await(submit(modelVersion, ids, timeoutNanos, priority));
+    }
+
+    /**
+     * Sends a request without waiting: several can be in flight; {@link #await} collects each. Every submitted
+     * request must be awaited (or it stays in memory until its deadline has passed and it is awaited).
+     *
+     * @return the request's correlation id.
+     */
+    public long submit(final String modelVersion, final List<BlockId> ids, final long timeoutNanos, final int priority)
+        throws FetchException
+    {
         if (ids.isEmpty() || ids.size() > MAX_BLOCKS_PER_REQUEST)
         {
             throw new IllegalArgumentException("fetch 1.." + MAX_BLOCKS_PER_REQUEST + " blocks per request, not " +
                 ids.size());
         }
         final long deadline = System.nanoTime() + timeoutNanos;
-        correlationId = nextCorrelationId++;
-        blocks = new byte[ids.size()][];
-        expected = ids;
-        received = new long[ids.size()];
-        failure = null;
-
+        final long correlationId = nextCorrelationId++;
         requestEncoder.wrapAndApplyHeader(out, 0, headerEncoder).correlationId(correlationId)
             .timeoutNanos(timeoutNanos).priority((short)priority).responseStreamId(responseStreamId);
         final BlockRequestEncoder.BlocksEncoder group = requestEncoder.blocksCount(ids.size());
@@ -138,46 +219,60 @@ public final class BlockClient
                 throw new FetchException(null, "could not send the request: " +
                     (result == Publication.NOT_CONNECTED ? "no block server connected" : "back-pressured until the deadline"));
             }
-            Thread.onSpinWait();
+            responses.poll(assembler, 64); // keep draining answers while the request channel is full
         }
-        while (!complete())
-        {
-            if (failure != null)
-            {
-                throw failure;
-            }
-            if (System.nanoTime() > deadline)
-            {
-                throw new FetchException(null, "timed out waiting for blocks of request " + correlationId);
-            }
-            if (responses.poll(assembler, 64) == 0)
-            {
-                Thread.onSpinWait();
-            }
-        }
-        final List<MemorySegment> fetched = new java.util.ArrayList<>(ids.size());
-        for (int i = 0; i < ids.size(); i++)
-        {
-            final MemorySegment bytes = MemorySegment.ofArray(blocks[i]);
-            if (!ids.get(i).matches(bytes))
-            {
-                throw new FetchException(Status.CORRUPT, "block " + ids.get(i) + " arrived with other content");
-            }
-            fetched.add(bytes);
-        }
-        return fetched;
+        inflight.put(correlationId, new Inflight(correlationId, List.copyOf(ids), deadline));
+        return correlationId;
     }
 
-    private boolean complete()
+    /** Waits for a submitted request (others in flight progress meanwhile); returns its blocks, in order. */
+    public List<MemorySegment> await(final long correlationId) throws FetchException
     {
-        for (int i = 0; i < blocks.length; i++)
+        final Inflight f = inflight.get(correlationId);
+        if (f == null)
         {
-            if (blocks[i] == null || received[i] < blocks[i].length)
-            {
-                return false;
-            }
+            throw new IllegalArgumentException("no request " + correlationId + " in flight");
         }
-        return failure == null;
+        try
+        {
+            while (f.complete < f.blocks.length && f.failure == null)
+            {
+                if (System.nanoTime() > f.deadline)
+                {
+                    throw new FetchException(null, "timed out waiting for blocks of request " + correlationId +
+                        " (" + f.complete + " of " + f.blocks.length + " complete)");
+                }
+                if (responses.poll(assembler, 256) == 0)
+                {
+                    Thread.onSpinWait();
+                }
+            }
+            if (f.failure != null)
+            {
+                throw f.failure;
+            }
+            final List<MemorySegment> fetched = new java.util.ArrayList<>(f.blocks.length);
+            for (int i = 0; i < f.blocks.length; i++)
+            {
+                final MemorySegment bytes = MemorySegment.ofArray(f.blocks[i]);
+                if (verifyDigests && !f.ids.get(i).matches(bytes))
+                {
+                    throw new FetchException(Status.CORRUPT, "block " + f.ids.get(i) + " arrived with other content");
+                }
+                fetched.add(bytes);
+            }
+            return fetched;
+        }
+        finally
+        {
+            inflight.remove(correlationId);
+        }
+    }
+
+    /** Requests submitted and not yet awaited. */
+    public int inFlight()
+    {
+        return inflight.size();
     }
 
     private void onFragment(final DirectBuffer buffer, final int offset, final int length,
@@ -190,50 +285,56 @@ public final class BlockClient
             return;
         }
         chunkDecoder.wrapAndApplyHeader(buffer, offset, headerDecoder);
-        if (chunkDecoder.correlationId() != correlationId)
+        final Inflight f = inflight.get(chunkDecoder.correlationId());
+        if (f == null || f.failure != null)
         {
-            return; // a late answer to an earlier request
+            return; // a late answer to a request given up on
         }
         final int index = chunkDecoder.blockIndex();
         final Status status = chunkDecoder.status();
-        if (index >= blocks.length)
+        if (index >= f.blocks.length)
         {
-            failure = new FetchException(Status.UNAVAILABLE, "chunk for block #" + index + " of a " + blocks.length +
-                "-block request");
+            f.failure = new FetchException(Status.UNAVAILABLE, "chunk for block #" + index + " of a " +
+                f.blocks.length + "-block request");
             return;
         }
         if (status != Status.OK)
         {
-            failure = new FetchException(status, "block #" + index + " of request " + correlationId + ": " + status);
+            f.failure = new FetchException(status, "block " + f.ids.get(index) + " (#" + index + " of request " +
+                f.correlationId + "): " + status);
             return;
         }
         final long total = chunkDecoder.totalLength();
         final long chunkOffset = chunkDecoder.chunkOffset();
         final long expectedCrc = chunkDecoder.crc32c();
         final int n = chunkDecoder.payloadLength();
-        if (total != expected.get(index).length())
+        if (total != f.ids.get(index).length())
         {
-            failure = new FetchException(Status.CORRUPT, "block #" + index + " announced " + total + " bytes, not " +
-                expected.get(index).length());
+            f.failure = new FetchException(Status.CORRUPT, "block #" + index + " announced " + total + " bytes, not " +
+                f.ids.get(index).length());
             return;
         }
-        if (blocks[index] == null)
+        if (f.blocks[index] == null)
         {
-            blocks[index] = new byte[(int)total];
+            f.blocks[index] = new byte[(int)total];
         }
-        if (total != blocks[index].length || chunkOffset < 0 || chunkOffset + n > total)
+        if (chunkOffset < 0 || chunkOffset + n > total)
         {
-            failure = new FetchException(Status.CORRUPT, "malformed chunk for block #" + index);
+            f.failure = new FetchException(Status.CORRUPT, "malformed chunk for block #" + index);
             return;
         }
-        chunkDecoder.getPayload(blocks[index], (int)chunkOffset, n);
+        chunkDecoder.getPayload(f.blocks[index], (int)chunkOffset, n);
         crc.reset();
-        crc.update(blocks[index], (int)chunkOffset, n);
+        crc.update(f.blocks[index], (int)chunkOffset, n);
         if (crc.getValue() != expectedCrc)
         {
-            failure = new FetchException(Status.CORRUPT, "chunk checksum mismatch in block #" + index);
+            f.failure = new FetchException(Status.CORRUPT, "chunk checksum mismatch in block #" + index);
             return;
         }
-        received[index] += n;
+        f.received[index] += n;
+        if (f.received[index] == total)
+        {
+            f.complete++;
+        }
     }
 }

@@ -155,8 +155,8 @@ public final class ModelRegistry
     {
         if (digest == null || !digest.matches("[0-9a-f]{64}"))
         {
-            throw new RegistryException("a manifest digest is a SHA-256 as 64 lower-case hex digits, not '" +
-                digest + "'");
+            throw new RegistryException("invalid manifest digest '" + digest +
+                "' (a SHA-256 as 64 lower-case hex digits)");
         }
         return digest;
     }

@@ -135,6 +135,76 @@ class BlockServingTest
         }
     }
 
+    @Test
+    void shouldServeDemandBeforeAnEarlierPrefetch() throws Exception
+    {
+        final Random random = new Random(5);
+        try (MemoryTier memory = new MemoryTier(64L << 20, EvictionPolicy.lru());
+            DirectoryObjectTier object = new DirectoryObjectTier(dir.resolve("object"));
+            TieredBlockStore store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
+            Transport t = Transport.launch(new TransportContext()))
+        {
+            final List<BlockId> ids = new ArrayList<>();
+            for (int i = 0; i < 3; i++)
+            {
+                final byte[] b = new byte[BlockServer.CHUNK_BYTES * 4];
+                random.nextBytes(b);
+                ids.add(store.put(MemorySegment.ofArray(b)));
+                store.acquire(ids.getLast()).close(); // warm
+            }
+            final java.util.Set<BlockId> version = java.util.Set.copyOf(ids);
+            try (Subscription serverIn = t.subscription(TransportContext.IPC_CHANNEL, 200);
+                Publication requests = t.publication(TransportContext.IPC_CHANNEL, 200);
+                Subscription responses = t.subscription(TransportContext.IPC_CHANNEL, 301))
+            {
+                // driven by hand, one duty cycle at a time: the order of chunks is the server's choice alone
+                final BlockServer server = new BlockServer(store, serverIn, t.aeron(), v -> version);
+                send(requests, 1, 1, 301, ids.subList(0, 2)); // prefetch of 8 chunks, first
+                send(requests, 2, 0, 301, ids.subList(2, 3)); // demand of 4 chunks, second, answered on the same
+                                                              // stream: the stream's order is the server's order
+                final long deadline = System.nanoTime() + TIMEOUT;
+                final List<Long> order = new ArrayList<>();
+                final dev.strata.transport.sbe.MessageHeaderDecoder header = new dev.strata.transport.sbe.MessageHeaderDecoder();
+                final dev.strata.transport.sbe.BlockChunkDecoder chunk = new dev.strata.transport.sbe.BlockChunkDecoder();
+                final io.aeron.logbuffer.FragmentHandler record = (buffer, offset, length, h) ->
+                    order.add(chunk.wrapAndApplyHeader(buffer, offset, header).correlationId());
+                final io.aeron.FragmentAssembler assembler = new io.aeron.FragmentAssembler(record);
+                while (order.size() < 12)
+                {
+                    assertTrue(System.nanoTime() < deadline, "only " + order.size() + " chunks arrived");
+                    server.doWork();
+                    responses.poll(assembler, 1000);
+                }
+                assertEquals(List.of(2L, 2L, 2L, 2L, 1L, 1L, 1L, 1L, 1L, 1L, 1L, 1L), order,
+                    "every demand chunk before any prefetch chunk");
+            }
+        }
+    }
+
+    private static void send(final Publication requests, final long correlationId, final int priority,
+        final int responseStream, final List<BlockId> ids)
+    {
+        final org.agrona.concurrent.UnsafeBuffer buffer = new org.agrona.concurrent.UnsafeBuffer(new byte[4096]);
+        final dev.strata.transport.sbe.BlockRequestEncoder request = new dev.strata.transport.sbe.BlockRequestEncoder();
+        request.wrapAndApplyHeader(buffer, 0, new dev.strata.transport.sbe.MessageHeaderEncoder())
+            .correlationId(correlationId).timeoutNanos(TIMEOUT).priority((short)priority)
+            .responseStreamId(responseStream);
+        final dev.strata.transport.sbe.BlockRequestEncoder.BlocksEncoder group = request.blocksCount(ids.size());
+        for (final BlockId id : ids)
+        {
+            group.next().putDigest(id.sha256(), 0, BlockId.DIGEST_BYTES).contentLength(id.length());
+        }
+        request.modelVersion("m@1");
+        request.responseChannel(TransportContext.IPC_CHANNEL);
+        final int length = dev.strata.transport.sbe.MessageHeaderEncoder.ENCODED_LENGTH + request.encodedLength();
+        final long deadline = System.nanoTime() + TIMEOUT;
+        while (requests.offer(buffer, 0, length) < 0)
+        {
+            assertTrue(System.nanoTime() < deadline, "request not sent");
+            Thread.onSpinWait();
+        }
+    }
+
     private static int freePort() throws Exception
     {
         try (DatagramSocket s = new DatagramSocket(0))

@@ -1,0 +1,404 @@
+package dev.strata.tools;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.strata.compute.gguf.GgmlType;
+import dev.strata.compute.gguf.GgufFile;
+import dev.strata.compute.gguf.GgufTensorInfo;
+import dev.strata.compute.gguf.GgufWriter;
+import dev.strata.compute.synth.SyntheticModel;
+import dev.strata.paramserver.BlockClient;
+import dev.strata.paramserver.Manifest;
+import dev.strata.paramserver.ParamClient;
+import dev.strata.paramserver.ParamService;
+import dev.strata.tiering.BlockId;
+import dev.strata.transport.Transport;
+import dev.strata.transport.TransportContext;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The parameter service end to end, in-process: upload with the CLI, pull blocks over Aeron (IPC and UDP), dedup,
+ * export, labels, leases, restart and bad input. Expectations come from the GGUF file itself (tensor bytes).
+ */
+class ParamServiceTest
+{
+    private static final String TOKEN = "t0ken";
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final long TIMEOUT = TimeUnit.SECONDS.toNanos(20);
+
+    @TempDir
+    static Path models;
+
+    static Path v1;
+    static Path v2;
+
+    @TempDir
+    Path data;
+
+    ParamService service;
+    String server;
+
+    @BeforeAll
+    static void synthesize() throws Exception
+    {
+        // an F32 model whose FFN matrices (3 MiB) span two blocks each
+        v1 = models.resolve("v1.gguf");
+        SyntheticModel.write(v1, SyntheticModel.Shape.parse("dim=512,layers=2,heads=8,kv=4,ffn=1536"), GgmlType.F32,
+            null, 1);
+        v2 = models.resolve("v2.gguf");
+        try (GgufFile original = GgufFile.open(v1))
+        {
+            final List<GgufWriter.Tensor> tensors = new ArrayList<>();
+            for (final GgufTensorInfo t : original.tensors().values())
+            {
+                tensors.add(new GgufWriter.Tensor(t.name(), t.type(), t.shape(), ch ->
+                {
+                    final byte[] bytes = original.tensorData(t).toArray(ValueLayout.JAVA_BYTE);
+                    if (t.name().equals("blk.1.ffn_down.weight"))
+                    {
+                        bytes[100] ^= 1;
+                    }
+                    GgufWriter.writeFully(ch, ByteBuffer.wrap(bytes));
+                }));
+            }
+            GgufWriter.write(v2, original.metadata(), tensors);
+        }
+    }
+
+    @BeforeEach
+    void start() throws Exception
+    {
+        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        server = "localhost:" + service.adminPort();
+    }
+
+    @AfterEach
+    void stop()
+    {
+        if (service != null)
+        {
+            service.close();
+        }
+    }
+
+    private CliTest.Run cli(final String... args)
+    {
+        final List<String> all = new ArrayList<>(List.of(args));
+        all.add("--server");
+        all.add(server);
+        if (!all.contains("--token"))
+        {
+            all.add("--token");
+            all.add(TOKEN);
+        }
+        return CliTest.run(all.toArray(String[]::new));
+    }
+
+    private JsonNode upload(final Path file, final String... extra) throws Exception
+    {
+        final List<String> args = new ArrayList<>(List.of("model", "upload", file.toString(), "--name", "llama", "--json"));
+        args.addAll(List.of(extra));
+        final CliTest.Run r = cli(args.toArray(String[]::new));
+        assertEquals(0, r.code(), r.err());
+        return JSON.readTree(r.out());
+    }
+
+    @Test
+    void shouldUploadThenServeEveryTensorByteIdenticalOverIpcAndUdp() throws Exception
+    {
+        final JsonNode summary = upload(v1, "--label", "stable");
+        assertEquals(1, summary.path("version").asInt());
+        assertTrue(summary.path("blocks_total").asInt() > summary.path("blocks_new").asInt(),
+            "identical norm tensors are sent once");
+
+        final ParamClient client = new ParamClient(server, TOKEN);
+        final ParamClient.PinnedManifest pinned = client.manifest("llama", "stable");
+        assertEquals(1, pinned.version());
+        final JsonNode endpoints = client.endpoints();
+
+        // IPC: a second Aeron client on the service's media driver
+        try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
+            .aeronDirectory(endpoints.path("aeron_dir").asText())))
+        {
+            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
+                endpoints.path("stream_id").asInt(), null, TIMEOUT);
+            assertTensorsIdentical(v1, pinned, blocks);
+            blocks.close();
+        }
+        // UDP loopback: this client has its own media driver
+        try (Transport udp = Transport.launch(new TransportContext()))
+        {
+            final BlockClient blocks = BlockClient.connect(udp.aeron(), endpoints.path("udp_channel").asText(),
+                endpoints.path("stream_id").asInt(), "localhost", TIMEOUT);
+            assertTensorsIdentical(v1, pinned, blocks);
+            blocks.close();
+        }
+    }
+
+    private static void assertTensorsIdentical(final Path file, final ParamClient.PinnedManifest pinned,
+        final BlockClient blocks) throws Exception
+    {
+        try (GgufFile gguf = GgufFile.open(file))
+        {
+            assertEquals(gguf.tensors().size(), pinned.manifest().tensors().size());
+            for (final Manifest.Tensor t : pinned.manifest().tensors())
+            {
+                final List<MemorySegment> parts = blocks.fetch("llama@" + pinned.version(), t.blocks(), TIMEOUT);
+                final MemorySegment expected = gguf.tensorData(gguf.tensor(t.name()));
+                long offset = 0;
+                for (final MemorySegment part : parts)
+                {
+                    assertEquals(-1, part.mismatch(expected.asSlice(offset, part.byteSize())), t.name());
+                    offset += part.byteSize();
+                }
+                assertEquals(expected.byteSize(), offset, t.name() + " complete");
+            }
+        }
+    }
+
+    @Test
+    void shouldUploadOnlyTheChangedTensorOfASecondVersionAndExportBothIdentically() throws Exception
+    {
+        upload(v1, "--label", "stable");
+        final JsonNode second = upload(v2);
+        assertEquals(2, second.path("version").asInt());
+        final Manifest m2 = new ParamClient(server, TOKEN).manifest("llama", "2").manifest();
+        final long changed = m2.tensors().stream().filter(t -> t.name().equals("blk.1.ffn_down.weight"))
+            .mapToLong(t -> t.blocks().size()).sum();
+        assertEquals(2, changed, "the changed tensor spans two blocks");
+        assertEquals(1, second.path("blocks_new").asInt(), "only the changed block of the changed tensor is new");
+        assertTrue(second.path("bytes_new").asLong() <= 2L << 20);
+
+        for (final String[] c : new String[][]{{"llama@1", "v1.gguf"}, {"llama@2", "v2.gguf"}})
+        {
+            final Path out = data.resolve("export-" + c[1]);
+            assertEquals(0, cli("model", "export", c[0], "--out", out.toString()).code());
+            try (GgufFile original = GgufFile.open(models.resolve(c[1])); GgufFile back = GgufFile.open(out))
+            {
+                assertEquals(original.metadata().keys(), back.metadata().keys());
+                for (final GgufTensorInfo t : original.tensors().values())
+                {
+                    assertEquals(-1, original.tensorData(t).mismatch(back.tensorData(back.tensor(t.name()))), t.name());
+                }
+            }
+        }
+    }
+
+    @Test
+    void shouldWalkLabelsAndKeepLeasedVersionFromDeletion() throws Exception
+    {
+        upload(v1, "--label", "stable");
+        upload(v2, "--label", "canary", "--canary-weight", "20");
+        final ParamClient client = new ParamClient(server, TOKEN);
+        assertEquals(2, client.show("llama", "canary").path("version").asInt());
+        assertEquals(20, client.show("llama", "canary").path("canary_weight").asInt());
+        assertEquals(0, cli("model", "promote", "llama@2").code());
+        assertEquals(2, client.show("llama", "stable").path("version").asInt());
+        assertEquals("retired", client.show("llama", "1").path("state").asText());
+        assertEquals(0, cli("model", "rollback", "llama").code());
+        assertEquals(1, client.show("llama", "stable").path("version").asInt());
+
+        client.lease("node-a", "llama", 2, 60_000);
+        final CliTest.Run refused = cli("model", "rm", "llama@2");
+        assertEquals(5, refused.code(), refused.err());
+        assertTrue(refused.err().contains("leased by node-a"), refused.err());
+        client.release("node-a", "llama", 2);
+        assertEquals(0, cli("model", "rm", "llama@2").code());
+        assertEquals(3, cli("model", "show", "llama@2").code(), "a deleted version is gone");
+        final CliTest.Run list = cli("model", "list");
+        assertTrue(list.out().contains("llama"), list.out());
+    }
+
+    @Test
+    void shouldKeepVersionsLabelsAndBlocksAcrossRestart() throws Exception
+    {
+        upload(v1, "--label", "stable");
+        upload(v2);
+        final String before = new ParamClient(server, TOKEN).versions("llama").toString();
+        service.close();
+        service = null;
+        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        server = "localhost:" + service.adminPort();
+        final ParamClient client = new ParamClient(server, TOKEN);
+        assertEquals(before, client.versions("llama").toString());
+        assertEquals(1, client.show("llama", "stable").path("version").asInt());
+        final CliTest.Run verify = cli("model", "verify", "llama@2", "--json");
+        assertEquals(0, verify.code(), verify.out() + verify.err());
+        assertEquals(0, JSON.readTree(verify.out()).path("lost").size());
+        // and a re-upload of v1 finds every block already there
+        assertEquals(0, upload(v1).path("blocks_new").asInt());
+    }
+
+    @Test
+    void shouldRepairACorruptObjectCopyOnVerify() throws Exception
+    {
+        upload(v1, "--label", "stable");
+        final Manifest m = new ParamClient(server, TOKEN).manifest("llama", "1").manifest();
+        final BlockId victim = m.tensors().getLast().blocks().getFirst();
+        new ParamClient(server, TOKEN).getBlock(victim); // a read promotes the block: the SSD tier gets a copy
+        service.close();
+        service = null;
+        final Path file;
+        try (dev.strata.tiering.DirectoryObjectTier objects =
+            new dev.strata.tiering.DirectoryObjectTier(data.resolve("objects")))
+        {
+            file = objects.pathOf(victim);
+        }
+        final byte[] good = Files.readAllBytes(file);
+        final byte[] bad = good.clone();
+        bad[bad.length / 2] ^= 0x55;
+        Files.write(file, bad);
+        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        server = "localhost:" + service.adminPort();
+        final CliTest.Run verify = cli("model", "verify", "llama@1", "--json");
+        assertEquals(0, verify.code(), verify.out() + verify.err());
+        assertTrue(JSON.readTree(verify.out()).path("repaired").asLong() >= 1, verify.out());
+        assertTrue(java.util.Arrays.equals(good, Files.readAllBytes(file)), "the object copy was rewritten");
+    }
+
+    @Test
+    void shouldRejectBadInputClearlyAndKeepServing() throws Exception
+    {
+        // a truncated GGUF: a clear error, and no version appears
+        final Path truncated = data.resolve("truncated.gguf");
+        final byte[] whole = Files.readAllBytes(v1);
+        Files.write(truncated, java.util.Arrays.copyOf(whole, whole.length / 3));
+        final CliTest.Run bad = cli("model", "upload", truncated.toString(), "--name", "llama");
+        assertEquals(1, bad.code());
+        assertTrue(bad.err().startsWith("error: ") && bad.err().contains("truncated"), bad.err());
+        assertEquals(3, cli("model", "versions", "llama").code(), "nothing was created");
+
+        // wrong or missing token
+        assertEquals(4, cli("model", "upload", v1.toString(), "--name", "llama", "--token", "nope").code());
+        final ParamClient anonymous = new ParamClient(server, null);
+        assertEquals(401, assertThrows(ParamClient.ServiceException.class,
+            () -> anonymous.beginUpload("llama", "a".repeat(64))).status());
+
+        // bad names, unknown versions, bad references
+        final ParamClient client = new ParamClient(server, TOKEN);
+        assertEquals(400, assertThrows(ParamClient.ServiceException.class,
+            () -> client.beginUpload("../etc", "a".repeat(64))).status());
+        assertEquals(400, assertThrows(ParamClient.ServiceException.class,
+            () -> client.beginUpload("x".repeat(65), "a".repeat(64))).status());
+        assertEquals(400, assertThrows(ParamClient.ServiceException.class,
+            () -> client.beginUpload("llama", "not-a-digest")).status());
+        assertEquals(3, cli("model", "show", "llama@7").code());
+
+        // a block whose bytes do not match its id, and one over the size limit
+        final byte[] some = {1, 2, 3};
+        assertEquals(400, assertThrows(ParamClient.ServiceException.class,
+            () -> client.putBlock(BlockId.of(new byte[]{4, 5, 6}), some)).status());
+        assertEquals(413, assertThrows(ParamClient.ServiceException.class,
+            () -> client.putBlock(new BlockId(new byte[32], ParamService.MAX_BLOCK_BYTES + 1), some)).status());
+
+        // commit with blocks missing is refused, commit of a manifest for another digest too
+        final Manifest fake = new Manifest("llama", BlockId.of(new byte[]{42}), List.of());
+        final byte[] encoded = fake.encode();
+        final int version = client.beginUpload("llama", BlockId.of(encoded).hex()).path("version").asInt();
+        final ParamClient.ServiceException missing = assertThrows(ParamClient.ServiceException.class,
+            () -> client.commit("llama", version, encoded));
+        assertEquals(409, missing.status());
+        assertTrue(missing.getMessage().contains("not uploaded"), missing.getMessage());
+        assertEquals(400, assertThrows(ParamClient.ServiceException.class,
+            () -> client.commit("llama", version, new byte[]{1, 2, 3})).status());
+
+        // the service still works
+        assertTrue(upload(v1).path("blocks_new").asInt() > 0);
+        assertEquals("ok", client.health().path("status").asText());
+    }
+
+    @Test
+    void shouldGiveReadersTheOldOrTheNewVersionNeverAMixDuringPromotions() throws Exception
+    {
+        upload(v1, "--label", "stable");
+        upload(v2);
+        final ParamClient client = new ParamClient(server, TOKEN);
+        final JsonNode endpoints = client.endpoints();
+        final byte[][] expected = new byte[3][];
+        try (GgufFile a = GgufFile.open(v1); GgufFile b = GgufFile.open(v2))
+        {
+            expected[1] = a.tensorData(a.tensor("blk.1.ffn_down.weight")).toArray(ValueLayout.JAVA_BYTE);
+            expected[2] = b.tensorData(b.tensor("blk.1.ffn_down.weight")).toArray(ValueLayout.JAVA_BYTE);
+        }
+        final AtomicReference<Throwable> failure = new AtomicReference<>();
+        final java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
+        final int[] seen = new int[3];
+        final Thread reader = Thread.ofPlatform().start(() ->
+        {
+            try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
+                .aeronDirectory(endpoints.path("aeron_dir").asText())))
+            {
+                final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
+                    endpoints.path("stream_id").asInt(), null, TIMEOUT);
+                while (!done.get())
+                {
+                    // pin whatever is stable now, then read the tensor of that version only
+                    final ParamClient.PinnedManifest pinned = client.manifest("llama", "stable");
+                    final Manifest.Tensor t = pinned.manifest().tensors().stream()
+                        .filter(x -> x.name().equals("blk.1.ffn_down.weight")).findFirst().orElseThrow();
+                    final List<MemorySegment> parts = blocks.fetch("llama@" + pinned.version(), t.blocks(), TIMEOUT);
+                    final java.io.ByteArrayOutputStream whole = new java.io.ByteArrayOutputStream();
+                    for (final MemorySegment p : parts)
+                    {
+                        whole.write(p.toArray(ValueLayout.JAVA_BYTE));
+                    }
+                    assertTrue(java.util.Arrays.equals(expected[pinned.version()], whole.toByteArray()),
+                        "reader pinned to v" + pinned.version() + " got that version's tensor");
+                    seen[pinned.version()]++;
+                }
+                blocks.close();
+            }
+            catch (final Throwable t)
+            {
+                failure.set(t);
+            }
+        });
+        for (int i = 0; i < 20 && failure.get() == null; i++)
+        {
+            client.promote("llama", 2);
+            Thread.sleep(10);
+            client.rollback("llama");
+            Thread.sleep(10);
+        }
+        done.set(true);
+        reader.join();
+        assertNull(failure.get(), () -> String.valueOf(failure.get()));
+        assertTrue(seen[1] + seen[2] > 0, "the reader read");
+    }
+
+    @Test
+    void shouldExposeHealthAndPrometheusMetrics() throws Exception
+    {
+        upload(v1, "--label", "stable");
+        final java.net.http.HttpClient http = java.net.http.HttpClient.newHttpClient();
+        final String metrics = http.send(java.net.http.HttpRequest.newBuilder(
+                java.net.URI.create("http://" + server + "/metrics")).build(),
+            java.net.http.HttpResponse.BodyHandlers.ofString()).body();
+        assertTrue(metrics.contains("strata_models"), metrics);
+        assertTrue(metrics.contains("# TYPE"), "Prometheus text format");
+        final JsonNode health = new ParamClient(server, null).health();
+        assertEquals("ok", health.path("status").asText());
+        assertEquals(1, health.path("models").asInt());
+        assertFalse(metrics.isEmpty());
+    }
+}

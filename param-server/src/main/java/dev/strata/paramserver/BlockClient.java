@@ -46,6 +46,14 @@ public final class BlockClient
     private final Subscription responses;
     private final String responseChannel;
     private final int responseStreamId;
+    /**
+     * Response channels: the server publishes to the channel the client names, so these parameters set both ends.
+     * Large frames (fewer fragments to reassemble per 256 KiB chunk), and on UDP socket buffers and a receiver
+     * window of 4 MiB (the loopback's {@code rmem_max} here) so a 4 MiB block is not throttled by flow control.
+     */
+    static final String IPC_RESPONSE_CHANNEL = "aeron:ipc?mtu=65504";
+    static final String UDP_RESPONSE_PARAMS = "mtu=65504|so-rcvbuf=4m|so-sndbuf=4m|rcv-wnd=4m";
+
     /** Blocks per request at most (the request must fit one Aeron message). */
     public static final int MAX_BLOCKS_PER_REQUEST = 1000;
 
@@ -110,11 +118,11 @@ public final class BlockClient
     {
         final boolean ipc = requestChannel.startsWith("aeron:ipc");
         final int responseStream = ipc ? 0x4000_0000 | new java.security.SecureRandom().nextInt(0x3fff_ffff) : streamId + 1;
-        final Subscription responses = aeron.addSubscription(ipc ? "aeron:ipc" :
-            "aeron:udp?endpoint=" + localHost + ":0", responseStream);
+        final Subscription responses = aeron.addSubscription(ipc ? IPC_RESPONSE_CHANNEL :
+            "aeron:udp?endpoint=" + localHost + ":0|" + UDP_RESPONSE_PARAMS, responseStream);
         final Publication requests = aeron.addPublication(requestChannel, streamId);
         final long deadline = System.nanoTime() + timeoutNanos;
-        String channel = ipc ? "aeron:ipc" : null;
+        String channel = ipc ? IPC_RESPONSE_CHANNEL : null;
         while (channel == null || !requests.isConnected())
         {
             if (channel == null)

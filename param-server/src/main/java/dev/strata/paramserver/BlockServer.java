@@ -48,8 +48,11 @@ import java.util.zip.CRC32C;
  */
 public final class BlockServer implements Agent
 {
-    /** Payload bytes per chunk: well under Aeron's largest message on IPC and UDP defaults. */
-    public static final int CHUNK_BYTES = 256 * 1024;
+    /**
+     * Payload bytes per chunk: 60 KiB, so that a chunk with its headers fits one frame of the 64 KiB MTU the
+     * clients' response channels use (see {@link BlockClient}): no fragmentation, and no reassembly copy.
+     */
+    public static final int CHUNK_BYTES = 60 * 1024;
     /** Requests held at most; beyond, new requests are answered {@code BUSY}. */
     static final int MAX_PENDING = 4096;
     private static final int CHUNKS_PER_DUTY_CYCLE = 16;

@@ -51,9 +51,23 @@ public final class ParamService implements AutoCloseable
     public static final int REQUEST_STREAM = 1001;
     public static final long MAX_BLOCK_BYTES = 64L << 20;
 
-    /** Settings; {@code token} null means an open service (tests and local development only). */
+    /** An S3-compatible object store for the object tier, instead of the directory under the data directory. */
+    public record S3(java.net.URI endpoint, String region, String bucket, String prefix, String accessKey,
+        String secretKey)
+    {
+        @Override
+        public String toString()
+        {
+            return endpoint + "/" + bucket + "/" + (prefix == null ? "" : prefix); // never the secret
+        }
+    }
+
+    /**
+     * Settings; {@code token} null means an open service (tests and local development only); {@code s3} null
+     * keeps the object tier in {@code dataDir/objects}.
+     */
     public record Config(Path dataDir, int adminPort, String token, boolean protectReads, long memoryBudgetBytes,
-        long ssdBudgetBytes, String udpEndpoint)
+        long ssdBudgetBytes, String udpEndpoint, S3 s3)
     {
         public Config
         {
@@ -70,17 +84,23 @@ public final class ParamService implements AutoCloseable
 
         public static Config defaults(final Path dataDir)
         {
-            return new Config(dataDir, 0, null, false, 1L << 30, 16L << 30, "localhost:0");
+            return new Config(dataDir, 0, null, false, 1L << 30, 16L << 30, "localhost:0", null);
         }
 
         public Config withToken(final String t)
         {
-            return new Config(dataDir, adminPort, t, protectReads, memoryBudgetBytes, ssdBudgetBytes, udpEndpoint);
+            return new Config(dataDir, adminPort, t, protectReads, memoryBudgetBytes, ssdBudgetBytes, udpEndpoint, s3);
         }
 
         public Config withAdminPort(final int port)
         {
-            return new Config(dataDir, port, token, protectReads, memoryBudgetBytes, ssdBudgetBytes, udpEndpoint);
+            return new Config(dataDir, port, token, protectReads, memoryBudgetBytes, ssdBudgetBytes, udpEndpoint, s3);
+        }
+
+        public Config withS3(final S3 store)
+        {
+            return new Config(dataDir, adminPort, token, protectReads, memoryBudgetBytes, ssdBudgetBytes, udpEndpoint,
+                store);
         }
     }
 
@@ -95,7 +115,7 @@ public final class ParamService implements AutoCloseable
     private final PrometheusMeterRegistry metrics = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
     private final MemoryTier memory;
     private final RocksDbTier ssd;
-    private final DirectoryObjectTier object;
+    private final Tier object;
     private final BlockIndex index;
     private final TieredBlockStore store;
     private final RegistryLog registryLog;
@@ -131,7 +151,10 @@ public final class ParamService implements AutoCloseable
         lock = l;
         memory = new MemoryTier(config.memoryBudgetBytes(), EvictionPolicy.costAware());
         ssd = new RocksDbTier(config.dataDir().resolve("ssd"), config.ssdBudgetBytes());
-        object = new DirectoryObjectTier(config.dataDir().resolve("objects"));
+        final S3 s3 = config.s3();
+        object = s3 == null ? new DirectoryObjectTier(config.dataDir().resolve("objects")) :
+            new dev.strata.tiering.S3ObjectTier(s3.endpoint(), s3.region(), s3.bucket(), s3.accessKey(),
+                s3.secretKey(), s3.prefix());
         store = new TieredBlockStore(memory, ssd, object, MAX_BLOCK_BYTES, 2, metrics);
         index = BlockIndex.open(config.dataDir().resolve("block-index.dat"), 4_000_000);
         store.attachIndex(index);
@@ -205,7 +228,7 @@ public final class ParamService implements AutoCloseable
     // ---- blocks
 
     /** The ids among {@code ids} whose blocks are not durable in the object tier. */
-    public List<BlockId> missing(final List<BlockId> ids)
+    public List<BlockId> missing(final List<BlockId> ids) throws IOException
     {
         final List<BlockId> missing = new ArrayList<>();
         for (final BlockId id : new LinkedHashSet<>(ids))

@@ -23,14 +23,14 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <p>
  * {@link #start()} starts a private server (close it when done); {@link #shared()} lazily starts one server for
  * the whole test JVM, stopped by a shutdown hook (used by {@link TierContractTest}, whose factory list cannot own
- * a lifecycle).
+ * a lifecycle). Other modules use it through this module's test jar.
  */
-final class S3TestServer implements AutoCloseable
+public final class S3TestServer implements AutoCloseable
 {
-    static final String IDENTITY = "strata-test-access-key";
-    static final String CREDENTIAL = "strata-test-secret-key-0123456789";
-    static final String REGION = "us-east-1";
-    static final String BUCKET = "strata-blocks";
+    public static final String IDENTITY = "strata-test-access-key";
+    public static final String CREDENTIAL = "strata-test-secret-key-0123456789";
+    public static final String REGION = "us-east-1";
+    public static final String BUCKET = "strata-blocks";
 
     private static final Duration START_TIMEOUT = Duration.ofSeconds(30);
     private static final AtomicInteger PREFIXES = new AtomicInteger();
@@ -48,7 +48,7 @@ final class S3TestServer implements AutoCloseable
     }
 
     /** Starts a server of its own with the bucket {@link #BUCKET} created through the S3 API. */
-    static S3TestServer start() throws Exception
+    public static S3TestServer start() throws Exception
     {
         final BlobStore blobStore = new TransientNio2BlobStore();
         final S3Proxy proxy = S3Proxy.builder()
@@ -117,7 +117,7 @@ final class S3TestServer implements AutoCloseable
         return "test/" + test + "-" + PREFIXES.incrementAndGet() + "/";
     }
 
-    URI endpoint()
+    public URI endpoint()
     {
         return endpoint;
     }

@@ -42,9 +42,35 @@ final class ParamServerCommand implements Callable<Integer>
         description = "UDP endpoint of the block server (default ${DEFAULT-VALUE}; 0 picks a free port).")
     String aeronEndpoint;
 
+    @Option(names = "--s3-endpoint", paramLabel = "URL", description = "Keep the object tier in an S3-compatible " +
+        "store at this endpoint (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) instead of " +
+        "DATA_DIR/objects.")
+    java.net.URI s3Endpoint;
+
+    @Option(names = "--s3-bucket", description = "Existing bucket for --s3-endpoint.")
+    String s3Bucket;
+
+    @Option(names = "--s3-region", defaultValue = "us-east-1", description = "Signing region (default ${DEFAULT-VALUE}).")
+    String s3Region;
+
+    @Option(names = "--s3-prefix", defaultValue = "strata/blocks/", description = "Key prefix (default ${DEFAULT-VALUE}).")
+    String s3Prefix;
+
     @Override
     public Integer call() throws Exception
     {
+        ParamService.S3 s3 = null;
+        if (s3Endpoint != null)
+        {
+            final String access = System.getenv("AWS_ACCESS_KEY_ID");
+            final String secret = System.getenv("AWS_SECRET_ACCESS_KEY");
+            if (s3Bucket == null || access == null || secret == null)
+            {
+                throw new CommandLine.ParameterException(spec.commandLine(), "--s3-endpoint needs --s3-bucket and " +
+                    "the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment variables");
+            }
+            s3 = new ParamService.S3(s3Endpoint, s3Region, s3Bucket, s3Prefix, access, secret);
+        }
         final String t = token != null ? token : System.getenv("STRATA_TOKEN");
         if ((t == null || t.isEmpty()) && !noToken)
         {
@@ -52,7 +78,7 @@ final class ParamServerCommand implements Callable<Integer>
                 "a token is required (--token or STRATA_TOKEN), or --insecure-no-token for local development");
         }
         final ParamService.Config config = new ParamService.Config(dataDir, adminPort, noToken ? null : t,
-            protectReads, Sizes.parse(memoryBudget), Sizes.parse(ssdBudget), aeronEndpoint);
+            protectReads, Sizes.parse(memoryBudget), Sizes.parse(ssdBudget), aeronEndpoint, s3);
         final ParamService service = ParamService.start(config);
         final CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() ->
@@ -62,8 +88,8 @@ final class ParamServerCommand implements Callable<Integer>
         }, "strata-shutdown"));
         final ParamService.Endpoints e = service.endpoints();
         spec.commandLine().getOut().printf("strata param-server: admin http://localhost:%d (GET /health), " +
-            "aeron %s and %s stream %d, data %s%n", service.adminPort(), e.udpChannel(), e.ipcChannel(), e.streamId(),
-            dataDir.toAbsolutePath());
+            "aeron %s and %s stream %d, data %s, objects %s%n", service.adminPort(), e.udpChannel(), e.ipcChannel(),
+            e.streamId(), dataDir.toAbsolutePath(), s3 == null ? dataDir.resolve("objects").toAbsolutePath() : s3);
         spec.commandLine().getOut().flush();
         stopped.await();
         return 0;

@@ -247,6 +247,26 @@ class ParamServiceTest
         assertEquals(0, JSON.readTree(verify.out()).path("lost").size());
         // and a re-upload of v1 finds every block already there
         assertEquals(0, upload(v1).path("blocks_new").asInt());
+
+        // after the restart the memory tier is cold: a prefetch hint over Aeron promotes a version's blocks into it
+        final Manifest m = client.manifest("llama", "1").manifest();
+        final List<BlockId> wanted = m.tensors().getFirst().blocks();
+        wanted.forEach(id -> assertFalse(service.store().memory().contains(id), "cold after restart"));
+        final JsonNode endpoints = client.endpoints();
+        try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
+            .aeronDirectory(endpoints.path("aeron_dir").asText())))
+        {
+            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
+                endpoints.path("stream_id").asInt(), null, TIMEOUT);
+            assertTrue(blocks.hint("llama@1", wanted, TIMEOUT));
+            final long deadline = System.nanoTime() + TIMEOUT;
+            while (!wanted.stream().allMatch(id -> service.store().memory().contains(id)))
+            {
+                assertTrue(System.nanoTime() < deadline, "hinted blocks were not promoted to memory");
+                Thread.sleep(10);
+            }
+            blocks.close();
+        }
     }
 
     @Test

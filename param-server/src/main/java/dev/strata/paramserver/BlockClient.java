@@ -73,16 +73,28 @@ public final class BlockClient
         final byte[][] blocks;
         final long[] received;
         final long deadline;
+        final MemorySegment dest;       // when set, blocks land here at offsets[i] (no per-block arrays)
+        final long[] offsets;
+        final UnsafeBuffer destBuffer;
         int complete;
         FetchException failure;
 
-        Inflight(final long correlationId, final List<BlockId> ids, final long deadline)
+        Inflight(final long correlationId, final List<BlockId> ids, final long deadline, final MemorySegment dest,
+            final long[] offsets)
         {
             this.correlationId = correlationId;
             this.ids = ids;
-            this.blocks = new byte[ids.size()][];
+            this.blocks = dest == null ? new byte[ids.size()][] : null;
             this.received = new long[ids.size()];
             this.deadline = deadline;
+            this.dest = dest;
+            this.offsets = offsets;
+            this.destBuffer = dest == null ? null : new UnsafeBuffer(dest.address(), (int)dest.byteSize());
+        }
+
+        int count()
+        {
+            return ids.size();
         }
     }
 
@@ -202,6 +214,34 @@ public final class BlockClient
     public long submit(final String modelVersion, final List<BlockId> ids, final long timeoutNanos, final int priority)
         throws FetchException
     {
+        return submit(modelVersion, ids, timeoutNanos, priority, null, null);
+    }
+
+    /**
+     * Like {@link #submit(String, List, long, int)}, but the blocks are written straight into {@code dest} (a
+     * native segment of at most 2 GiB), block {@code i} at {@code offsets[i]}: the payload is copied once, from the
+     * Aeron buffer to its final place. {@link #await} then returns slices of {@code dest}.
+     */
+    public long submitInto(final String modelVersion, final List<BlockId> ids, final MemorySegment dest,
+        final long[] offsets, final long timeoutNanos, final int priority) throws FetchException
+    {
+        if (!dest.isNative() || dest.byteSize() > Integer.MAX_VALUE || offsets.length != ids.size())
+        {
+            throw new IllegalArgumentException("dest must be a native segment of at most 2 GiB, with one offset per block");
+        }
+        for (int i = 0; i < offsets.length; i++)
+        {
+            if (offsets[i] < 0 || offsets[i] + ids.get(i).length() > dest.byteSize())
+            {
+                throw new IllegalArgumentException("block " + i + " does not fit dest at offset " + offsets[i]);
+            }
+        }
+        return submit(modelVersion, ids, timeoutNanos, priority, dest, offsets);
+    }
+
+    private long submit(final String modelVersion, final List<BlockId> ids, final long timeoutNanos, final int priority,
+        final MemorySegment dest, final long[] offsets) throws FetchException
+    {
         if (ids.isEmpty() || ids.size() > MAX_BLOCKS_PER_REQUEST)
         {
             throw new IllegalArgumentException("fetch 1.." + MAX_BLOCKS_PER_REQUEST + " blocks per request, not " +
@@ -229,7 +269,7 @@ public final class BlockClient
             }
             responses.poll(assembler, 64); // keep draining answers while the request channel is full
         }
-        inflight.put(correlationId, new Inflight(correlationId, List.copyOf(ids), deadline));
+        inflight.put(correlationId, new Inflight(correlationId, List.copyOf(ids), deadline, dest, offsets));
         return correlationId;
     }
 
@@ -243,12 +283,12 @@ public final class BlockClient
         }
         try
         {
-            while (f.complete < f.blocks.length && f.failure == null)
+            while (f.complete < f.count() && f.failure == null)
             {
                 if (System.nanoTime() > f.deadline)
                 {
                     throw new FetchException(null, "timed out waiting for blocks of request " + correlationId +
-                        " (" + f.complete + " of " + f.blocks.length + " complete)");
+                        " (" + f.complete + " of " + f.count() + " complete)");
                 }
                 if (responses.poll(assembler, 256) == 0)
                 {
@@ -259,10 +299,11 @@ public final class BlockClient
             {
                 throw f.failure;
             }
-            final List<MemorySegment> fetched = new java.util.ArrayList<>(f.blocks.length);
-            for (int i = 0; i < f.blocks.length; i++)
+            final List<MemorySegment> fetched = new java.util.ArrayList<>(f.count());
+            for (int i = 0; i < f.count(); i++)
             {
-                final MemorySegment bytes = MemorySegment.ofArray(f.blocks[i]);
+                final MemorySegment bytes = f.dest != null ? f.dest.asSlice(f.offsets[i], f.ids.get(i).length()) :
+                    MemorySegment.ofArray(f.blocks[i]);
                 if (verifyDigests && !f.ids.get(i).matches(bytes))
                 {
                     throw new FetchException(Status.CORRUPT, "block " + f.ids.get(i) + " arrived with other content");
@@ -275,6 +316,25 @@ public final class BlockClient
         {
             inflight.remove(correlationId);
         }
+    }
+
+    /** Reads arrived answers without waiting; returns the fragments read. */
+    public int poll()
+    {
+        return responses.poll(assembler, 256);
+    }
+
+    /** Whether {@link #await} on this request would return (or throw) at once. */
+    public boolean isDone(final long correlationId)
+    {
+        final Inflight f = inflight.get(correlationId);
+        return f == null || f.failure != null || f.complete == f.count() || System.nanoTime() > f.deadline;
+    }
+
+    /** Forgets a request (its late answers are dropped). */
+    public void cancel(final long correlationId)
+    {
+        inflight.remove(correlationId);
     }
 
     /** Requests submitted and not yet awaited. */
@@ -300,10 +360,10 @@ public final class BlockClient
         }
         final int index = chunkDecoder.blockIndex();
         final Status status = chunkDecoder.status();
-        if (index >= f.blocks.length)
+        if (index >= f.count())
         {
             f.failure = new FetchException(Status.UNAVAILABLE, "chunk for block #" + index + " of a " +
-                f.blocks.length + "-block request");
+                f.count() + "-block request");
             return;
         }
         if (status != Status.OK)
@@ -322,18 +382,27 @@ public final class BlockClient
                 f.ids.get(index).length());
             return;
         }
-        if (f.blocks[index] == null)
-        {
-            f.blocks[index] = new byte[(int)total];
-        }
         if (chunkOffset < 0 || chunkOffset + n > total)
         {
             f.failure = new FetchException(Status.CORRUPT, "malformed chunk for block #" + index);
             return;
         }
-        chunkDecoder.getPayload(f.blocks[index], (int)chunkOffset, n);
         crc.reset();
-        crc.update(f.blocks[index], (int)chunkOffset, n);
+        if (f.dest != null)
+        {
+            final int at = (int)(f.offsets[index] + chunkOffset);
+            chunkDecoder.getPayload(f.destBuffer, at, n);
+            crc.update(f.dest.asSlice(at, n).asByteBuffer());
+        }
+        else
+        {
+            if (f.blocks[index] == null)
+            {
+                f.blocks[index] = new byte[(int)total];
+            }
+            chunkDecoder.getPayload(f.blocks[index], (int)chunkOffset, n);
+            crc.update(f.blocks[index], (int)chunkOffset, n);
+        }
         if (crc.getValue() != expectedCrc)
         {
             f.failure = new FetchException(Status.CORRUPT, "chunk checksum mismatch in block #" + index);

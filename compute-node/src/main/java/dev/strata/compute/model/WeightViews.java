@@ -1,0 +1,129 @@
+package dev.strata.compute.model;
+
+import dev.strata.compute.gguf.GgmlType;
+import dev.strata.compute.gguf.GgufFormatException;
+import dev.strata.compute.tensor.WeightTensor;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+
+/**
+ * Builds the forward pass's weight records from named tensors, wherever their bytes live (a mapped GGUF file,
+ * a buffer of blocks pulled from the parameter service). Shapes are checked against the configuration, so a
+ * mismatch fails with the tensor's name.
+ */
+public final class WeightViews
+{
+    /** One named tensor: its type, GGUF shape (innermost first) and bytes. */
+    public record Tensor(GgmlType type, long[] shape, MemorySegment data)
+    {
+        long elementCount()
+        {
+            long n = 1;
+            for (final long d : shape)
+            {
+                n *= d;
+            }
+            return n;
+        }
+    }
+
+    /** Looks tensors up by GGUF name; {@code null} when absent. */
+    @FunctionalInterface
+    public interface Lookup
+    {
+        Tensor tensor(String name);
+    }
+
+    private WeightViews()
+    {
+    }
+
+    /** The tensor names layer {@code l} needs, in the order {@link #layer} reads them. */
+    public static String[] layerTensorNames(final ModelConfig config, final int l)
+    {
+        final String p = "blk." + l + ".";
+        return config.qkvBias() ?
+            new String[]{p + "attn_norm.weight", p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight",
+                p + "attn_output.weight", p + "attn_q.bias", p + "attn_k.bias", p + "attn_v.bias",
+                p + "ffn_norm.weight", p + "ffn_gate.weight", p + "ffn_up.weight", p + "ffn_down.weight"} :
+            new String[]{p + "attn_norm.weight", p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight",
+                p + "attn_output.weight", p + "ffn_norm.weight", p + "ffn_gate.weight", p + "ffn_up.weight",
+                p + "ffn_down.weight"};
+    }
+
+    /** The global tensor names present in a model (the output matrix is absent when tied to the embedding). */
+    public static String[] globalTensorNames(final boolean hasOutput)
+    {
+        return hasOutput ? new String[]{"token_embd.weight", "output_norm.weight", "output.weight"} :
+            new String[]{"token_embd.weight", "output_norm.weight"};
+    }
+
+    public static GlobalWeights globals(final Lookup lookup, final ModelConfig config)
+    {
+        final int dim = config.dim();
+        final WeightTensor embedding = matrix(lookup, "token_embd.weight", config.vocabSize(), dim);
+        final WeightTensor output = lookup.tensor("output.weight") != null ?
+            matrix(lookup, "output.weight", config.vocabSize(), dim) : embedding;
+        return new GlobalWeights(embedding, vector(lookup, "output_norm.weight", dim), output);
+    }
+
+    public static LayerWeights layer(final Lookup lookup, final ModelConfig config, final int l)
+    {
+        final int dim = config.dim();
+        final String p = "blk." + l + ".";
+        return new LayerWeights(
+            vector(lookup, p + "attn_norm.weight", dim),
+            matrix(lookup, p + "attn_q.weight", config.qDim(), dim),
+            matrix(lookup, p + "attn_k.weight", config.kvDim(), dim),
+            matrix(lookup, p + "attn_v.weight", config.kvDim(), dim),
+            matrix(lookup, p + "attn_output.weight", dim, config.qDim()),
+            config.qkvBias() ? vector(lookup, p + "attn_q.bias", config.qDim()) : null,
+            config.qkvBias() ? vector(lookup, p + "attn_k.bias", config.kvDim()) : null,
+            config.qkvBias() ? vector(lookup, p + "attn_v.bias", config.kvDim()) : null,
+            vector(lookup, p + "ffn_norm.weight", dim),
+            matrix(lookup, p + "ffn_gate.weight", config.ffnDim(), dim),
+            matrix(lookup, p + "ffn_up.weight", config.ffnDim(), dim),
+            matrix(lookup, p + "ffn_down.weight", dim, config.ffnDim()));
+    }
+
+    static Tensor require(final Lookup lookup, final String name)
+    {
+        final Tensor t = lookup.tensor(name);
+        if (t == null)
+        {
+            throw new GgufFormatException("missing tensor " + name);
+        }
+        return t;
+    }
+
+    static WeightTensor matrix(final Lookup lookup, final String name, final int rows, final int cols)
+    {
+        final Tensor t = require(lookup, name);
+        if (t.shape().length != 2 || t.shape()[0] != cols || t.shape()[1] != rows)
+        {
+            throw new GgufFormatException("tensor " + name + " has shape " + Arrays.toString(t.shape()) +
+                ", expected [" + cols + ", " + rows + "]");
+        }
+        return WeightTensor.of(name, t.type(), t.data(), rows, cols);
+    }
+
+    static float[] vector(final Lookup lookup, final String name, final int length)
+    {
+        final Tensor t = require(lookup, name);
+        if (t.elementCount() != length)
+        {
+            throw new GgufFormatException("tensor " + name + " has " + t.elementCount() + " elements, expected " +
+                length);
+        }
+        if (t.type() == GgmlType.F32)
+        {
+            return t.data().toArray(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN));
+        }
+        final float[] out = new float[length];
+        WeightTensor.of(name, t.type(), t.data(), 1, length).dequantizeRow(0, out, 0);
+        return out;
+    }
+}

@@ -1,0 +1,109 @@
+package dev.strata.compute.stream;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.strata.paramserver.BlockClient;
+import dev.strata.paramserver.ParamClient;
+import dev.strata.transport.Transport;
+import dev.strata.transport.TransportContext;
+
+import java.io.IOException;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A node's Aeron connection to the parameter service's block server, found through the admin API and
+ * re-established after the service restarts (its endpoints change). Over UDP the node runs its own media driver,
+ * which survives the service; over IPC it joins the service's driver on the same host (faster, but gone when
+ * the service dies). Used by one thread.
+ */
+final class BlockChannel implements AutoCloseable
+{
+    /** How a node reaches the block server. */
+    enum Mode
+    {
+        UDP, IPC
+    }
+
+    private static final long CONNECT_TIMEOUT = TimeUnit.SECONDS.toNanos(5);
+
+    private final ParamClient admin;
+    private final Mode mode;
+    private final String localHost;
+    private final boolean verifyDigests;
+    private Transport transport;
+    private BlockClient client;
+
+    BlockChannel(final ParamClient admin, final Mode mode, final String localHost, final boolean verifyDigests)
+    {
+        this.admin = admin;
+        this.mode = mode;
+        this.localHost = localHost;
+        this.verifyDigests = verifyDigests;
+    }
+
+    /** The connected client, connecting first when needed. */
+    BlockClient client() throws IOException
+    {
+        if (client == null)
+        {
+            final JsonNode e = admin.endpoints();
+            if (mode == Mode.IPC)
+            {
+                closeTransport();
+                transport = Transport.launch(new TransportContext().embeddedDriver(false)
+                    .aeronDirectory(e.path("aeron_dir").asText()));
+            }
+            else if (transport == null)
+            {
+                transport = Transport.launch(new TransportContext());
+            }
+            final String channel = mode == Mode.IPC ? e.path("ipc_channel").asText() : e.path("udp_channel").asText();
+            client = BlockClient.connect(transport.aeron(), channel, e.path("stream_id").asInt(), localHost,
+                CONNECT_TIMEOUT).verifyDigests(verifyDigests);
+        }
+        return client;
+    }
+
+    /** Drops the connection; the next {@link #client()} finds the endpoints again. */
+    void reset()
+    {
+        if (client != null)
+        {
+            try
+            {
+                client.close();
+            }
+            catch (final RuntimeException ignored)
+            {
+                // the driver may be gone with the service
+            }
+            client = null;
+        }
+        if (mode == Mode.IPC)
+        {
+            closeTransport();
+        }
+    }
+
+    private void closeTransport()
+    {
+        if (transport != null)
+        {
+            try
+            {
+                transport.close();
+            }
+            catch (final RuntimeException ignored)
+            {
+                // already dead
+            }
+            transport = null;
+        }
+    }
+
+    @Override
+    public void close()
+    {
+        reset();
+        closeTransport();
+    }
+}

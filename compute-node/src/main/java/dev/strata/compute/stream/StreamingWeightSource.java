@@ -1,0 +1,702 @@
+package dev.strata.compute.stream;
+
+import dev.strata.compute.gguf.GgmlType;
+import dev.strata.compute.model.GlobalWeights;
+import dev.strata.compute.model.LayerWeights;
+import dev.strata.compute.model.ModelConfig;
+import dev.strata.compute.model.WeightSource;
+import dev.strata.compute.model.WeightViews;
+import dev.strata.paramserver.BlockClient;
+import dev.strata.paramserver.Manifest;
+import dev.strata.prefetch.CyclicOrderPredictor;
+import dev.strata.prefetch.Predictor;
+import dev.strata.prefetch.PrefetchStats;
+import dev.strata.tiering.BlockId;
+import dev.strata.transport.sbe.Status;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * Weights streamed from the parameter service into a node-local memory budget. The unit of caching is a layer
+ * (all its tensors in one off-heap buffer, blocks written into it straight from Aeron) plus one unit for the
+ * global tensors (embedding, final norm, classifier), which stays resident. The budget counts every unit
+ * buffer, resident or in flight, and is never exceeded: the smallest workable budget is the globals plus the
+ * largest layer.
+ * <p>
+ * {@link #acquire} pins a layer, waiting for it if needed (a demand fetch, served by the block server before any
+ * prefetch); then the next layers the {@link Predictor} names are prefetched while the layer computes. The
+ * look-ahead grows when a prefetch arrives late and shrinks when prefetched layers are evicted unused. When
+ * room is needed, the unpinned layer whose next use is farthest away is evicted (for a cyclic layer order,
+ * Belady's choice); a prefetch never evicts a layer needed sooner than the one it brings.
+ * <p>
+ * Fetches run on one thread that owns the Aeron client. A failed fetch (service gone, timeout) is retried on a
+ * fresh connection (the endpoints are looked up again through the admin API) for a bounded time, then the
+ * forward pass gets a clear error; a block outside the pinned version fails at once. Never another version:
+ * every request names the pinned {@code model@number}.
+ */
+public final class StreamingWeightSource implements WeightSource
+{
+    private static final long ALIGN = 64;
+    private static final int MAX_INFLIGHT_UNITS = 2;
+
+    /**
+     * Settings.
+     *
+     * @param budgetBytes     node memory for weights.
+     * @param prefetch        prefetch the predicted next layers (off: demand fetching only).
+     * @param maxLookahead    most layers prefetched ahead.
+     * @param requestTimeout  wait for one request before retrying it.
+     * @param retryFor        keep retrying a fetch this long before failing.
+     * @param mode            UDP (own media driver) or IPC (the service's driver on this host).
+     * @param localHost       address the service can reach this node at (UDP).
+     * @param verifyDigests   re-hash every block with SHA-256 (chunks are always CRC32C-checked).
+     */
+    public record Options(long budgetBytes, boolean prefetch, int maxLookahead, long requestTimeout, long retryFor,
+        BlockChannel.Mode mode, String localHost, boolean verifyDigests)
+    {
+        public static Options defaults(final long budgetBytes)
+        {
+            return new Options(budgetBytes, true, 4, TimeUnit.SECONDS.toNanos(5), TimeUnit.SECONDS.toNanos(30),
+                BlockChannel.Mode.UDP, "localhost", false);
+        }
+
+        public Options withPrefetch(final boolean on)
+        {
+            return new Options(budgetBytes, on, maxLookahead, requestTimeout, retryFor, mode, localHost, verifyDigests);
+        }
+
+        public Options withMode(final BlockChannel.Mode m)
+        {
+            return new Options(budgetBytes, prefetch, maxLookahead, requestTimeout, retryFor, m, localHost, verifyDigests);
+        }
+
+        public Options withRetryFor(final long nanos)
+        {
+            return new Options(budgetBytes, prefetch, maxLookahead, requestTimeout, nanos, mode, localHost, verifyDigests);
+        }
+    }
+
+    private enum State
+    {
+        ABSENT, QUEUED, FETCHING, RESIDENT
+    }
+
+    /** A layer (or the globals) and its buffer. */
+    private final class Unit
+    {
+        final int index;
+        final List<BlockId> blocks = new ArrayList<>();
+        final List<Long> blockOffsets = new ArrayList<>();
+        final Map<String, long[]> tensorSpans = new HashMap<>(); // name -> {offset, length}
+        final long bytes;
+        State state = State.ABSENT;
+        Arena arena;
+        MemorySegment buffer;
+        int pins;
+        boolean prefetched;
+        boolean used;
+        boolean demand;
+        long retryUntil;
+        CompletableFuture<Void> ready;
+        LayerWeights layer;
+        GlobalWeights globals;
+
+        Unit(final int index, final String[] names)
+        {
+            this.index = index;
+            long offset = 0;
+            for (final String name : names)
+            {
+                final Manifest.Tensor t = model.tensor(name);
+                if (t == null)
+                {
+                    throw new IllegalArgumentException(model.pinned() + " has no tensor " + name);
+                }
+                tensorSpans.put(name, new long[]{offset, t.byteSize()});
+                long at = offset;
+                for (final BlockId id : t.blocks())
+                {
+                    blocks.add(id);
+                    blockOffsets.add(at);
+                    at += id.length();
+                }
+                offset = (at + ALIGN - 1) / ALIGN * ALIGN;
+            }
+            this.bytes = Math.max(ALIGN, offset);
+        }
+
+        String describe()
+        {
+            return index == layers ? "the global tensors" : "layer " + index;
+        }
+    }
+
+    private final RemoteModel model;
+    private final Options options;
+    private final ModelConfig config;
+    private final int layers;
+    private final Unit[] units;
+    private final Predictor predictor;
+    private final PrefetchStats stats;
+    private final BlockChannel channel;
+    private final Thread fetcher;
+    private final ArrayDeque<Unit> demandQueue = new ArrayDeque<>();
+    private final ArrayDeque<Unit> prefetchQueue = new ArrayDeque<>();
+    private volatile boolean closed;
+    private long usedBytes;
+    private long peakBytes;
+    private int lookahead = 1;
+    private int current;
+
+    public StreamingWeightSource(final RemoteModel model, final Options options, final PrefetchStats stats)
+        throws IOException
+    {
+        this.model = model;
+        this.options = options;
+        this.config = model.config();
+        this.layers = config.layers();
+        this.stats = stats;
+        this.predictor = new CyclicOrderPredictor(layers);
+        this.units = new Unit[layers + 1];
+        for (int l = 0; l < layers; l++)
+        {
+            units[l] = new Unit(l, WeightViews.layerTensorNames(config, l));
+        }
+        units[layers] = new Unit(layers, WeightViews.globalTensorNames(model.tensor("output.weight") != null));
+        long largest = 0;
+        for (int l = 0; l < layers; l++)
+        {
+            largest = Math.max(largest, units[l].bytes);
+        }
+        final long minimum = units[layers].bytes + largest;
+        if (options.budgetBytes() < minimum)
+        {
+            throw new IllegalArgumentException("a memory budget of " + options.budgetBytes() + " bytes is too small " +
+                "for " + model.pinned() + ": it needs at least " + minimum + " (the global tensors, " +
+                units[layers].bytes + ", plus the largest layer, " + largest + ")");
+        }
+        this.channel = new BlockChannel(model.admin(), options.mode(), options.localHost(), options.verifyDigests());
+        this.fetcher = Thread.ofPlatform().daemon().name("strata-fetcher").start(this::fetchLoop);
+        try
+        {
+            final Unit g = units[layers];
+            final CompletableFuture<Void> f;
+            synchronized (this)
+            {
+                g.pins = 1; // resident for good
+                schedule(g, true);
+                f = g.ready;
+            }
+            await(g, f);
+        }
+        catch (final RuntimeException | IOException ex)
+        {
+            close();
+            throw ex;
+        }
+    }
+
+    @Override
+    public ModelConfig config()
+    {
+        return config;
+    }
+
+    @Override
+    public GlobalWeights globals()
+    {
+        return units[layers].globals;
+    }
+
+    public RemoteModel model()
+    {
+        return model;
+    }
+
+    public PrefetchStats stats()
+    {
+        return stats;
+    }
+
+    /** Bytes of unit buffers now (resident and in flight). */
+    public synchronized long usedBytes()
+    {
+        return usedBytes;
+    }
+
+    /** The most bytes ever held at once: never more than the budget. */
+    public synchronized long peakBytes()
+    {
+        return peakBytes;
+    }
+
+    /** Total weight bytes of the pinned version (as streamed: every layer and the globals). */
+    public long modelBytes()
+    {
+        long n = 0;
+        for (final Unit u : units)
+        {
+            n += u.bytes;
+        }
+        return n;
+    }
+
+    @Override
+    public LayerWeights acquire(final int layer)
+    {
+        final Unit u = units[layer];
+        final long start = System.nanoTime();
+        final CompletableFuture<Void> wait;
+        final boolean prefetchInFlight;
+        synchronized (this)
+        {
+            current = layer;
+            predictor.observe(layer);
+            u.pins++;
+            switch (u.state)
+            {
+                case RESIDENT ->
+                {
+                    stats.hit(u.prefetched && !u.used);
+                    u.used = true;
+                    wait = null;
+                    prefetchInFlight = false;
+                }
+                case QUEUED, FETCHING ->
+                {
+                    prefetchInFlight = u.prefetched;
+                    if (u.state == State.QUEUED && !u.demand)
+                    {
+                        prefetchQueue.remove(u);
+                        demandQueue.addFirst(u); // needed now: ahead of every prefetch
+                    }
+                    u.demand = true;
+                    wait = u.ready;
+                }
+                default ->
+                {
+                    prefetchInFlight = false;
+                    if (!makeRoom(u, true))
+                    {
+                        u.pins--;
+                        throw new IllegalStateException("memory budget exhausted by pinned layers");
+                    }
+                    schedule(u, true);
+                    wait = u.ready;
+                }
+            }
+        }
+        if (wait != null)
+        {
+            try
+            {
+                await(u, wait);
+            }
+            catch (final IOException ex)
+            {
+                synchronized (this)
+                {
+                    u.pins--;
+                }
+                throw new UncheckedIOException(ex);
+            }
+            final long waited = System.nanoTime() - start;
+            synchronized (this)
+            {
+                u.used = true;
+                if (prefetchInFlight)
+                {
+                    stats.late(waited);
+                    lookahead = Math.min(options.maxLookahead(), lookahead + 1);
+                }
+                else
+                {
+                    stats.demand(waited);
+                }
+            }
+        }
+        if (options.prefetch())
+        {
+            prefetchAfter(layer);
+        }
+        return u.layer;
+    }
+
+    @Override
+    public void release(final int layer)
+    {
+        synchronized (this)
+        {
+            units[layer].pins--;
+        }
+        if (layer == layers - 1)
+        {
+            stats.token();
+        }
+    }
+
+    private void await(final Unit u, final CompletableFuture<Void> f) throws IOException
+    {
+        try
+        {
+            // the fetcher gives up after retryFor; the margin covers one more request
+            f.get(options.retryFor() + 2 * options.requestTimeout(), TimeUnit.NANOSECONDS);
+        }
+        catch (final ExecutionException ex)
+        {
+            throw ex.getCause() instanceof IOException io ? io : new IOException(ex.getCause());
+        }
+        catch (final TimeoutException ex)
+        {
+            throw new IOException("timed out waiting for " + u.describe() + " of " + model.pinned());
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted waiting for " + u.describe());
+        }
+    }
+
+    private void prefetchAfter(final int layer)
+    {
+        synchronized (this)
+        {
+            for (final int next : predictor.predict(layer, lookahead))
+            {
+                final Unit u = units[next];
+                if (u.state != State.ABSENT)
+                {
+                    continue;
+                }
+                if (!makeRoom(u, false))
+                {
+                    break;
+                }
+                u.prefetched = true;
+                u.used = false;
+                schedule(u, false);
+                stats.prefetchIssued();
+            }
+        }
+    }
+
+    /** Frees room for {@code target}; a prefetch only evicts layers needed later than it. Holds the lock. */
+    private boolean makeRoom(final Unit target, final boolean demand)
+    {
+        while (usedBytes + target.bytes > options.budgetBytes())
+        {
+            Unit victim = null;
+            int farthest = -1;
+            for (int l = 0; l < layers; l++)
+            {
+                final Unit v = units[l];
+                if (v.state == State.RESIDENT && v.pins == 0 && v != target)
+                {
+                    final int d = predictor.distance(current, l);
+                    if (d > farthest)
+                    {
+                        farthest = d;
+                        victim = v;
+                    }
+                }
+            }
+            if (victim == null)
+            {
+                if (demand)
+                {
+                    throw new IllegalStateException("memory budget of " + options.budgetBytes() + " bytes cannot hold " +
+                        target.describe() + " (" + target.bytes + " bytes) next to the pinned and in-flight layers (" +
+                        usedBytes + " bytes)");
+                }
+                return false;
+            }
+            if (!demand && farthest <= predictor.distance(current, target.index))
+            {
+                return false;
+            }
+            evict(victim);
+        }
+        return true;
+    }
+
+    private void evict(final Unit v)
+    {
+        if (v.prefetched && !v.used)
+        {
+            stats.wasted(v.bytes);
+            lookahead = Math.max(1, lookahead - 1);
+        }
+        v.layer = null;
+        v.buffer = null;
+        v.arena.close();
+        v.arena = null;
+        v.state = State.ABSENT;
+        usedBytes -= v.bytes;
+    }
+
+    /** Allocates the unit's buffer and queues its fetch. Holds the lock. */
+    private void schedule(final Unit u, final boolean demand)
+    {
+        u.arena = Arena.ofShared();
+        u.buffer = u.arena.allocate(u.bytes, ALIGN);
+        usedBytes += u.bytes;
+        peakBytes = Math.max(peakBytes, usedBytes);
+        u.state = State.QUEUED;
+        u.demand = demand;
+        u.ready = new CompletableFuture<>();
+        u.retryUntil = System.nanoTime() + options.retryFor();
+        (demand ? demandQueue : prefetchQueue).addLast(u);
+        LockSupport.unpark(fetcher);
+    }
+
+    /** A request in flight: which unit, and which of its blocks. */
+    private record Request(Unit unit, long correlationId)
+    {
+    }
+
+    private void fetchLoop()
+    {
+        final List<Request> inflight = new ArrayList<>();
+        int idle = 0;
+        while (!closed)
+        {
+            boolean progress = false;
+            Unit next;
+            synchronized (this)
+            {
+                next = demandQueue.pollFirst();
+                if (next == null && inflightUnits(inflight) < MAX_INFLIGHT_UNITS)
+                {
+                    next = prefetchQueue.pollFirst();
+                }
+                if (next != null)
+                {
+                    next.state = State.FETCHING;
+                }
+            }
+            if (next != null)
+            {
+                progress = true;
+                submit(next, inflight);
+            }
+            try
+            {
+                final BlockClient client = inflight.isEmpty() ? null : channel.client();
+                if (client != null && client.poll() > 0)
+                {
+                    progress = true;
+                }
+                for (int i = 0; i < inflight.size(); i++)
+                {
+                    final Request r = inflight.get(i);
+                    if (client != null && client.isDone(r.correlationId()))
+                    {
+                        inflight.remove(i--);
+                        progress = true;
+                        complete(r, client, inflight);
+                    }
+                }
+            }
+            catch (final IOException ex)
+            {
+                retryAll(inflight, ex);
+            }
+            if (progress)
+            {
+                idle = 0;
+            }
+            else if (++idle > 1000)
+            {
+                LockSupport.parkNanos(inflight.isEmpty() ? 1_000_000 : 20_000);
+            }
+            else
+            {
+                Thread.onSpinWait();
+            }
+        }
+    }
+
+    private static int inflightUnits(final List<Request> inflight)
+    {
+        return (int)inflight.stream().map(Request::unit).distinct().count();
+    }
+
+    private void submit(final Unit u, final List<Request> inflight)
+    {
+        try
+        {
+            final BlockClient client = channel.client();
+            for (int from = 0; from < u.blocks.size(); from += BlockClient.MAX_BLOCKS_PER_REQUEST)
+            {
+                final int to = Math.min(u.blocks.size(), from + BlockClient.MAX_BLOCKS_PER_REQUEST);
+                final long[] offsets = new long[to - from];
+                for (int i = from; i < to; i++)
+                {
+                    offsets[i - from] = u.blockOffsets.get(i);
+                }
+                inflight.add(new Request(u, client.submitInto(model.pinned(), u.blocks.subList(from, to), u.buffer,
+                    offsets, options.requestTimeout(), u.demand ? 0 : 1)));
+            }
+        }
+        catch (final IOException ex)
+        {
+            inflight.removeIf(r -> r.unit() == u);
+            failOrRetry(u, ex);
+            channel.reset();
+        }
+    }
+
+    private void complete(final Request r, final BlockClient client, final List<Request> inflight)
+    {
+        final Unit u = r.unit();
+        try
+        {
+            client.await(r.correlationId());
+        }
+        catch (final BlockClient.FetchException ex)
+        {
+            inflight.removeIf(x -> x.unit() == u);
+            final Status s = ex.status();
+            if (s == null || s == Status.UNAVAILABLE || s == Status.BUSY)
+            {
+                channel.reset(); // the service may have restarted elsewhere: look its endpoints up again
+                retryAll(inflight, ex);
+                failOrRetry(u, ex);
+            }
+            else
+            {
+                fail(u, new IOException(u.describe() + " of " + model.pinned() + " cannot be fetched: " +
+                    ex.getMessage(), ex));
+            }
+            return;
+        }
+        for (final Request other : inflight)
+        {
+            if (other.unit() == u)
+            {
+                return; // more requests of this unit still to come
+            }
+        }
+        final MemorySegment buffer = u.buffer;
+        final WeightViews.Lookup lookup = name ->
+        {
+            final long[] span = u.tensorSpans.get(name);
+            if (span == null)
+            {
+                return null;
+            }
+            final Manifest.Tensor t = model.tensor(name);
+            return new WeightViews.Tensor(GgmlType.valueOf(t.type()), t.shape(), buffer.asSlice(span[0], span[1]));
+        };
+        try
+        {
+            if (u.index == layers)
+            {
+                u.globals = WeightViews.globals(lookup, config);
+            }
+            else
+            {
+                u.layer = WeightViews.layer(lookup, config, u.index);
+            }
+        }
+        catch (final RuntimeException ex)
+        {
+            fail(u, new IOException(u.describe() + " of " + model.pinned() + " is malformed: " + ex.getMessage(), ex));
+            return;
+        }
+        synchronized (this)
+        {
+            u.state = State.RESIDENT;
+        }
+        stats.fetched(u.bytes);
+        u.ready.complete(null);
+    }
+
+    private void retryAll(final List<Request> inflight, final Exception cause)
+    {
+        final List<Unit> again = inflight.stream().map(Request::unit).distinct().toList();
+        inflight.clear();
+        channel.reset();
+        for (final Unit u : again)
+        {
+            failOrRetry(u, cause);
+        }
+    }
+
+    /** Queues the unit again unless it has been retried for too long. */
+    private void failOrRetry(final Unit u, final Exception cause)
+    {
+        if (System.nanoTime() > u.retryUntil)
+        {
+            fail(u, new IOException("the parameter service did not deliver " + u.describe() + " of " +
+                model.pinned() + " within " + TimeUnit.NANOSECONDS.toSeconds(options.retryFor()) + " s: " +
+                cause.getMessage(), cause));
+            return;
+        }
+        LockSupport.parkNanos(50_000_000); // do not hammer a restarting service
+        synchronized (this)
+        {
+            u.state = State.QUEUED;
+            (u.demand ? demandQueue : prefetchQueue).addFirst(u);
+        }
+    }
+
+    private void fail(final Unit u, final IOException ex)
+    {
+        synchronized (this)
+        {
+            u.layer = null;
+            u.buffer = null;
+            if (u.arena != null)
+            {
+                u.arena.close();
+                u.arena = null;
+                usedBytes -= u.bytes;
+            }
+            u.state = State.ABSENT;
+        }
+        u.ready.completeExceptionally(ex);
+    }
+
+    @Override
+    public void close()
+    {
+        closed = true;
+        LockSupport.unpark(fetcher);
+        try
+        {
+            fetcher.join(TimeUnit.SECONDS.toMillis(10));
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+        }
+        channel.close();
+        synchronized (this)
+        {
+            for (final Unit u : units)
+            {
+                if (u.arena != null)
+                {
+                    u.arena.close();
+                    u.arena = null;
+                    usedBytes -= u.bytes;
+                }
+                u.state = State.ABSENT;
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+package dev.strata.tools;
+
+import dev.strata.compute.gguf.GgmlType;
+import dev.strata.compute.gguf.GgufFile;
+import dev.strata.compute.model.Generator;
+import dev.strata.compute.model.GgufWeightSource;
+import dev.strata.compute.model.Llama;
+import dev.strata.compute.model.WeightSource;
+import dev.strata.compute.sampling.Sampler;
+import dev.strata.compute.sampling.SamplerConfig;
+import dev.strata.compute.stream.RemoteModel;
+import dev.strata.compute.stream.StreamingWeightSource;
+import dev.strata.compute.synth.SyntheticModel;
+import dev.strata.compute.tensor.ThreadPool;
+import dev.strata.paramserver.ParamClient;
+import dev.strata.paramserver.ParamService;
+import dev.strata.prefetch.PrefetchStats;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.concurrent.TimeUnit;
+import java.util.function.IntPredicate;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * A stateless node streaming its weights from a parameter service generates exactly what the local runtime
+ * generates from the same GGUF (greedy), with any memory budget it accepts, never holding more than that budget;
+ * it stays on the version it pinned while another is promoted.
+ */
+class StreamingGenerationTest
+{
+    private static final String TOKEN = "stream-token";
+    private static final int[] PROMPT = {1, 72, 101, 108, 108, 111};
+    private static final int NEW_TOKENS = 24;
+
+    @TempDir
+    static Path models;
+
+    static Path v1;
+    static Path v2;
+
+    @TempDir
+    Path data;
+
+    ParamService service;
+    ParamClient client;
+
+    @BeforeAll
+    static void synthesize() throws Exception
+    {
+        final SyntheticModel.Shape shape = SyntheticModel.Shape.parse("dim=256,layers=12,heads=8,kv=4,ffn=768");
+        v1 = models.resolve("v1.gguf");
+        SyntheticModel.write(v1, shape, GgmlType.Q8_0, null, 1);
+        v2 = models.resolve("v2.gguf");
+        SyntheticModel.write(v2, shape, GgmlType.Q8_0, null, 2);
+    }
+
+    @BeforeEach
+    void start() throws Exception
+    {
+        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        client = new ParamClient("localhost:" + service.adminPort(), TOKEN);
+    }
+
+    @AfterEach
+    void stop()
+    {
+        service.close();
+    }
+
+    private void upload(final Path file, final String name, final String label)
+    {
+        final CliTest.Run r = CliTest.run("model", "upload", file.toString(), "--name", name, "--label", label,
+            "--server", "localhost:" + service.adminPort(), "--token", TOKEN);
+        assertEquals(0, r.code(), r.err());
+    }
+
+    static int[] generate(final WeightSource weights, final int[] prompt, final int n, final Generator.TokenListener
+        listener)
+    {
+        try (ThreadPool pool = new ThreadPool(2))
+        {
+            final Llama llama = new Llama(weights, pool, 8);
+            final IntPredicate never = t -> false;
+            return new Generator(llama).generate(prompt, n, 256, Sampler.create(SamplerConfig.greedy()), never,
+                listener).tokens();
+        }
+    }
+
+    static int[] local(final Path file)
+    {
+        try (GgufFile gguf = GgufFile.open(file); GgufWeightSource w = new GgufWeightSource(gguf, false))
+        {
+            return generate(w, PROMPT, NEW_TOKENS, t -> true);
+        }
+        catch (final java.io.IOException ex)
+        {
+            throw new java.io.UncheckedIOException(ex);
+        }
+    }
+
+    @Test
+    void shouldGenerateTheLocalTokensWithTheWholeModelAQuarterAndTheMinimumBudget() throws Exception
+    {
+        upload(v1, "llama", "stable");
+        final int[] expected = local(v1);
+        long full = 0;
+        for (final double fraction : new double[]{1.0, 0.25, 0.0})
+        {
+            for (final boolean prefetch : new boolean[]{true, false})
+            {
+                try (RemoteModel model = RemoteModel.open(client, "llama", "stable", "node-1", 60_000))
+                {
+                    if (full == 0)
+                    {
+                        full = model.totalBytes() + 64L * 64; // the node's alignment padding
+                    }
+                    final long budget = fraction == 0 ? minimumBudget(model) : (long)(full * fraction);
+                    final PrefetchStats stats = new PrefetchStats();
+                    try (StreamingWeightSource w = new StreamingWeightSource(model,
+                        StreamingWeightSource.Options.defaults(budget).withPrefetch(prefetch), stats))
+                    {
+                        final int[] got = generate(w, PROMPT, NEW_TOKENS, t -> true);
+                        final String what = "budget " + fraction + " of the model, prefetch " + prefetch;
+                        assertArrayEquals(expected, got, what);
+                        assertTrue(w.peakBytes() <= budget, what + ": peak " + w.peakBytes() + " > " + budget);
+                        final PrefetchStats.Report r = stats.report();
+                        if (fraction == 0.25 && prefetch) // the minimum budget has no room to prefetch into
+                        {
+                            assertTrue(r.prefetchIssued() > 0, what + ": prefetches were issued");
+                            assertTrue(r.coverage() > 0.5, what + ": " + r);
+                        }
+                        if (!prefetch)
+                        {
+                            assertEquals(0, r.prefetchIssued(), what);
+                        }
+                        if (fraction == 1.0)
+                        {
+                            assertTrue(r.demandFetches() + r.prefetchIssued() <= 12, what + ": each layer fetched " +
+                                "once when the model fits: " + r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static long minimumBudget(final RemoteModel model)
+    {
+        final IllegalArgumentException ex = assertThrows(IllegalArgumentException.class,
+            () -> new StreamingWeightSource(model, StreamingWeightSource.Options.defaults(1 << 16), new PrefetchStats()));
+        assertTrue(ex.getMessage().contains("too small"), ex.getMessage());
+        return Long.parseLong(ex.getMessage().replaceAll(".*needs at least (\\d+) .*", "$1"));
+    }
+
+    @Test
+    void shouldStayOnThePinnedVersionWhenAnotherIsPromotedMidGeneration() throws Exception
+    {
+        upload(v1, "llama", "stable");
+        upload(v2, "llama", "canary");
+        final int[] expected1 = local(v1);
+        final int[] expected2 = local(v2);
+        assertFalse(Arrays.equals(expected1, expected2), "the two versions generate different text");
+        try (RemoteModel model = RemoteModel.open(client, "llama", "stable", "node-1", 60_000);
+            StreamingWeightSource w = new StreamingWeightSource(model,
+                StreamingWeightSource.Options.defaults(1L << 30), new PrefetchStats()))
+        {
+            assertEquals(1, model.version());
+            final int[] count = {0};
+            final int[] got = generate(w, PROMPT, NEW_TOKENS, t ->
+            {
+                if (++count[0] == 5)
+                {
+                    try
+                    {
+                        client.promote("llama", 2);
+                    }
+                    catch (final java.io.IOException ex)
+                    {
+                        throw new java.io.UncheckedIOException(ex);
+                    }
+                }
+                return true;
+            });
+            assertEquals(2, client.show("llama", "stable").path("version").asInt(), "v2 was promoted meanwhile");
+            assertArrayEquals(expected1, got, "the running generation stayed on v1");
+            // the node's lease keeps v1 from deletion while it runs
+            final ParamClient.ServiceException refused = assertThrows(ParamClient.ServiceException.class,
+                () -> client.delete("llama", 1));
+            assertTrue(refused.getMessage().contains("leased by node-1"), refused.getMessage());
+        }
+        try (RemoteModel model = RemoteModel.open(client, "llama", "stable", "node-1", 60_000);
+            StreamingWeightSource w = new StreamingWeightSource(model,
+                StreamingWeightSource.Options.defaults(1L << 30), new PrefetchStats()))
+        {
+            assertEquals(2, model.version());
+            assertArrayEquals(expected2, generate(w, PROMPT, NEW_TOKENS, t -> true), "the next generation uses v2");
+        }
+        client.delete("llama", 1); // lease released on close
+    }
+
+    @Test
+    void shouldRetryThroughAServiceRestartOrFailClearlyAfterABoundedWait() throws Exception
+    {
+        upload(v1, "llama", "stable");
+        final int[] expected = local(v1);
+        final int port = service.adminPort();
+        try (RemoteModel model = RemoteModel.open(client, "llama", "stable", "node-1", 60_000))
+        {
+            final long budget = minimumBudget(model); // every layer is fetched again for every token
+            try (StreamingWeightSource w = new StreamingWeightSource(model,
+                StreamingWeightSource.Options.defaults(budget), new PrefetchStats()))
+            {
+                final int[] count = {0};
+                final int[] got = generate(w, PROMPT, NEW_TOKENS, t ->
+                {
+                    if (++count[0] == 4)
+                    {
+                        // restart the service on the same data and admin port: its Aeron endpoints change
+                        service.close();
+                        try
+                        {
+                            service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN)
+                                .withAdminPort(port));
+                        }
+                        catch (final Exception ex)
+                        {
+                            throw new IllegalStateException(ex);
+                        }
+                    }
+                    return true;
+                });
+                assertArrayEquals(expected, got, "the node retried and completed on the same version");
+            }
+            // with the service gone for good, the node fails with a clear error after its bounded wait
+            try (StreamingWeightSource w = new StreamingWeightSource(model,
+                StreamingWeightSource.Options.defaults(budget).withRetryFor(TimeUnit.SECONDS.toNanos(2)),
+                new PrefetchStats()))
+            {
+                service.close();
+                final long start = System.nanoTime();
+                final RuntimeException ex = assertThrows(RuntimeException.class,
+                    () -> generate(w, PROMPT, NEW_TOKENS, t -> true));
+                final long waited = System.nanoTime() - start;
+                assertTrue(String.valueOf(ex.getMessage()).contains("did not deliver") ||
+                    String.valueOf(ex.getMessage()).contains("timed out"), String.valueOf(ex.getMessage()));
+                assertTrue(waited < TimeUnit.SECONDS.toNanos(30), "bounded wait: " + waited / 1e9 + " s");
+                service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+            }
+        }
+    }
+
+    @Test
+    void shouldStreamTheRealStoriesModelToTheGoldenTokens() throws Exception
+    {
+        final Path stories = CliTest.sharedModels().resolve("stories260K.gguf");
+        Assumptions.assumeTrue(Files.exists(stories), "needs ../shared/models/stories260K.gguf");
+        upload(stories, "stories", "stable");
+        final int[] expected;
+        try (GgufFile gguf = GgufFile.open(stories); GgufWeightSource w = new GgufWeightSource(gguf, false))
+        {
+            expected = generate(w, new int[]{1, 403, 407, 261, 378}, 40, t -> true);
+        }
+        try (RemoteModel model = RemoteModel.open(client, "stories", "stable", "node-1", 60_000);
+            StreamingWeightSource w = new StreamingWeightSource(model,
+                StreamingWeightSource.Options.defaults(minimumBudget(model)), new PrefetchStats()))
+        {
+            assertArrayEquals(expected, generate(w, new int[]{1, 403, 407, 261, 378}, 40, t -> true));
+        }
+    }
+}

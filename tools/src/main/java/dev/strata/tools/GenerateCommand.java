@@ -18,8 +18,13 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 
-/** {@code strata generate}: streams a completion of a prompt from a local GGUF model. */
-@Command(name = "generate", description = "Generate text from a prompt with a local GGUF model.")
+/**
+ * {@code strata generate}: streams a completion of a prompt from a local GGUF model, or, with
+ * {@code --param-server}, as a stateless node streaming a pinned model version's weights from the parameter
+ * service into a memory budget.
+ */
+@Command(name = "generate", description = "Generate text from a prompt with a local GGUF model, or with a model " +
+    "version streamed from a parameter service (--param-server; then --model is NAME[@V|:label]).")
 final class GenerateCommand implements Callable<Integer>
 {
     @Spec
@@ -64,9 +69,31 @@ final class GenerateCommand implements Callable<Integer>
     @Option(names = "--system", description = "System message for --chat.")
     String system;
 
+    @Option(names = "--param-server", paramLabel = "HOST:PORT", description = "Admin address of a parameter " +
+        "service: stream the weights of --model NAME[@V|:label] from it.")
+    String paramServer;
+
+    @Option(names = "--token", description = "Token for the parameter service (default: $STRATA_TOKEN).")
+    String token;
+
+    @Option(names = "--memory-budget", paramLabel = "BYTES", description = "Node memory for streamed weights " +
+        "(K, M, G suffixes; default: the whole model).")
+    String memoryBudget;
+
+    @Option(names = "--no-prefetch", description = "Fetch layers only when the forward pass needs them.")
+    boolean noPrefetch;
+
+    @Option(names = "--aeron", defaultValue = "udp", description = "How to reach the block server: udp (own media " +
+        "driver) or ipc (the service's driver, same host). Default: ${DEFAULT-VALUE}.")
+    String aeron;
+
     @Override
     public Integer call() throws Exception
     {
+        if (paramServer != null)
+        {
+            return callRemote();
+        }
         if (maxTokens < 0)
         {
             throw new IllegalArgumentException("--max-tokens must be >= 0, got " + maxTokens);
@@ -77,44 +104,103 @@ final class GenerateCommand implements Callable<Integer>
         final PrintWriter err = spec.commandLine().getErr();
         try (ModelOptions.Loaded loaded = modelOptions.load())
         {
-            final Tokenizer tokenizer = Tokenizer.fromGguf(loaded.file().metadata());
-            final int[] ids;
-            if (chat)
-            {
-                final ChatTemplate template = ChatTemplate.fromMetadata(loaded.file().metadata());
-                if (template.isFallback())
-                {
-                    err.println("note: " + template.describe());
-                }
-                final List<ChatMessage> messages = new ArrayList<>();
-                if (system != null)
-                {
-                    messages.add(new ChatMessage("system", system));
-                }
-                messages.add(new ChatMessage("user", prompt));
-                // the template writes BOS itself when the model wants it; parse special tokens in its output
-                ids = tokenizer.encode(template.render(messages, true), false, true);
-            }
-            else
-            {
-                ids = tokenizer.encode(prompt, true, false);
-                out.print(prompt);
-            }
-            final int maxContext = context > 0 ? context : loaded.llama().config().contextLength();
-            final StreamingDecoder decoder = new StreamingDecoder(tokenizer);
-            final Generator.Result result = new Generator(loaded.llama()).generate(ids, maxTokens, maxContext,
-                Sampler.create(samplerConfig), tokenizer::isEndOfGeneration, token ->
-                {
-                    out.print(decoder.accept(token));
-                    out.flush();
-                    return true;
-                });
-            out.print(decoder.flush());
-            out.println();
-            err.printf("%nprefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %s%n",
-                result.promptTokens(), result.prefillTokensPerSecond(), result.tokens().length,
-                result.decodeTokensPerSecond(), result.stopReason().name().toLowerCase());
+            run(loaded.file().metadata(), loaded.llama(), samplerConfig, out, err);
         }
         return 0;
+    }
+
+    private Integer callRemote() throws Exception
+    {
+        if (maxTokens < 0)
+        {
+            throw new IllegalArgumentException("--max-tokens must be >= 0, got " + maxTokens);
+        }
+        final SamplerConfig samplerConfig =
+            new SamplerConfig(temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed);
+        final PrintWriter out = spec.commandLine().getOut();
+        final PrintWriter err = spec.commandLine().getErr();
+        final ModelCommand.Ref ref = ModelCommand.Ref.parse(modelOptions.model.toString());
+        final dev.strata.paramserver.ParamClient admin = new dev.strata.paramserver.ParamClient(paramServer,
+            token != null ? token : System.getenv("STRATA_TOKEN"));
+        final dev.strata.compute.stream.StreamingWeightSource.Options defaults =
+            dev.strata.compute.stream.StreamingWeightSource.Options.defaults(Long.MAX_VALUE);
+        final String node = "node-" + ProcessHandle.current().pid() + "-" + java.util.UUID.randomUUID().toString()
+            .substring(0, 8);
+        try (dev.strata.compute.stream.RemoteModel model = dev.strata.compute.stream.RemoteModel.open(admin,
+            ref.model(), ref.version(), node, 60_000))
+        {
+            final long budget = memoryBudget == null ? model.totalBytes() * 2 : Sizes.parse(memoryBudget);
+            final dev.strata.prefetch.PrefetchStats stats = new dev.strata.prefetch.PrefetchStats();
+            try (dev.strata.compute.stream.StreamingWeightSource weights =
+                     new dev.strata.compute.stream.StreamingWeightSource(model, new dev.strata.compute.stream
+                         .StreamingWeightSource.Options(budget, !noPrefetch, defaults.maxLookahead(),
+                         defaults.requestTimeout(), defaults.retryFor(), mode(), defaults.localHost(), false), stats);
+                dev.strata.compute.tensor.ThreadPool pool = new dev.strata.compute.tensor.ThreadPool(
+                    modelOptions.threads))
+            {
+                err.printf("streaming %s (%s) into a budget of %s%n", model.pinned(),
+                    Sizes.format(model.totalBytes()), Sizes.format(budget));
+                run(model.metadata(), new dev.strata.compute.model.Llama(weights, pool, modelOptions.batch),
+                    samplerConfig, out, err);
+                final dev.strata.prefetch.PrefetchStats.Report r = stats.report();
+                err.printf(java.util.Locale.ROOT, "weights: %s fetched, peak %s of %s budget | prefetch accuracy " +
+                    "%.2f, coverage %.2f, timeliness %.2f, wasted %s, stall %.1f ms/token%n",
+                    Sizes.format(r.fetchedBytes()), Sizes.format(weights.peakBytes()), Sizes.format(budget),
+                    r.accuracy(), r.coverage(), r.timeliness(), Sizes.format(r.wastedBytes()), r.stallMillisPerToken());
+            }
+        }
+        return 0;
+    }
+
+    private dev.strata.compute.stream.BlockChannel.Mode mode()
+    {
+        return switch (aeron)
+        {
+            case "udp" -> dev.strata.compute.stream.BlockChannel.Mode.UDP;
+            case "ipc" -> dev.strata.compute.stream.BlockChannel.Mode.IPC;
+            default -> throw new IllegalArgumentException("--aeron is udp or ipc, not " + aeron);
+        };
+    }
+
+    private void run(final dev.strata.compute.gguf.GgufMetadata metadata, final dev.strata.compute.model.Llama llama,
+        final SamplerConfig samplerConfig, final PrintWriter out, final PrintWriter err)
+    {
+        final Tokenizer tokenizer = Tokenizer.fromGguf(metadata);
+        final int[] ids;
+        if (chat)
+        {
+            final ChatTemplate template = ChatTemplate.fromMetadata(metadata);
+            if (template.isFallback())
+            {
+                err.println("note: " + template.describe());
+            }
+            final List<ChatMessage> messages = new ArrayList<>();
+            if (system != null)
+            {
+                messages.add(new ChatMessage("system", system));
+            }
+            messages.add(new ChatMessage("user", prompt));
+            // the template writes BOS itself when the model wants it; parse special tokens in its output
+            ids = tokenizer.encode(template.render(messages, true), false, true);
+        }
+        else
+        {
+            ids = tokenizer.encode(prompt, true, false);
+            out.print(prompt);
+        }
+        final int maxContext = context > 0 ? context : llama.config().contextLength();
+        final StreamingDecoder decoder = new StreamingDecoder(tokenizer);
+        final Generator.Result result = new Generator(llama).generate(ids, maxTokens, maxContext,
+            Sampler.create(samplerConfig), tokenizer::isEndOfGeneration, token ->
+            {
+                out.print(decoder.accept(token));
+                out.flush();
+                return true;
+            });
+        out.print(decoder.flush());
+        out.println();
+        err.printf("%nprefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %s%n",
+            result.promptTokens(), result.prefillTokensPerSecond(), result.tokens().length,
+            result.decodeTokensPerSecond(), result.stopReason().name().toLowerCase());
     }
 }

@@ -86,6 +86,10 @@ public final class Main implements Runnable
 
     private static String describe(final Throwable ex)
     {
+        if (ex instanceof java.io.UncheckedIOException u && u.getCause() != null)
+        {
+            return describe(u.getCause());
+        }
         if (ex instanceof java.nio.file.NoSuchFileException e)
         {
             return "no such file: " + e.getFile();

@@ -35,9 +35,6 @@ public final class Transport implements AutoCloseable
                 driver = MediaDriver.launch(new MediaDriver.Context()
                     .aeronDirectoryName(context.aeronDirectory())
                     .threadingMode(ThreadingMode.SHARED)
-                    // a short maximum park: the shared driver thread also moves UDP frames, and parking up to
-                    // the default 1 ms shows up directly in request latency
-                    .sharedIdleStrategy(new org.agrona.concurrent.BackoffIdleStrategy(64, 64, 1_000, 50_000))
                     .dirDeleteOnStart(true)
                     .dirDeleteOnShutdown(true));
             }

@@ -15,10 +15,10 @@ import java.util.concurrent.TimeUnit;
  * which survives the service; over IPC it joins the service's driver on the same host (faster, but gone when
  * the service dies). Used by one thread.
  */
-final class BlockChannel implements AutoCloseable
+public final class BlockChannel implements AutoCloseable
 {
     /** How a node reaches the block server. */
-    enum Mode
+    public enum Mode
     {
         UDP, IPC
     }

@@ -518,9 +518,22 @@ public final class StreamingWeightSource implements WeightSource
             {
                 idle = 0;
             }
-            else if (++idle > 1000)
+            else if (inflight.isEmpty())
             {
-                LockSupport.parkNanos(inflight.isEmpty() ? 1_000_000 : 20_000);
+                // nothing to wait for: sleep until schedule() or close() unparks this thread, so that an idle
+                // fetcher never takes a core from the forward pass
+                synchronized (this)
+                {
+                    if (!demandQueue.isEmpty() || !prefetchQueue.isEmpty())
+                    {
+                        continue;
+                    }
+                }
+                LockSupport.park(this);
+            }
+            else if (++idle > 200)
+            {
+                LockSupport.parkNanos(50_000);
             }
             else
             {

@@ -1,0 +1,280 @@
+package dev.strata.tools;
+
+import dev.strata.compute.gguf.GgufFile;
+import dev.strata.compute.model.Generator;
+import dev.strata.compute.model.GgufWeightSource;
+import dev.strata.compute.model.Llama;
+import dev.strata.compute.model.WeightSource;
+import dev.strata.compute.sampling.Sampler;
+import dev.strata.compute.sampling.SamplerConfig;
+import dev.strata.compute.stream.BlockChannel;
+import dev.strata.compute.stream.RemoteModel;
+import dev.strata.compute.stream.StreamingWeightSource;
+import dev.strata.compute.tensor.ThreadPool;
+import dev.strata.paramserver.BlockClient;
+import dev.strata.paramserver.Manifest;
+import dev.strata.paramserver.ParamClient;
+import dev.strata.paramserver.ParamService;
+import dev.strata.prefetch.PrefetchStats;
+import dev.strata.tiering.BlockId;
+import dev.strata.transport.Transport;
+import dev.strata.transport.TransportContext;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * {@code strata bench stream}: decode tokens/s of a node streaming a model's weights from a parameter service
+ * (in this process, over Aeron), with the node's memory budget at fractions of the model, prefetch off and on,
+ * next to the bound for each setting: the compute-bound speed of the local runtime, and the transfer-bound speed
+ * (link bandwidth, measured in the same run by pulling the model's blocks, over the bytes the node fetched per
+ * token). The bound is the smaller of the two.
+ */
+@Command(name = "stream", description = "Decode tokens/s streaming weights from a parameter service at several " +
+    "memory budgets, prefetch off and on, against the compute and transfer bounds measured in the run.")
+final class StreamBench implements Callable<Integer>
+{
+    private static final String TOKEN = "bench";
+
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = {"-m", "--model"}, required = true, description = "GGUF model file to serve.")
+    Path model;
+
+    @Option(names = "--tokens", description = "Decode tokens per run (default ${DEFAULT-VALUE}).")
+    int tokens = 32;
+
+    @Option(names = "--fractions", split = ",", description = "Budgets as fractions of the model (default 1,0.5,0.25).")
+    double[] fractions = {1.0, 0.5, 0.25};
+
+    @Option(names = {"-t", "--threads"}, description = "Compute threads (default ${DEFAULT-VALUE}).")
+    int threads = 2;
+
+    @Option(names = "--aeron", defaultValue = "ipc", description = "udp or ipc (default ${DEFAULT-VALUE}).")
+    String aeron;
+
+    @Option(names = "--json", description = "Print one JSON object.")
+    boolean json;
+
+    private static final int[] PROMPT = {1, 450, 4996, 17354, 1701, 432, 17204, 975};
+
+    @Override
+    public Integer call() throws Exception
+    {
+        final PrintWriter out = spec.commandLine().getOut();
+        final PrintWriter err = spec.commandLine().getErr();
+        final BlockChannel.Mode mode = aeron.equals("udp") ? BlockChannel.Mode.UDP : BlockChannel.Mode.IPC;
+        final Map<String, Object> result = new LinkedHashMap<>();
+        final Path data = Files.createTempDirectory("strata-bench-stream");
+        try (ParamService service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+             GgufFile gguf = GgufFile.open(model))
+        {
+            final ParamClient admin = new ParamClient("localhost:" + service.adminPort(), TOKEN);
+            err.println("importing " + model + " ...");
+            final ModelImporter.Plan plan = ModelImporter.plan(gguf, "bench");
+            final byte[] manifest = plan.manifest().encode();
+            final int version = service.beginUpload("bench", BlockId.of(manifest).hex()).getKey().number();
+            ModelImporter.upload(plan, ModelImporter.storeSink(service.store()), (a, b, c, d) -> { }, 2);
+            service.commit("bench", version, manifest);
+            service.execute(new dev.strata.paramserver.RegistryCommand.Promote("bench", version));
+
+            final int[] prompt = clampPrompt(gguf);
+            final double compute;
+            try (GgufWeightSource local = new GgufWeightSource(gguf, false))
+            {
+                decode(local, prompt, tokens, null); // warm-up: the JIT compiles the kernels
+                compute = decode(local, prompt, tokens, null);
+            }
+            final double link = linkBandwidth(admin, plan.manifest(), mode);
+            result.put("model", model.toString());
+            result.put("model_bytes", plan.manifest().tensors().stream().mapToLong(Manifest.Tensor::byteSize).sum());
+            result.put("aeron", aeron);
+            result.put("compute_bound_tok_s", compute);
+            result.put("link_gbs", link / 1e9);
+            err.printf(Locale.ROOT, "compute bound %.1f tok/s (local runtime), link %.2f GB/s (%s)%n", compute,
+                link / 1e9, aeron);
+
+            final List<Map<String, Object>> runs = new ArrayList<>();
+            for (final double fraction : fractions)
+            {
+                for (final boolean prefetch : new boolean[]{false, true})
+                {
+                    try (RemoteModel remote = RemoteModel.open(admin, "bench", "stable", "bench-node", 120_000))
+                    {
+                        final long full = remote.totalBytes() + 64L * 64 * (remote.config().layers() + 1);
+                        final long budget = (long)(full * fraction);
+                        final PrefetchStats stats = new PrefetchStats();
+                        final StreamingWeightSource.Options options = StreamingWeightSource.Options.defaults(budget)
+                            .withPrefetch(prefetch).withMode(mode);
+                        final Map<String, Object> run = new LinkedHashMap<>();
+                        run.put("fraction", fraction);
+                        run.put("prefetch", prefetch);
+                        run.put("budget_bytes", budget);
+                        try (StreamingWeightSource w = new StreamingWeightSource(remote, options, stats))
+                        {
+                            final long[] fetchedAtFirstToken = new long[1];
+                            final double tokS = decode(w, prompt, tokens,
+                                () -> fetchedAtFirstToken[0] = stats.report().fetchedBytes());
+                            final double perToken = (stats.report().fetchedBytes() - fetchedAtFirstToken[0]) /
+                                (double)Math.max(1, tokens - 1);
+                            final double transfer = perToken <= 0 ? Double.POSITIVE_INFINITY : link / perToken;
+                            final double bound = Math.min(compute, transfer);
+                            final PrefetchStats.Report r = stats.report();
+                            run.put("decode_tok_s", tokS);
+                            run.put("bound_tok_s", bound);
+                            run.put("of_bound", tokS / bound);
+                            run.put("bytes_per_token", (long)perToken);
+                            run.put("peak_bytes", w.peakBytes());
+                            run.put("accuracy", r.accuracy());
+                            run.put("coverage", r.coverage());
+                            run.put("timeliness", r.timeliness());
+                            run.put("wasted_bytes", r.wastedBytes());
+                            run.put("stall_ms_per_token", r.stallMillisPerToken());
+                        }
+                        catch (final IllegalArgumentException ex)
+                        {
+                            run.put("error", ex.getMessage()); // a budget below the minimum
+                        }
+                        runs.add(run);
+                        err.println(describe(run));
+                    }
+                }
+            }
+            result.put("runs", runs);
+        }
+        finally
+        {
+            try (var files = Files.walk(data))
+            {
+                files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+            }
+        }
+        if (json)
+        {
+            out.println(ModelCommand.JSON.writeValueAsString(result));
+        }
+        else
+        {
+            out.printf(Locale.ROOT, "compute bound %.1f tok/s, link %.2f GB/s%n", result.get("compute_bound_tok_s"),
+                result.get("link_gbs"));
+            @SuppressWarnings("unchecked")
+            final List<Map<String, Object>> runs = (List<Map<String, Object>>)result.get("runs");
+            runs.forEach(r -> out.println(describe(r)));
+        }
+        return 0;
+    }
+
+    private static String describe(final Map<String, Object> r)
+    {
+        if (r.containsKey("error"))
+        {
+            return String.format(Locale.ROOT, "budget %.0f%% prefetch %-5s: %s", 100 * (Double)r.get("fraction"),
+                r.get("prefetch"), r.get("error"));
+        }
+        return String.format(Locale.ROOT, "budget %3.0f%% prefetch %-5s: %6.2f tok/s, bound %6.2f (%3.0f%%), " +
+                "%s/token, stall %.1f ms/token, coverage %.2f, timeliness %.2f",
+            100 * (Double)r.get("fraction"), r.get("prefetch"), r.get("decode_tok_s"), r.get("bound_tok_s"),
+            100 * (Double)r.get("of_bound"), Sizes.format((Long)r.get("bytes_per_token")),
+            r.get("stall_ms_per_token"), r.get("coverage"), r.get("timeliness"));
+    }
+
+    private int[] clampPrompt(final GgufFile gguf)
+    {
+        final long vocab = gguf.tensor("token_embd.weight").shape()[1];
+        final int[] p = PROMPT.clone();
+        for (int i = 0; i < p.length; i++)
+        {
+            p[i] = (int)(p[i] % vocab);
+        }
+        return p;
+    }
+
+    /** Decode tokens/s of a greedy generation of {@code n} tokens after the prompt. */
+    private double decode(final WeightSource weights, final int[] prompt, final int n, final Runnable onFirstToken)
+    {
+        try (ThreadPool pool = new ThreadPool(threads))
+        {
+            final Llama llama = new Llama(weights, pool, 64);
+            final boolean[] first = {true};
+            final Generator.Result r = new Generator(llama).generate(prompt, n, prompt.length + n + 1,
+                Sampler.create(SamplerConfig.greedy()), t -> false, t ->
+                {
+                    if (first[0] && onFirstToken != null)
+                    {
+                        onFirstToken.run();
+                    }
+                    first[0] = false;
+                    return true;
+                });
+            return r.decodeTokensPerSecond();
+        }
+    }
+
+    /** Bytes/s of pulling every distinct block of the model once, 4 requests in flight, into a node buffer. */
+    private static double linkBandwidth(final ParamClient admin, final Manifest manifest, final BlockChannel.Mode mode)
+        throws Exception
+    {
+        final List<BlockId> ids = new ArrayList<>(new LinkedHashSet<>(manifest.allBlocks()));
+        final var e = admin.endpoints();
+        final TransportContext ctx = mode == BlockChannel.Mode.IPC ?
+            new TransportContext().embeddedDriver(false).aeronDirectory(e.path("aeron_dir").asText()) :
+            new TransportContext();
+        long largest = 0;
+        for (final BlockId id : ids)
+        {
+            largest = Math.max(largest, id.length());
+        }
+        try (Transport t = Transport.launch(ctx); Arena arena = Arena.ofConfined())
+        {
+            final BlockClient client = BlockClient.connect(t.aeron(), mode == BlockChannel.Mode.IPC ?
+                e.path("ipc_channel").asText() : e.path("udp_channel").asText(), e.path("stream_id").asInt(),
+                "localhost", TimeUnit.SECONDS.toNanos(10));
+            final MemorySegment[] buffers = new MemorySegment[4];
+            for (int i = 0; i < buffers.length; i++)
+            {
+                buffers[i] = arena.allocate(largest, 64);
+            }
+            double best = 0;
+            for (int pass = 0; pass < 2; pass++) // the first pass also warms the service's memory tier
+            {
+                final long start = System.nanoTime();
+                long bytes = 0;
+                final java.util.ArrayDeque<Long> inflight = new java.util.ArrayDeque<>();
+                for (int i = 0; i < ids.size(); i++)
+                {
+                    if (inflight.size() == buffers.length)
+                    {
+                        client.await(inflight.poll());
+                    }
+                    inflight.add(client.submitInto("bench@1", List.of(ids.get(i)), buffers[i % buffers.length],
+                        new long[]{0}, TimeUnit.SECONDS.toNanos(30), 0));
+                    bytes += ids.get(i).length();
+                }
+                while (!inflight.isEmpty())
+                {
+                    client.await(inflight.poll());
+                }
+                best = Math.max(best, bytes / ((System.nanoTime() - start) / 1e9));
+            }
+            client.close();
+            return best;
+        }
+    }
+}

@@ -64,7 +64,7 @@ final class RuntimeBench implements Callable<Integer>
             for (int l = 0; l < llama.config().layers(); l++)
             {
                 final LayerWeights lw = w.acquire(l);
-                bytesPerToken += lw.matrixBytes();
+                bytesPerToken += lw.matrixBytes(llama.config().expertsUsed());
                 w.release(l);
             }
 

@@ -263,6 +263,28 @@ class StreamingGenerationTest
     }
 
     @Test
+    void shouldStreamAMixtureOfExpertsModelToTheLocalTokens() throws Exception
+    {
+        final Path moe = models.resolve("moe.gguf");
+        SyntheticModel.write(moe, SyntheticModel.Shape.parse("dim=128,layers=6,heads=4,kv=2,ffn=256,experts=4,used=2"),
+            GgmlType.Q8_0, null, 3);
+        upload(moe, "moe", "stable");
+        final int[] expected = local(moe);
+        try (RemoteModel model = RemoteModel.open(client, "moe", "stable", "node-1", 60_000))
+        {
+            assertEquals(4, model.config().experts());
+            final long budget = (model.totalBytes() + 64L * 64 * 7) / 2;
+            final PrefetchStats stats = new PrefetchStats();
+            try (StreamingWeightSource w = new StreamingWeightSource(model,
+                StreamingWeightSource.Options.defaults(budget), stats))
+            {
+                assertArrayEquals(expected, generate(w, PROMPT, NEW_TOKENS, t -> true));
+                assertTrue(w.peakBytes() <= budget);
+            }
+        }
+    }
+
+    @Test
     void shouldStreamTheRealStoriesModelToTheGoldenTokens() throws Exception
     {
         final Path stories = CliTest.sharedModels().resolve("stories260K.gguf");

@@ -32,6 +32,22 @@ public final class Llama
     private final float[] ropeSin;
     private final float[] invFreq;
     private final ThreadLocal<float[]> scores = ThreadLocal.withInitial(() -> new float[0]);
+    // mixture of experts (null for a dense model)
+    private final float[] routerLogits; // (maxBatch, experts)
+    private final float[] moeOut;       // (maxBatch, dim) weighted sum of the chosen experts' outputs
+    private final float[] expertIn;     // (dim) one token's normed input
+    private final float[] expertGate;   // (ffnDim)
+    private final float[] expertUp;     // (ffnDim)
+    private final float[] expertOut;    // (dim)
+    private RoutingListener routingListener;
+
+    /** Sees every routing decision of a mixture-of-experts model (for access traces and expert prefetch). */
+    @FunctionalInterface
+    public interface RoutingListener
+    {
+        /** Token {@code token} of the batch was sent to {@code experts} (best first) in layer {@code layer}. */
+        void routed(int layer, int token, int[] experts);
+    }
 
     /**
      * @param weights  where the weights come from.
@@ -57,6 +73,12 @@ public final class Llama
         this.hb = new float[maxBatch * c.ffnDim()];
         this.hb2 = new float[maxBatch * c.ffnDim()];
         this.logits = new float[c.vocabSize()];
+        this.routerLogits = c.moe() ? new float[maxBatch * c.experts()] : null;
+        this.moeOut = c.moe() ? new float[maxBatch * c.dim()] : null;
+        this.expertIn = c.moe() ? new float[c.dim()] : null;
+        this.expertGate = c.moe() ? new float[c.ffnDim()] : null;
+        this.expertUp = c.moe() ? new float[c.ffnDim()] : null;
+        this.expertOut = c.moe() ? new float[c.dim()] : null;
         final int half = c.ropeDims() / 2;
         this.ropeCos = new float[maxBatch * half];
         this.ropeSin = new float[maxBatch * half];
@@ -65,6 +87,12 @@ public final class Llama
         {
             invFreq[i] = (float)(1.0 / Math.pow(c.ropeTheta(), (2.0 * i) / c.ropeDims()));
         }
+    }
+
+    /** Sets who sees routing decisions (mixture-of-experts models); null for nobody. */
+    public void routingListener(final RoutingListener listener)
+    {
+        this.routingListener = listener;
     }
 
     public ModelConfig config()
@@ -160,11 +188,81 @@ public final class Llama
         {
             rmsnorm(xb, t * dim, x, t * dim, w.ffnNorm(), dim, c.rmsEps());
         }
+        if (w.router() != null)
+        {
+            mixtureOfExperts(l, w, n);
+            add(x, moeOut, n * dim);
+            return;
+        }
         ops.matmul(w.wGate(), xb, n, hb);
         ops.matmul(w.wUp(), xb, n, hb2);
         ops.pool().parallelFor(n, (t0, t1) -> MatOps.swiglu(hb, hb2, t0 * c.ffnDim(), (t1 - t0) * c.ffnDim()));
         ops.matmul(w.wDown(), hb, n, xb);
         add(x, xb, n * dim);
+    }
+
+    /**
+     * Mixtral-style feed-forward: the router scores every expert, each token goes to the {@code expertsUsed} best,
+     * whose SwiGLU outputs are summed with the softmax of their scores (renormalized over the chosen ones, as
+     * llama.cpp does for Mixtral). Writes {@code moeOut}.
+     */
+    private void mixtureOfExperts(final int l, final LayerWeights w, final int n)
+    {
+        final int dim = c.dim();
+        final int experts = c.experts();
+        final int used = c.expertsUsed();
+        ops.matmul(w.router(), xb, n, routerLogits);
+        java.util.Arrays.fill(moeOut, 0, n * dim, 0f);
+        final int[] chosen = new int[used];
+        for (int t = 0; t < n; t++)
+        {
+            final int base = t * experts;
+            // top-k by score; ties go to the lower index
+            for (int j = 0; j < used; j++)
+            {
+                int best = -1;
+                for (int e = 0; e < experts; e++)
+                {
+                    boolean taken = false;
+                    for (int i = 0; i < j; i++)
+                    {
+                        taken |= chosen[i] == e;
+                    }
+                    if (!taken && (best < 0 || routerLogits[base + e] > routerLogits[base + best]))
+                    {
+                        best = e;
+                    }
+                }
+                chosen[j] = best;
+            }
+            // softmax over the chosen scores = softmax over all, renormalized over the chosen
+            final float max = routerLogits[base + chosen[0]];
+            double sum = 0;
+            final double[] gate = new double[used];
+            for (int j = 0; j < used; j++)
+            {
+                gate[j] = Math.exp(routerLogits[base + chosen[j]] - max);
+                sum += gate[j];
+            }
+            if (routingListener != null)
+            {
+                routingListener.routed(l, t, chosen.clone());
+            }
+            System.arraycopy(xb, t * dim, expertIn, 0, dim);
+            for (int j = 0; j < used; j++)
+            {
+                final int e = chosen[j];
+                ops.matvec(w.expertGate()[e], expertIn, expertGate);
+                ops.matvec(w.expertUp()[e], expertIn, expertUp);
+                MatOps.swiglu(expertGate, expertUp, 0, c.ffnDim());
+                ops.matvec(w.expertDown()[e], expertGate, expertOut);
+                final float g = (float)(gate[j] / sum);
+                for (int i = 0; i < dim; i++)
+                {
+                    moeOut[t * dim + i] += g * expertOut[i];
+                }
+            }
+        }
     }
 
     /** Causal attention of every (token, head) of the batch over the cached positions, in parallel. */

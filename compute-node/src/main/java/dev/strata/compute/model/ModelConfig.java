@@ -23,6 +23,8 @@ import java.util.Set;
  * @param ropeDims      dimensions of each head that RoPE rotates.
  * @param ropeStyle     which pairs RoPE rotates.
  * @param qkvBias       whether the q/k/v projections have a bias (qwen2).
+ * @param experts       feed-forward experts per layer (Mixtral-style mixture of experts), 0 for a dense model.
+ * @param expertsUsed   experts each token is routed to (top-k), 0 for a dense model.
  */
 public record ModelConfig(
     String architecture,
@@ -38,7 +40,9 @@ public record ModelConfig(
     float ropeTheta,
     int ropeDims,
     RopeStyle ropeStyle,
-    boolean qkvBias)
+    boolean qkvBias,
+    int experts,
+    int expertsUsed)
 {
     /** Which element pairs RoPE rotates within a head. */
     public enum RopeStyle
@@ -62,6 +66,15 @@ public record ModelConfig(
         check(vocabSize > 0, "vocabSize", vocabSize);
         check(contextLength > 0, "contextLength", contextLength);
         check(ropeDims > 0 && ropeDims <= headSize && ropeDims % 2 == 0, "ropeDims", ropeDims);
+        check(experts >= 0 && experts <= 1024, "experts", experts);
+        check(experts == 0 ? expertsUsed == 0 : expertsUsed >= 1 && expertsUsed <= experts, "expertsUsed",
+            expertsUsed);
+    }
+
+    /** Whether the feed-forward networks are mixtures of experts. */
+    public boolean moe()
+    {
+        return experts > 0;
     }
 
     private static void check(final boolean ok, final String name, final int value)
@@ -114,7 +127,9 @@ public record ModelConfig(
             md.getFloat(arch + ".rope.freq_base", 10_000f),
             md.getInt(arch + ".rope.dimension_count", headSize),
             qwen2 ? RopeStyle.NEOX : RopeStyle.NORMAL,
-            qwen2);
+            qwen2,
+            md.getInt(arch + ".expert_count", 0),
+            md.getInt(arch + ".expert_count", 0) == 0 ? 0 : md.getInt(arch + ".expert_used_count", 2));
     }
 
     /** Total width of the key (or value) projections. */

@@ -45,6 +45,21 @@ public final class WeightViews
     public static String[] layerTensorNames(final ModelConfig config, final int l)
     {
         final String p = "blk." + l + ".";
+        if (config.moe())
+        {
+            final String[] attention = config.qkvBias() ?
+                new String[]{p + "attn_norm.weight", p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight",
+                    p + "attn_output.weight", p + "attn_q.bias", p + "attn_k.bias", p + "attn_v.bias"} :
+                new String[]{p + "attn_norm.weight", p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight",
+                    p + "attn_output.weight"};
+            final String[] all = Arrays.copyOf(attention, attention.length + 5);
+            all[attention.length] = p + "ffn_norm.weight";
+            all[attention.length + 1] = p + "ffn_gate_inp.weight";
+            all[attention.length + 2] = p + "ffn_gate_exps.weight";
+            all[attention.length + 3] = p + "ffn_up_exps.weight";
+            all[attention.length + 4] = p + "ffn_down_exps.weight";
+            return all;
+        }
         return config.qkvBias() ?
             new String[]{p + "attn_norm.weight", p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight",
                 p + "attn_output.weight", p + "attn_q.bias", p + "attn_k.bias", p + "attn_v.bias",
@@ -84,9 +99,38 @@ public final class WeightViews
             config.qkvBias() ? vector(lookup, p + "attn_k.bias", config.kvDim()) : null,
             config.qkvBias() ? vector(lookup, p + "attn_v.bias", config.kvDim()) : null,
             vector(lookup, p + "ffn_norm.weight", dim),
-            matrix(lookup, p + "ffn_gate.weight", config.ffnDim(), dim),
-            matrix(lookup, p + "ffn_up.weight", config.ffnDim(), dim),
-            matrix(lookup, p + "ffn_down.weight", dim, config.ffnDim()));
+            config.moe() ? null : matrix(lookup, p + "ffn_gate.weight", config.ffnDim(), dim),
+            config.moe() ? null : matrix(lookup, p + "ffn_up.weight", config.ffnDim(), dim),
+            config.moe() ? null : matrix(lookup, p + "ffn_down.weight", dim, config.ffnDim()),
+            config.moe() ? matrix(lookup, p + "ffn_gate_inp.weight", config.experts(), dim) : null,
+            config.moe() ? experts(lookup, p + "ffn_gate_exps.weight", config.experts(), config.ffnDim(), dim) : null,
+            config.moe() ? experts(lookup, p + "ffn_up_exps.weight", config.experts(), config.ffnDim(), dim) : null,
+            config.moe() ? experts(lookup, p + "ffn_down_exps.weight", config.experts(), dim, config.ffnDim()) : null);
+    }
+
+    /** A 3-D expert tensor {@code [cols, rows, experts]} as one matrix view per expert (contiguous slices). */
+    static WeightTensor[] experts(final Lookup lookup, final String name, final int experts, final int rows,
+        final int cols)
+    {
+        final Tensor t = require(lookup, name);
+        if (t.shape().length != 3 || t.shape()[0] != cols || t.shape()[1] != rows || t.shape()[2] != experts)
+        {
+            throw new GgufFormatException("tensor " + name + " has shape " + Arrays.toString(t.shape()) +
+                ", expected [" + cols + ", " + rows + ", " + experts + "]");
+        }
+        final long perExpert = t.type().byteSize((long)rows * cols);
+        if (perExpert * experts != t.data().byteSize())
+        {
+            throw new GgufFormatException("tensor " + name + " holds " + t.data().byteSize() + " bytes, expected " +
+                perExpert * experts);
+        }
+        final WeightTensor[] out = new WeightTensor[experts];
+        for (int e = 0; e < experts; e++)
+        {
+            out[e] = WeightTensor.of(name + "[" + e + "]", t.type(), t.data().asSlice(e * perExpert, perExpert), rows,
+                cols);
+        }
+        return out;
     }
 
     static Tensor require(final Lookup lookup, final String name)

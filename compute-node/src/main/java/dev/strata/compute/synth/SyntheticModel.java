@@ -25,20 +25,32 @@ public final class SyntheticModel
     /**
      * A Llama model shape.
      *
-     * @param vocab vocabulary size; 0 means "take it from the tokenizer".
+     * @param vocab       vocabulary size; 0 means "take it from the tokenizer".
+     * @param experts     feed-forward experts per layer (Mixtral-style mixture of experts); 0 for dense.
+     * @param expertsUsed experts per token (top-k); 0 for dense.
      */
-    public record Shape(int dim, int layers, int heads, int kvHeads, int ffn, int vocab, int context)
+    public record Shape(int dim, int layers, int heads, int kvHeads, int ffn, int vocab, int context, int experts,
+        int expertsUsed)
     {
         public static final Map<String, Shape> NAMED = Map.of(
             "tiny", new Shape(64, 2, 4, 2, 128, 0, 512),
+            "tiny-moe", new Shape(64, 2, 4, 2, 128, 0, 512, 4, 2),
             "15M", new Shape(288, 6, 6, 6, 768, 0, 2048),
             "110M", new Shape(768, 12, 12, 12, 2048, 0, 2048),
+            "8x110M", new Shape(768, 12, 12, 12, 2048, 0, 2048, 8, 2),
             "1.1B", new Shape(2048, 22, 32, 4, 5632, 0, 2048));
+
+        public Shape(final int dim, final int layers, final int heads, final int kvHeads, final int ffn,
+            final int vocab, final int context)
+        {
+            this(dim, layers, heads, kvHeads, ffn, vocab, context, 0, 0);
+        }
 
         public Shape
         {
             if (dim <= 0 || layers <= 0 || heads <= 0 || kvHeads <= 0 || ffn <= 0 || context <= 0 || vocab < 0 ||
-                dim % heads != 0 || heads % kvHeads != 0 || (dim / heads) % 2 != 0)
+                dim % heads != 0 || heads % kvHeads != 0 || (dim / heads) % 2 != 0 || experts < 0 ||
+                (experts == 0 ? expertsUsed != 0 : expertsUsed < 1 || expertsUsed > experts))
             {
                 throw new IllegalArgumentException("invalid shape " + this);
             }
@@ -55,7 +67,7 @@ public final class SyntheticModel
             {
                 return named;
             }
-            int dim = 0, layers = 0, heads = 0, kv = 0, ffn = 0, vocab = 0, context = 2048;
+            int dim = 0, layers = 0, heads = 0, kv = 0, ffn = 0, vocab = 0, context = 2048, experts = 0, used = 0;
             for (final String part : text.split(","))
             {
                 final String[] kvp = part.split("=", 2);
@@ -74,10 +86,13 @@ public final class SyntheticModel
                     case "ffn" -> ffn = value;
                     case "vocab" -> vocab = value;
                     case "context" -> context = value;
+                    case "experts" -> experts = value;
+                    case "used" -> used = value;
                     default -> throw new IllegalArgumentException("unknown shape field '" + kvp[0] + "'");
                 }
             }
-            return new Shape(dim, layers, heads, kv == 0 ? heads : kv, ffn, vocab, context);
+            return new Shape(dim, layers, heads, kv == 0 ? heads : kv, ffn, vocab, context, experts,
+                experts > 0 && used == 0 ? Math.min(2, experts) : used);
         }
 
         public int headSize()
@@ -89,7 +104,8 @@ public final class SyntheticModel
         public long parameters(final int vocabSize)
         {
             final long kvDim = (long)kvHeads * headSize();
-            final long perLayer = 2L * dim * dim + 2L * dim * kvDim + 3L * dim * ffn + 2L * dim;
+            final long perLayer = 2L * dim * dim + 2L * dim * kvDim + 3L * dim * ffn * Math.max(1, experts) +
+                (long)experts * dim + 2L * dim;
             return layers * perLayer + 2L * vocabSize * dim + dim;
         }
     }
@@ -138,6 +154,11 @@ public final class SyntheticModel
         md.putUInt32(arch + ".attention.head_count_kv", shape.kvHeads());
         md.putFloat32(arch + ".attention.layer_norm_rms_epsilon", 1e-5f);
         md.putFloat32(arch + ".rope.freq_base", 10_000f);
+        if (shape.experts() > 0)
+        {
+            md.putUInt32(arch + ".expert_count", shape.experts());
+            md.putUInt32(arch + ".expert_used_count", shape.expertsUsed());
+        }
         final GgufMetadata tok = tokenizer != null ? tokenizer : BuiltinVocabulary.metadata();
         for (final String key : tok.keys())
         {
@@ -171,6 +192,17 @@ public final class SyntheticModel
             }
             tensors.add(matrix(p + "attn_output.weight", type, dim, dim, scale(dim) / shape.layers(), stream++));
             tensors.add(norm(p + "ffn_norm.weight", dim));
+            if (shape.experts() > 0)
+            {
+                final int e = shape.experts();
+                // the router is F32 (as in published Mixtral files); its scores spread tokens over the experts
+                tensors.add(matrix(p + "ffn_gate_inp.weight", GgmlType.F32, e, dim, 4 * scale(dim), stream++));
+                tensors.add(experts(p + "ffn_gate_exps.weight", type, e, shape.ffn(), dim, scale(dim), stream++));
+                tensors.add(experts(p + "ffn_up_exps.weight", type, e, shape.ffn(), dim, scale(dim), stream++));
+                tensors.add(experts(p + "ffn_down_exps.weight", type, e, dim, shape.ffn(),
+                    scale(shape.ffn()) / shape.layers(), stream++));
+                continue;
+            }
             tensors.add(matrix(p + "ffn_gate.weight", type, shape.ffn(), dim, scale(dim), stream++));
             tensors.add(matrix(p + "ffn_up.weight", type, shape.ffn(), dim, scale(dim), stream++));
             tensors.add(matrix(p + "ffn_down.weight", type, dim, shape.ffn(), scale(shape.ffn()) / shape.layers(),
@@ -223,6 +255,14 @@ public final class SyntheticModel
     {
         return new GgufWriter.Tensor(name, type, new long[]{cols, rows}, ch -> writeRows(ch, type, rows, cols,
             amplitude, stream));
+    }
+
+    /** A 3-D expert tensor {@code [cols, rows, experts]}: the experts' matrices one after the other. */
+    private static GgufWriter.Tensor experts(final String name, final GgmlType type, final int experts, final int rows,
+        final int cols, final float amplitude, final long stream)
+    {
+        return new GgufWriter.Tensor(name, type, new long[]{cols, rows, experts}, ch -> writeRows(ch, type,
+            rows * experts, cols, amplitude, stream));
     }
 
     private static void writeRows(final FileChannel ch, final GgmlType type, final int rows, final int cols,

@@ -61,6 +61,50 @@ class ForwardPassTest
         }
     }
 
+    @ParameterizedTest(name = "mixture of experts {0} batch={1} threads={2}")
+    @CsvSource({
+        "F32, 1, 1",
+        "F32, 5, 2",
+        "Q8_0, 3, 2"})
+    void shouldMatchScalarReferenceLogitsForMixtureOfExperts(final GgmlType type, final int batch, final int threads)
+        throws Exception
+    {
+        final Path model = dir.resolve("moe.gguf");
+        SyntheticModel.write(model, SyntheticModel.Shape.parse("dim=64,layers=3,heads=4,kv=2,ffn=96,experts=4,used=2"),
+            type, null, 5);
+        final int[] tokens = {1, 40, 77, 200, 13, 5, 260, 99, 150, 3, 42, 7};
+        try (GgufFile file = GgufFile.open(model);
+            GgufWeightSource weights = new GgufWeightSource(file, false);
+            ThreadPool pool = new ThreadPool(threads))
+        {
+            assertEquals(4, weights.config().experts());
+            assertEquals(2, weights.config().expertsUsed());
+            final ReferenceLlama reference = new ReferenceLlama(file);
+            final double[][] expected = new double[tokens.length][];
+            for (int i = 0; i < tokens.length; i++)
+            {
+                expected[i] = reference.step(tokens[i]);
+            }
+            final Llama llama = new Llama(weights, pool, batch);
+            final java.util.Set<Integer> routed = new java.util.HashSet<>();
+            llama.routingListener((layer, token, experts) ->
+            {
+                for (final int e : experts)
+                {
+                    routed.add(e);
+                }
+            });
+            final KvCache kv = new KvCache(weights.config(), 64);
+            for (int from = 0; from < tokens.length; from += batch)
+            {
+                final int n = Math.min(batch, tokens.length - from);
+                final float[] logits = llama.forward(tokens, from, n, from, kv);
+                assertClose(expected[from + n - 1], logits, "position " + (from + n - 1));
+            }
+            assertTrue(routed.size() > 2, "tokens are spread over more than the top-2 experts: " + routed);
+        }
+    }
+
     @Test
     void shouldGiveSameLogitsForBatchedAndSequentialPrompt() throws Exception
     {

@@ -23,7 +23,7 @@ final class ReferenceLlama
 
     private final GgufFile file;
     private final String arch;
-    private final int dim, layers, heads, kvHeads, hs, ffn;
+    private final int dim, layers, heads, kvHeads, hs, ffn, experts, used;
     private final double eps, theta;
     private final boolean neox;
     private final List<List<double[]>> keys = new ArrayList<>();
@@ -39,6 +39,8 @@ final class ReferenceLlama
         heads = md.getInt(arch + ".attention.head_count");
         kvHeads = md.getInt(arch + ".attention.head_count_kv");
         ffn = md.getInt(arch + ".feed_forward_length");
+        experts = md.getInt(arch + ".expert_count", 0);
+        used = md.getInt(arch + ".expert_used_count", 0);
         hs = dim / heads;
         eps = md.getFloat(arch + ".attention.layer_norm_rms_epsilon", 1e-5f);
         theta = md.getFloat(arch + ".rope.freq_base", 10000f);
@@ -98,6 +100,11 @@ final class ReferenceLlama
             }
             x = add(x, matvec(p + "attn_output.weight", out));
             final double[] xf = rmsnorm(x, vector(p + "ffn_norm.weight"));
+            if (experts > 0)
+            {
+                x = add(x, mixture(p, xf));
+                continue;
+            }
             final double[] g = matvec(p + "ffn_gate.weight", xf);
             final double[] u = matvec(p + "ffn_up.weight", xf);
             for (int i = 0; i < ffn; i++)
@@ -108,6 +115,74 @@ final class ReferenceLlama
         }
         final double[] xn = rmsnorm(x, vector("output_norm.weight"));
         return matvec(file.tensor("output.weight") != null ? "output.weight" : "token_embd.weight", xn);
+    }
+
+    /** Router softmax over every expert, the best {@code used} (lowest index on ties), weights renormalized. */
+    private double[] mixture(final String p, final double[] xf)
+    {
+        final double[] scores = matvec(p + "ffn_gate_inp.weight", xf);
+        double max = Double.NEGATIVE_INFINITY;
+        for (final double v : scores)
+        {
+            max = Math.max(max, v);
+        }
+        final double[] prob = new double[experts];
+        double z = 0;
+        for (int e = 0; e < experts; e++)
+        {
+            prob[e] = Math.exp(scores[e] - max);
+            z += prob[e];
+        }
+        final boolean[] taken = new boolean[experts];
+        final int[] chosen = new int[used];
+        double chosenSum = 0;
+        for (int j = 0; j < used; j++)
+        {
+            int best = -1;
+            for (int e = 0; e < experts; e++)
+            {
+                if (!taken[e] && (best < 0 || scores[e] > scores[best]))
+                {
+                    best = e;
+                }
+            }
+            taken[best] = true;
+            chosen[j] = best;
+            chosenSum += prob[best] / z;
+        }
+        final double[] out = new double[dim];
+        for (final int e : chosen)
+        {
+            final double[] g = matvecRows(p + "ffn_gate_exps.weight", xf, e * ffn, ffn);
+            final double[] u = matvecRows(p + "ffn_up_exps.weight", xf, e * ffn, ffn);
+            for (int i = 0; i < ffn; i++)
+            {
+                g[i] = g[i] / (1 + Math.exp(-g[i])) * u[i];
+            }
+            final double[] d = matvecRows(p + "ffn_down_exps.weight", g, e * dim, dim);
+            final double w = prob[e] / z / chosenSum;
+            for (int i = 0; i < dim; i++)
+            {
+                out[i] += w * d[i];
+            }
+        }
+        return out;
+    }
+
+    private double[] matvecRows(final String name, final double[] x, final int first, final int rows)
+    {
+        final double[] out = new double[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            final double[] w = row(name, first + r);
+            double s = 0;
+            for (int i = 0; i < w.length; i++)
+            {
+                s += w[i] * x[i];
+            }
+            out[r] = s;
+        }
+        return out;
     }
 
     private void rope(final double[] a, final int n, final int pos)

@@ -85,14 +85,21 @@ final class ModelImporter
             final long rowBytes = info.type().byteSize(info.rowLength());
             final long rowsPerBlock = Math.max(1, TARGET_BLOCK_BYTES / rowBytes);
             final long rows = info.rowCount();
+            // a 3-D tensor (experts' matrices one after the other) is cut within each matrix, so that a node can
+            // fetch one expert without its neighbours
+            final long rowsPerMatrix = info.shape().length == 3 ? info.shape()[1] : rows;
             final List<BlockId> ids = new ArrayList<>();
-            for (long r = 0; r < rows; r += rowsPerBlock)
+            for (long m = 0; m < rows; m += rowsPerMatrix)
             {
-                final long end = Math.min(rows, r + rowsPerBlock);
-                final MemorySegment slice = data.asSlice(r * rowBytes, (end - r) * rowBytes);
-                final BlockId id = BlockId.of(slice);
-                blocks.putIfAbsent(id, slice);
-                ids.add(id);
+                final long matrixEnd = Math.min(rows, m + rowsPerMatrix);
+                for (long r = m; r < matrixEnd; r += rowsPerBlock)
+                {
+                    final long end = Math.min(matrixEnd, r + rowsPerBlock);
+                    final MemorySegment slice = data.asSlice(r * rowBytes, (end - r) * rowBytes);
+                    final BlockId id = BlockId.of(slice);
+                    blocks.putIfAbsent(id, slice);
+                    ids.add(id);
+                }
             }
             tensors.add(new Manifest.Tensor(info.name(), info.type().name(), info.shape().clone(), ids));
         }

@@ -2,6 +2,7 @@ package dev.strata.compute.model;
 
 import dev.strata.compute.tensor.MatOps;
 import dev.strata.compute.tensor.ThreadPool;
+import dev.strata.compute.tensor.WeightTensor;
 
 /**
  * The Llama-family transformer forward pass (llama, mistral, qwen2): RMSNorm, RoPE, grouped-query attention
@@ -213,10 +214,14 @@ public final class Llama
         final int used = c.expertsUsed();
         ops.matmul(w.router(), xb, n, routerLogits);
         java.util.Arrays.fill(moeOut, 0, n * dim, 0f);
-        final int[] chosen = new int[used];
+        // route every token first: a streaming source then fetches the union of the chosen experts at once
+        final int[] chosen = new int[n * used];
+        final float[] gates = new float[n * used];
+        final boolean[] needed = new boolean[experts];
         for (int t = 0; t < n; t++)
         {
             final int base = t * experts;
+            final int at = t * used;
             // top-k by score; ties go to the lower index
             for (int j = 0; j < used; j++)
             {
@@ -226,37 +231,72 @@ public final class Llama
                     boolean taken = false;
                     for (int i = 0; i < j; i++)
                     {
-                        taken |= chosen[i] == e;
+                        taken |= chosen[at + i] == e;
                     }
                     if (!taken && (best < 0 || routerLogits[base + e] > routerLogits[base + best]))
                     {
                         best = e;
                     }
                 }
-                chosen[j] = best;
+                chosen[at + j] = best;
+                needed[best] = true;
             }
             // softmax over the chosen scores = softmax over all, renormalized over the chosen
-            final float max = routerLogits[base + chosen[0]];
+            final float max = routerLogits[base + chosen[at]];
             double sum = 0;
-            final double[] gate = new double[used];
             for (int j = 0; j < used; j++)
             {
-                gate[j] = Math.exp(routerLogits[base + chosen[j]] - max);
-                sum += gate[j];
+                sum += Math.exp(routerLogits[base + chosen[at + j]] - max);
+            }
+            for (int j = 0; j < used; j++)
+            {
+                gates[at + j] = (float)(Math.exp(routerLogits[base + chosen[at + j]] - max) / sum);
             }
             if (routingListener != null)
             {
-                routingListener.routed(l, t, chosen.clone());
+                routingListener.routed(l, t, java.util.Arrays.copyOfRange(chosen, at, at + used));
             }
+        }
+        final WeightTensor[] gate;
+        final WeightTensor[] up;
+        final WeightTensor[] down;
+        if (w.expertGate() != null)
+        {
+            gate = w.expertGate();
+            up = w.expertUp();
+            down = w.expertDown();
+        }
+        else
+        {
+            int count = 0;
+            for (final boolean b : needed)
+            {
+                count += b ? 1 : 0;
+            }
+            final int[] union = new int[count];
+            for (int e = 0, i = 0; e < experts; e++)
+            {
+                if (needed[e])
+                {
+                    union[i++] = e;
+                }
+            }
+            final WeightSource.ExpertWeights ew = weights.experts(l, union);
+            gate = ew.gate();
+            up = ew.up();
+            down = ew.down();
+        }
+        for (int t = 0; t < n; t++)
+        {
             System.arraycopy(xb, t * dim, expertIn, 0, dim);
             for (int j = 0; j < used; j++)
             {
-                final int e = chosen[j];
-                ops.matvec(w.expertGate()[e], expertIn, expertGate);
-                ops.matvec(w.expertUp()[e], expertIn, expertUp);
+                final int e = chosen[t * used + j];
+                ops.matvec(gate[e], expertIn, expertGate);
+                ops.matvec(up[e], expertIn, expertUp);
                 MatOps.swiglu(expertGate, expertUp, 0, c.ffnDim());
-                ops.matvec(w.expertDown()[e], expertGate, expertOut);
-                final float g = (float)(gate[j] / sum);
+                ops.matvec(down[e], expertGate, expertOut);
+                final float g = gates[t * used + j];
                 for (int i = 0; i < dim; i++)
                 {
                     moeOut[t * dim + i] += g * expertOut[i];

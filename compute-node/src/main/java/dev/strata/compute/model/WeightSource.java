@@ -18,8 +18,30 @@ public interface WeightSource extends AutoCloseable
     /** Pins and returns the weights of {@code layer}, blocking until they are available. */
     LayerWeights acquire(int layer);
 
-    /** Unpins {@code layer}. */
+    /** Unpins {@code layer} (and the experts of it that {@link #experts} pinned). */
     void release(int layer);
+
+    /**
+     * Mixture of experts, for sources that stream experts one by one: pins and returns the weights of
+     * {@code experts} of an acquired {@code layer}, blocking until they are available; they stay pinned until the
+     * layer is released. Only called when {@link #acquire} returned a layer without expert weights.
+     */
+    default ExpertWeights experts(final int layer, final int[] experts)
+    {
+        throw new UnsupportedOperationException(getClass().getSimpleName() + " returns every expert with acquire");
+    }
+
+    /**
+     * Some experts of a layer, indexed by expert id (entries not asked for may be null).
+     *
+     * @param gate per expert, {@code (ffnDim, dim)}.
+     * @param up   per expert, {@code (ffnDim, dim)}.
+     * @param down per expert, {@code (dim, ffnDim)}.
+     */
+    record ExpertWeights(dev.strata.compute.tensor.WeightTensor[] gate, dev.strata.compute.tensor.WeightTensor[] up,
+        dev.strata.compute.tensor.WeightTensor[] down)
+    {
+    }
 
     @Override
     void close();

@@ -44,7 +44,18 @@ public final class WeightViews
     /** The tensor names layer {@code l} needs, in the order {@link #layer} reads them. */
     public static String[] layerTensorNames(final ModelConfig config, final int l)
     {
+        return layerTensorNames(config, l, true);
+    }
+
+    /** As {@link #layerTensorNames(ModelConfig, int)}; without the expert tensors when {@code withExperts} is false. */
+    public static String[] layerTensorNames(final ModelConfig config, final int l, final boolean withExperts)
+    {
         final String p = "blk." + l + ".";
+        if (config.moe() && !withExperts)
+        {
+            final String[] all = layerTensorNames(config, l, true);
+            return java.util.Arrays.copyOf(all, all.length - 3);
+        }
         if (config.moe())
         {
             final String[] attention = config.qkvBias() ?
@@ -87,6 +98,35 @@ public final class WeightViews
 
     public static LayerWeights layer(final Lookup lookup, final ModelConfig config, final int l)
     {
+        return layer(lookup, config, l, true);
+    }
+
+    /** The names of the three expert tensors of layer {@code l}: gate, up, down. */
+    public static String[] expertTensorNames(final int l)
+    {
+        return new String[]{"blk." + l + ".ffn_gate_exps.weight", "blk." + l + ".ffn_up_exps.weight",
+            "blk." + l + ".ffn_down_exps.weight"};
+    }
+
+    /**
+     * One expert's matrices, each given as the bytes of that expert alone: {@code gate}, {@code up}, {@code down}
+     * slices of the 3-D expert tensors.
+     */
+    public static WeightTensor[] expert(final ModelConfig config, final int l, final int e, final GgmlType type,
+        final MemorySegment gate, final MemorySegment up, final MemorySegment down)
+    {
+        final String[] n = expertTensorNames(l);
+        return new WeightTensor[]{
+            WeightTensor.of(n[0] + "[" + e + "]", type, gate, config.ffnDim(), config.dim()),
+            WeightTensor.of(n[1] + "[" + e + "]", type, up, config.ffnDim(), config.dim()),
+            WeightTensor.of(n[2] + "[" + e + "]", type, down, config.dim(), config.ffnDim())};
+    }
+
+    /** A layer; for a mixture of experts without the experts when {@code withExperts} is false (fetched apart). */
+    public static LayerWeights layer(final Lookup lookup, final ModelConfig config, final int l,
+        final boolean withExperts)
+    {
+        final boolean experts = config.moe() && withExperts;
         final int dim = config.dim();
         final String p = "blk." + l + ".";
         return new LayerWeights(
@@ -103,9 +143,9 @@ public final class WeightViews
             config.moe() ? null : matrix(lookup, p + "ffn_up.weight", config.ffnDim(), dim),
             config.moe() ? null : matrix(lookup, p + "ffn_down.weight", dim, config.ffnDim()),
             config.moe() ? matrix(lookup, p + "ffn_gate_inp.weight", config.experts(), dim) : null,
-            config.moe() ? experts(lookup, p + "ffn_gate_exps.weight", config.experts(), config.ffnDim(), dim) : null,
-            config.moe() ? experts(lookup, p + "ffn_up_exps.weight", config.experts(), config.ffnDim(), dim) : null,
-            config.moe() ? experts(lookup, p + "ffn_down_exps.weight", config.experts(), dim, config.ffnDim()) : null);
+            experts ? experts(lookup, p + "ffn_gate_exps.weight", config.experts(), config.ffnDim(), dim) : null,
+            experts ? experts(lookup, p + "ffn_up_exps.weight", config.experts(), config.ffnDim(), dim) : null,
+            experts ? experts(lookup, p + "ffn_down_exps.weight", config.experts(), dim, config.ffnDim()) : null);
     }
 
     /** A 3-D expert tensor {@code [cols, rows, experts]} as one matrix view per expert (contiguous slices). */

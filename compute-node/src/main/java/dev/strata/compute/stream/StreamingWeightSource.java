@@ -11,6 +11,8 @@ import dev.strata.paramserver.Manifest;
 import dev.strata.prefetch.CyclicOrderPredictor;
 import dev.strata.prefetch.Predictor;
 import dev.strata.prefetch.PrefetchStats;
+import dev.strata.prefetch.TransitionPredictor;
+import dev.strata.compute.tensor.WeightTensor;
 import dev.strata.tiering.BlockId;
 import dev.strata.transport.sbe.Status;
 
@@ -41,6 +43,12 @@ import java.util.concurrent.locks.LockSupport;
  * look-ahead grows when a prefetch arrives late and shrinks when prefetched layers are evicted unused. When
  * room is needed, the unpinned layer whose next use is farthest away is evicted (for a cyclic layer order,
  * Belady's choice); a prefetch never evicts a layer needed sooner than the one it brings.
+ * <p>
+ * Mixture-of-experts models stream experts one by one: a layer's unit then holds attention, norms and router,
+ * and each expert is a unit of its own, fetched when the router picks it ({@link #experts}) and prefetched for the
+ * next layer from a {@link TransitionPredictor} learned from the routing trace (which experts follow which);
+ * eviction ranks a layer's experts by how often they were used. This needs the expert tensors cut at expert
+ * boundaries (the importer does); otherwise whole layers are the units.
  * <p>
  * Fetches run on one thread that owns the Aeron client. A failed fetch (service gone, timeout) is retried on a
  * fresh connection (the endpoints are looked up again through the admin API) for a bounded time, then the
@@ -94,10 +102,13 @@ public final class StreamingWeightSource implements WeightSource
         ABSENT, QUEUED, FETCHING, RESIDENT
     }
 
-    /** A layer (or the globals) and its buffer. */
+    /** A layer core (or whole layer), the globals, or one expert of a layer, and its buffer. */
     private final class Unit
     {
         final int index;
+        final int layerOf;   // the layer it belongs to (layers for the globals)
+        final int expert;    // -1 unless an expert unit
+        WeightTensor[] expertWeights;
         final List<BlockId> blocks = new ArrayList<>();
         final List<Long> blockOffsets = new ArrayList<>();
         final Map<String, long[]> tensorSpans = new HashMap<>(); // name -> {offset, length}
@@ -114,9 +125,40 @@ public final class StreamingWeightSource implements WeightSource
         LayerWeights layer;
         GlobalWeights globals;
 
+        /** An expert unit: the slices of expert {@code e} in the three expert tensors of layer {@code l}. */
+        Unit(final int index, final int l, final int e)
+        {
+            this.index = index;
+            this.layerOf = l;
+            this.expert = e;
+            long offset = 0;
+            for (final String name : WeightViews.expertTensorNames(l))
+            {
+                final Manifest.Tensor t = model.tensor(name);
+                final long per = t.byteSize() / config.experts();
+                final long from = e * per;
+                long at = 0;
+                final long start = offset;
+                for (final BlockId id : t.blocks())
+                {
+                    if (at >= from && at < from + per)
+                    {
+                        blocks.add(id);
+                        blockOffsets.add(offset + at - from);
+                    }
+                    at += id.length();
+                }
+                tensorSpans.put(name, new long[]{start, per});
+                offset = (start + per + ALIGN - 1) / ALIGN * ALIGN;
+            }
+            this.bytes = Math.max(ALIGN, offset);
+        }
+
         Unit(final int index, final String[] names)
         {
             this.index = index;
+            this.layerOf = Math.min(index, layers);
+            this.expert = -1;
             long offset = 0;
             for (final String name : names)
             {
@@ -140,7 +182,8 @@ public final class StreamingWeightSource implements WeightSource
 
         String describe()
         {
-            return index == layers ? "the global tensors" : "layer " + index;
+            return expert >= 0 ? "expert " + expert + " of layer " + layerOf :
+                index == layers ? "the global tensors" : "layer " + index;
         }
     }
 
@@ -150,6 +193,12 @@ public final class StreamingWeightSource implements WeightSource
     private final int layers;
     private final Unit[] units;
     private final Predictor predictor;
+    private final boolean expertUnits;
+    private final int experts;
+    private final TransitionPredictor expertPredictor; // over expert units l * experts + e
+    private final long[][] expertUse;                   // [layer][expert] how often routed (decayed)
+    private final List<List<Unit>> pinnedExperts = new ArrayList<>();
+    private int lastExpertUnit = -1;
     private final PrefetchStats stats;
     private final BlockChannel channel;
     private final Thread fetcher;
@@ -170,23 +219,43 @@ public final class StreamingWeightSource implements WeightSource
         this.layers = config.layers();
         this.stats = stats;
         this.predictor = new CyclicOrderPredictor(layers);
-        this.units = new Unit[layers + 1];
+        this.experts = config.experts();
+        this.expertUnits = config.moe() && expertAligned(model, config);
+        this.units = new Unit[layers + 1 + (expertUnits ? layers * experts : 0)];
         for (int l = 0; l < layers; l++)
         {
-            units[l] = new Unit(l, WeightViews.layerTensorNames(config, l));
+            units[l] = new Unit(l, WeightViews.layerTensorNames(config, l, !expertUnits));
+            pinnedExperts.add(new ArrayList<>());
         }
         units[layers] = new Unit(layers, WeightViews.globalTensorNames(model.tensor("output.weight") != null));
         long largest = 0;
+        long largestExpert = 0;
         for (int l = 0; l < layers; l++)
         {
             largest = Math.max(largest, units[l].bytes);
         }
-        final long minimum = units[layers].bytes + largest;
+        if (expertUnits)
+        {
+            for (int l = 0; l < layers; l++)
+            {
+                for (int e = 0; e < experts; e++)
+                {
+                    final Unit u = new Unit(layers + 1 + l * experts + e, l, e);
+                    units[u.index] = u;
+                    largestExpert = Math.max(largestExpert, u.bytes);
+                }
+            }
+        }
+        this.expertPredictor = expertUnits ? new TransitionPredictor(layers * experts) : null;
+        this.expertUse = new long[layers][Math.max(1, experts)];
+        // a layer, plus (streaming experts) every expert a batch may route to at once
+        final long minimum = units[layers].bytes + largest + (expertUnits ? experts * largestExpert : 0);
         if (options.budgetBytes() < minimum)
         {
             throw new IllegalArgumentException("a memory budget of " + options.budgetBytes() + " bytes is too small " +
                 "for " + model.pinned() + ": it needs at least " + minimum + " (the global tensors, " +
-                units[layers].bytes + ", plus the largest layer, " + largest + ")");
+                units[layers].bytes + ", plus the largest layer, " + largest +
+                (expertUnits ? ", plus all " + experts + " experts of a layer, " + experts * largestExpert : "") + ")");
         }
         this.channel = new BlockChannel(model.admin(), options.mode(), options.localHost(), options.verifyDigests());
         this.fetcher = Thread.ofPlatform().daemon().name("strata-fetcher").start(this::fetchLoop);
@@ -207,6 +276,40 @@ public final class StreamingWeightSource implements WeightSource
             close();
             throw ex;
         }
+    }
+
+    /** Whether every expert tensor's blocks start and end at expert boundaries (so experts can be fetched alone). */
+    private static boolean expertAligned(final RemoteModel model, final ModelConfig config)
+    {
+        for (int l = 0; l < config.layers(); l++)
+        {
+            for (final String name : WeightViews.expertTensorNames(l))
+            {
+                final Manifest.Tensor t = model.tensor(name);
+                if (t == null)
+                {
+                    return false;
+                }
+                final long per = t.byteSize() / config.experts();
+                long at = 0;
+                for (final BlockId id : t.blocks())
+                {
+                    final long end = at + id.length();
+                    if (at / per != (end - 1) / per)
+                    {
+                        return false; // this block straddles two experts
+                    }
+                    at = end;
+                }
+            }
+        }
+        return true;
+    }
+
+    /** Whether experts are fetched one by one (a mixture of experts cut at expert boundaries). */
+    public boolean streamsExperts()
+    {
+        return expertUnits;
     }
 
     @Override
@@ -257,14 +360,60 @@ public final class StreamingWeightSource implements WeightSource
     @Override
     public LayerWeights acquire(final int layer)
     {
+        synchronized (this)
+        {
+            current = layer;
+            predictor.observe(layer);
+        }
         final Unit u = units[layer];
+        pin(u);
+        if (options.prefetch())
+        {
+            prefetchAfter(layer);
+        }
+        return u.layer;
+    }
+
+    @Override
+    public ExpertWeights experts(final int layer, final int[] chosen)
+    {
+        if (!expertUnits)
+        {
+            throw new IllegalStateException("experts are part of the layer units here");
+        }
+        final WeightTensor[] gate = new WeightTensor[experts];
+        final WeightTensor[] up = new WeightTensor[experts];
+        final WeightTensor[] down = new WeightTensor[experts];
+        for (final int e : chosen)
+        {
+            final Unit u = units[layers + 1 + layer * experts + e];
+            synchronized (this)
+            {
+                expertPredictor.observe(u.index - layers - 1);
+                expertUse[layer][e]++;
+                lastExpertUnit = u.index - layers - 1;
+                pinnedExperts.get(layer).add(u);
+            }
+            pin(u);
+            gate[e] = u.expertWeights[0];
+            up[e] = u.expertWeights[1];
+            down[e] = u.expertWeights[2];
+        }
+        if (options.prefetch())
+        {
+            prefetchExperts(layer);
+        }
+        return new ExpertWeights(gate, up, down);
+    }
+
+    /** Pins a unit, fetching it (demand) or waiting for its prefetch if needed. */
+    private void pin(final Unit u)
+    {
         final long start = System.nanoTime();
         final CompletableFuture<Void> wait;
         final boolean prefetchInFlight;
         synchronized (this)
         {
-            current = layer;
-            predictor.observe(layer);
             u.pins++;
             switch (u.state)
             {
@@ -289,10 +438,14 @@ public final class StreamingWeightSource implements WeightSource
                 default ->
                 {
                     prefetchInFlight = false;
-                    if (!makeRoom(u, true))
+                    try
+                    {
+                        makeRoom(u, true);
+                    }
+                    catch (final RuntimeException ex)
                     {
                         u.pins--;
-                        throw new IllegalStateException("memory budget exhausted by pinned layers");
+                        throw ex;
                     }
                     schedule(u, true);
                     wait = u.ready;
@@ -328,11 +481,6 @@ public final class StreamingWeightSource implements WeightSource
                 }
             }
         }
-        if (options.prefetch())
-        {
-            prefetchAfter(layer);
-        }
-        return u.layer;
     }
 
     @Override
@@ -341,6 +489,11 @@ public final class StreamingWeightSource implements WeightSource
         synchronized (this)
         {
             units[layer].pins--;
+            for (final Unit e : pinnedExperts.get(layer))
+            {
+                e.pins--;
+            }
+            pinnedExperts.get(layer).clear();
         }
         if (layer == layers - 1)
         {
@@ -393,19 +546,79 @@ public final class StreamingWeightSource implements WeightSource
         }
     }
 
+    /**
+     * After layer {@code layer} routed: prefetch the experts of the next layer the transition predictor expects
+     * after the experts just used (one more than a token uses, to cover a second choice).
+     */
+    private void prefetchExperts(final int layer)
+    {
+        synchronized (this)
+        {
+            final int next = (layer + 1) % layers;
+            int issued = 0;
+            for (final int guess : expertPredictor.predict(lastExpertUnit, 2 * experts))
+            {
+                if (guess / experts != next)
+                {
+                    continue;
+                }
+                final Unit u = units[layers + 1 + guess];
+                if (++issued > config.expertsUsed() + 1)
+                {
+                    break;
+                }
+                if (u.state != State.ABSENT)
+                {
+                    continue;
+                }
+                if (!makeRoom(u, false))
+                {
+                    break;
+                }
+                u.prefetched = true;
+                u.used = false;
+                schedule(u, false);
+                stats.prefetchIssued();
+            }
+        }
+    }
+
+    /**
+     * How far in the future a unit is needed (larger: evict first). Layers by the cyclic order; a layer's experts
+     * right after it, the most used first. Holds the lock.
+     */
+    private long distance(final Unit u)
+    {
+        final long step = experts + 2L;
+        final long d = predictor.distance(current, u.layerOf) * step;
+        if (u.expert < 0)
+        {
+            return d;
+        }
+        int rank = 0;
+        final long[] use = expertUse[u.layerOf];
+        for (int e = 0; e < experts; e++)
+        {
+            if (use[e] > use[u.expert] || (use[e] == use[u.expert] && e < u.expert))
+            {
+                rank++;
+            }
+        }
+        return d + 1 + rank;
+    }
+
     /** Frees room for {@code target}; a prefetch only evicts layers needed later than it. Holds the lock. */
     private boolean makeRoom(final Unit target, final boolean demand)
     {
         while (usedBytes + target.bytes > options.budgetBytes())
         {
             Unit victim = null;
-            int farthest = -1;
-            for (int l = 0; l < layers; l++)
+            long farthest = -1;
+            for (final Unit v : units)
             {
-                final Unit v = units[l];
-                if (v.state == State.RESIDENT && v.pins == 0 && v != target)
+                if (v.state == State.RESIDENT && v.pins == 0 && v != target && v.index != layers)
                 {
-                    final int d = predictor.distance(current, l);
+                    final long d = distance(v);
                     if (d > farthest)
                     {
                         farthest = d;
@@ -418,12 +631,12 @@ public final class StreamingWeightSource implements WeightSource
                 if (demand)
                 {
                     throw new IllegalStateException("memory budget of " + options.budgetBytes() + " bytes cannot hold " +
-                        target.describe() + " (" + target.bytes + " bytes) next to the pinned and in-flight layers (" +
+                        target.describe() + " (" + target.bytes + " bytes) next to the pinned and in-flight units (" +
                         usedBytes + " bytes)");
                 }
                 return false;
             }
-            if (!demand && farthest <= predictor.distance(current, target.index))
+            if (!demand && farthest <= distance(target))
             {
                 return false;
             }
@@ -440,6 +653,7 @@ public final class StreamingWeightSource implements WeightSource
             lookahead = Math.max(1, lookahead - 1);
         }
         v.layer = null;
+        v.expertWeights = null;
         v.buffer = null;
         v.arena.close();
         v.arena = null;
@@ -616,13 +830,20 @@ public final class StreamingWeightSource implements WeightSource
         };
         try
         {
-            if (u.index == layers)
+            if (u.expert >= 0)
+            {
+                final String[] n = WeightViews.expertTensorNames(u.layerOf);
+                final WeightViews.Tensor g = lookup.tensor(n[0]);
+                u.expertWeights = WeightViews.expert(config, u.layerOf, u.expert, g.type(), g.data(),
+                    lookup.tensor(n[1]).data(), lookup.tensor(n[2]).data());
+            }
+            else if (u.index == layers)
             {
                 u.globals = WeightViews.globals(lookup, config);
             }
             else
             {
-                u.layer = WeightViews.layer(lookup, config, u.index);
+                u.layer = WeightViews.layer(lookup, config, u.index, !expertUnits);
             }
         }
         catch (final RuntimeException ex)

@@ -92,6 +92,11 @@ public final class ParamService implements AutoCloseable
             return new Config(dataDir, adminPort, t, protectReads, memoryBudgetBytes, ssdBudgetBytes, udpEndpoint, s3);
         }
 
+        public Config withMemoryBudget(final long bytes)
+        {
+            return new Config(dataDir, adminPort, token, protectReads, bytes, ssdBudgetBytes, udpEndpoint, s3);
+        }
+
         public Config withAdminPort(final int port)
         {
             return new Config(dataDir, port, token, protectReads, memoryBudgetBytes, ssdBudgetBytes, udpEndpoint, s3);

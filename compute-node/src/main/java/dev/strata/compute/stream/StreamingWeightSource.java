@@ -527,17 +527,23 @@ public final class StreamingWeightSource implements WeightSource
     {
         synchronized (this)
         {
+            boolean first = true;
             for (final int next : predictor.predict(layer, lookahead))
             {
                 final Unit u = units[next];
                 if (u.state != State.ABSENT)
                 {
+                    first = false;
                     continue;
                 }
-                if (!makeRoom(u, false))
+                // the next layer may take the room of one needed later; deeper look-ahead only uses free room:
+                // in a budget smaller than the model every extra layer in flight is a layer less kept, one more
+                // fetch per token
+                if (first ? !makeRoom(u, false) : usedBytes + u.bytes > options.budgetBytes())
                 {
                     break;
                 }
+                first = false;
                 u.prefetched = true;
                 u.used = false;
                 schedule(u, false);
@@ -548,7 +554,8 @@ public final class StreamingWeightSource implements WeightSource
 
     /**
      * After layer {@code layer} routed: prefetch the experts of the next layer the transition predictor expects
-     * after the experts just used (one more than a token uses, to cover a second choice).
+     * after the experts just used (one more than a token uses, to cover a second choice), into free room only:
+     * these are guesses, and evicting a held unit for a wrong guess costs a fetch later.
      */
     private void prefetchExperts(final int layer)
     {
@@ -571,7 +578,8 @@ public final class StreamingWeightSource implements WeightSource
                 {
                     continue;
                 }
-                if (!makeRoom(u, false))
+                // a guess: only into free room, never at the cost of a unit already held
+                if (usedBytes + u.bytes > options.budgetBytes())
                 {
                     break;
                 }

@@ -30,6 +30,7 @@ public final class PrefetchStats
     private final AtomicLong prefetchUsed = new AtomicLong();
     private final AtomicLong prefetchWasted = new AtomicLong();
     private final AtomicLong wastedBytes = new AtomicLong();
+    private final AtomicLong cancelled = new AtomicLong();
     private final AtomicLong fetchedBytes = new AtomicLong();
     private final AtomicLong stallNanos = new AtomicLong();
     private final AtomicLong tokens = new AtomicLong();
@@ -47,6 +48,7 @@ public final class PrefetchStats
         FunctionCounter.builder("strata.prefetch.demand.fetches", demandFetches, AtomicLong::get).register(registry);
         FunctionCounter.builder("strata.prefetch.issued", prefetchIssued, AtomicLong::get).register(registry);
         FunctionCounter.builder("strata.prefetch.wasted.bytes", wastedBytes, AtomicLong::get).register(registry);
+        FunctionCounter.builder("strata.prefetch.cancelled", cancelled, AtomicLong::get).register(registry);
         FunctionCounter.builder("strata.prefetch.fetched.bytes", fetchedBytes, AtomicLong::get).register(registry);
         FunctionCounter.builder("strata.prefetch.stall.seconds", stallNanos, n -> n.get() / 1e9).register(registry);
         Gauge.builder("strata.prefetch.accuracy", this, s -> s.report().accuracy()).register(registry);
@@ -87,6 +89,17 @@ public final class PrefetchStats
     public void prefetchIssued()
     {
         prefetchIssued.incrementAndGet();
+    }
+
+    /** A queued prefetch was dropped before it was sent (it turned out not to be needed). */
+    public void cancelled()
+    {
+        cancelled.incrementAndGet();
+    }
+
+    public long cancelledCount()
+    {
+        return cancelled.get();
     }
 
     /** A prefetched unit left memory without being used. */

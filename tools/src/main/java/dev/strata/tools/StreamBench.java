@@ -110,7 +110,11 @@ final class StreamBench implements Callable<Integer>
                 }
                 compute = best;
             }
+            final long[] before = service.store().stats().hits().clone();
             final double link = linkBandwidth(admin, plan.manifest(), mode);
+            final long[] after = service.store().stats().hits();
+            err.printf("link pulls served from the service's memory/SSD/object tiers: %d/%d/%d blocks%n",
+                after[0] - before[0], after[1] - before[1], after[2] - before[2]);
             result.put("model", model.toString());
             result.put("model_bytes", plan.manifest().tensors().stream().mapToLong(Manifest.Tensor::byteSize).sum());
             result.put("aeron", aeron);
@@ -261,7 +265,7 @@ final class StreamBench implements Callable<Integer>
         {
             final BlockClient client = BlockClient.connect(t.aeron(), mode == BlockChannel.Mode.IPC ?
                 e.path("ipc_channel").asText() : e.path("udp_channel").asText(), e.path("stream_id").asInt(),
-                "localhost", TimeUnit.SECONDS.toNanos(10));
+                "localhost", TimeUnit.SECONDS.toNanos(10)).verifyDigests(false); // as the node: CRC32C per chunk
             final MemorySegment[] buffers = new MemorySegment[window];
             for (int i = 0; i < window; i++)
             {

@@ -58,7 +58,8 @@ import java.util.concurrent.locks.LockSupport;
 public final class StreamingWeightSource implements WeightSource
 {
     private static final long ALIGN = 64;
-    private static final int MAX_INFLIGHT_UNITS = 2;
+    /** Prefetch bytes in flight at most (at least one unit always goes): bounds what a wrong guess can cost. */
+    private static final long MAX_PREFETCH_INFLIGHT_BYTES = 64L << 20;
 
     /**
      * Settings.
@@ -399,11 +400,43 @@ public final class StreamingWeightSource implements WeightSource
             up[e] = u.expertWeights[1];
             down[e] = u.expertWeights[2];
         }
+        cancelUnusedGuesses(layer, chosen);
         if (options.prefetch())
         {
             prefetchExperts(layer);
         }
         return new ExpertWeights(gate, up, down);
+    }
+
+    /**
+     * Layer {@code layer} has routed: guessed experts of it the router did not pick and that are still queued will
+     * not be needed before the next token; drop them (their room goes back to the budget). A guess already in
+     * flight completes and is kept: it may be right for the next token.
+     */
+    private void cancelUnusedGuesses(final int layer, final int[] chosen)
+    {
+        synchronized (this)
+        {
+            for (int e = 0; e < experts; e++)
+            {
+                final Unit u = units[layers + 1 + layer * experts + e];
+                boolean picked = false;
+                for (final int c : chosen)
+                {
+                    picked |= c == e;
+                }
+                if (!picked && u.state == State.QUEUED && u.prefetched && !u.demand && prefetchQueue.remove(u))
+                {
+                    u.arena.close();
+                    u.arena = null;
+                    u.buffer = null;
+                    usedBytes -= u.bytes;
+                    u.state = State.ABSENT;
+                    u.ready.completeExceptionally(new java.util.concurrent.CancellationException("unused guess"));
+                    stats.cancelled();
+                }
+            }
+        }
     }
 
     /** Pins a unit, fetching it (demand) or waiting for its prefetch if needed. */
@@ -700,9 +733,14 @@ public final class StreamingWeightSource implements WeightSource
             synchronized (this)
             {
                 next = demandQueue.pollFirst();
-                if (next == null && inflightUnits(inflight) < MAX_INFLIGHT_UNITS)
+                final Unit head = prefetchQueue.peekFirst();
+                if (next == null && head != null)
                 {
-                    next = prefetchQueue.pollFirst();
+                    final long inflightBytes = inflightBytes(inflight);
+                    if (inflightBytes == 0 || inflightBytes + head.bytes <= MAX_PREFETCH_INFLIGHT_BYTES)
+                    {
+                        next = prefetchQueue.pollFirst();
+                    }
                 }
                 if (next != null)
                 {
@@ -764,9 +802,9 @@ public final class StreamingWeightSource implements WeightSource
         }
     }
 
-    private static int inflightUnits(final List<Request> inflight)
+    private static long inflightBytes(final List<Request> inflight)
     {
-        return (int)inflight.stream().map(Request::unit).distinct().count();
+        return inflight.stream().map(Request::unit).distinct().mapToLong(u -> u.bytes).sum();
     }
 
     private void submit(final Unit u, final List<Request> inflight)

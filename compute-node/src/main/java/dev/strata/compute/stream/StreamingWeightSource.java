@@ -206,6 +206,13 @@ public final class StreamingWeightSource implements WeightSource
     private final ArrayDeque<Unit> demandQueue = new ArrayDeque<>();
     private final ArrayDeque<Unit> prefetchQueue = new ArrayDeque<>();
     private volatile boolean closed;
+    /**
+     * Buffers of evicted units kept for reuse, by size (a transformer's layers, and its experts, are all the same
+     * size): a fresh allocation is zero-filled and page-faulted in, which cost more than the transfer itself.
+     * Pooled buffers count in {@link #usedBytes}, so the budget bounds what the node really holds.
+     */
+    private final Map<Long, ArrayDeque<Arena>> pool = new HashMap<>();
+    private final Map<Arena, MemorySegment> pooledBuffers = new HashMap<>();
     private long usedBytes;
     private long peakBytes;
     private int lookahead = 1;
@@ -427,10 +434,7 @@ public final class StreamingWeightSource implements WeightSource
                 }
                 if (!picked && u.state == State.QUEUED && u.prefetched && !u.demand && prefetchQueue.remove(u))
                 {
-                    u.arena.close();
-                    u.arena = null;
-                    u.buffer = null;
-                    usedBytes -= u.bytes;
+                    recycle(u);
                     u.state = State.ABSENT;
                     u.ready.completeExceptionally(new java.util.concurrent.CancellationException("unused guess"));
                     stats.cancelled();
@@ -651,8 +655,16 @@ public final class StreamingWeightSource implements WeightSource
     /** Frees room for {@code target}; a prefetch only evicts layers needed later than it. Holds the lock. */
     private boolean makeRoom(final Unit target, final boolean demand)
     {
+        if (pooled(target.bytes))
+        {
+            return true; // a buffer of this size is free: no growth
+        }
         while (usedBytes + target.bytes > options.budgetBytes())
         {
+            if (freeOnePooled())
+            {
+                continue;
+            }
             Unit victim = null;
             long farthest = -1;
             for (final Unit v : units)
@@ -682,8 +694,44 @@ public final class StreamingWeightSource implements WeightSource
                 return false;
             }
             evict(victim);
+            if (victim.bytes == target.bytes)
+            {
+                return true; // its buffer is reused
+            }
         }
         return true;
+    }
+
+    private boolean pooled(final long bytes)
+    {
+        final ArrayDeque<Arena> free = pool.get(bytes);
+        return free != null && !free.isEmpty();
+    }
+
+    /** Releases one pooled buffer to the system. Holds the lock. */
+    private boolean freeOnePooled()
+    {
+        for (final Map.Entry<Long, ArrayDeque<Arena>> e : pool.entrySet())
+        {
+            final Arena a = e.getValue().pollFirst();
+            if (a != null)
+            {
+                pooledBuffers.remove(a);
+                a.close();
+                usedBytes -= e.getKey();
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Gives a unit's buffer back to the pool. Holds the lock. */
+    private void recycle(final Unit u)
+    {
+        pool.computeIfAbsent(u.bytes, k -> new ArrayDeque<>()).addLast(u.arena);
+        pooledBuffers.put(u.arena, u.buffer);
+        u.arena = null;
+        u.buffer = null;
     }
 
     private void evict(final Unit v)
@@ -695,19 +743,26 @@ public final class StreamingWeightSource implements WeightSource
         }
         v.layer = null;
         v.expertWeights = null;
-        v.buffer = null;
-        v.arena.close();
-        v.arena = null;
+        recycle(v);
         v.state = State.ABSENT;
-        usedBytes -= v.bytes;
     }
 
     /** Allocates the unit's buffer and queues its fetch. Holds the lock. */
     private void schedule(final Unit u, final boolean demand)
     {
-        u.arena = Arena.ofShared();
-        u.buffer = u.arena.allocate(u.bytes, ALIGN);
-        usedBytes += u.bytes;
+        final ArrayDeque<Arena> free = pool.get(u.bytes);
+        final Arena reused = free == null ? null : free.pollFirst();
+        if (reused != null)
+        {
+            u.arena = reused;
+            u.buffer = pooledBuffers.remove(reused);
+        }
+        else
+        {
+            u.arena = Arena.ofShared();
+            u.buffer = u.arena.allocate(u.bytes, ALIGN);
+            usedBytes += u.bytes;
+        }
         peakBytes = Math.max(peakBytes, usedBytes);
         u.state = State.QUEUED;
         u.demand = demand;
@@ -976,6 +1031,10 @@ public final class StreamingWeightSource implements WeightSource
                     usedBytes -= u.bytes;
                 }
                 u.state = State.ABSENT;
+            }
+            while (freeOnePooled())
+            {
+                // every pooled buffer back to the system
             }
         }
     }

@@ -263,6 +263,38 @@ class StreamingGenerationTest
     }
 
     @Test
+    void shouldGenerateThroughTheCliLikeTheLocalModelAndFailClearly() throws Exception
+    {
+        upload(v1, "llama", "stable");
+        final String server = "localhost:" + service.adminPort();
+        final CliTest.Run local = CliTest.run("generate", "-m", v1.toString(), "-p", "Hello", "-n", "12",
+            "--temperature", "0");
+        assertEquals(0, local.code(), local.err());
+        for (final String budget : new String[]{"64M", "3M"})
+        {
+            final CliTest.Run remote = CliTest.run("generate", "--param-server", server, "--token", TOKEN,
+                "-m", "llama:stable", "-p", "Hello", "-n", "12", "--temperature", "0", "--memory-budget", budget);
+            assertEquals(0, remote.code(), remote.err());
+            assertEquals(local.out(), remote.out(), "the same text streamed with a budget of " + budget);
+            assertTrue(remote.err().contains("streaming llama@1") && remote.err().contains("prefetch accuracy"),
+                remote.err());
+        }
+        final CliTest.Run tooSmall = CliTest.run("generate", "--param-server", server, "--token", TOKEN,
+            "-m", "llama@1", "-p", "Hello", "--memory-budget", "100K");
+        assertEquals(1, tooSmall.code());
+        assertTrue(tooSmall.err().contains("too small") && tooSmall.err().contains("needs at least"), tooSmall.err());
+        final CliTest.Run unknown = CliTest.run("generate", "--param-server", server, "--token", TOKEN,
+            "-m", "nope:stable", "-p", "Hello");
+        assertEquals(3, unknown.code(), unknown.err());
+        final CliTest.Run badToken = CliTest.run("generate", "--param-server", server, "--token", "wrong",
+            "-m", "llama@1", "-p", "Hello");
+        assertEquals(4, badToken.code(), "a lease needs the token: " + badToken.err());
+        final CliTest.Run down = CliTest.run("generate", "--param-server", "localhost:1", "--token", TOKEN,
+            "-m", "llama@1", "-p", "Hello");
+        assertEquals(6, down.code(), down.err());
+    }
+
+    @Test
     void shouldStreamAMixtureOfExpertsModelToTheLocalTokens() throws Exception
     {
         final Path moe = models.resolve("moe.gguf");

@@ -281,6 +281,7 @@ public final class BlockClient
         {
             throw new IllegalArgumentException("no request " + correlationId + " in flight");
         }
+        int empty = 0;
         try
         {
             while (f.complete < f.count() && f.failure == null)
@@ -292,7 +293,20 @@ public final class BlockClient
                 }
                 if (responses.poll(assembler, 256) == 0)
                 {
-                    Thread.onSpinWait();
+                    // spin briefly, then yield: on a host where the server (or its media driver) shares the
+                    // cores, a client spinning flat out takes the CPU the answer needs
+                    if (++empty < 64)
+                    {
+                        Thread.onSpinWait();
+                    }
+                    else
+                    {
+                        Thread.yield();
+                    }
+                }
+                else
+                {
+                    empty = 0;
                 }
             }
             if (f.failure != null)

@@ -34,7 +34,7 @@ public final class Transport implements AutoCloseable
             {
                 driver = MediaDriver.launch(new MediaDriver.Context()
                     .aeronDirectoryName(context.aeronDirectory())
-                    .threadingMode(ThreadingMode.SHARED)
+                    .threadingMode(context.threadingMode())
                     .dirDeleteOnStart(true)
                     .dirDeleteOnShutdown(true));
             }

@@ -90,10 +90,6 @@ final class GenerateCommand implements Callable<Integer>
     @Override
     public Integer call() throws Exception
     {
-        if (paramServer != null)
-        {
-            return callRemote();
-        }
         if (maxTokens < 0)
         {
             throw new IllegalArgumentException("--max-tokens must be >= 0, got " + maxTokens);
@@ -102,6 +98,10 @@ final class GenerateCommand implements Callable<Integer>
             new SamplerConfig(temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed);
         final PrintWriter out = spec.commandLine().getOut();
         final PrintWriter err = spec.commandLine().getErr();
+        if (paramServer != null)
+        {
+            return callRemote(samplerConfig, out, err);
+        }
         try (ModelOptions.Loaded loaded = modelOptions.load())
         {
             run(loaded.file().metadata(), loaded.llama(), samplerConfig, out, err);
@@ -109,16 +109,10 @@ final class GenerateCommand implements Callable<Integer>
         return 0;
     }
 
-    private Integer callRemote() throws Exception
+    /** As a stateless node: the weights of a pinned version streamed from the parameter service. */
+    private Integer callRemote(final SamplerConfig samplerConfig, final PrintWriter out, final PrintWriter err)
+        throws Exception
     {
-        if (maxTokens < 0)
-        {
-            throw new IllegalArgumentException("--max-tokens must be >= 0, got " + maxTokens);
-        }
-        final SamplerConfig samplerConfig =
-            new SamplerConfig(temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed);
-        final PrintWriter out = spec.commandLine().getOut();
-        final PrintWriter err = spec.commandLine().getErr();
         final ModelCommand.Ref ref = ModelCommand.Ref.parse(modelOptions.model.toString());
         final dev.strata.paramserver.ParamClient admin = new dev.strata.paramserver.ParamClient(paramServer,
             token != null ? token : System.getenv("STRATA_TOKEN"));

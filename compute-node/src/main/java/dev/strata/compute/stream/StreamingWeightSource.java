@@ -205,6 +205,9 @@ public final class StreamingWeightSource implements WeightSource
     private final Thread fetcher;
     private final ArrayDeque<Unit> demandQueue = new ArrayDeque<>();
     private final ArrayDeque<Unit> prefetchQueue = new ArrayDeque<>();
+    /** Units to announce to the service (a {@code PrefetchHint}: promote toward its memory tier), sent by the fetcher. */
+    private final ArrayDeque<Unit> hintQueue = new ArrayDeque<>();
+    private volatile long hintsSent; // written by the fetcher only
     private volatile boolean closed;
     /**
      * Buffers of evicted units kept for reuse, by size (a transformer's layers, and its experts, are all the same
@@ -564,6 +567,14 @@ public final class StreamingWeightSource implements WeightSource
     {
         synchronized (this)
         {
+            // beyond what this node will fetch next, tell the service which layer comes after, so that it moves
+            // it from SSD or object storage into its memory tier before the node asks
+            final int ahead = (layer + lookahead + 1) % layers;
+            if (units[ahead].state == State.ABSENT && !hintQueue.contains(units[ahead]))
+            {
+                hintQueue.addLast(units[ahead]);
+                LockSupport.unpark(fetcher);
+            }
             boolean first = true;
             for (final int next : predictor.predict(layer, lookahead))
             {
@@ -807,6 +818,16 @@ public final class StreamingWeightSource implements WeightSource
                 progress = true;
                 submit(next, inflight);
             }
+            final Unit hint;
+            synchronized (this)
+            {
+                hint = hintQueue.pollFirst();
+            }
+            if (hint != null)
+            {
+                progress = true;
+                sendHint(hint);
+            }
             try
             {
                 final BlockClient client = inflight.isEmpty() ? null : channel.client();
@@ -839,7 +860,7 @@ public final class StreamingWeightSource implements WeightSource
                 // fetcher never takes a core from the forward pass
                 synchronized (this)
                 {
-                    if (!demandQueue.isEmpty() || !prefetchQueue.isEmpty())
+                    if (!demandQueue.isEmpty() || !prefetchQueue.isEmpty() || !hintQueue.isEmpty())
                     {
                         continue;
                     }
@@ -855,6 +876,32 @@ public final class StreamingWeightSource implements WeightSource
                 Thread.onSpinWait();
             }
         }
+    }
+
+    private void sendHint(final Unit u)
+    {
+        try
+        {
+            final BlockClient client = channel.client();
+            for (int from = 0; from < u.blocks.size(); from += BlockClient.MAX_BLOCKS_PER_REQUEST)
+            {
+                if (client.hint(model.pinned(), u.blocks.subList(from, Math.min(u.blocks.size(),
+                    from + BlockClient.MAX_BLOCKS_PER_REQUEST)), options.retryFor()))
+                {
+                    hintsSent++;
+                }
+            }
+        }
+        catch (final IOException ex)
+        {
+            // a hint is advice: a service that cannot take it now loses nothing
+        }
+    }
+
+    /** Prefetch hints sent to the service. */
+    public long hintsSent()
+    {
+        return hintsSent;
     }
 
     private static long inflightBytes(final List<Request> inflight)

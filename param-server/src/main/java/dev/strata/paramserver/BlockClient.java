@@ -345,18 +345,6 @@ public final class BlockClient
         return f == null || f.failure != null || f.complete == f.count() || System.nanoTime() > f.deadline;
     }
 
-    /** Forgets a request (its late answers are dropped). */
-    public void cancel(final long correlationId)
-    {
-        inflight.remove(correlationId);
-    }
-
-    /** Requests submitted and not yet awaited. */
-    public int inFlight()
-    {
-        return inflight.size();
-    }
-
     private void onFragment(final DirectBuffer buffer, final int offset, final int length,
         final io.aeron.logbuffer.Header header)
     {

@@ -71,11 +71,6 @@ public final class ParamClient
         this.http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
     }
 
-    public String base()
-    {
-        return base;
-    }
-
     public JsonNode health() throws IOException
     {
         return json(get("/health"));

@@ -246,20 +246,17 @@ public final class ParamService implements AutoCloseable
         return missing;
     }
 
-    /** Stores an uploaded block after checking it against its id; durable in the object tier on return. */
+    /**
+     * Stores an uploaded block, checked against its id (hashed once, by the store, before anything is written);
+     * durable in the object tier on return. A block already stored is not written (or hashed) again.
+     */
     public boolean putBlock(final BlockId claimed, final byte[] bytes) throws IOException
     {
-        final BlockId actual = BlockId.of(bytes);
-        if (!actual.equals(claimed))
-        {
-            throw new IllegalArgumentException("block content does not match its id " + claimed + " (it is " +
-                actual + ")");
-        }
-        if (object.contains(actual))
+        if (object.contains(claimed))
         {
             return false;
         }
-        store.put(MemorySegment.ofArray(bytes));
+        store.put(claimed, MemorySegment.ofArray(bytes));
         return true;
     }
 
@@ -445,11 +442,6 @@ public final class ParamService implements AutoCloseable
         {
             return p.bytes().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
         }
-    }
-
-    public Tier objectTier()
-    {
-        return object;
     }
 
     @Override

@@ -36,8 +36,9 @@ public final class PrefetchStats
     private final AtomicLong tokens = new AtomicLong();
 
     /** The figures at one moment. */
-    public record Report(long accesses, long demandFetches, long prefetchIssued, double accuracy, double coverage,
-        double timeliness, long wastedBytes, long fetchedBytes, double stallMillisPerToken, long tokens)
+    public record Report(long accesses, long demandFetches, long prefetchIssued, long cancelled, double accuracy,
+        double coverage, double timeliness, long wastedBytes, long fetchedBytes, double stallMillisPerToken,
+        long tokens)
     {
     }
 
@@ -97,11 +98,6 @@ public final class PrefetchStats
         cancelled.incrementAndGet();
     }
 
-    public long cancelledCount()
-    {
-        return cancelled.get();
-    }
-
     /** A prefetched unit left memory without being used. */
     public void wasted(final long bytes)
     {
@@ -125,7 +121,7 @@ public final class PrefetchStats
         final long settled = used + prefetchWasted.get();
         final long covered = prefetchTimely.get() + prefetchLate.get();
         final long needed = covered + demandFetches.get();
-        return new Report(accesses.get(), demandFetches.get(), prefetchIssued.get(),
+        return new Report(accesses.get(), demandFetches.get(), prefetchIssued.get(), cancelled.get(),
             settled == 0 ? Double.NaN : (double)used / settled,
             needed == 0 ? Double.NaN : (double)covered / needed,
             covered == 0 ? Double.NaN : (double)prefetchTimely.get() / covered,

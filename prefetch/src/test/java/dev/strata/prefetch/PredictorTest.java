@@ -75,6 +75,7 @@ class PredictorTest
         s.wasted(100);          // prefetched, evicted unused
         s.demand(4_000_000);    // nobody prefetched it: waited 4 ms
         s.hit(false);           // already resident
+        s.cancelled();          // a queued guess dropped before it was sent
         s.token();
         s.token();
         final PrefetchStats.Report r = s.report();
@@ -84,5 +85,6 @@ class PredictorTest
         assertEquals(100, r.wastedBytes());
         assertEquals(3.0, r.stallMillisPerToken(), 1e-9);
         assertEquals(4, r.accesses(), "an eviction is not an access");
+        assertEquals(1, r.cancelled());
     }
 }

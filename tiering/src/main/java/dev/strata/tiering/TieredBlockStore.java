@@ -199,6 +199,17 @@ public final class TieredBlockStore implements AutoCloseable
      */
     public BlockId put(final MemorySegment content) throws IOException
     {
+        return put(null, content);
+    }
+
+    /**
+     * As {@link #put(MemorySegment)}, for content that claims an id (an upload): the content is hashed once, and
+     * refused before anything is written when it is not what {@code expected} names.
+     *
+     * @throws IllegalArgumentException if the content does not match {@code expected}.
+     */
+    public BlockId put(final BlockId expected, final MemorySegment content) throws IOException
+    {
         if (content.byteSize() == 0)
         {
             throw new IllegalArgumentException("empty block: blocks hold at least one byte");
@@ -209,6 +220,11 @@ public final class TieredBlockStore implements AutoCloseable
                 maxBlockBytes);
         }
         final BlockId id = BlockId.of(content);
+        if (expected != null && !expected.equals(id))
+        {
+            throw new IllegalArgumentException("block content does not match its id " + expected + " (it is " + id +
+                ")");
+        }
         if (!object.put(id, codec.encode(content)))
         {
             throw new BlockStoreException(BlockStoreException.Reason.UNAVAILABLE,

@@ -160,6 +160,7 @@ final class StreamBench implements Callable<Integer>
                             run.put("coverage", r.coverage());
                             run.put("timeliness", r.timeliness());
                             run.put("wasted_bytes", r.wastedBytes());
+                            run.put("cancelled", r.cancelled());
                             run.put("stall_ms_per_token", r.stallMillisPerToken());
                         }
                         catch (final IllegalArgumentException ex)

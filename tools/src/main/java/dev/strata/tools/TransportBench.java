@@ -105,7 +105,8 @@ final class TransportBench implements Callable<Integer>
             }
             final BlockServer server = new BlockServer(store, List.of(ipc, udp), transport.aeron(),
                 v -> v.equals(VERSION) ? all : null);
-            try (AgentRunner runner = new AgentRunner(idle(), Throwable::printStackTrace, null, server))
+            try (AgentRunner runner = new AgentRunner(new BackoffIdleStrategy(), Throwable::printStackTrace, null,
+                server))
             {
                 AgentRunner.startOnThread(runner);
                 final String[][] media = {{"ipc", TransportContext.IPC_CHANNEL}, {"udp", udpChannel}};
@@ -164,16 +165,6 @@ final class TransportBench implements Callable<Integer>
             }
         }
         return 0;
-    }
-
-    static org.agrona.concurrent.IdleStrategy idle()
-    {
-        return switch (System.getProperty("strata.bench.idle", "backoff"))
-        {
-            case "yield" -> new org.agrona.concurrent.YieldingIdleStrategy();
-            case "spin" -> new org.agrona.concurrent.BusySpinIdleStrategy();
-            default -> new BackoffIdleStrategy();
-        };
     }
 
     private static List<BlockId> blocks(final TieredBlockStore store, final SplittableRandom random, final int size,

@@ -357,17 +357,6 @@ public final class StreamingWeightSource implements WeightSource
         return peakBytes;
     }
 
-    /** Total weight bytes of the pinned version (as streamed: every layer and the globals). */
-    public long modelBytes()
-    {
-        long n = 0;
-        for (final Unit u : units)
-        {
-            n += u.bytes;
-        }
-        return n;
-    }
-
     @Override
     public LayerWeights acquire(final int layer)
     {

@@ -17,6 +17,9 @@ public final class Llama
     private final WeightSource weights;
     private final ModelConfig c;
     private final MatOps ops;
+    /** Chunks per thread of a batch's attention: even shares of (token, head) pairs are uneven work. */
+    private static final int ATTENTION_CHUNKS_PER_THREAD = 16;
+
     private final int maxBatch;
 
     // activations, row-major (token, features)
@@ -33,6 +36,7 @@ public final class Llama
     private final float[] ropeSin;
     private final float[] invFreq;
     private final ThreadLocal<float[]> scores = ThreadLocal.withInitial(() -> new float[0]);
+    private final PrefillAttention prefillAttention = new PrefillAttention();
     // mixture of experts (null for a dense model)
     private final float[] routerLogits; // (maxBatch, experts)
     private final float[] moeOut;       // (maxBatch, dim) weighted sum of the chosen experts' outputs
@@ -305,14 +309,30 @@ public final class Llama
         }
     }
 
-    /** Causal attention of every (token, head) of the batch over the cached positions, in parallel. */
+    /**
+     * Causal attention of every (token, head) of the batch over the cached positions, in parallel: whole tiles of
+     * a prompt batch as blocked products ({@link PrefillAttention}), the rest (decode, a batch's last tokens)
+     * position by position.
+     */
     private void attention(final int l, final int n, final int startPos, final KvCache kv)
     {
         final int heads = c.heads();
         final int hs = c.headSize();
         final int group = heads / c.kvHeads();
         final float scale = (float)(1.0 / Math.sqrt(hs));
-        ops.pool().parallelFor(n * heads, (start, end) ->
+        int done = 0;
+        if (PrefillAttention.supports(hs, n))
+        {
+            prefillAttention.run(ops.pool(), c, kv, l, q, att, n, startPos);
+            done = n - n % PrefillAttention.TILE;
+        }
+        if (done == n)
+        {
+            return;
+        }
+        final int first = done;
+        // causal: a later token attends to more positions, so a batch is cut into many chunks claimed in turn
+        ops.pool().parallelFor((n - first) * heads, n == 1 ? 1 : ATTENTION_CHUNKS_PER_THREAD, (start, end) ->
         {
             float[] s = scores.get();
             if (s.length < startPos + n)
@@ -322,7 +342,7 @@ public final class Llama
             }
             for (int i = start; i < end; i++)
             {
-                final int t = i / heads;
+                final int t = first + i / heads;
                 final int h = i % heads;
                 final int pos = startPos + t;
                 final int qo = t * c.qDim() + h * hs;

@@ -54,20 +54,20 @@ final class BF16Tensor extends WeightTensor
     }
 
     @Override
-    public void dequantizeRow(final int row, final float[] dst, final int dstOffset)
+    public void dequantize(final int row, final int col0, final int n, final float[] dst, final int dstOffset)
     {
-        final long base = row * rowBytes;
+        final long base = row * rowBytes + 2L * col0;
         int i = 0;
         if (VECTOR_OK)
         {
-            final int upper = F.loopBound(cols);
+            final int upper = F.loopBound(n);
             for (; i < upper; i += LANES)
             {
                 Vectors.bf16ToFloat(ShortVector.fromMemorySegment(S, data, base + 2L * i, ByteOrder.LITTLE_ENDIAN))
                     .intoArray(dst, dstOffset + i);
             }
         }
-        for (; i < cols; i++)
+        for (; i < n; i++)
         {
             dst[dstOffset + i] = Float.intBitsToFloat(data.get(SHORT_LE, base + 2L * i) << 16);
         }

@@ -52,8 +52,8 @@ final class F32Tensor extends WeightTensor
     }
 
     @Override
-    public void dequantizeRow(final int row, final float[] dst, final int dstOffset)
+    public void dequantize(final int row, final int col0, final int n, final float[] dst, final int dstOffset)
     {
-        MemorySegment.copy(data, FLOAT_LE, row * rowBytes, dst, dstOffset, cols);
+        MemorySegment.copy(data, FLOAT_LE, row * rowBytes + 4L * col0, dst, dstOffset, n);
     }
 }

@@ -97,10 +97,10 @@ final class Q4_0Tensor extends WeightTensor
     }
 
     @Override
-    public void dequantizeRow(final int row, final float[] dst, final int dstOffset)
+    public void dequantize(final int row, final int col0, final int n, final float[] dst, final int dstOffset)
     {
-        final int blocks = cols / BLOCK;
-        long off = row * rowBytes;
+        final int blocks = n / BLOCK;
+        long off = row * rowBytes + (long)(col0 / BLOCK) * BYTES;
         for (int b = 0; b < blocks; b++, off += BYTES)
         {
             final float d = f16(data, off);

@@ -12,7 +12,7 @@ import java.nio.ByteOrder;
  * blocks.
  * <p>
  * A type is one subclass with two kernels: {@link #dot} (a row against a float vector, used by decode) and
- * {@link #dequantizeRow} (used by batched prefill and embedding lookup). Both are Vector API kernels; the
+ * {@link #dequantize} (used by batched prefill, a column block at a time, and embedding lookup). Both are Vector API kernels; the
  * tests check them against scalar dequantize-then-compute references.
  */
 public abstract class WeightTensor
@@ -112,7 +112,16 @@ public abstract class WeightTensor
     public abstract float dot(int row, float[] x, int xOffset);
 
     /** Writes row {@code row}, dequantized, into {@code dst[dstOffset .. dstOffset + cols)}. */
-    public abstract void dequantizeRow(int row, float[] dst, int dstOffset);
+    public final void dequantizeRow(final int row, final float[] dst, final int dstOffset)
+    {
+        dequantize(row, 0, cols, dst, dstOffset);
+    }
+
+    /**
+     * Writes elements {@code [col0, col0 + n)} of row {@code row}, dequantized, into
+     * {@code dst[dstOffset .. dstOffset + n)}. {@code col0} and {@code n} are multiples of the type's block size.
+     */
+    public abstract void dequantize(int row, int col0, int n, float[] dst, int dstOffset);
 
     /** Scalar fallback of {@link #dot} for machines without usable vectors: dequantize the row, then sum. */
     protected final float dotByDequantizing(final int row, final float[] x, final int xOffset)

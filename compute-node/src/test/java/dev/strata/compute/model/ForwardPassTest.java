@@ -61,6 +61,48 @@ class ForwardPassTest
         }
     }
 
+    /**
+     * Heads of 64 (the blocked prompt attention of {@link PrefillAttention}) over a 300-token prompt: batches that
+     * start mid-sequence, end with tokens outside a whole tile, and cross a KV page (256 positions).
+     */
+    @ParameterizedTest(name = "{0} {1} heads of 64, 300 tokens, batch={2} threads={3}")
+    @CsvSource({
+        "llama, F32, 64, 2",
+        "llama, Q8_0, 37, 1",
+        "qwen2, F32, 300, 2"})
+    void shouldMatchScalarReferenceOverLongPromptWithWideHeads(final String arch, final GgmlType type,
+        final int batch, final int threads) throws Exception
+    {
+        final Path model = dir.resolve("wide.gguf");
+        final int vocab = SyntheticModel.write(model, SyntheticModel.Shape.parse("dim=128,layers=2,heads=2,kv=1,ffn=96"),
+            type, null, 9, arch);
+        final int[] tokens = new int[300];
+        for (int i = 0; i < tokens.length; i++)
+        {
+            tokens[i] = 1 + (i * 37) % (vocab - 1);
+        }
+        try (GgufFile file = GgufFile.open(model);
+            GgufWeightSource weights = new GgufWeightSource(file, false);
+            ThreadPool pool = new ThreadPool(threads))
+        {
+            assertEquals(64, weights.config().headSize());
+            final ReferenceLlama reference = new ReferenceLlama(file);
+            final double[][] expected = new double[tokens.length][];
+            for (int i = 0; i < tokens.length; i++)
+            {
+                expected[i] = reference.step(tokens[i]);
+            }
+            final Llama llama = new Llama(weights, pool, batch);
+            final KvCache kv = new KvCache(weights.config(), tokens.length);
+            for (int from = 0; from < tokens.length; from += batch)
+            {
+                final int n = Math.min(batch, tokens.length - from);
+                final float[] logits = llama.forward(tokens, from, n, from, kv);
+                assertClose(expected[from + n - 1], logits, "position " + (from + n - 1));
+            }
+        }
+    }
+
     @ParameterizedTest(name = "mixture of experts {0} batch={1} threads={2}")
     @CsvSource({
         "F32, 1, 1",

@@ -50,7 +50,7 @@ public final class MatOps
     /** {@code out[r] = W[r] . x} for every row r of {@code w}. */
     public void matvec(final WeightTensor w, final float[] x, final float[] out)
     {
-        pool.parallelFor(w.rows(), (start, end) ->
+        pool.parallelFor(w.rows(), 1, (start, end) ->
         {
             for (int r = start; r < end; r++)
             {

@@ -9,7 +9,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 
-import static dev.strata.compute.tensor.Vectors.B256;
+import static dev.strata.compute.tensor.Vectors.BQ;
 import static dev.strata.compute.tensor.Vectors.F;
 import static dev.strata.compute.tensor.Vectors.LANES;
 import static dev.strata.compute.tensor.Vectors.PARTS_32;
@@ -62,12 +62,12 @@ final class Q8_0Tensor extends WeightTensor
     /** Unscaled products of one block's 32 quants with x, folded into one vector. */
     private FloatVector block(final long off, final float[] x, final int xi)
     {
-        final ByteVector q = ByteVector.fromMemorySegment(B256, data, off + 2, ByteOrder.LITTLE_ENDIAN);
-        FloatVector s = ((FloatVector)q.convertShape(VectorOperators.B2F, F, 0)).mul(FloatVector.fromArray(F, x, xi));
+        FloatVector s = ((FloatVector)ByteVector.fromMemorySegment(BQ, data, off + 2, ByteOrder.LITTLE_ENDIAN)
+            .convertShape(VectorOperators.B2F, F, 0)).mul(FloatVector.fromArray(F, x, xi));
         for (int p = 1; p < PARTS_32; p++)
         {
-            s = ((FloatVector)q.convertShape(VectorOperators.B2F, F, p))
-                .fma(FloatVector.fromArray(F, x, xi + p * LANES), s);
+            s = ((FloatVector)ByteVector.fromMemorySegment(BQ, data, off + 2 + p * LANES, ByteOrder.LITTLE_ENDIAN)
+                .convertShape(VectorOperators.B2F, F, 0)).fma(FloatVector.fromArray(F, x, xi + p * LANES), s);
         }
         return s;
     }
@@ -100,10 +100,10 @@ final class Q8_0Tensor extends WeightTensor
             final int o = dstOffset + b * BLOCK;
             if (VECTOR_OK)
             {
-                final ByteVector q = ByteVector.fromMemorySegment(B256, data, off + 2, ByteOrder.LITTLE_ENDIAN);
                 for (int p = 0; p < PARTS_32; p++)
                 {
-                    ((FloatVector)q.convertShape(VectorOperators.B2F, F, p)).mul(d).intoArray(dst, o + p * LANES);
+                    ((FloatVector)ByteVector.fromMemorySegment(BQ, data, off + 2 + p * LANES, ByteOrder.LITTLE_ENDIAN)
+                        .convertShape(VectorOperators.B2F, F, 0)).mul(d).intoArray(dst, o + p * LANES);
                 }
             }
             else

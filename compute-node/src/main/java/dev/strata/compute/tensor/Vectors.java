@@ -14,6 +14,12 @@ final class Vectors
     static final int LANES = F.length();
     /** 32 bytes: one Q8_0 block, or one 32-element sub-block of a K-quant. */
     static final VectorSpecies<Byte> B256 = ByteVector.SPECIES_256;
+    /**
+     * As many bytes as F has lanes: the bytes that widen to one float vector. Loading each such group with its own
+     * load and converting its part 0 beats converting parts 1.. of a wider byte vector (a shuffle per part):
+     * measured on one core, Q8_0 dequantize 4.3 to 5.9 Gweights/s, Q8_0 dot 9.5 to 10.6 (best of 8, 3 runs each).
+     */
+    static final VectorSpecies<Byte> BQ = VectorSpecies.of(byte.class, jdk.incubator.vector.VectorShape.forBitSize(Math.max(64, LANES * 8)));
     /** 16 bytes: the packed nibbles of one Q4_0 block. */
     static final VectorSpecies<Byte> B128 = ByteVector.SPECIES_128;
     /** As many shorts as F has lanes (for F16/BF16 conversion). */

@@ -17,7 +17,7 @@ public final class ThreadPool implements AutoCloseable
         void run(int start, int end);
     }
 
-    private static final int SPIN_LIMIT = 200_000;
+    private static final int SPIN_LIMIT = 20_000;
 
     private final int threads;
     private final Thread[] workers;

@@ -28,6 +28,11 @@ public final class MatOps
     /** Columns per block: a multiple of every block size (K-quants: 256). */
     static final int K_BLOCK = 256;
     static final int PANEL_ROWS = 64;
+    /**
+     * Chunks per thread of a single-token product: on this VM's 2 vCPUs (whose speed dips when a neighbour is busy),
+     * claimed chunks cut the time threads wait at the barrier (JFR: 22% to 19% of decode samples).
+     */
+    static final int DECODE_CHUNKS_PER_THREAD = 4;
     /** Dynamic load balancing for the long batched products. */
     static final int PREFILL_CHUNKS_PER_THREAD = 4;
 
@@ -50,7 +55,7 @@ public final class MatOps
     /** {@code out[r] = W[r] . x} for every row r of {@code w}. */
     public void matvec(final WeightTensor w, final float[] x, final float[] out)
     {
-        pool.parallelFor(w.rows(), 1, (start, end) ->
+        pool.parallelFor(w.rows(), DECODE_CHUNKS_PER_THREAD, (start, end) ->
         {
             for (int r = start; r < end; r++)
             {

@@ -144,8 +144,14 @@ final class StreamBench implements Callable<Integer>
                             // warm-up: the memory tier fills, the predictors learn; then measure
                             decode(w, prompt, Math.max(2, tokens / 4), null);
                             final long[] fetchedAtFirstToken = new long[1];
+                            final long[] hitsBefore = service.store().stats().hits().clone();
                             final double tokS = decode(w, prompt, tokens,
                                 () -> fetchedAtFirstToken[0] = stats.report().fetchedBytes());
+                            final long[] hitsAfter = service.store().stats().hits();
+                            // where the service found the blocks the node pulled in the measured tokens
+                            run.put("service_memory_hits", hitsAfter[0] - hitsBefore[0]);
+                            run.put("service_ssd_hits", hitsAfter[1] - hitsBefore[1]);
+                            run.put("service_object_hits", hitsAfter[2] - hitsBefore[2]);
                             final double perToken = (stats.report().fetchedBytes() - fetchedAtFirstToken[0]) /
                                 (double)Math.max(1, tokens - 1);
                             final double transfer = perToken <= 0 ? Double.POSITIVE_INFINITY : link / perToken;
@@ -204,10 +210,11 @@ final class StreamBench implements Callable<Integer>
                 r.get("prefetch"), r.get("error"));
         }
         return String.format(Locale.ROOT, "budget %3.0f%% prefetch %-5s: %6.2f tok/s, bound %6.2f (%3.0f%%), " +
-                "%s/token, stall %.1f ms/token, coverage %.2f, timeliness %.2f",
+                "%s/token, stall %.1f ms/token, coverage %.2f, timeliness %.2f, service tiers %d/%d/%d blocks",
             100 * (Double)r.get("fraction"), r.get("prefetch"), r.get("decode_tok_s"), r.get("bound_tok_s"),
             100 * (Double)r.get("of_bound"), Sizes.format((Long)r.get("bytes_per_token")),
-            r.get("stall_ms_per_token"), r.get("coverage"), r.get("timeliness"));
+            r.get("stall_ms_per_token"), r.get("coverage"), r.get("timeliness"), r.get("service_memory_hits"),
+            r.get("service_ssd_hits"), r.get("service_object_hits"));
     }
 
     private int[] clampPrompt(final GgufFile gguf)

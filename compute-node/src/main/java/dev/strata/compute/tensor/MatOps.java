@@ -36,6 +36,9 @@ public final class MatOps
     /** Dynamic load balancing for the long batched products. */
     static final int PREFILL_CHUNKS_PER_THREAD = 4;
 
+    /** Lanes of the vectors {@link #accumulate4x4} works in, or 0 when this machine runs the scalar code. */
+    public static final int KERNEL_LANES = VECTOR_OK ? LANES : 0;
+
     private final ThreadPool pool;
     private final ThreadLocal<float[][]> scratch = ThreadLocal.withInitial(() -> new float[][] {
         new float[PANEL_ROWS * K_BLOCK], new float[0]});
@@ -172,7 +175,7 @@ public final class MatOps
             int t = 0;
             for (; t + 4 * LANES <= tp; t += 4 * LANES)
             {
-                kernel4x4(wp, r * K_BLOCK, kn, xt, xo + t, tp, acc, r * tp + t);
+                accumulate4x4(wp, r * K_BLOCK, K_BLOCK, kn, xt, xo + t, tp, acc, r * tp + t, tp);
             }
             for (; t < tp; t += LANES)
             {
@@ -188,13 +191,18 @@ public final class MatOps
         }
     }
 
-    /** 4 weight rows x 4 vectors of tokens: per column, 4 activation loads and 4 broadcasts feed 16 FMAs. */
-    private static void kernel4x4(final float[] wp, final int wo, final int kn, final float[] xt, final int xo,
-        final int tp, final float[] acc, final int ao)
+    /**
+     * The register-blocked kernel of the batched products (here and in prompt attention):
+     * {@code acc[ao + r*as + j*LANES + i] += sum over k < kn of w[wo + r*ws + k] * x[xo + k*xs + j*LANES + i]}
+     * for 4 rows {@code r} and 4 vectors {@code j}. Per {@code k}, 4 vector loads and 4 broadcasts feed 16 FMAs;
+     * the 16 accumulators stay in registers and no horizontal sum is needed.
+     */
+    public static void accumulate4x4(final float[] w, final int wo, final int ws, final int kn, final float[] x,
+        final int xo, final int xs, final float[] acc, final int ao, final int as)
     {
-        final int a1 = ao + tp;
-        final int a2 = a1 + tp;
-        final int a3 = a2 + tp;
+        final int a1 = ao + as;
+        final int a2 = a1 + as;
+        final int a3 = a2 + as;
         FloatVector c00 = FloatVector.fromArray(F, acc, ao);
         FloatVector c01 = FloatVector.fromArray(F, acc, ao + LANES);
         FloatVector c02 = FloatVector.fromArray(F, acc, ao + 2 * LANES);
@@ -213,27 +221,27 @@ public final class MatOps
         FloatVector c33 = FloatVector.fromArray(F, acc, a3 + 3 * LANES);
         for (int k = 0; k < kn; k++)
         {
-            final int xi = xo + k * tp;
-            final FloatVector x0 = FloatVector.fromArray(F, xt, xi);
-            final FloatVector x1 = FloatVector.fromArray(F, xt, xi + LANES);
-            final FloatVector x2 = FloatVector.fromArray(F, xt, xi + 2 * LANES);
-            final FloatVector x3 = FloatVector.fromArray(F, xt, xi + 3 * LANES);
-            FloatVector b = FloatVector.broadcast(F, wp[wo + k]);
+            final int xi = xo + k * xs;
+            final FloatVector x0 = FloatVector.fromArray(F, x, xi);
+            final FloatVector x1 = FloatVector.fromArray(F, x, xi + LANES);
+            final FloatVector x2 = FloatVector.fromArray(F, x, xi + 2 * LANES);
+            final FloatVector x3 = FloatVector.fromArray(F, x, xi + 3 * LANES);
+            FloatVector b = FloatVector.broadcast(F, w[wo + k]);
             c00 = x0.fma(b, c00);
             c01 = x1.fma(b, c01);
             c02 = x2.fma(b, c02);
             c03 = x3.fma(b, c03);
-            b = FloatVector.broadcast(F, wp[wo + K_BLOCK + k]);
+            b = FloatVector.broadcast(F, w[wo + ws + k]);
             c10 = x0.fma(b, c10);
             c11 = x1.fma(b, c11);
             c12 = x2.fma(b, c12);
             c13 = x3.fma(b, c13);
-            b = FloatVector.broadcast(F, wp[wo + 2 * K_BLOCK + k]);
+            b = FloatVector.broadcast(F, w[wo + 2 * ws + k]);
             c20 = x0.fma(b, c20);
             c21 = x1.fma(b, c21);
             c22 = x2.fma(b, c22);
             c23 = x3.fma(b, c23);
-            b = FloatVector.broadcast(F, wp[wo + 3 * K_BLOCK + k]);
+            b = FloatVector.broadcast(F, w[wo + 3 * ws + k]);
             c30 = x0.fma(b, c30);
             c31 = x1.fma(b, c31);
             c32 = x2.fma(b, c32);

@@ -36,8 +36,8 @@ final class MemoryBandwidth
             final int chunks = pool.threads();
             final long per = bytes / chunks / 4096 * 4096;
             final double[] sums = new double[chunks];
-            // compile both loops before timing: a pass that starts interpreted (Vector API calls not yet
-            // intrinsified) measured 30-40% low, and best-of-passes did not always recover
+            // compile both loops before timing: JFR showed timed passes starting interpreted, with the Vector API
+            // calls not yet intrinsified
             double warm = 0;
             for (int i = 0; i < 20_000; i++)
             {

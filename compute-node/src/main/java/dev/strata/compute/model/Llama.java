@@ -14,12 +14,12 @@ import dev.strata.compute.tensor.WeightTensor;
  */
 public final class Llama
 {
-    private final WeightSource weights;
-    private final ModelConfig c;
-    private final MatOps ops;
     /** Chunks per thread of a batch's attention: even shares of (token, head) pairs are uneven work. */
     private static final int ATTENTION_CHUNKS_PER_THREAD = 16;
 
+    private final WeightSource weights;
+    private final ModelConfig c;
+    private final MatOps ops;
     private final int maxBatch;
 
     // activations, row-major (token, features)

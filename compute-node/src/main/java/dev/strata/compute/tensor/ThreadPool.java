@@ -17,6 +17,11 @@ public final class ThreadPool implements AutoCloseable
         void run(int start, int end);
     }
 
+    /**
+     * Spins (about 25 ns each here) before a waiting thread parks or yields: long enough to bridge the serial gaps
+     * between a token's hundreds of loops, short enough not to hold a core through a streaming fetch stall, when
+     * the block server and the fetcher need it.
+     */
     private static final int SPIN_LIMIT = 20_000;
 
     private final int threads;

@@ -127,6 +127,9 @@ public final class ParamService implements AutoCloseable
     private final Path manifests;
     private final Map<String, Manifest> manifestCache = new ConcurrentHashMap<>();
     private final Map<String, Set<BlockId>> catalog = new ConcurrentHashMap<>();
+    /** Blocks of deleted versions not yet collected (an upload was in progress). Guarded by this. */
+    private final Set<BlockId> pendingGarbage = new HashSet<>();
+    private long blocksCollected;
     private final Transport transport;
     private final BlockServer blockServer;
     private final AgentRunner blockServerRunner;
@@ -185,6 +188,7 @@ public final class ParamService implements AutoCloseable
         AgentRunner.startOnThread(blockServerRunner);
 
         Gauge.builder("strata.blocks.served", blockServer, BlockServer::served).register(metrics);
+        Gauge.builder("strata.blocks.collected", this, ParamService::blocksCollected).register(metrics);
         Gauge.builder("strata.blocks.served.bytes", blockServer, BlockServer::servedBytes).register(metrics);
         Gauge.builder("strata.requests.rejected", blockServer, BlockServer::rejected).register(metrics);
         Gauge.builder("strata.requests.dropped", blockServer, BlockServer::dropped).register(metrics);
@@ -323,17 +327,85 @@ public final class ParamService implements AutoCloseable
                 dir.force(true);
             }
         }
-        return registryLog.execute(new RegistryCommand.Commit(model, version, digest));
+        final ModelRegistry.Version committed = registryLog.execute(new RegistryCommand.Commit(model, version, digest));
+        collectGarbage(); // what a delete during this upload left
+        return committed;
     }
 
     public synchronized ModelRegistry.Version execute(final RegistryCommand command) throws IOException
     {
+        final Manifest deleted = command instanceof RegistryCommand.Delete d ? committedManifest(d.model(), d.version())
+            : null;
         final ModelRegistry.Version v = registryLog.execute(command);
         if (command instanceof RegistryCommand.Delete d)
         {
             catalog.remove(d.model() + "@" + d.version());
+            if (deleted != null)
+            {
+                pendingGarbage.addAll(deleted.allBlocks());
+                collectGarbage();
+            }
         }
         return v;
+    }
+
+    /** The manifest of a committed (not uploading, not deleted) version, or null. */
+    private Manifest committedManifest(final String model, final int number) throws IOException
+    {
+        for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
+        {
+            if (v.number() == number && v.state() != VersionState.UPLOADING && v.state() != VersionState.DELETED)
+            {
+                return manifest(v);
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Deletes, from every tier, the blocks of deleted versions that no remaining version refers to. While an upload is
+     * in progress nothing is collected: it may count on a block it found stored and did not send. Holds the lock.
+     *
+     * @return blocks deleted.
+     */
+    private int collectGarbage() throws IOException
+    {
+        if (pendingGarbage.isEmpty())
+        {
+            return 0;
+        }
+        final Set<BlockId> live = new HashSet<>();
+        for (final String model : registryLog.registry().models())
+        {
+            for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
+            {
+                if (v.state() == VersionState.UPLOADING)
+                {
+                    return 0; // collected after that upload commits
+                }
+                if (v.state() != VersionState.DELETED)
+                {
+                    live.addAll(manifest(v).allBlocks());
+                }
+            }
+        }
+        int deleted = 0;
+        for (final BlockId id : pendingGarbage)
+        {
+            if (!live.contains(id) && store.delete(id))
+            {
+                deleted++;
+            }
+        }
+        pendingGarbage.clear();
+        blocksCollected += deleted;
+        return deleted;
+    }
+
+    /** Blocks deleted by garbage collection since start. */
+    public synchronized long blocksCollected()
+    {
+        return blocksCollected;
     }
 
     public synchronized ModelRegistry.Version resolve(final String model, final String versionOrLabel)

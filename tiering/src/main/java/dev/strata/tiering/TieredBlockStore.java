@@ -234,6 +234,39 @@ public final class TieredBlockStore implements AutoCloseable
         return id;
     }
 
+    /**
+     * Removes a block from every tier: garbage collection of blocks no version refers to any more. The durable copies
+     * go at once; a copy pinned in memory right now (a send in progress) stays until the memory tier evicts it.
+     *
+     * @return whether any tier held the block.
+     */
+    public boolean delete(final BlockId id) throws IOException
+    {
+        boolean held = object.delete(id);
+        final BlockIndex i = index;
+        if (i != null)
+        {
+            i.removed(id, BlockIndex.OBJECT_BIT);
+        }
+        if (ssd != null)
+        {
+            held |= ssd.delete(id);
+            if (i != null)
+            {
+                i.removed(id, BlockIndex.SSD_BIT);
+            }
+        }
+        try
+        {
+            held |= memory.delete(id);
+        }
+        catch (final IllegalStateException pinned)
+        {
+            held = true;
+        }
+        return held;
+    }
+
     /** Whether the block is durably stored (in the object tier): what an upload asks before sending it. */
     public boolean contains(final BlockId id) throws IOException
     {

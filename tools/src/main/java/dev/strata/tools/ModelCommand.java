@@ -370,7 +370,8 @@ final class ModelCommand implements Runnable
         }
     }
 
-    @Command(name = "rm", description = "Delete a version (refused while a compute node holds a lease on it).")
+    @Command(name = "rm", description = "Delete a version (refused while a compute node holds a lease on it); " +
+        "its blocks that no other version uses are deleted from the store.")
     static final class Remove extends Base
     {
         @Parameters(index = "0", paramLabel = "NAME@V")

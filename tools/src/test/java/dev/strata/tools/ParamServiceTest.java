@@ -230,6 +230,55 @@ class ParamServiceTest
     }
 
     @Test
+    void shouldCollectTheBlocksOnlyADeletedVersionUsedOnceNoUploadIsInProgress() throws Exception
+    {
+        upload(v1, "--label", "stable");
+        upload(v2);
+        final ParamClient client = new ParamClient(server, TOKEN);
+        final List<BlockId> first = client.manifest("llama", "1").manifest().allBlocks();
+        final List<BlockId> onlySecond = new ArrayList<>(client.manifest("llama", "2").manifest().allBlocks());
+        onlySecond.removeAll(first);
+        assertEquals(1, onlySecond.size(), "v2 changed one block");
+        final BlockId garbage = onlySecond.getFirst();
+        assertTrue(service.store().contains(garbage));
+
+        // an upload in progress may count on a stored block it did not send: nothing is collected until it commits
+        try (GgufFile other = GgufFile.open(v1))
+        {
+            final ModelImporter.Plan plan = ModelImporter.plan(other, "other");
+            final byte[] manifest = plan.manifest().encode();
+            final int version = service.beginUpload("other", BlockId.of(manifest).hex()).getKey().number();
+            assertEquals(0, cli("model", "rm", "llama@2").code());
+            assertTrue(service.store().contains(garbage), "kept while an upload is in progress");
+            assertEquals(0, service.blocksCollected());
+
+            ModelImporter.upload(plan, ModelImporter.storeSink(service.store()), (a, b, c, d) -> { });
+            service.commit("other", version, manifest);
+        }
+        assertFalse(service.store().contains(garbage), "collected once the upload committed");
+        assertEquals(1, service.blocksCollected());
+        for (final BlockId id : first)
+        {
+            assertTrue(service.store().contains(id), "a block v1 still uses is kept: " + id);
+        }
+        final Path out = data.resolve("after-gc.gguf");
+        assertEquals(0, cli("model", "export", "llama@1", "--out", out.toString()).code());
+        try (GgufFile original = GgufFile.open(v1); GgufFile back = GgufFile.open(out))
+        {
+            for (final GgufTensorInfo t : original.tensors().values())
+            {
+                assertEquals(-1, original.tensorData(t).mismatch(back.tensorData(back.tensor(t.name()))), t.name());
+            }
+        }
+
+        // deleting v1 as well (after a second version takes the label) leaves the blocks "other" shares with it
+        upload(v2, "--label", "stable");
+        final long before = service.blocksCollected();
+        assertEquals(0, cli("model", "rm", "llama@1").code());
+        assertEquals(before, service.blocksCollected(), "every v1 block is still used by other@1 or llama@3");
+    }
+
+    @Test
     void shouldKeepVersionsLabelsAndBlocksAcrossRestart() throws Exception
     {
         upload(v1, "--label", "stable");

@@ -102,6 +102,7 @@ public final class BlockClient
         new org.agrona.collections.Long2ObjectHashMap<>();
     private final FragmentAssembler assembler = new FragmentAssembler(this::onFragment);
     private boolean verifyDigests = true;
+    private String token = "";
 
     /**
      * @param requests  publication to the server's request channel.
@@ -177,7 +178,15 @@ public final class BlockClient
             group.next().putDigest(id.sha256(), 0, BlockId.DIGEST_BYTES).contentLength(id.length());
         }
         hint.modelVersion(modelVersion);
+        hint.token(token);
         return requests.offer(out, 0, MessageHeaderEncoder.ENCODED_LENGTH + hint.encodedLength()) > 0;
+    }
+
+    /** Sends {@code token} with every request and hint: a service that protects reads requires its token. */
+    public BlockClient token(final String token)
+    {
+        this.token = token == null ? "" : token;
+        return this;
     }
 
     /**
@@ -258,6 +267,7 @@ public final class BlockClient
         }
         requestEncoder.modelVersion(modelVersion);
         requestEncoder.responseChannel(responseChannel);
+        requestEncoder.token(token);
         final int length = MessageHeaderEncoder.ENCODED_LENGTH + requestEncoder.encodedLength();
         long result;
         while ((result = requests.offer(out, 0, length)) < 0)
@@ -366,6 +376,12 @@ public final class BlockClient
         {
             f.failure = new FetchException(Status.UNAVAILABLE, "chunk for block #" + index + " of a " +
                 f.count() + "-block request");
+            return;
+        }
+        if (status == Status.UNAUTHORIZED)
+        {
+            f.failure = new FetchException(status, "the block service refused request " + f.correlationId + ": it " +
+                "protects reads and the request did not carry its token");
             return;
         }
         if (status != Status.OK)

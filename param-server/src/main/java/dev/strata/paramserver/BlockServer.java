@@ -21,6 +21,8 @@ import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -118,6 +120,8 @@ public final class BlockServer implements Agent
     private final ArrayDeque<Pending> prefetch = new ArrayDeque<>();
     private final Map<String, Publication> publications = new HashMap<>();
 
+    /** The token every request and hint must carry; null when the service does not protect reads. */
+    private byte[] token;
     private volatile long served;
     private volatile long servedBytes;
     private volatile long rejected;
@@ -143,6 +147,21 @@ public final class BlockServer implements Agent
         }
         this.aeron = aeron;
         this.catalog = catalog;
+    }
+
+    /**
+     * Requires {@code token} in every request and hint (a service that protects reads); call before the agent
+     * starts. Requests without it are answered {@code UNAUTHORIZED}, hints without it are dropped.
+     */
+    public BlockServer requireToken(final String token)
+    {
+        this.token = token == null || token.isEmpty() ? null : token.getBytes(StandardCharsets.US_ASCII);
+        return this;
+    }
+
+    private boolean authorized(final String given)
+    {
+        return token == null || MessageDigest.isEqual(token, given.getBytes(StandardCharsets.US_ASCII));
     }
 
     @Override
@@ -366,6 +385,7 @@ public final class BlockServer implements Agent
         }
         final String version = requestDecoder.modelVersion();
         final String channel = requestDecoder.responseChannel();
+        final boolean authorized = authorized(requestDecoder.token());
         if (ids.isEmpty() || !channel.startsWith("aeron:"))
         {
             rejected++; // nowhere to answer, or nothing asked
@@ -378,10 +398,15 @@ public final class BlockServer implements Agent
             return;
         }
         final Status[] status = new Status[ids.size()];
-        final Set<BlockId> allowed = demand.size() + prefetch.size() >= MAX_PENDING ? null : catalog.blocksOf(version);
+        final Set<BlockId> allowed = demand.size() + prefetch.size() >= MAX_PENDING || !authorized ? null :
+            catalog.blocksOf(version);
         for (int i = 0; i < status.length; i++)
         {
-            if (demand.size() + prefetch.size() >= MAX_PENDING)
+            if (!authorized)
+            {
+                status[i] = Status.UNAUTHORIZED;
+            }
+            else if (demand.size() + prefetch.size() >= MAX_PENDING)
             {
                 status[i] = Status.BUSY;
             }
@@ -398,7 +423,7 @@ public final class BlockServer implements Agent
                 status[i] = Status.NOT_IN_VERSION;
             }
         }
-        if (malformed)
+        if (malformed || !authorized)
         {
             rejected++;
         }
@@ -428,7 +453,8 @@ public final class BlockServer implements Agent
                 ids.add(new BlockId(digest, block.contentLength()));
             }
         }
-        final Set<BlockId> allowed = catalog.blocksOf(hintDecoder.modelVersion());
+        final String version = hintDecoder.modelVersion();
+        final Set<BlockId> allowed = authorized(hintDecoder.token()) ? catalog.blocksOf(version) : null;
         if (allowed == null)
         {
             rejected++;

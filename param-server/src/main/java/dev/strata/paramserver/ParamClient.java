@@ -71,6 +71,12 @@ public final class ParamClient
         this.http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
     }
 
+    /** The token this client sends (null for none): block pulls carry it too. */
+    public String token()
+    {
+        return token;
+    }
+
     public JsonNode health() throws IOException
     {
         return json(get("/health"));

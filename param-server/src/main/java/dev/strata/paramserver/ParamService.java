@@ -102,6 +102,11 @@ public final class ParamService implements AutoCloseable
             return new Config(dataDir, port, token, protectReads, memoryBudgetBytes, ssdBudgetBytes, udpEndpoint, s3);
         }
 
+        public Config withProtectReads(final boolean protect)
+        {
+            return new Config(dataDir, adminPort, token, protect, memoryBudgetBytes, ssdBudgetBytes, udpEndpoint, s3);
+        }
+
         public Config withS3(final S3 store)
         {
             return new Config(dataDir, adminPort, token, protectReads, memoryBudgetBytes, ssdBudgetBytes, udpEndpoint,
@@ -183,7 +188,8 @@ public final class ParamService implements AutoCloseable
         }
         endpoints = new Endpoints(transport.context().aeronDirectory(), TransportContext.IPC_CHANNEL, udpChannel,
             REQUEST_STREAM);
-        blockServer = new BlockServer(store, List.of(ipc, udp), transport.aeron(), this::blocksOf);
+        blockServer = new BlockServer(store, List.of(ipc, udp), transport.aeron(), this::blocksOf)
+            .requireToken(config.protectReads() ? config.token() : null);
         blockServerRunner = new AgentRunner(new BackoffIdleStrategy(), Throwable::printStackTrace, null, blockServer);
         AgentRunner.startOnThread(blockServerRunner);
 

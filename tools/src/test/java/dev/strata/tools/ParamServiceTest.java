@@ -14,6 +14,7 @@ import dev.strata.paramserver.ParamService;
 import dev.strata.tiering.BlockId;
 import dev.strata.transport.Transport;
 import dev.strata.transport.TransportContext;
+import dev.strata.transport.sbe.Status;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
@@ -151,6 +152,47 @@ class ParamServiceTest
             final BlockClient blocks = BlockClient.connect(udp.aeron(), endpoints.path("udp_channel").asText(),
                 endpoints.path("stream_id").asInt(), "localhost", TIMEOUT);
             assertTensorsIdentical(v1, pinned, blocks);
+            blocks.close();
+        }
+    }
+
+    @Test
+    void shouldRequireTheTokenForBlockPullsAndHintsWhenReadsAreProtected() throws Exception
+    {
+        service.close();
+        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN).withProtectReads(true));
+        server = "localhost:" + service.adminPort();
+        upload(v1, "--label", "stable");
+        final ParamClient client = new ParamClient(server, TOKEN);
+        final ParamClient.PinnedManifest pinned = client.manifest("llama", "stable");
+        final JsonNode endpoints = client.endpoints();
+        final List<BlockId> first = pinned.manifest().tensors().getFirst().blocks();
+        try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
+            .aeronDirectory(endpoints.path("aeron_dir").asText())))
+        {
+            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
+                endpoints.path("stream_id").asInt(), null, TIMEOUT);
+            for (final String wrong : new String[]{"", "not-the-token"})
+            {
+                final BlockClient.FetchException refused = assertThrows(BlockClient.FetchException.class,
+                    () -> blocks.token(wrong).fetch("llama@1", first, TIMEOUT));
+                assertEquals(Status.UNAUTHORIZED, refused.status());
+                assertTrue(refused.getMessage().contains("protects reads"), refused.getMessage());
+            }
+            // a hint without the token is dropped: nothing is promoted, the rejection is counted
+            final long hinted = service.blockServer().hinted();
+            assertTrue(blocks.token("").hint("llama@1", first, TIMEOUT));
+            Thread.sleep(200);
+            assertEquals(hinted, service.blockServer().hinted(), "an unauthenticated hint is not taken");
+
+            assertTensorsIdentical(v1, pinned, blocks.token(TOKEN));
+            assertTrue(blocks.hint("llama@1", first, TIMEOUT));
+            final long deadline = System.nanoTime() + TIMEOUT;
+            while (service.blockServer().hinted() == hinted && System.nanoTime() < deadline)
+            {
+                Thread.sleep(10);
+            }
+            assertTrue(service.blockServer().hinted() > hinted, "the hint with the token is taken");
             blocks.close();
         }
     }

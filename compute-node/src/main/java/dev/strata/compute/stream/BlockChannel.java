@@ -58,7 +58,7 @@ public final class BlockChannel implements AutoCloseable
             }
             final String channel = mode == Mode.IPC ? e.path("ipc_channel").asText() : e.path("udp_channel").asText();
             client = BlockClient.connect(transport.aeron(), channel, e.path("stream_id").asInt(), localHost,
-                CONNECT_TIMEOUT).verifyDigests(verifyDigests);
+                CONNECT_TIMEOUT).verifyDigests(verifyDigests).token(admin.token());
         }
         return client;
     }

@@ -29,13 +29,29 @@ public final class TransitionPredictor implements Predictor
         this.totals = new int[units];
     }
 
-    /** Learns from a recorded trace (for example the accesses of earlier requests). */
+    /**
+     * Learns from a recorded trace (for example the accesses of earlier requests). The trace's last unit is not taken
+     * as the predecessor of the next unit observed: a trace ends where a request ended.
+     */
     public void train(final int[] trace)
     {
+        previous = -1;
         for (final int unit : trace)
         {
             observe(unit);
         }
+        previous = -1;
+    }
+
+    /** Learns from a recorded trace over as many units as this predictor has. */
+    public void train(final AccessTrace trace)
+    {
+        if (trace.units() != units)
+        {
+            throw new IllegalArgumentException("the trace is over " + trace.units() + " units, this predictor over " +
+                units + " (a trace of another model?)");
+        }
+        train(trace.trace());
     }
 
     @Override

@@ -1,11 +1,16 @@
 package dev.strata.prefetch;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class PredictorTest
@@ -61,6 +66,57 @@ class PredictorTest
         assertTrue(right > 0.6 * total, "top-2 accuracy " + right + "/" + total);
         assertTrue(p.probability(0, 5) > p.probability(0, 6), "expert 1 of layer 1 follows expert 0 of layer 0 most");
         assertTrue(p.distance(0, 5) < p.distance(0, 3), "a likely successor is nearer than an unlikely one");
+    }
+
+    @Test
+    void shouldTrainFromARecordedTraceFileAsFromTheAccessesThemselves(@TempDir final Path dir) throws Exception
+    {
+        final Random random = new Random(2);
+        final int[] accesses = new int[500];
+        for (int i = 0; i < accesses.length; i++)
+        {
+            accesses[i] = 3 * (i % 4) + (random.nextInt(3) == 0 ? random.nextInt(3) : i % 3);
+        }
+        final Path file = dir.resolve("experts.trace");
+        new AccessTrace(12, accesses).write(file);
+        final AccessTrace back = AccessTrace.read(file);
+        assertEquals(12, back.units());
+        assertArrayEquals(accesses, back.trace());
+
+        final TransitionPredictor online = new TransitionPredictor(12);
+        for (final int unit : accesses)
+        {
+            online.observe(unit);
+        }
+        final TransitionPredictor offline = new TransitionPredictor(12);
+        offline.train(back);
+        for (int unit = 0; unit < 12; unit++)
+        {
+            assertArrayEquals(online.predict(unit, 4), offline.predict(unit, 4), "successors of unit " + unit);
+        }
+        assertThrows(IllegalArgumentException.class, () -> new TransitionPredictor(16).train(back),
+            "a trace over another number of units");
+    }
+
+    @Test
+    void shouldRejectMalformedTraceFilesNamingTheProblem(@TempDir final Path dir) throws Exception
+    {
+        final String[][] cases = {
+            {"", "not an access trace"},
+            {"something else\n1 2 3\n", "not an access trace"},
+            {"strata-trace 1 units=x\n", "bad unit count"},
+            {"strata-trace 1 units=4\n1 2\n3 four\n", "line 3: 'four' is not a unit index"},
+            {"strata-trace 1 units=4\n1 2 4\n", "line 2: unit 4 is outside 0..3"},
+            {"strata-trace 1 units=4\n-1\n", "unit -1 is outside 0..3"}};
+        for (final String[] c : cases)
+        {
+            final Path file = dir.resolve("bad.trace");
+            Files.writeString(file, c[0]);
+            final IOException ex = assertThrows(IOException.class, () -> AccessTrace.read(file), c[0]);
+            assertTrue(ex.getMessage().contains(c[1]) && ex.getMessage().contains(file.toString()), ex.getMessage());
+        }
+        assertEquals(0, AccessTrace.read(Files.writeString(dir.resolve("empty.trace"), "strata-trace 1 units=4\n"))
+            .trace().length, "a trace with a header and no accesses is empty, not an error");
     }
 
     @Test

@@ -83,6 +83,14 @@ final class GenerateCommand implements Callable<Integer>
     @Option(names = "--no-prefetch", description = "Fetch layers only when the forward pass needs them.")
     boolean noPrefetch;
 
+    @Option(names = "--expert-trace-in", paramLabel = "FILE", description = "Train the expert predictor on a " +
+        "recorded trace (from --expert-trace-out) before the first token.")
+    java.nio.file.Path expertTraceIn;
+
+    @Option(names = "--expert-trace-out", paramLabel = "FILE", description = "Write the experts this generation " +
+        "used, in order, as a trace for --expert-trace-in (mixture-of-experts models).")
+    java.nio.file.Path expertTraceOut;
+
     @Option(names = "--aeron", defaultValue = "udp", description = "How to reach the block server: udp (own media " +
         "driver) or ipc (the service's driver, same host). Default: ${DEFAULT-VALUE}.")
     String aeron;
@@ -128,10 +136,16 @@ final class GenerateCommand implements Callable<Integer>
             try (dev.strata.compute.stream.StreamingWeightSource weights =
                      new dev.strata.compute.stream.StreamingWeightSource(model, new dev.strata.compute.stream
                          .StreamingWeightSource.Options(budget, !noPrefetch, defaults.maxLookahead(),
-                         defaults.requestTimeout(), defaults.retryFor(), mode(), defaults.localHost(), false), stats);
+                         defaults.requestTimeout(), defaults.retryFor(), mode(), defaults.localHost(), false,
+                         expertTraceIn == null ? null : dev.strata.prefetch.AccessTrace.read(expertTraceIn)), stats);
                 dev.strata.compute.tensor.ThreadPool pool = new dev.strata.compute.tensor.ThreadPool(
                     modelOptions.threads))
             {
+                if (expertTraceOut != null && !weights.streamsExperts())
+                {
+                    throw new IllegalArgumentException("--expert-trace-out: " + model.pinned() + " streams no " +
+                        "experts one by one (not a mixture-of-experts model)");
+                }
                 err.printf("streaming %s (%s) into a budget of %s%n", model.pinned(),
                     Sizes.format(model.totalBytes()), Sizes.format(budget));
                 run(model.metadata(), new dev.strata.compute.model.Llama(weights, pool, modelOptions.batch),
@@ -141,6 +155,12 @@ final class GenerateCommand implements Callable<Integer>
                     "%.2f, coverage %.2f, timeliness %.2f, wasted %s, stall %.1f ms/token%n",
                     Sizes.format(r.fetchedBytes()), Sizes.format(weights.peakBytes()), Sizes.format(budget),
                     r.accuracy(), r.coverage(), r.timeliness(), Sizes.format(r.wastedBytes()), r.stallMillisPerToken());
+                if (expertTraceOut != null)
+                {
+                    final dev.strata.prefetch.AccessTrace trace = weights.expertTrace();
+                    trace.write(expertTraceOut);
+                    err.printf("expert trace: %d accesses written to %s%n", trace.trace().length, expertTraceOut);
+                }
             }
         }
         return 0;

@@ -4,6 +4,7 @@ import dev.strata.compute.gguf.GgmlType;
 import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.model.Generator;
 import dev.strata.compute.model.GgufWeightSource;
+import dev.strata.compute.model.KvCache;
 import dev.strata.compute.model.Llama;
 import dev.strata.compute.model.WeightSource;
 import dev.strata.compute.sampling.Sampler;
@@ -14,6 +15,7 @@ import dev.strata.compute.synth.SyntheticModel;
 import dev.strata.compute.tensor.ThreadPool;
 import dev.strata.paramserver.ParamClient;
 import dev.strata.paramserver.ParamService;
+import dev.strata.prefetch.AccessTrace;
 import dev.strata.prefetch.PrefetchStats;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Assumptions;
@@ -300,6 +302,19 @@ class StreamingGenerationTest
         final CliTest.Run down = CliTest.run("generate", "--param-server", "localhost:1", "--token", TOKEN,
             "-m", "llama@1", "-p", "Hello");
         assertEquals(6, down.code(), down.err());
+
+        // expert traces: a dense model has none to write; a malformed trace file is named with its problem
+        final Path trace = models.resolve("cli.trace");
+        final CliTest.Run dense = CliTest.run("generate", "--param-server", server, "--token", TOKEN,
+            "-m", "llama@1", "-p", "Hello", "--expert-trace-out", trace.toString());
+        assertEquals(1, dense.code(), dense.err());
+        assertTrue(dense.err().contains("not a mixture-of-experts model"), dense.err());
+        assertFalse(Files.exists(trace));
+        Files.writeString(trace, "strata-trace 1 units=4\n1 9\n");
+        final CliTest.Run bad = CliTest.run("generate", "--param-server", server, "--token", TOKEN,
+            "-m", "llama@1", "-p", "Hello", "--expert-trace-in", trace.toString());
+        assertEquals(1, bad.code(), bad.err());
+        assertTrue(bad.err().contains("unit 9 is outside 0..3") && bad.err().contains(trace.toString()), bad.err());
     }
 
     @Test
@@ -310,6 +325,7 @@ class StreamingGenerationTest
             GgmlType.Q8_0, null, 3);
         upload(moe, "moe", "stable");
         final int[] expected = local(moe);
+        AccessTrace trace = null;
         try (RemoteModel model = RemoteModel.open(client, "moe", "stable", "node-1", 60_000))
         {
             assertEquals(4, model.config().experts());
@@ -328,9 +344,38 @@ class StreamingGenerationTest
                     {
                         // experts of the next layer are guessed from the routing trace learned so far
                         assertTrue(r.prefetchIssued() > 0 && r.accuracy() > 0.3, r.toString());
+                        trace = w.expertTrace();
                     }
                 }
             }
+            // the recorded trace: every expert access of the run, over the model's 6 x 4 expert units
+            assertEquals(24, trace.units());
+            assertTrue(trace.trace().length >= NEW_TOKENS * 6 * 2, "at least 2 experts per layer per token: " +
+                trace.trace().length);
+            final Path file = models.resolve("moe.trace");
+            trace.write(file);
+
+            // a fresh node trained on the trace guesses experts from its first forward pass; an untrained one cannot
+            // (it has seen no expert's successor yet)
+            final long[] guesses = new long[2];
+            for (final boolean trained : new boolean[]{false, true})
+            {
+                final StreamingWeightSource.Options options = StreamingWeightSource.Options.defaults(budget)
+                    .withExpertTraining(trained ? AccessTrace.read(file) : null);
+                try (StreamingWeightSource w = new StreamingWeightSource(model, options, new PrefetchStats());
+                    ThreadPool pool = new ThreadPool(1))
+                {
+                    new Llama(w, pool, PROMPT.length).forward(PROMPT, 0, PROMPT.length, 0,
+                        new KvCache(model.config(), 16));
+                    guesses[trained ? 1 : 0] = w.expertGuessesIssued();
+                    if (trained)
+                    {
+                        assertArrayEquals(expected, generate(w, PROMPT, NEW_TOKENS, t -> true), "trained node");
+                    }
+                }
+            }
+            assertEquals(0, guesses[0], "untrained: no guesses in the first forward pass");
+            assertTrue(guesses[1] > 0, "trained: guesses from the first forward pass");
         }
     }
 

@@ -8,6 +8,7 @@ import dev.strata.compute.model.WeightSource;
 import dev.strata.compute.model.WeightViews;
 import dev.strata.paramserver.BlockClient;
 import dev.strata.paramserver.Manifest;
+import dev.strata.prefetch.AccessTrace;
 import dev.strata.prefetch.CyclicOrderPredictor;
 import dev.strata.prefetch.Predictor;
 import dev.strata.prefetch.PrefetchStats;
@@ -15,6 +16,7 @@ import dev.strata.prefetch.TransitionPredictor;
 import dev.strata.compute.tensor.WeightTensor;
 import dev.strata.tiering.BlockId;
 import dev.strata.transport.sbe.Status;
+import org.agrona.collections.IntArrayList;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -74,27 +76,37 @@ public final class StreamingWeightSource implements WeightSource
      * @param verifyDigests   re-hash every block with SHA-256 (chunks are always CRC32C-checked).
      */
     public record Options(long budgetBytes, boolean prefetch, int maxLookahead, long requestTimeout, long retryFor,
-        BlockChannel.Mode mode, String localHost, boolean verifyDigests)
+        BlockChannel.Mode mode, String localHost, boolean verifyDigests, AccessTrace expertTraining)
     {
         public static Options defaults(final long budgetBytes)
         {
             return new Options(budgetBytes, true, 4, TimeUnit.SECONDS.toNanos(5), TimeUnit.SECONDS.toNanos(30),
-                BlockChannel.Mode.UDP, "localhost", false);
+                BlockChannel.Mode.UDP, "localhost", false, null);
         }
 
         public Options withPrefetch(final boolean on)
         {
-            return new Options(budgetBytes, on, maxLookahead, requestTimeout, retryFor, mode, localHost, verifyDigests);
+            return new Options(budgetBytes, on, maxLookahead, requestTimeout, retryFor, mode, localHost, verifyDigests,
+                expertTraining);
         }
 
         public Options withMode(final BlockChannel.Mode m)
         {
-            return new Options(budgetBytes, prefetch, maxLookahead, requestTimeout, retryFor, m, localHost, verifyDigests);
+            return new Options(budgetBytes, prefetch, maxLookahead, requestTimeout, retryFor, m, localHost, verifyDigests,
+                expertTraining);
         }
 
         public Options withRetryFor(final long nanos)
         {
-            return new Options(budgetBytes, prefetch, maxLookahead, requestTimeout, nanos, mode, localHost, verifyDigests);
+            return new Options(budgetBytes, prefetch, maxLookahead, requestTimeout, nanos, mode, localHost, verifyDigests,
+                expertTraining);
+        }
+
+        /** Trains the expert predictor on a recorded trace (see {@link #expertTrace()}) before the first token. */
+        public Options withExpertTraining(final AccessTrace trace)
+        {
+            return new Options(budgetBytes, prefetch, maxLookahead, requestTimeout, retryFor, mode, localHost,
+                verifyDigests, trace);
         }
     }
 
@@ -197,6 +209,10 @@ public final class StreamingWeightSource implements WeightSource
     private final boolean expertUnits;
     private final int experts;
     private final TransitionPredictor expertPredictor; // over expert units l * experts + e
+    /** The expert units used so far, in order (the first MAX_TRACE of them), for {@link #expertTrace()}. */
+    private final IntArrayList expertTrace = new IntArrayList();
+    private static final int MAX_TRACE = 1 << 22;
+    private long expertGuesses;
     private final long[][] expertUse;                   // [layer][expert] how often routed (decayed)
     private final List<List<Unit>> pinnedExperts = new ArrayList<>();
     private int lastExpertUnit = -1;
@@ -258,6 +274,15 @@ public final class StreamingWeightSource implements WeightSource
             }
         }
         this.expertPredictor = expertUnits ? new TransitionPredictor(layers * experts) : null;
+        if (options.expertTraining() != null)
+        {
+            if (!expertUnits)
+            {
+                throw new IllegalArgumentException(model.pinned() + " streams no experts one by one: an expert trace " +
+                    "does not apply");
+            }
+            expertPredictor.train(options.expertTraining());
+        }
         this.expertUse = new long[layers][Math.max(1, experts)];
         // a layer, plus (streaming experts) every expert a batch may route to at once
         final long minimum = units[layers].bytes + largest + (expertUnits ? experts * largestExpert : 0);
@@ -390,6 +415,10 @@ public final class StreamingWeightSource implements WeightSource
             synchronized (this)
             {
                 expertPredictor.observe(u.index - layers - 1);
+                if (expertTrace.size() < MAX_TRACE)
+                {
+                    expertTrace.addInt(u.index - layers - 1);
+                }
                 expertUse[layer][e]++;
                 lastExpertUnit = u.index - layers - 1;
                 pinnedExperts.get(layer).add(u);
@@ -624,8 +653,15 @@ public final class StreamingWeightSource implements WeightSource
                 u.used = false;
                 schedule(u, false);
                 stats.prefetchIssued();
+                expertGuesses++;
             }
         }
+    }
+
+    /** Experts of a next layer fetched on a guess of the expert predictor. */
+    public synchronized long expertGuessesIssued()
+    {
+        return expertGuesses;
     }
 
     /**
@@ -885,6 +921,15 @@ public final class StreamingWeightSource implements WeightSource
         {
             // a hint is advice: a service that cannot take it now loses nothing
         }
+    }
+
+    /**
+     * The expert units this source used, in order, as a trace another node can train its predictor on before its
+     * first token ({@link Options#withExpertTraining}); null for a model whose experts are not streamed one by one.
+     */
+    public synchronized AccessTrace expertTrace()
+    {
+        return expertUnits ? new AccessTrace(layers * experts, expertTrace.toIntArray()) : null;
     }
 
     /** Prefetch hints sent to the service. */

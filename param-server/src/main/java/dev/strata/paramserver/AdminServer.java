@@ -43,6 +43,7 @@ import java.util.Map;
  * POST   /v1/models/{m}/rollback                                                                  [token]
  * DELETE /v1/models/{m}/versions/{v}                                                              [token]
  * POST   /v1/models/{m}/versions/{v}/leases?node=N&amp;ttl_ms=T, DELETE the same to release           [token]
+ * POST   /v1/gc                                    delete every stored block no committed version uses  [token]
  * </pre>
  * Errors are {@code {"error": "..."}} with 400 (bad input), 401 (token), 404 (unknown), 409 (state conflict),
  * 413 (too large). Model names are validated by the registry (no path traversal, at most 64 characters).
@@ -170,6 +171,19 @@ final class AdminServer implements AutoCloseable
                 body.put("ipc_channel", e.ipcChannel());
                 body.put("udp_channel", e.udpChannel());
                 body.put("stream_id", e.streamId());
+                json(response, callback, 200, body);
+            }
+            case "gc" ->
+            {
+                if (!method.equals("POST") || p.length != 3)
+                {
+                    throw new HttpError(405, "use POST /v1/gc");
+                }
+                requireToken(request);
+                final long[] r = service.sweep();
+                final Map<String, Object> body = new LinkedHashMap<>();
+                body.put("blocks_stored", r[0]);
+                body.put("blocks_deleted", r[1]);
                 json(response, callback, 200, body);
             }
             case "blocks" -> blocks(request, response, callback, method, p);

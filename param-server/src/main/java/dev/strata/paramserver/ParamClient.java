@@ -179,6 +179,12 @@ public final class ParamClient
         return post("/v1/models/" + seg(model) + "/rollback", new byte[0]);
     }
 
+    /** Deletes every stored block no committed version uses: {@code blocks_stored}, {@code blocks_deleted}. */
+    public JsonNode gc() throws IOException
+    {
+        return post("/v1/gc", new byte[0]);
+    }
+
     public JsonNode delete(final String model, final int version) throws IOException
     {
         return json(send(request("/v1/models/" + seg(model) + "/versions/" + version).DELETE()));

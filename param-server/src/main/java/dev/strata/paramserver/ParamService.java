@@ -408,6 +408,48 @@ public final class ParamService implements AutoCloseable
         return deleted;
     }
 
+    /**
+     * An operator's sweep: deletes every stored block (object, SSD and memory tiers) that no committed version refers
+     * to, such as blocks a delete left pending before a restart or blocks of a deleted upload. The tiers must belong
+     * to this service alone (an S3 prefix shared with another service would lose that service's blocks).
+     *
+     * @return {@code {stored, deleted}}: distinct blocks found in the tiers, and how many were deleted.
+     * @throws RegistryException while an upload is in progress: it may count on stored blocks no version names yet.
+     */
+    public synchronized long[] sweep() throws IOException
+    {
+        final Set<BlockId> live = new HashSet<>();
+        for (final String model : registryLog.registry().models())
+        {
+            for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
+            {
+                if (v.state() == VersionState.UPLOADING)
+                {
+                    throw new RegistryException("an upload is in progress (" + model + "@" + v.number() + "): sweep " +
+                        "after it commits, or delete it");
+                }
+                if (v.state() != VersionState.DELETED)
+                {
+                    live.addAll(manifest(v).allBlocks()); // a manifest that cannot be read aborts the sweep
+                }
+            }
+        }
+        final Set<BlockId> stored = new HashSet<>(object.ids());
+        stored.addAll(ssd.ids());
+        stored.addAll(memory.ids());
+        long deleted = 0;
+        for (final BlockId id : stored)
+        {
+            if (!live.contains(id) && store.delete(id))
+            {
+                deleted++;
+            }
+        }
+        pendingGarbage.clear();
+        blocksCollected += deleted;
+        return new long[]{stored.size(), deleted};
+    }
+
     /** Blocks deleted by garbage collection since start. */
     public synchronized long blocksCollected()
     {

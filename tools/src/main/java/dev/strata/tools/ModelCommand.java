@@ -29,7 +29,7 @@ import java.util.concurrent.Callable;
         ModelCommand.Upload.class, ModelCommand.ListModels.class, ModelCommand.Versions.class,
         ModelCommand.Show.class, ModelCommand.Promote.class, ModelCommand.Canary.class,
         ModelCommand.Rollback.class, ModelCommand.Remove.class, ModelCommand.Verify.class,
-        ModelCommand.Export.class
+        ModelCommand.Export.class, ModelCommand.Gc.class
     })
 final class ModelCommand implements Runnable
 {
@@ -351,6 +351,20 @@ final class ModelCommand implements Runnable
             final JsonNode v = c.canary(r.model(), r.number(c), weight);
             out().printf("%s@%d is canary at %d%%%n", r.model(), v.path("version").asInt(),
                 v.path("canary_weight").asInt());
+            return 0;
+        }
+    }
+
+    @Command(name = "gc", description = "Delete every stored block no committed version uses (refused while an " +
+        "upload is in progress). Deleting a version already collects its own blocks; this sweeps what is left.")
+    static final class Gc extends Base
+    {
+        @Override
+        public Integer call() throws Exception
+        {
+            final JsonNode r = client().gc();
+            out().printf("%d of %d stored blocks deleted%n", r.path("blocks_deleted").asLong(),
+                r.path("blocks_stored").asLong());
             return 0;
         }
     }

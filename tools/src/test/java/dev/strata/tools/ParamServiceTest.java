@@ -321,6 +321,37 @@ class ParamServiceTest
     }
 
     @Test
+    void shouldSweepBlocksNoCommittedVersionUsesButNotDuringAnUpload() throws Exception
+    {
+        upload(v1, "--label", "stable");
+        final List<BlockId> live = new ParamClient(server, TOKEN).manifest("llama", "1").manifest().allBlocks();
+        // a block no manifest names (as an abandoned upload leaves)
+        final BlockId orphan = service.store().put(MemorySegment.ofArray("left behind".getBytes()));
+        assertTrue(service.store().contains(orphan));
+
+        try (GgufFile other = GgufFile.open(v2))
+        {
+            final byte[] manifest = ModelImporter.plan(other, "other").manifest().encode();
+            final int version = service.beginUpload("other", BlockId.of(manifest).hex()).getKey().number();
+            final CliTest.Run refused = cli("model", "gc");
+            assertEquals(5, refused.code(), refused.err());
+            assertTrue(refused.err().contains("an upload is in progress (other@" + version + ")"), refused.err());
+            assertTrue(service.store().contains(orphan));
+            assertEquals(0, cli("model", "rm", "other@" + version).code(), "an abandoned upload can be deleted");
+        }
+        final CliTest.Run swept = cli("model", "gc");
+        assertEquals(0, swept.code(), swept.err());
+        assertTrue(swept.out().startsWith("1 of "), swept.out());
+        assertFalse(service.store().contains(orphan));
+        for (final BlockId id : live)
+        {
+            assertTrue(service.store().contains(id), "a block of llama@1 is kept: " + id);
+        }
+        assertTrue(cli("model", "gc").out().startsWith("0 of "), "nothing left to sweep");
+        assertEquals(0, cli("model", "verify", "llama@1").code());
+    }
+
+    @Test
     void shouldKeepVersionsLabelsAndBlocksAcrossRestart() throws Exception
     {
         upload(v1, "--label", "stable");

@@ -380,20 +380,14 @@ public final class ParamService implements AutoCloseable
         {
             return 0;
         }
-        final Set<BlockId> live = new HashSet<>();
-        for (final String model : registryLog.registry().models())
+        final Set<BlockId> live;
+        try
         {
-            for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
-            {
-                if (v.state() == VersionState.UPLOADING)
-                {
-                    return 0; // collected after that upload commits
-                }
-                if (v.state() != VersionState.DELETED)
-                {
-                    live.addAll(manifest(v).allBlocks());
-                }
-            }
+            live = liveBlocks();
+        }
+        catch (final RegistryException uploading)
+        {
+            return 0; // collected after that upload commits
         }
         int deleted = 0;
         for (final BlockId id : pendingGarbage)
@@ -418,22 +412,7 @@ public final class ParamService implements AutoCloseable
      */
     public synchronized long[] sweep() throws IOException
     {
-        final Set<BlockId> live = new HashSet<>();
-        for (final String model : registryLog.registry().models())
-        {
-            for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
-            {
-                if (v.state() == VersionState.UPLOADING)
-                {
-                    throw new RegistryException("an upload is in progress (" + model + "@" + v.number() + "): sweep " +
-                        "after it commits, or delete it");
-                }
-                if (v.state() != VersionState.DELETED)
-                {
-                    live.addAll(manifest(v).allBlocks()); // a manifest that cannot be read aborts the sweep
-                }
-            }
-        }
+        final Set<BlockId> live = liveBlocks();
         final Set<BlockId> stored = new HashSet<>(object.ids());
         stored.addAll(ssd.ids());
         stored.addAll(memory.ids());
@@ -448,6 +427,33 @@ public final class ParamService implements AutoCloseable
         pendingGarbage.clear();
         blocksCollected += deleted;
         return new long[]{stored.size(), deleted};
+    }
+
+    /**
+     * The blocks of every committed version. A manifest that cannot be read fails the whole call, so that nothing is
+     * collected on an incomplete picture. Holds the lock.
+     *
+     * @throws RegistryException while an upload is in progress: it may count on stored blocks no version names yet.
+     */
+    private Set<BlockId> liveBlocks() throws IOException
+    {
+        final Set<BlockId> live = new HashSet<>();
+        for (final String model : registryLog.registry().models())
+        {
+            for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
+            {
+                if (v.state() == VersionState.UPLOADING)
+                {
+                    throw new RegistryException("an upload is in progress (" + model + "@" + v.number() + "): " +
+                        "collect after it commits, or delete it");
+                }
+                if (v.state() != VersionState.DELETED)
+                {
+                    live.addAll(manifest(v).allBlocks());
+                }
+            }
+        }
+        return live;
     }
 
     /** Blocks deleted by garbage collection since start. */

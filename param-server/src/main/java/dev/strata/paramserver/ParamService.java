@@ -389,17 +389,7 @@ public final class ParamService implements AutoCloseable
         {
             return 0; // collected after that upload commits
         }
-        int deleted = 0;
-        for (final BlockId id : pendingGarbage)
-        {
-            if (!live.contains(id) && store.delete(id))
-            {
-                deleted++;
-            }
-        }
-        pendingGarbage.clear();
-        blocksCollected += deleted;
-        return deleted;
+        return (int)deleteUnused(pendingGarbage, live);
     }
 
     /**
@@ -416,8 +406,19 @@ public final class ParamService implements AutoCloseable
         final Set<BlockId> stored = new HashSet<>(object.ids());
         stored.addAll(ssd.ids());
         stored.addAll(memory.ids());
+        return new long[]{stored.size(), deleteUnused(stored, live)};
+    }
+
+    /**
+     * Deletes the {@code candidates} not in {@code live} from every tier; what was pending is settled either way.
+     * Holds the lock.
+     *
+     * @return blocks deleted.
+     */
+    private long deleteUnused(final Set<BlockId> candidates, final Set<BlockId> live) throws IOException
+    {
         long deleted = 0;
-        for (final BlockId id : stored)
+        for (final BlockId id : candidates)
         {
             if (!live.contains(id) && store.delete(id))
             {
@@ -426,7 +427,7 @@ public final class ParamService implements AutoCloseable
         }
         pendingGarbage.clear();
         blocksCollected += deleted;
-        return new long[]{stored.size(), deleted};
+        return deleted;
     }
 
     /**

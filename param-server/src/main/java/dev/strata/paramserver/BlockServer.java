@@ -22,7 +22,6 @@ import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -122,6 +121,8 @@ public final class BlockServer implements Agent
 
     /** The token every request and hint must carry; null when the service does not protect reads. */
     private byte[] token;
+    /** Where a message's token is read to, without a String per request. */
+    private byte[] tokenScratch = new byte[0];
     private volatile long served;
     private volatile long servedBytes;
     private volatile long rejected;
@@ -156,12 +157,26 @@ public final class BlockServer implements Agent
     public BlockServer requireToken(final String token)
     {
         this.token = token == null || token.isEmpty() ? null : token.getBytes(StandardCharsets.US_ASCII);
+        this.tokenScratch = new byte[this.token == null ? 0 : this.token.length];
         return this;
     }
 
-    private boolean authorized(final String given)
+    /**
+     * Whether a message whose token is {@code length} bytes, of which {@code copied} were read into the scratch,
+     * carries the required token (compared in constant time).
+     */
+    private boolean tokenMatches(final int length, final int copied)
     {
-        return token == null || MessageDigest.isEqual(token, given.getBytes(StandardCharsets.US_ASCII));
+        if (length != token.length || copied != length)
+        {
+            return false;
+        }
+        int diff = 0;
+        for (int i = 0; i < length; i++)
+        {
+            diff |= token[i] ^ tokenScratch[i];
+        }
+        return diff == 0;
     }
 
     @Override
@@ -385,7 +400,8 @@ public final class BlockServer implements Agent
         }
         final String version = requestDecoder.modelVersion();
         final String channel = requestDecoder.responseChannel();
-        final boolean authorized = authorized(requestDecoder.token());
+        final boolean authorized = token == null ||
+            tokenMatches(requestDecoder.tokenLength(), requestDecoder.getToken(tokenScratch, 0, tokenScratch.length));
         if (ids.isEmpty() || !channel.startsWith("aeron:"))
         {
             rejected++; // nowhere to answer, or nothing asked
@@ -454,7 +470,9 @@ public final class BlockServer implements Agent
             }
         }
         final String version = hintDecoder.modelVersion();
-        final Set<BlockId> allowed = authorized(hintDecoder.token()) ? catalog.blocksOf(version) : null;
+        final boolean authorized = token == null ||
+            tokenMatches(hintDecoder.tokenLength(), hintDecoder.getToken(tokenScratch, 0, tokenScratch.length));
+        final Set<BlockId> allowed = authorized ? catalog.blocksOf(version) : null;
         if (allowed == null)
         {
             rejected++;

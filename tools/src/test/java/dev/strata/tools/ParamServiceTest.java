@@ -172,7 +172,7 @@ class ParamServiceTest
         {
             final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
                 endpoints.path("stream_id").asInt(), null, TIMEOUT);
-            for (final String wrong : new String[]{"", "not-the-token"})
+            for (final String wrong : new String[]{"", "not-the-token", "t0keN"})
             {
                 final BlockClient.FetchException refused = assertThrows(BlockClient.FetchException.class,
                     () -> blocks.token(wrong).fetch("llama@1", first, TIMEOUT));

@@ -24,16 +24,65 @@ public final class ThreadPool implements AutoCloseable
      */
     private static final int SPIN_LIMIT = 20_000;
 
+    /**
+     * One {@code parallelFor}: its task, and the counters its chunks are claimed and completed with. A fresh job
+     * per loop, so that a worker that wakes late can only find an old job with nothing left to claim, never run a
+     * chunk of a newer loop with the bounds of an older one.
+     */
+    private static final class Job
+    {
+        final RangeTask task;
+        final int n;
+        final int chunks;
+        final AtomicInteger next = new AtomicInteger();
+        final AtomicInteger done = new AtomicInteger();
+        volatile Throwable failure;
+
+        Job(final RangeTask task, final int n, final int chunks)
+        {
+            this.task = task;
+            this.n = n;
+            this.chunks = chunks;
+        }
+
+        /**
+         * Claims and runs chunks until none is left. A failed chunk counts as done, and after a failure the chunks
+         * left are claimed without being run, so that the loop ends as soon as the chunks already running do.
+         */
+        void runChunks()
+        {
+            int index;
+            while ((index = next.getAndIncrement()) < chunks)
+            {
+                try
+                {
+                    if (failure != null)
+                    {
+                        continue;
+                    }
+                    final int start = (int)((long)n * index / chunks);
+                    final int end = (int)((long)n * (index + 1) / chunks);
+                    if (start < end)
+                    {
+                        task.run(start, end);
+                    }
+                }
+                catch (final Throwable t)
+                {
+                    failure = t;
+                }
+                finally
+                {
+                    done.incrementAndGet();
+                }
+            }
+        }
+    }
+
     private final int threads;
     private final Thread[] workers;
-    private final AtomicInteger pending = new AtomicInteger();
-    private final AtomicInteger nextChunk = new AtomicInteger();
-    private volatile int chunks;
-    private volatile int generation;
+    private volatile Job job;
     private volatile boolean closed;
-    private volatile RangeTask task;
-    private volatile int total;
-    private volatile Throwable failure;
 
     public ThreadPool(final int threads)
     {
@@ -46,7 +95,7 @@ public final class ThreadPool implements AutoCloseable
         for (int i = 0; i < workers.length; i++)
         {
             final int index = i + 1;
-            workers[i] = Thread.ofPlatform().daemon().name("strata-compute-" + index).start(() -> workLoop(index));
+            workers[i] = Thread.ofPlatform().daemon().name("strata-compute-" + index).start(this::workLoop);
         }
     }
 
@@ -68,6 +117,10 @@ public final class ThreadPool implements AutoCloseable
      * As {@link #parallelFor(int, RangeTask)} with {@code chunksPerThread} chunks per thread: 1 gives each
      * thread one contiguous share (best for short, even loops such as decode's matrix-vector products); more
      * chunks even out uneven or long loops (prefill), at the cost of an atomic claim per chunk.
+     * <p>
+     * The caller waits for the chunks, not for the workers: a worker the OS has not scheduled yet (the machine's
+     * cores are shared with the block server and the fetcher while weights stream) claims nothing, and the caller
+     * runs its share instead of waiting for it to wake.
      */
     public void parallelFor(final int n, final int chunksPerThread, final RangeTask task)
     {
@@ -76,29 +129,15 @@ public final class ThreadPool implements AutoCloseable
             task.run(0, n);
             return;
         }
-        this.task = task;
-        this.total = n;
-        this.chunks = Math.min(n, threads * Math.max(1, chunksPerThread));
-        this.failure = null;
-        nextChunk.set(0);
-        pending.set(workers.length);
-        generation++;
+        final Job j = new Job(task, n, Math.min(n, threads * Math.max(1, chunksPerThread)));
+        job = j;
         for (final Thread w : workers)
         {
             LockSupport.unpark(w);
         }
-        Throwable callerFailure = null;
-        try
-        {
-            runChunks(task, n);
-        }
-        catch (final Throwable t)
-        {
-            // still wait for the workers: returning now would let them run this task into the next loop
-            callerFailure = t;
-        }
+        j.runChunks();
         int spins = 0;
-        while (pending.get() != 0)
+        while (j.done.get() != j.chunks)
         {
             if (++spins > SPIN_LIMIT)
             {
@@ -109,52 +148,29 @@ public final class ThreadPool implements AutoCloseable
                 Thread.onSpinWait();
             }
         }
-        this.task = null;
-        if (callerFailure instanceof RuntimeException ex)
+        final Throwable t = j.failure;
+        if (t instanceof RuntimeException ex)
         {
             throw ex;
         }
-        if (callerFailure instanceof Error err)
+        if (t instanceof Error err)
         {
             throw err;
         }
-        if (callerFailure != null)
-        {
-            throw new IllegalStateException("compute task failed: " + callerFailure, callerFailure);
-        }
-        final Throwable t = failure;
         if (t != null)
         {
-            throw new IllegalStateException("compute worker failed: " + t, t);
+            throw new IllegalStateException("compute task failed: " + t, t);
         }
     }
 
-    /**
-     * Claims chunks until none is left: a thread slowed by the OS or the JIT takes fewer chunks instead of
-     * holding everyone at the barrier.
-     */
-    private void runChunks(final RangeTask task, final int n)
+    private void workLoop()
     {
-        final int count = chunks;
-        int index;
-        while ((index = nextChunk.getAndIncrement()) < count)
-        {
-            final int start = (int)((long)n * index / count);
-            final int end = (int)((long)n * (index + 1) / count);
-            if (start < end)
-            {
-                task.run(start, end);
-            }
-        }
-    }
-
-    private void workLoop(final int index)
-    {
-        int seen = 0;
+        Job seen = null;
         while (!closed)
         {
             int spins = 0;
-            while (generation == seen && !closed)
+            Job j;
+            while ((j = job) == seen && !closed)
             {
                 if (++spins < SPIN_LIMIT)
                 {
@@ -169,19 +185,8 @@ public final class ThreadPool implements AutoCloseable
             {
                 return;
             }
-            seen = generation;
-            try
-            {
-                runChunks(task, total);
-            }
-            catch (final Throwable t)
-            {
-                failure = t;
-            }
-            finally
-            {
-                pending.decrementAndGet();
-            }
+            seen = j;
+            j.runChunks();
         }
     }
 

@@ -27,6 +27,7 @@ import picocli.CommandLine.Spec;
 import java.io.PrintWriter;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -112,7 +113,9 @@ final class StreamBench implements Callable<Integer>
                 compute = best;
             }
             final long[] before = service.store().stats().hits().clone();
-            final double link = linkBandwidth(admin, plan.manifest(), mode);
+            final double[] linkAndCpu = linkBandwidth(admin, plan.manifest(), mode);
+            final double link = linkAndCpu[0];
+            final double cpuPerByte = linkAndCpu[1];
             final long[] after = service.store().stats().hits();
             err.printf("link pulls served from the service's memory/SSD/object tiers: %d/%d/%d blocks%n",
                 after[0] - before[0], after[1] - before[1], after[2] - before[2]);
@@ -121,8 +124,9 @@ final class StreamBench implements Callable<Integer>
             result.put("aeron", aeron);
             result.put("compute_bound_tok_s", compute);
             result.put("link_gbs", link / 1e9);
-            err.printf(Locale.ROOT, "compute bound %.1f tok/s (local runtime), link %.2f GB/s (%s)%n", compute,
-                link / 1e9, aeron);
+            result.put("link_cpu_s_per_gb", cpuPerByte * 1e9);
+            err.printf(Locale.ROOT, "compute bound %.1f tok/s (local runtime), link %.2f GB/s (%s) at %.3f CPU s/GB%n",
+                compute, link / 1e9, aeron, cpuPerByte * 1e9);
 
             final List<Map<String, Object>> runs = new ArrayList<>();
             for (final double fraction : fractions)
@@ -163,10 +167,16 @@ final class StreamBench implements Callable<Integer>
                             final double perToken = fetchedInWindows / (3.0 * Math.max(1, tokens - 1));
                             final double transfer = perToken <= 0 ? Double.POSITIVE_INFINITY : link / perToken;
                             final double bound = Math.min(compute, transfer);
+                            // node and service share this machine's cores: a token costs the cores its compute
+                            // (the local runtime keeps every core busy) plus the CPU of moving its bytes, both ends
+                            final int cores = Runtime.getRuntime().availableProcessors();
+                            final double cpuBound = cores / (Math.min(threads, cores) / compute + perToken * cpuPerByte);
                             final PrefetchStats.Report r = stats.report();
                             run.put("decode_tok_s", tokS);
                             run.put("bound_tok_s", bound);
                             run.put("of_bound", tokS / bound);
+                            run.put("shared_cpu_bound_tok_s", cpuBound);
+                            run.put("of_shared_cpu_bound", tokS / cpuBound);
                             run.put("bytes_per_token", (long)perToken);
                             run.put("peak_bytes", w.peakBytes());
                             run.put("accuracy", r.accuracy());
@@ -200,8 +210,8 @@ final class StreamBench implements Callable<Integer>
         }
         else
         {
-            out.printf(Locale.ROOT, "compute bound %.1f tok/s, link %.2f GB/s%n", result.get("compute_bound_tok_s"),
-                result.get("link_gbs"));
+            out.printf(Locale.ROOT, "compute bound %.1f tok/s, link %.2f GB/s at %.3f CPU s/GB%n",
+                result.get("compute_bound_tok_s"), result.get("link_gbs"), result.get("link_cpu_s_per_gb"));
             @SuppressWarnings("unchecked")
             final List<Map<String, Object>> runs = (List<Map<String, Object>>)result.get("runs");
             runs.forEach(r -> out.println(describe(r)));
@@ -217,9 +227,10 @@ final class StreamBench implements Callable<Integer>
                 r.get("prefetch"), r.get("error"));
         }
         return String.format(Locale.ROOT, "budget %3.0f%% prefetch %-5s: %6.2f tok/s, bound %6.2f (%3.0f%%), " +
-                "%s/token, stall %.1f ms/token, coverage %.2f, timeliness %.2f, service tiers %d/%d/%d blocks",
+                "shared-CPU bound %6.2f (%3.0f%%), %s/token, stall %.1f ms/token, coverage %.2f, timeliness %.2f, service tiers %d/%d/%d blocks",
             100 * (Double)r.get("fraction"), r.get("prefetch"), r.get("decode_tok_s"), r.get("bound_tok_s"),
-            100 * (Double)r.get("of_bound"), Sizes.format((Long)r.get("bytes_per_token")),
+            100 * (Double)r.get("of_bound"), r.get("shared_cpu_bound_tok_s"),
+            100 * (Double)r.get("of_shared_cpu_bound"), Sizes.format((Long)r.get("bytes_per_token")),
             r.get("stall_ms_per_token"), r.get("coverage"), r.get("timeliness"), r.get("service_memory_hits"),
             r.get("service_ssd_hits"), r.get("service_object_hits"));
     }
@@ -256,12 +267,19 @@ final class StreamBench implements Callable<Integer>
         }
     }
 
+    /** CPU time of this process (every thread: the service's, the driver's and the node's), in nanoseconds. */
+    private static long processCpuNanos()
+    {
+        return ((com.sun.management.OperatingSystemMXBean)ManagementFactory.getOperatingSystemMXBean())
+            .getProcessCpuTime();
+    }
+
     /**
      * Bytes/s of pulling every distinct block of the model into a node buffer the way a node does: requests of
      * up to 16 blocks (a layer's worth), two in flight. Best of three passes (the first also warms the service's
-     * memory tier).
+     * memory tier), and the CPU seconds that pass took per byte, on both ends of the link together.
      */
-    private static double linkBandwidth(final ParamClient admin, final Manifest manifest, final BlockChannel.Mode mode)
+    private static double[] linkBandwidth(final ParamClient admin, final Manifest manifest, final BlockChannel.Mode mode)
         throws Exception
     {
         final List<BlockId> ids = new ArrayList<>(new LinkedHashSet<>(manifest.allBlocks()));
@@ -292,9 +310,11 @@ final class StreamBench implements Callable<Integer>
                 offsets[i] = i * largest;
             }
             double best = 0;
+            double cpuPerByte = 0;
             for (int pass = 0; pass < 6; pass++)
             {
                 final long start = System.nanoTime();
+                final long cpuStart = processCpuNanos();
                 long bytes = 0;
                 final java.util.ArrayDeque<Long> inflight = new java.util.ArrayDeque<>();
                 int r = 0;
@@ -317,11 +337,16 @@ final class StreamBench implements Callable<Integer>
                     client.await(inflight.poll());
                 }
                 final double rate = bytes / ((System.nanoTime() - start) / 1e9);
-                System.err.printf(Locale.ROOT, "link pass %d: %.2f GB/s%n", pass, rate / 1e9);
-                best = Math.max(best, rate);
+                final double cpu = (processCpuNanos() - cpuStart) / 1e9 / bytes;
+                System.err.printf(Locale.ROOT, "link pass %d: %.2f GB/s, %.3f CPU s/GB%n", pass, rate / 1e9, cpu * 1e9);
+                if (rate > best)
+                {
+                    best = rate;
+                    cpuPerByte = cpu;
+                }
             }
             client.close();
-            return best;
+            return new double[]{best, cpuPerByte};
         }
     }
 }

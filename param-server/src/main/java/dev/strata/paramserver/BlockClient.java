@@ -59,6 +59,8 @@ public final class BlockClient
 
     private final MessageHeaderEncoder headerEncoder = new MessageHeaderEncoder();
     private final BlockRequestEncoder requestEncoder = new BlockRequestEncoder();
+    private final dev.strata.transport.sbe.CancelRequestEncoder cancelEncoder =
+        new dev.strata.transport.sbe.CancelRequestEncoder();
     private final MessageHeaderDecoder headerDecoder = new MessageHeaderDecoder();
     private final BlockChunkDecoder chunkDecoder = new BlockChunkDecoder();
     private final UnsafeBuffer out = new UnsafeBuffer(ByteBuffer.allocateDirect(64 * 1024));
@@ -223,7 +225,7 @@ public final class BlockClient
     public long submit(final String modelVersion, final List<BlockId> ids, final long timeoutNanos, final int priority)
         throws FetchException
     {
-        return submit(modelVersion, ids, timeoutNanos, priority, null, null);
+        return submit(modelVersion, ids, timeoutNanos, priority, -1, null, null);
     }
 
     /**
@@ -233,6 +235,17 @@ public final class BlockClient
      */
     public long submitInto(final String modelVersion, final List<BlockId> ids, final MemorySegment dest,
         final long[] offsets, final long timeoutNanos, final int priority) throws FetchException
+    {
+        return submitInto(modelVersion, ids, dest, offsets, timeoutNanos, priority, -1);
+    }
+
+    /**
+     * Like {@link #submitInto(String, List, MemorySegment, long[], long, int)}, for a prefetch that will be needed
+     * in {@code neededInNanos} (negative: not known): the server serves prefetches earliest needed first.
+     */
+    public long submitInto(final String modelVersion, final List<BlockId> ids, final MemorySegment dest,
+        final long[] offsets, final long timeoutNanos, final int priority, final long neededInNanos)
+        throws FetchException
     {
         if (!dest.isNative() || dest.byteSize() > Integer.MAX_VALUE || offsets.length != ids.size())
         {
@@ -245,11 +258,37 @@ public final class BlockClient
                 throw new IllegalArgumentException("block " + i + " does not fit dest at offset " + offsets[i]);
             }
         }
-        return submit(modelVersion, ids, timeoutNanos, priority, dest, offsets);
+        return submit(modelVersion, ids, timeoutNanos, priority, neededInNanos, dest, offsets);
+    }
+
+    /**
+     * Gives up a request in flight: the server is told to drop what it has not sent yet (a prefetch that turned
+     * out useless no longer takes the link, nor the CPU of both ends), and chunks still arriving for it are
+     * ignored, so its destination may be reused as soon as this returns. Telling the server is best effort: if
+     * the request channel is full, the server sends the rest and this client drops it.
+     *
+     * @return whether the request was in flight.
+     */
+    public boolean cancel(final long correlationId)
+    {
+        if (inflight.remove(correlationId) == null)
+        {
+            return false;
+        }
+        cancelEncoder.wrapAndApplyHeader(out, 0, headerEncoder).correlationId(correlationId)
+            .responseStreamId(responseStreamId);
+        cancelEncoder.responseChannel(responseChannel);
+        cancelEncoder.token(token);
+        final int length = MessageHeaderEncoder.ENCODED_LENGTH + cancelEncoder.encodedLength();
+        for (int attempt = 0; attempt < 16 && requests.offer(out, 0, length) < 0; attempt++)
+        {
+            Thread.onSpinWait();
+        }
+        return true;
     }
 
     private long submit(final String modelVersion, final List<BlockId> ids, final long timeoutNanos, final int priority,
-        final MemorySegment dest, final long[] offsets) throws FetchException
+        final long neededInNanos, final MemorySegment dest, final long[] offsets) throws FetchException
     {
         if (ids.isEmpty() || ids.size() > MAX_BLOCKS_PER_REQUEST)
         {
@@ -259,7 +298,8 @@ public final class BlockClient
         final long deadline = System.nanoTime() + timeoutNanos;
         final long correlationId = nextCorrelationId++;
         requestEncoder.wrapAndApplyHeader(out, 0, headerEncoder).correlationId(correlationId)
-            .timeoutNanos(timeoutNanos).priority((short)priority).responseStreamId(responseStreamId);
+            .timeoutNanos(timeoutNanos).priority((short)priority).responseStreamId(responseStreamId)
+            .neededInNanos(priority == 0 ? 0 : neededInNanos);
         final BlockRequestEncoder.BlocksEncoder group = requestEncoder.blocksCount(ids.size());
         for (final BlockId id : ids)
         {

@@ -5,6 +5,7 @@ import dev.strata.tiering.BlockStoreException;
 import dev.strata.tiering.TieredBlockStore;
 import dev.strata.transport.sbe.BlockChunkEncoder;
 import dev.strata.transport.sbe.BlockRequestDecoder;
+import dev.strata.transport.sbe.CancelRequestDecoder;
 import dev.strata.transport.sbe.MessageHeaderDecoder;
 import dev.strata.transport.sbe.MessageHeaderEncoder;
 import dev.strata.transport.sbe.PrefetchHintDecoder;
@@ -28,6 +29,7 @@ import java.util.HashMap;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import java.util.PriorityQueue;
 import java.util.Set;
 import java.util.zip.CRC32C;
 
@@ -38,11 +40,12 @@ import java.util.zip.CRC32C;
  * status ({@code UNKNOWN_VERSION}, {@code NOT_IN_VERSION}, {@code UNKNOWN_BLOCK}, {@code CORRUPT},
  * {@code UNAVAILABLE}, {@code BUSY}) and the server goes on.
  * <p>
- * Scheduling: requests wait in two queues, demand (priority 0) and prefetch (priority &gt; 0); every chunk
+ * Scheduling: requests wait in two queues, demand (priority 0, first come first served) and prefetch
+ * (priority &gt; 0, earliest needed first: each prefetch says when its client expects to need it); every chunk
  * sent is taken from the demand queue when it is not empty, so a demand fetch overtakes a large prefetch
- * mid-block. The agent never blocks: a back-pressured or not-yet-connected client is set aside (its request goes
- * to the back of its queue) and retried on the next duty cycle; a request is dropped when its client's timeout
- * has passed. {@code PrefetchHint}s promote blocks of a version through the store's tiers, with no reply.
+ * mid-block. The agent never blocks: a back-pressured or not-yet-connected client is set aside for the rest of
+ * the duty cycle; a request is dropped when its client's timeout has passed or when its client cancels it
+ * ({@code CancelRequest}). {@code PrefetchHint}s promote blocks of a version through the store's tiers, with no reply.
  * <p>
  * Payload is offered straight from the memory tier's off-heap copy (a two-buffer offer: encoded header, then the
  * block's bytes), so a chunk is copied once, into the Aeron log buffer. Runs on one thread, as an {@link Agent}.
@@ -72,6 +75,10 @@ public final class BlockServer implements Agent
         final long correlationId;
         final long expiresAtNanos;
         final long receivedAtNanos;
+        final long neededByNanos;
+        final long sequence;
+        /** In the demand queue: a demand fetch, or an answer that costs nothing to send (BUSY). */
+        boolean urgent;
         final Publication publication;
         final List<BlockId> ids;
         final Status[] status; // per block: null to serve, else the error to send
@@ -80,11 +87,14 @@ public final class BlockServer implements Agent
         TieredBlockStore.Pinned pinned;
 
         Pending(final long correlationId, final long receivedAtNanos, final long expiresAtNanos,
-            final Publication publication, final List<BlockId> ids, final Status[] status)
+            final long neededByNanos, final long sequence, final Publication publication, final List<BlockId> ids,
+            final Status[] status)
         {
             this.correlationId = correlationId;
             this.receivedAtNanos = receivedAtNanos;
             this.expiresAtNanos = expiresAtNanos;
+            this.neededByNanos = neededByNanos;
+            this.sequence = sequence;
             this.publication = publication;
             this.ids = ids;
             this.status = status;
@@ -107,6 +117,7 @@ public final class BlockServer implements Agent
     private final FragmentAssembler[] assemblers;
     private final MessageHeaderDecoder headerDecoder = new MessageHeaderDecoder();
     private final BlockRequestDecoder requestDecoder = new BlockRequestDecoder();
+    private final CancelRequestDecoder cancelDecoder = new CancelRequestDecoder();
     private final PrefetchHintDecoder hintDecoder = new PrefetchHintDecoder();
     private final MessageHeaderEncoder headerEncoder = new MessageHeaderEncoder();
     private final BlockChunkEncoder chunkEncoder = new BlockChunkEncoder();
@@ -116,7 +127,13 @@ public final class BlockServer implements Agent
     private final byte[] digest = new byte[BlockId.DIGEST_BYTES];
     private final CRC32C crc = new CRC32C();
     private final ArrayDeque<Pending> demand = new ArrayDeque<>();
-    private final ArrayDeque<Pending> prefetch = new ArrayDeque<>();
+    /** Earliest needed first; among equals, first come first served. */
+    private final PriorityQueue<Pending> prefetch = new PriorityQueue<>((a, b) ->
+        a.neededByNanos != b.neededByNanos ? Long.compare(a.neededByNanos, b.neededByNanos) :
+            Long.compare(a.sequence, b.sequence));
+    /** Requests whose client could not take a chunk in this duty cycle. */
+    private final List<Pending> blocked = new ArrayList<>();
+    private long sequence;
     private final Map<String, Publication> publications = new HashMap<>();
 
     /** The token every request and hint must carry; null when the service does not protect reads. */
@@ -128,6 +145,7 @@ public final class BlockServer implements Agent
     private volatile long rejected;
     private volatile long dropped;
     private volatile long hinted;
+    private volatile long cancelled;
 
     public BlockServer(final TieredBlockStore store, final Subscription requests, final Aeron aeron,
         final Catalog catalog)
@@ -189,26 +207,47 @@ public final class BlockServer implements Agent
         }
         for (int i = 0; i < CHUNKS_PER_DUTY_CYCLE; i++)
         {
-            final ArrayDeque<Pending> queue = !demand.isEmpty() ? demand : prefetch;
-            final Pending p = queue.peekFirst();
+            final boolean fromDemand = !demand.isEmpty();
+            final Pending p = fromDemand ? demand.peekFirst() : prefetch.peek();
             if (p == null)
             {
                 break;
             }
             final int progress = step(p);
-            if (progress < 0) // finished or dropped
+            if (progress != 1)
             {
-                queue.pollFirst();
-                p.release();
-            }
-            else if (progress == 0) // the client cannot take more now: let others go first
-            {
-                queue.pollFirst();
-                queue.addLast(p);
-                continue;
+                if (fromDemand)
+                {
+                    demand.pollFirst();
+                }
+                else
+                {
+                    prefetch.poll();
+                }
+                if (progress < 0) // finished or dropped
+                {
+                    p.release();
+                }
+                else // the client cannot take more now: the others go first, it is tried again next cycle
+                {
+                    blocked.add(p);
+                    continue;
+                }
             }
             work++;
         }
+        for (final Pending p : blocked)
+        {
+            if (p.urgent)
+            {
+                demand.addLast(p);
+            }
+            else
+            {
+                prefetch.add(p);
+            }
+        }
+        blocked.clear();
         return work;
     }
 
@@ -250,6 +289,12 @@ public final class BlockServer implements Agent
     public long dropped()
     {
         return dropped;
+    }
+
+    /** Requests dropped unfinished because their client cancelled them. */
+    public long cancelled()
+    {
+        return cancelled;
     }
 
     /** Blocks named by prefetch hints and handed to the store to promote. */
@@ -364,6 +409,10 @@ public final class BlockServer implements Agent
             {
                 onHint(buffer, offset);
             }
+            else if (headerDecoder.templateId() == CancelRequestDecoder.TEMPLATE_ID)
+            {
+                onCancel(buffer, offset);
+            }
             else
             {
                 rejected++;
@@ -444,16 +493,66 @@ public final class BlockServer implements Agent
             rejected++;
         }
         final long now = System.nanoTime();
-        final Pending p = new Pending(correlationId, now, now + timeout, publication, ids, status);
+        // a prefetch without a time of need (an older client) is needed last: at its timeout
+        final long neededIn = requestDecoder.neededInNanos();
+        final long neededBy = now + (neededIn < 0 ? timeout : Math.min(neededIn, timeout));
+        final Pending p = new Pending(correlationId, now, now + timeout, neededBy, sequence++, publication, ids,
+            status);
         if (demand.size() + prefetch.size() >= MAX_PENDING)
         {
             rejected++;
+            p.urgent = true;
             demand.addFirst(p); // answering BUSY is cheap: do it first
+        }
+        else if (priority == 0)
+        {
+            p.urgent = true;
+            demand.addLast(p);
         }
         else
         {
-            (priority == 0 ? demand : prefetch).addLast(p);
+            prefetch.add(p);
         }
+    }
+
+    /** Drops the rest of a request its client no longer wants (a prefetch that turned out useless). */
+    private void onCancel(final DirectBuffer buffer, final int offset)
+    {
+        cancelDecoder.wrapAndApplyHeader(buffer, offset, headerDecoder);
+        final long correlationId = cancelDecoder.correlationId();
+        final int responseStream = cancelDecoder.responseStreamId();
+        final String channel = cancelDecoder.responseChannel();
+        if (token != null &&
+            !tokenMatches(cancelDecoder.tokenLength(), cancelDecoder.getToken(tokenScratch, 0, tokenScratch.length)))
+        {
+            rejected++;
+            return;
+        }
+        final Publication publication = publications.get(responseStream + "|" + channel);
+        if (publication == null)
+        {
+            return; // nothing was ever asked on that channel, or it is all served
+        }
+        if (cancel(demand, correlationId, publication) || cancel(prefetch, correlationId, publication))
+        {
+            cancelled++;
+        }
+    }
+
+    private static boolean cancel(final java.util.Collection<Pending> queue, final long correlationId,
+        final Publication publication)
+    {
+        for (final Iterator<Pending> it = queue.iterator(); it.hasNext(); )
+        {
+            final Pending p = it.next();
+            if (p.correlationId == correlationId && p.publication == publication)
+            {
+                it.remove();
+                p.release();
+                return true;
+            }
+        }
+        return false;
     }
 
     private void onHint(final DirectBuffer buffer, final int offset)

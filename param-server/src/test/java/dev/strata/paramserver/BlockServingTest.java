@@ -181,14 +181,172 @@ class BlockServingTest
         }
     }
 
+    /** Requests whose chunks arrive, in the order they arrive, driving the server by hand, until {@code chunks}. */
+    private static List<Long> chunkOrder(final BlockServer server, final Subscription responses, final int chunks)
+    {
+        final long deadline = System.nanoTime() + TIMEOUT;
+        final List<Long> order = new ArrayList<>();
+        final dev.strata.transport.sbe.MessageHeaderDecoder header = new dev.strata.transport.sbe.MessageHeaderDecoder();
+        final dev.strata.transport.sbe.BlockChunkDecoder chunk = new dev.strata.transport.sbe.BlockChunkDecoder();
+        final io.aeron.logbuffer.FragmentHandler record = (buffer, offset, length, h) ->
+            order.add(chunk.wrapAndApplyHeader(buffer, offset, header).correlationId());
+        final io.aeron.FragmentAssembler assembler = new io.aeron.FragmentAssembler(record);
+        while (order.size() < chunks)
+        {
+            assertTrue(System.nanoTime() < deadline, "only " + order.size() + " chunks arrived");
+            server.doWork();
+            responses.poll(assembler, 1000);
+        }
+        // a few more duty cycles: nothing beyond what was expected may come
+        for (int i = 0; i < 20; i++)
+        {
+            server.doWork();
+            responses.poll(assembler, 1000);
+        }
+        return order;
+    }
+
+    /** Three blocks of four chunks each, warm in the memory tier. */
+    private static List<BlockId> fourChunkBlocks(final TieredBlockStore store, final int count) throws Exception
+    {
+        final Random random = new Random(7);
+        final List<BlockId> ids = new ArrayList<>();
+        for (int i = 0; i < count; i++)
+        {
+            final byte[] b = new byte[BlockServer.CHUNK_BYTES * 4];
+            random.nextBytes(b);
+            ids.add(store.put(MemorySegment.ofArray(b)));
+            store.acquire(ids.getLast()).close(); // warm
+        }
+        return ids;
+    }
+
+    @Test
+    void shouldServePrefetchesEarliestNeededFirst() throws Exception
+    {
+        try (MemoryTier memory = new MemoryTier(64L << 20, EvictionPolicy.lru());
+            DirectoryObjectTier object = new DirectoryObjectTier(dir.resolve("object"));
+            TieredBlockStore store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
+            Transport t = Transport.launch(new TransportContext()))
+        {
+            final List<BlockId> ids = fourChunkBlocks(store, 4);
+            final java.util.Set<BlockId> version = java.util.Set.copyOf(ids);
+            try (Subscription serverIn = t.subscription(TransportContext.IPC_CHANNEL, 200);
+                Publication requests = t.publication(TransportContext.IPC_CHANNEL, 200);
+                Subscription responses = t.subscription(TransportContext.IPC_CHANNEL, 301))
+            {
+                final BlockServer server = new BlockServer(store, serverIn, t.aeron(), v -> version);
+                final long ms = 1_000_000L;
+                send(requests, 1, 1, 5_000 * ms, 301, ids.subList(0, 1)); // needed in 5 s
+                send(requests, 2, 1, -1, 301, ids.subList(1, 2));        // no time given: last
+                send(requests, 3, 1, 2 * ms, 301, ids.subList(2, 3));    // needed in 2 ms
+                send(requests, 4, 1, 2 * ms, 301, ids.subList(3, 4));    // as soon, sent later
+                assertEquals(List.of(3L, 3L, 3L, 3L, 4L, 4L, 4L, 4L, 1L, 1L, 1L, 1L, 2L, 2L, 2L, 2L),
+                    chunkOrder(server, responses, 16), "earliest needed first, then first come first served");
+            }
+        }
+    }
+
+    @Test
+    void shouldDropTheRestOfACancelledRequestAndServeTheOthers() throws Exception
+    {
+        try (MemoryTier memory = new MemoryTier(64L << 20, EvictionPolicy.lru());
+            DirectoryObjectTier object = new DirectoryObjectTier(dir.resolve("object"));
+            TieredBlockStore store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
+            Transport t = Transport.launch(new TransportContext()))
+        {
+            final List<BlockId> ids = fourChunkBlocks(store, 3);
+            final java.util.Set<BlockId> version = java.util.Set.copyOf(ids);
+            try (Subscription serverIn = t.subscription(TransportContext.IPC_CHANNEL, 200);
+                Publication requests = t.publication(TransportContext.IPC_CHANNEL, 200);
+                Subscription responses = t.subscription(TransportContext.IPC_CHANNEL, 301);
+                Subscription otherResponses = t.subscription(TransportContext.IPC_CHANNEL, 302))
+            {
+                final BlockServer server = new BlockServer(store, serverIn, t.aeron(), v -> version);
+                send(requests, 1, 1, 301, ids.subList(0, 1));
+                send(requests, 2, 1, 301, ids.subList(1, 3));
+                send(requests, 2, 1, 302, ids.subList(1, 2)); // another client, the same correlation id
+                cancel(requests, 2, 301);
+                cancel(requests, 99, 301); // nothing of that id: no harm
+                assertEquals(List.of(1L, 1L, 1L, 1L), chunkOrder(server, responses, 4),
+                    "nothing of the cancelled request");
+                assertEquals(List.of(2L, 2L, 2L, 2L), chunkOrder(server, otherResponses, 4),
+                    "a cancel names its client: another client's request of the same id is served whole");
+                assertEquals(1, server.cancelled());
+            }
+        }
+    }
+
+    @Test
+    void shouldForgetACancelledRequestAndKeepFetching() throws Exception
+    {
+        try (MemoryTier memory = new MemoryTier(64L << 20, EvictionPolicy.lru());
+            DirectoryObjectTier object = new DirectoryObjectTier(dir.resolve("object"));
+            TieredBlockStore store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
+            Transport t = Transport.launch(new TransportContext()))
+        {
+            final List<BlockId> ids = fourChunkBlocks(store, 6);
+            final java.util.Set<BlockId> version = java.util.Set.copyOf(ids);
+            try (Subscription serverIn = t.subscription(TransportContext.IPC_CHANNEL, 200);
+                Publication requests = t.publication(TransportContext.IPC_CHANNEL, 200);
+                Subscription responses = t.subscription(TransportContext.IPC_CHANNEL, 301))
+            {
+                final BlockServer server = new BlockServer(store, serverIn, t.aeron(), v -> version);
+                final BlockClient client = new BlockClient(requests, responses);
+                // 20 chunks: one duty cycle sends 16 of them, so the cancel finds the request half sent
+                final long unwanted = client.submit("m@1", ids.subList(0, 5), TIMEOUT, 1);
+                server.doWork();
+                assertTrue(client.cancel(unwanted));
+                assertTrue(!client.cancel(unwanted), "cancelled once only");
+                assertThrows(IllegalArgumentException.class, () -> client.await(unwanted));
+                final long wanted = client.submit("m@1", ids.subList(5, 6), TIMEOUT, 0);
+                final long deadline = System.nanoTime() + TIMEOUT;
+                while (!client.isDone(wanted))
+                {
+                    assertTrue(System.nanoTime() < deadline, "the next request was not served");
+                    server.doWork();
+                    client.poll();
+                }
+                final List<MemorySegment> got = client.await(wanted);
+                assertTrue(ids.get(5).matches(got.get(0)), "the next request arrives whole, after 16 chunks of the " +
+                    "cancelled one");
+                assertEquals(1, server.cancelled());
+                assertEquals(4 + 1, server.served(), "four blocks of the cancelled request, then the next one");
+            }
+        }
+    }
+
+    private static void cancel(final Publication requests, final long correlationId, final int responseStream)
+    {
+        final org.agrona.concurrent.UnsafeBuffer buffer = new org.agrona.concurrent.UnsafeBuffer(new byte[512]);
+        final dev.strata.transport.sbe.CancelRequestEncoder cancel = new dev.strata.transport.sbe.CancelRequestEncoder();
+        cancel.wrapAndApplyHeader(buffer, 0, new dev.strata.transport.sbe.MessageHeaderEncoder())
+            .correlationId(correlationId).responseStreamId(responseStream);
+        cancel.responseChannel(TransportContext.IPC_CHANNEL);
+        cancel.token("");
+        final int length = dev.strata.transport.sbe.MessageHeaderEncoder.ENCODED_LENGTH + cancel.encodedLength();
+        final long deadline = System.nanoTime() + TIMEOUT;
+        while (requests.offer(buffer, 0, length) < 0)
+        {
+            assertTrue(System.nanoTime() < deadline, "cancel not sent");
+            Thread.onSpinWait();
+        }
+    }
+
     private static void send(final Publication requests, final long correlationId, final int priority,
         final int responseStream, final List<BlockId> ids)
+    {
+        send(requests, correlationId, priority, -1, responseStream, ids);
+    }
+
+    private static void send(final Publication requests, final long correlationId, final int priority,
+        final long neededInNanos, final int responseStream, final List<BlockId> ids)
     {
         final org.agrona.concurrent.UnsafeBuffer buffer = new org.agrona.concurrent.UnsafeBuffer(new byte[4096]);
         final dev.strata.transport.sbe.BlockRequestEncoder request = new dev.strata.transport.sbe.BlockRequestEncoder();
         request.wrapAndApplyHeader(buffer, 0, new dev.strata.transport.sbe.MessageHeaderEncoder())
             .correlationId(correlationId).timeoutNanos(TIMEOUT).priority((short)priority)
-            .responseStreamId(responseStream);
+            .responseStreamId(responseStream).neededInNanos(neededInNanos);
         final dev.strata.transport.sbe.BlockRequestEncoder.BlocksEncoder group = request.blocksCount(ids.size());
         for (final BlockId id : ids)
         {

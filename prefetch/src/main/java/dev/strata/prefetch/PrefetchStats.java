@@ -31,6 +31,7 @@ public final class PrefetchStats
     private final AtomicLong prefetchWasted = new AtomicLong();
     private final AtomicLong wastedBytes = new AtomicLong();
     private final AtomicLong cancelled = new AtomicLong();
+    private final AtomicLong cancelledInFlight = new AtomicLong();
     private final AtomicLong fetchedBytes = new AtomicLong();
     private final AtomicLong stallNanos = new AtomicLong();
     private final AtomicLong tokens = new AtomicLong();
@@ -38,7 +39,7 @@ public final class PrefetchStats
     /** The figures at one moment. */
     public record Report(long accesses, long demandFetches, long prefetchIssued, long cancelled, double accuracy,
         double coverage, double timeliness, long wastedBytes, long fetchedBytes, double stallMillisPerToken,
-        long tokens)
+        long tokens, long cancelledInFlight)
     {
     }
 
@@ -50,6 +51,8 @@ public final class PrefetchStats
         FunctionCounter.builder("strata.prefetch.issued", prefetchIssued, AtomicLong::get).register(registry);
         FunctionCounter.builder("strata.prefetch.wasted.bytes", wastedBytes, AtomicLong::get).register(registry);
         FunctionCounter.builder("strata.prefetch.cancelled", cancelled, AtomicLong::get).register(registry);
+        FunctionCounter.builder("strata.prefetch.cancelled.inflight", cancelledInFlight, AtomicLong::get)
+            .register(registry);
         FunctionCounter.builder("strata.prefetch.fetched.bytes", fetchedBytes, AtomicLong::get).register(registry);
         FunctionCounter.builder("strata.prefetch.stall.seconds", stallNanos, n -> n.get() / 1e9).register(registry);
         Gauge.builder("strata.prefetch.accuracy", this, s -> s.report().accuracy()).register(registry);
@@ -92,10 +95,17 @@ public final class PrefetchStats
         prefetchIssued.incrementAndGet();
     }
 
-    /** A queued prefetch was dropped before it was sent (it turned out not to be needed). */
-    public void cancelled()
+    /**
+     * A prefetch turned out not to be needed and was dropped: still queued on the node, or ({@code inFlight}) with
+     * its requests cancelled at the service. It counts against accuracy.
+     */
+    public void cancelled(final boolean inFlight)
     {
         cancelled.incrementAndGet();
+        if (inFlight)
+        {
+            cancelledInFlight.incrementAndGet();
+        }
     }
 
     /** A prefetched unit left memory without being used. */
@@ -118,7 +128,7 @@ public final class PrefetchStats
     public Report report()
     {
         final long used = prefetchUsed.get();
-        final long settled = used + prefetchWasted.get();
+        final long settled = used + prefetchWasted.get() + cancelled.get();
         final long covered = prefetchTimely.get() + prefetchLate.get();
         final long needed = covered + demandFetches.get();
         return new Report(accesses.get(), demandFetches.get(), prefetchIssued.get(), cancelled.get(),
@@ -126,6 +136,7 @@ public final class PrefetchStats
             needed == 0 ? Double.NaN : (double)covered / needed,
             covered == 0 ? Double.NaN : (double)prefetchTimely.get() / covered,
             wastedBytes.get(), fetchedBytes.get(),
-            tokens.get() == 0 ? Double.NaN : stallNanos.get() / 1e6 / tokens.get(), tokens.get());
+            tokens.get() == 0 ? Double.NaN : stallNanos.get() / 1e6 / tokens.get(), tokens.get(),
+            cancelledInFlight.get());
     }
 }

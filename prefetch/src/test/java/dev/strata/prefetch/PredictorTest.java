@@ -123,24 +123,27 @@ class PredictorTest
     void shouldReportAccuracyCoverageTimelinessAndStalls()
     {
         final PrefetchStats s = new PrefetchStats();
-        s.prefetchIssued();
-        s.prefetchIssued();
-        s.prefetchIssued();
+        for (int i = 0; i < 5; i++)
+        {
+            s.prefetchIssued();
+        }
         s.hit(true);            // prefetched, arrived in time
         s.late(2_000_000);      // prefetched, still in flight: waited 2 ms
         s.wasted(100);          // prefetched, evicted unused
         s.demand(4_000_000);    // nobody prefetched it: waited 4 ms
         s.hit(false);           // already resident
-        s.cancelled();          // a queued guess dropped before it was sent
+        s.cancelled(false);     // a queued guess dropped before it was sent
+        s.cancelled(true);      // a guess in flight, cancelled at the service
         s.token();
         s.token();
         final PrefetchStats.Report r = s.report();
-        assertEquals(2.0 / 3, r.accuracy(), 1e-9);
+        assertEquals(2.0 / 5, r.accuracy(), 1e-9, "used / (used + evicted unused + cancelled)");
         assertEquals(2.0 / 3, r.coverage(), 1e-9);
         assertEquals(0.5, r.timeliness(), 1e-9);
         assertEquals(100, r.wastedBytes());
         assertEquals(3.0, r.stallMillisPerToken(), 1e-9);
         assertEquals(4, r.accesses(), "an eviction is not an access");
-        assertEquals(1, r.cancelled());
+        assertEquals(2, r.cancelled());
+        assertEquals(1, r.cancelledInFlight());
     }
 }

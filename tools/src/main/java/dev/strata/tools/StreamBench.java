@@ -184,6 +184,7 @@ final class StreamBench implements Callable<Integer>
                             run.put("timeliness", r.timeliness());
                             run.put("wasted_bytes", r.wastedBytes());
                             run.put("cancelled", r.cancelled());
+                            run.put("cancelled_in_flight", r.cancelledInFlight());
                             run.put("stall_ms_per_token", r.stallMillisPerToken());
                         }
                         catch (final IllegalArgumentException ex)

@@ -63,6 +63,12 @@ public final class BlockChannel implements AutoCloseable
         return client;
     }
 
+    /** The connected client, or null: never connects. */
+    BlockClient current()
+    {
+        return client;
+    }
+
     /** Drops the connection; the next {@link #client()} finds the endpoints again. */
     void reset()
     {

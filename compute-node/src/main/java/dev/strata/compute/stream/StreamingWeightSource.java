@@ -133,6 +133,8 @@ public final class StreamingWeightSource implements WeightSource
         boolean prefetched;
         boolean used;
         boolean demand;
+        /** When this unit is expected to be needed ({@link System#nanoTime}): the service serves earliest first. */
+        long neededBy;
         long retryUntil;
         CompletableFuture<Void> ready;
         LayerWeights layer;
@@ -223,6 +225,11 @@ public final class StreamingWeightSource implements WeightSource
     private final ArrayDeque<Unit> prefetchQueue = new ArrayDeque<>();
     /** Units to announce to the service (a {@code PrefetchHint}: promote toward its memory tier), sent by the fetcher. */
     private final ArrayDeque<Unit> hintQueue = new ArrayDeque<>();
+    /** Guesses in flight that turned out wrong: the fetcher cancels their requests and frees their room. */
+    private final ArrayDeque<Unit> cancelQueue = new ArrayDeque<>();
+    /** Time from one layer's acquire to the next (moving average): how far ahead a unit is needed. */
+    private long layerNanos = 1_000_000L;
+    private long lastAcquire;
     private volatile long hintsSent; // written by the fetcher only
     private volatile boolean closed;
     /**
@@ -389,6 +396,12 @@ public final class StreamingWeightSource implements WeightSource
         {
             current = layer;
             predictor.observe(layer);
+            final long now = System.nanoTime();
+            if (lastAcquire != 0 && now - lastAcquire < 1_000_000_000L) // not across an idle gap between requests
+            {
+                layerNanos += (now - lastAcquire - layerNanos) / 8;
+            }
+            lastAcquire = now;
         }
         final Unit u = units[layer];
         pin(u);
@@ -437,9 +450,10 @@ public final class StreamingWeightSource implements WeightSource
     }
 
     /**
-     * Layer {@code layer} has routed: guessed experts of it the router did not pick and that are still queued will
-     * not be needed before the next token; drop them (their room goes back to the budget). A guess already in
-     * flight completes and is kept: it may be right for the next token.
+     * Layer {@code layer} has routed: guessed experts of it the router did not pick will not be needed before the
+     * next token; drop them, their room goes back to the budget. A guess still queued is dropped here; a guess in
+     * flight is handed to the fetcher, which cancels its requests at the service (so it no longer takes the link,
+     * nor the CPU of both ends, from the experts that are needed) and frees its buffer.
      */
     private void cancelUnusedGuesses(final int layer, final int[] chosen)
     {
@@ -453,12 +467,21 @@ public final class StreamingWeightSource implements WeightSource
                 {
                     picked |= c == e;
                 }
-                if (!picked && u.state == State.QUEUED && u.prefetched && !u.demand && prefetchQueue.remove(u))
+                if (picked || !u.prefetched || u.demand)
+                {
+                    continue;
+                }
+                if (u.state == State.QUEUED && prefetchQueue.remove(u))
                 {
                     recycle(u);
                     u.state = State.ABSENT;
                     u.ready.completeExceptionally(new java.util.concurrent.CancellationException("unused guess"));
-                    stats.cancelled();
+                    stats.cancelled(false);
+                }
+                else if (u.state == State.FETCHING && !cancelQueue.contains(u))
+                {
+                    cancelQueue.addLast(u);
+                    LockSupport.unpark(fetcher);
                 }
             }
         }
@@ -612,6 +635,7 @@ public final class StreamingWeightSource implements WeightSource
                 first = false;
                 u.prefetched = true;
                 u.used = false;
+                u.neededBy = System.nanoTime() + predictor.distance(layer, next) * layerNanos;
                 schedule(u, false);
                 stats.prefetchIssued();
             }
@@ -651,6 +675,7 @@ public final class StreamingWeightSource implements WeightSource
                 }
                 u.prefetched = true;
                 u.used = false;
+                u.neededBy = System.nanoTime() + layerNanos; // the next layer
                 schedule(u, false);
                 stats.prefetchIssued();
                 expertGuesses++;
@@ -843,6 +868,7 @@ public final class StreamingWeightSource implements WeightSource
                 progress = true;
                 submit(next, inflight);
             }
+            progress |= cancelWrongGuesses(inflight);
             final Unit hint;
             synchronized (this)
             {
@@ -885,7 +911,8 @@ public final class StreamingWeightSource implements WeightSource
                 // fetcher never takes a core from the forward pass
                 synchronized (this)
                 {
-                    if (!demandQueue.isEmpty() || !prefetchQueue.isEmpty() || !hintQueue.isEmpty())
+                    if (!demandQueue.isEmpty() || !prefetchQueue.isEmpty() || !hintQueue.isEmpty() ||
+                        !cancelQueue.isEmpty())
                     {
                         continue;
                     }
@@ -900,6 +927,48 @@ public final class StreamingWeightSource implements WeightSource
             {
                 Thread.onSpinWait();
             }
+        }
+    }
+
+    /**
+     * Cancels the requests of guesses in flight that the router did not pick, unless they became needed since.
+     * On the fetcher, under the lock: once the client has forgotten a request, nothing more is written into the
+     * unit's buffer, so it can go back to the pool at once.
+     */
+    private boolean cancelWrongGuesses(final List<Request> inflight)
+    {
+        synchronized (this)
+        {
+            if (cancelQueue.isEmpty())
+            {
+                return false;
+            }
+            Unit u;
+            while ((u = cancelQueue.pollFirst()) != null)
+            {
+                if (u.state != State.FETCHING || u.demand || u.pins > 0)
+                {
+                    continue; // arrived meanwhile, or wanted after all
+                }
+                final BlockClient client = channel.current();
+                for (int i = 0; i < inflight.size(); i++)
+                {
+                    final Request r = inflight.get(i);
+                    if (r.unit() == u)
+                    {
+                        inflight.remove(i--);
+                        if (client != null)
+                        {
+                            client.cancel(r.correlationId());
+                        }
+                    }
+                }
+                recycle(u);
+                u.state = State.ABSENT;
+                u.ready.completeExceptionally(new java.util.concurrent.CancellationException("unused guess"));
+                stats.cancelled(true);
+            }
+            return true;
         }
     }
 
@@ -957,7 +1026,7 @@ public final class StreamingWeightSource implements WeightSource
                     offsets[i - from] = u.blockOffsets.get(i);
                 }
                 inflight.add(new Request(u, client.submitInto(model.pinned(), u.blocks.subList(from, to), u.buffer,
-                    offsets, options.requestTimeout(), u.demand ? 0 : 1)));
+                    offsets, options.requestTimeout(), u.demand ? 0 : 1, Math.max(0, u.neededBy - System.nanoTime()))));
             }
         }
         catch (final IOException ex)

@@ -251,4 +251,36 @@ class WeightTensorTest
         }
         assertFalse(checked == 0, "no tensor of a supported type in " + model);
     }
+
+    /** Every finite half float, positive and negative, normal and subnormal, converts exactly as the JDK's. */
+    @Test
+    void shouldConvertEveryFiniteHalfFloatExactly()
+    {
+        final int finite = 2 * 31 * 1024; // exponent 31 (inf, NaN) excluded: weights hold none
+        final java.nio.ByteBuffer bytes = java.nio.ByteBuffer.allocate(2 * finite).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int sign = 0; sign < 2; sign++)
+        {
+            for (int h = 0; h < 31 * 1024; h++)
+            {
+                bytes.putShort((short)(sign << 15 | h));
+            }
+        }
+        final WeightTensor t = WeightTensor.of("t", GgmlType.F16, MemorySegment.ofArray(bytes.array()), 1, finite);
+        final float[] out = new float[finite];
+        t.dequantize(0, 0, finite, out, 0);
+        final float[] onehot = new float[finite];
+        for (int i = 0; i < finite; i++)
+        {
+            final float expected = Float.float16ToFloat(bytes.getShort(2 * i));
+            assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(out[i]),
+                "half 0x" + Integer.toHexString(bytes.getShort(2 * i) & 0xffff) + ": " + expected + " vs " + out[i]);
+        }
+        // the dot kernel converts the same way: a one-hot activation picks single weights out
+        for (final int i : new int[]{0, 1, 1023, 1024, 15 * 1024, 31 * 1024 - 1, 31 * 1024, 31 * 1024 + 5, finite - 1})
+        {
+            onehot[i] = 1f;
+            assertEquals(Float.float16ToFloat(bytes.getShort(2 * i)), t.dot(0, onehot, 0), 0f, "dot picking weight " + i);
+            onehot[i] = 0f;
+        }
+    }
 }

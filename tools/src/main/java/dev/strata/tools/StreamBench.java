@@ -27,7 +27,6 @@ import picocli.CommandLine.Spec;
 import java.io.PrintWriter;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -268,13 +267,6 @@ final class StreamBench implements Callable<Integer>
         }
     }
 
-    /** CPU time of this process (every thread: the service's, the driver's and the node's), in nanoseconds. */
-    private static long processCpuNanos()
-    {
-        return ((com.sun.management.OperatingSystemMXBean)ManagementFactory.getOperatingSystemMXBean())
-            .getProcessCpuTime();
-    }
-
     /**
      * Bytes/s of pulling every distinct block of the model into a node buffer the way a node does: requests of
      * up to 16 blocks (a layer's worth), two in flight. Best of three passes (the first also warms the service's
@@ -315,7 +307,7 @@ final class StreamBench implements Callable<Integer>
             for (int pass = 0; pass < 6; pass++)
             {
                 final long start = System.nanoTime();
-                final long cpuStart = processCpuNanos();
+                final long cpuStart = ProcessCpu.nanos();
                 long bytes = 0;
                 final java.util.ArrayDeque<Long> inflight = new java.util.ArrayDeque<>();
                 int r = 0;
@@ -338,7 +330,7 @@ final class StreamBench implements Callable<Integer>
                     client.await(inflight.poll());
                 }
                 final double rate = bytes / ((System.nanoTime() - start) / 1e9);
-                final double cpu = (processCpuNanos() - cpuStart) / 1e9 / bytes;
+                final double cpu = (ProcessCpu.nanos() - cpuStart) / 1e9 / bytes;
                 System.err.printf(Locale.ROOT, "link pass %d: %.2f GB/s, %.3f CPU s/GB%n", pass, rate / 1e9, cpu * 1e9);
                 if (rate > best)
                 {

@@ -82,7 +82,11 @@ final class TransportBench implements Callable<Integer>
         }
         final Map<String, Object> result = new LinkedHashMap<>();
         result.put("memcpy_gbs", memcpy() / 1e9);
+        final long loopbackCpu = ProcessCpu.nanos();
+        final long loopbackWall = System.nanoTime();
         result.put("udp_loopback_limit_gbs", udpLoopback(seconds) / 1e9);
+        // on 2 cores every path here is bound by CPU: the cores it keeps busy per GB/s is what a copy costs
+        result.put("udp_loopback_cores_busy", ProcessCpu.coresSince(loopbackCpu, loopbackWall));
         result.put("client_verifies_sha256", verifyDigests);
 
         final Path scratch = Files.createTempDirectory("strata-bench-transport");
@@ -121,7 +125,10 @@ final class TransportBench implements Callable<Integer>
                     final double[] smallLatency = latency(client, small, 2000);
                     r.put("small_p50_us", smallLatency[0] / 1e3);
                     r.put("small_p99_us", smallLatency[1] / 1e3);
+                    final long cpu = ProcessCpu.nanos();
+                    final long wall = System.nanoTime();
                     final double largeRps = throughput(client, large, seconds);
+                    r.put("large_cores_busy", ProcessCpu.coresSince(cpu, wall));
                     r.put("large_block_bytes", LARGE);
                     r.put("large_gbs", largeRps * LARGE / 1e9);
                     final double[] largeLatency = latency(client, large, 200);
@@ -151,15 +158,17 @@ final class TransportBench implements Callable<Integer>
         }
         else
         {
-            out.printf(Locale.ROOT, "limits: memcpy %.1f GB/s (1 thread), UDP loopback %.2f GB/s (64 KB datagrams)%n",
-                result.get("memcpy_gbs"), result.get("udp_loopback_limit_gbs"));
+            out.printf(Locale.ROOT, "limits: memcpy %.1f GB/s (1 thread), UDP loopback %.2f GB/s (64 KB datagrams, " +
+                "%.1f cores busy)%n", result.get("memcpy_gbs"), result.get("udp_loopback_limit_gbs"),
+                result.get("udp_loopback_cores_busy"));
             for (final String medium : new String[]{"ipc", "udp"})
             {
                 @SuppressWarnings("unchecked")
                 final Map<String, Object> r = (Map<String, Object>)result.get(medium);
                 out.printf(Locale.ROOT, "%s: 64 KiB %,.0f req/s (P50 %.0f us, P99 %.0f us); 4 MiB %.2f GB/s " +
-                    "(P50 %.2f ms, P99 %.2f ms)%s%n", medium, r.get("small_requests_per_s"), r.get("small_p50_us"),
-                    r.get("small_p99_us"), r.get("large_gbs"), r.get("large_p50_ms"), r.get("large_p99_ms"),
+                    "(P50 %.2f ms, P99 %.2f ms, %.1f cores busy)%s%n", medium, r.get("small_requests_per_s"),
+                    r.get("small_p50_us"), r.get("small_p99_us"), r.get("large_gbs"), r.get("large_p50_ms"),
+                    r.get("large_p99_ms"), r.get("large_cores_busy"),
                     r.containsKey("large_vs_loopback_limit") ? String.format(Locale.ROOT, ", %.0f%% of loopback",
                         100 * (Double)r.get("large_vs_loopback_limit")) : "");
             }

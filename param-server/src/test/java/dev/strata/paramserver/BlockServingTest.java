@@ -135,17 +135,29 @@ class BlockServingTest
         }
     }
 
-    @Test
-    void shouldServeDemandBeforeAnEarlierPrefetch() throws Exception
+    /**
+     * A block server driven by hand, one duty cycle at a time, so that the order of chunks is the server's choice
+     * alone: a store holding {@code blocks} warm blocks of four chunks each (version {@code m@1}), and an IPC
+     * request channel with a response stream 301.
+     */
+    private final class HandDriven implements AutoCloseable
     {
-        final Random random = new Random(5);
-        try (MemoryTier memory = new MemoryTier(64L << 20, EvictionPolicy.lru());
-            DirectoryObjectTier object = new DirectoryObjectTier(dir.resolve("object"));
-            TieredBlockStore store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
-            Transport t = Transport.launch(new TransportContext()))
+        final MemoryTier memory = new MemoryTier(64L << 20, EvictionPolicy.lru());
+        final DirectoryObjectTier object;
+        final TieredBlockStore store;
+        final Transport t = Transport.launch(new TransportContext());
+        final Subscription serverIn = t.subscription(TransportContext.IPC_CHANNEL, 200);
+        final Publication requests = t.publication(TransportContext.IPC_CHANNEL, 200);
+        final Subscription responses = t.subscription(TransportContext.IPC_CHANNEL, 301);
+        final List<BlockId> ids = new ArrayList<>();
+        final BlockServer server;
+
+        HandDriven(final int blocks) throws Exception
         {
-            final List<BlockId> ids = new ArrayList<>();
-            for (int i = 0; i < 3; i++)
+            object = new DirectoryObjectTier(dir.resolve("object"));
+            store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
+            final Random random = new Random(7);
+            for (int i = 0; i < blocks; i++)
             {
                 final byte[] b = new byte[BlockServer.CHUNK_BYTES * 4];
                 random.nextBytes(b);
@@ -153,31 +165,32 @@ class BlockServingTest
                 store.acquire(ids.getLast()).close(); // warm
             }
             final java.util.Set<BlockId> version = java.util.Set.copyOf(ids);
-            try (Subscription serverIn = t.subscription(TransportContext.IPC_CHANNEL, 200);
-                Publication requests = t.publication(TransportContext.IPC_CHANNEL, 200);
-                Subscription responses = t.subscription(TransportContext.IPC_CHANNEL, 301))
-            {
-                // driven by hand, one duty cycle at a time: the order of chunks is the server's choice alone
-                final BlockServer server = new BlockServer(store, serverIn, t.aeron(), v -> version);
-                send(requests, 1, 1, 301, ids.subList(0, 2)); // prefetch of 8 chunks, first
-                send(requests, 2, 0, 301, ids.subList(2, 3)); // demand of 4 chunks, second, answered on the same
+            server = new BlockServer(store, serverIn, t.aeron(), v -> version);
+        }
+
+        @Override
+        public void close() throws Exception
+        {
+            responses.close();
+            requests.close();
+            serverIn.close();
+            t.close();
+            store.close();
+            object.close();
+            memory.close();
+        }
+    }
+
+    @Test
+    void shouldServeDemandBeforeAnEarlierPrefetch() throws Exception
+    {
+        try (HandDriven h = new HandDriven(3))
+        {
+            send(h.requests, 1, 1, 301, h.ids.subList(0, 2)); // prefetch of 8 chunks, first
+            send(h.requests, 2, 0, 301, h.ids.subList(2, 3)); // demand of 4 chunks, second, answered on the same
                                                               // stream: the stream's order is the server's order
-                final long deadline = System.nanoTime() + TIMEOUT;
-                final List<Long> order = new ArrayList<>();
-                final dev.strata.transport.sbe.MessageHeaderDecoder header = new dev.strata.transport.sbe.MessageHeaderDecoder();
-                final dev.strata.transport.sbe.BlockChunkDecoder chunk = new dev.strata.transport.sbe.BlockChunkDecoder();
-                final io.aeron.logbuffer.FragmentHandler record = (buffer, offset, length, h) ->
-                    order.add(chunk.wrapAndApplyHeader(buffer, offset, header).correlationId());
-                final io.aeron.FragmentAssembler assembler = new io.aeron.FragmentAssembler(record);
-                while (order.size() < 12)
-                {
-                    assertTrue(System.nanoTime() < deadline, "only " + order.size() + " chunks arrived");
-                    server.doWork();
-                    responses.poll(assembler, 1000);
-                }
-                assertEquals(List.of(2L, 2L, 2L, 2L, 1L, 1L, 1L, 1L, 1L, 1L, 1L, 1L), order,
-                    "every demand chunk before any prefetch chunk");
-            }
+            assertEquals(List.of(2L, 2L, 2L, 2L, 1L, 1L, 1L, 1L, 1L, 1L, 1L, 1L), chunkOrder(h.server, h.responses, 12),
+                "every demand chunk before any prefetch chunk");
         }
     }
 
@@ -206,113 +219,65 @@ class BlockServingTest
         return order;
     }
 
-    /** Three blocks of four chunks each, warm in the memory tier. */
-    private static List<BlockId> fourChunkBlocks(final TieredBlockStore store, final int count) throws Exception
-    {
-        final Random random = new Random(7);
-        final List<BlockId> ids = new ArrayList<>();
-        for (int i = 0; i < count; i++)
-        {
-            final byte[] b = new byte[BlockServer.CHUNK_BYTES * 4];
-            random.nextBytes(b);
-            ids.add(store.put(MemorySegment.ofArray(b)));
-            store.acquire(ids.getLast()).close(); // warm
-        }
-        return ids;
-    }
-
     @Test
     void shouldServePrefetchesEarliestNeededFirst() throws Exception
     {
-        try (MemoryTier memory = new MemoryTier(64L << 20, EvictionPolicy.lru());
-            DirectoryObjectTier object = new DirectoryObjectTier(dir.resolve("object"));
-            TieredBlockStore store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
-            Transport t = Transport.launch(new TransportContext()))
+        try (HandDriven h = new HandDriven(4))
         {
-            final List<BlockId> ids = fourChunkBlocks(store, 4);
-            final java.util.Set<BlockId> version = java.util.Set.copyOf(ids);
-            try (Subscription serverIn = t.subscription(TransportContext.IPC_CHANNEL, 200);
-                Publication requests = t.publication(TransportContext.IPC_CHANNEL, 200);
-                Subscription responses = t.subscription(TransportContext.IPC_CHANNEL, 301))
-            {
-                final BlockServer server = new BlockServer(store, serverIn, t.aeron(), v -> version);
-                final long ms = 1_000_000L;
-                send(requests, 1, 1, 5_000 * ms, 301, ids.subList(0, 1)); // needed in 5 s
-                send(requests, 2, 1, -1, 301, ids.subList(1, 2));        // no time given: last
-                send(requests, 3, 1, 2 * ms, 301, ids.subList(2, 3));    // needed in 2 ms
-                send(requests, 4, 1, 2 * ms, 301, ids.subList(3, 4));    // as soon, sent later
-                assertEquals(List.of(3L, 3L, 3L, 3L, 4L, 4L, 4L, 4L, 1L, 1L, 1L, 1L, 2L, 2L, 2L, 2L),
-                    chunkOrder(server, responses, 16), "earliest needed first, then first come first served");
-            }
+            final long ms = 1_000_000L;
+            send(h.requests, 1, 1, 5_000 * ms, 301, h.ids.subList(0, 1)); // needed in 5 s
+            send(h.requests, 2, 1, -1, 301, h.ids.subList(1, 2));        // no time given: last
+            send(h.requests, 3, 1, 2 * ms, 301, h.ids.subList(2, 3));    // needed in 2 ms
+            send(h.requests, 4, 1, 2 * ms, 301, h.ids.subList(3, 4));    // as soon, sent later
+            assertEquals(List.of(3L, 3L, 3L, 3L, 4L, 4L, 4L, 4L, 1L, 1L, 1L, 1L, 2L, 2L, 2L, 2L),
+                chunkOrder(h.server, h.responses, 16), "earliest needed first, then first come first served");
         }
     }
 
     @Test
     void shouldDropTheRestOfACancelledRequestAndServeTheOthers() throws Exception
     {
-        try (MemoryTier memory = new MemoryTier(64L << 20, EvictionPolicy.lru());
-            DirectoryObjectTier object = new DirectoryObjectTier(dir.resolve("object"));
-            TieredBlockStore store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
-            Transport t = Transport.launch(new TransportContext()))
+        try (HandDriven h = new HandDriven(3);
+            Subscription otherResponses = h.t.subscription(TransportContext.IPC_CHANNEL, 302))
         {
-            final List<BlockId> ids = fourChunkBlocks(store, 3);
-            final java.util.Set<BlockId> version = java.util.Set.copyOf(ids);
-            try (Subscription serverIn = t.subscription(TransportContext.IPC_CHANNEL, 200);
-                Publication requests = t.publication(TransportContext.IPC_CHANNEL, 200);
-                Subscription responses = t.subscription(TransportContext.IPC_CHANNEL, 301);
-                Subscription otherResponses = t.subscription(TransportContext.IPC_CHANNEL, 302))
-            {
-                final BlockServer server = new BlockServer(store, serverIn, t.aeron(), v -> version);
-                send(requests, 1, 1, 301, ids.subList(0, 1));
-                send(requests, 2, 1, 301, ids.subList(1, 3));
-                send(requests, 2, 1, 302, ids.subList(1, 2)); // another client, the same correlation id
-                cancel(requests, 2, 301);
-                cancel(requests, 99, 301); // nothing of that id: no harm
-                assertEquals(List.of(1L, 1L, 1L, 1L), chunkOrder(server, responses, 4),
-                    "nothing of the cancelled request");
-                assertEquals(List.of(2L, 2L, 2L, 2L), chunkOrder(server, otherResponses, 4),
-                    "a cancel names its client: another client's request of the same id is served whole");
-                assertEquals(1, server.cancelled());
-            }
+            send(h.requests, 1, 1, 301, h.ids.subList(0, 1));
+            send(h.requests, 2, 1, 301, h.ids.subList(1, 3));
+            send(h.requests, 2, 1, 302, h.ids.subList(1, 2)); // another client, the same correlation id
+            cancel(h.requests, 2, 301);
+            cancel(h.requests, 99, 301); // nothing of that id: no harm
+            assertEquals(List.of(1L, 1L, 1L, 1L), chunkOrder(h.server, h.responses, 4),
+                "nothing of the cancelled request");
+            assertEquals(List.of(2L, 2L, 2L, 2L), chunkOrder(h.server, otherResponses, 4),
+                "a cancel names its client: another client's request of the same id is served whole");
+            assertEquals(1, h.server.cancelled());
         }
     }
 
     @Test
     void shouldForgetACancelledRequestAndKeepFetching() throws Exception
     {
-        try (MemoryTier memory = new MemoryTier(64L << 20, EvictionPolicy.lru());
-            DirectoryObjectTier object = new DirectoryObjectTier(dir.resolve("object"));
-            TieredBlockStore store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
-            Transport t = Transport.launch(new TransportContext()))
+        try (HandDriven h = new HandDriven(6))
         {
-            final List<BlockId> ids = fourChunkBlocks(store, 6);
-            final java.util.Set<BlockId> version = java.util.Set.copyOf(ids);
-            try (Subscription serverIn = t.subscription(TransportContext.IPC_CHANNEL, 200);
-                Publication requests = t.publication(TransportContext.IPC_CHANNEL, 200);
-                Subscription responses = t.subscription(TransportContext.IPC_CHANNEL, 301))
+            final BlockClient client = new BlockClient(h.requests, h.responses);
+            // 20 chunks: one duty cycle sends 16 of them, so the cancel finds the request half sent
+            final long unwanted = client.submit("m@1", h.ids.subList(0, 5), TIMEOUT, 1);
+            h.server.doWork();
+            assertTrue(client.cancel(unwanted));
+            assertTrue(!client.cancel(unwanted), "cancelled once only");
+            assertThrows(IllegalArgumentException.class, () -> client.await(unwanted));
+            final long wanted = client.submit("m@1", h.ids.subList(5, 6), TIMEOUT, 0);
+            final long deadline = System.nanoTime() + TIMEOUT;
+            while (!client.isDone(wanted))
             {
-                final BlockServer server = new BlockServer(store, serverIn, t.aeron(), v -> version);
-                final BlockClient client = new BlockClient(requests, responses);
-                // 20 chunks: one duty cycle sends 16 of them, so the cancel finds the request half sent
-                final long unwanted = client.submit("m@1", ids.subList(0, 5), TIMEOUT, 1);
-                server.doWork();
-                assertTrue(client.cancel(unwanted));
-                assertTrue(!client.cancel(unwanted), "cancelled once only");
-                assertThrows(IllegalArgumentException.class, () -> client.await(unwanted));
-                final long wanted = client.submit("m@1", ids.subList(5, 6), TIMEOUT, 0);
-                final long deadline = System.nanoTime() + TIMEOUT;
-                while (!client.isDone(wanted))
-                {
-                    assertTrue(System.nanoTime() < deadline, "the next request was not served");
-                    server.doWork();
-                    client.poll();
-                }
-                final List<MemorySegment> got = client.await(wanted);
-                assertTrue(ids.get(5).matches(got.get(0)), "the next request arrives whole, after 16 chunks of the " +
-                    "cancelled one");
-                assertEquals(1, server.cancelled());
-                assertEquals(4 + 1, server.served(), "four blocks of the cancelled request, then the next one");
+                assertTrue(System.nanoTime() < deadline, "the next request was not served");
+                h.server.doWork();
+                client.poll();
             }
+            final List<MemorySegment> got = client.await(wanted);
+            assertTrue(h.ids.get(5).matches(got.get(0)), "the next request arrives whole, after 16 chunks of the " +
+                "cancelled one");
+            assertEquals(1, h.server.cancelled());
+            assertEquals(4 + 1, h.server.served(), "four blocks of the cancelled request, then the next one");
         }
     }
 

@@ -47,7 +47,10 @@ final class Vectors
         return v.reinterpretAsInts().lanewise(VectorOperators.LSHR, n).reinterpretAsBytes();
     }
 
-    /** Shifts every byte left by {@code n} bits; only correct when no set bit crosses a byte boundary. */
+    /**
+     * Shifts every byte left by {@code n} bits, with the top {@code n} bits of each byte landing in the next byte:
+     * correct where no set bit crosses a byte boundary, or where the caller masks the crossed bits away.
+     */
     static ByteVector shiftLeftBytes(final ByteVector v, final int n)
     {
         return v.reinterpretAsInts().lanewise(VectorOperators.LSHL, n).reinterpretAsBytes();

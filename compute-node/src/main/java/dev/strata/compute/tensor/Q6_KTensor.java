@@ -52,53 +52,51 @@ final class Q6_KTensor extends WeightTensor
         for (int b = 0; b < blocks; b++, off += BYTES)
         {
             final float d = f16(data, off + 208);
-            sum += half(off, 0, x, xOffset + b * BLOCK, d) + half(off, 1, x, xOffset + b * BLOCK + 128, d);
+            for (int h = 0; h < 2; h++)
+            {
+                // the half's 8 scales in one read (one scalar access instead of one per sub-block)
+                final long scales = data.get(LONG_LE, off + 192 + 8L * h);
+                final int y = xOffset + b * BLOCK + 128 * h;
+                for (int p = 0; p < PARTS_32; p++)
+                {
+                    sum += part(off + 64L * h, off + 128 + 32L * h, p * LANES, scales, x, y, d);
+                }
+            }
         }
         return sum;
     }
 
     /**
-     * The dot product of half a super-block (128 weights) with {@code x[y ..]}, reduced to a float. Kept small for
-     * C2: with the whole super-block in one method, and a scalar read per scale, the method outgrew C2's inlining
-     * budget (NodeCountInliningCutoff); the byte shifts and scale reads were left as calls, every vector live
-     * across them was boxed or spilled, and the kernel ran at 1.9 Gweights/s per core (6.8 now; one core, 2048 x
-     * 2048, a harness over the real class).
+     * The dot product of {@code 4 * LANES} weights of half a super-block (bytes {@code at ..} of its {@code ql} and
+     * {@code qh}, four sub-blocks 32 weights apart) with x, reduced to a float. Kept this small for C2: a whole
+     * super-block, or half of one, per method outgrew its inlining budget (NodeCountInliningCutoff) over a mapped
+     * file's segment; vector loads and byte shifts were left as calls, every vector crossing them was boxed, and
+     * Q6_K ran at 1.9 Gweights/s per core.
      */
-    private float half(final long off, final int h, final float[] x, final int y, final float d)
+    private float part(final long ql, final long qh, final int at, final long scales, final float[] x, final int y,
+        final float d)
     {
-        final long ql = off + 64L * h;
-        final long qh = off + 128 + 32L * h;
-        // the half's 8 scales in one read (one scalar access per call instead of one per sub-block)
-        final long scales = data.get(LONG_LE, off + 192 + 8L * h);
-        FloatVector acc0 = FloatVector.zero(F);
-        FloatVector acc1 = FloatVector.zero(F);
-        // LANES bytes at a time, each widening to one float vector
-        for (int p = 0; p < PARTS_32; p++)
-        {
-            final int at = p * LANES;
-            final ByteVector l0 = ByteVector.fromMemorySegment(BQ, data, ql + at, ByteOrder.LITTLE_ENDIAN);
-            final ByteVector l1 = ByteVector.fromMemorySegment(BQ, data, ql + 32 + at, ByteOrder.LITTLE_ENDIAN);
-            final ByteVector hb = ByteVector.fromMemorySegment(BQ, data, qh + at, ByteOrder.LITTLE_ENDIAN);
-            // bits 4-5 of each 6-bit weight: 2 bits of qh moved into place and masked (bits a shift carries
-            // across a byte boundary fall outside the mask)
-            final ByteVector q1 = l0.and((byte)0x0F).or(Vectors.shiftLeftBytes(hb, 4).and((byte)0x30)).sub((byte)32);
-            final ByteVector q2 = l1.and((byte)0x0F).or(Vectors.shiftLeftBytes(hb, 2).and((byte)0x30)).sub((byte)32);
-            final ByteVector q3 = Vectors.shiftRightBytes(l0, 4).and((byte)0x0F).or(hb.and((byte)0x30))
-                .sub((byte)32);
-            final ByteVector q4 = Vectors.shiftRightBytes(l1, 4).and((byte)0x0F)
-                .or(Vectors.shiftRightBytes(hb, 2).and((byte)0x30)).sub((byte)32);
-            final int is = at >>> 4;
-            final int xi = y + at;
-            acc0 = ((FloatVector)q1.convertShape(VectorOperators.B2F, F, 0)).mul(d * (byte)(scales >>> (8 * is)))
-                .fma(FloatVector.fromArray(F, x, xi), acc0);
-            acc1 = ((FloatVector)q2.convertShape(VectorOperators.B2F, F, 0)).mul(d * (byte)(scales >>> (8 * is + 16)))
-                .fma(FloatVector.fromArray(F, x, xi + 32), acc1);
-            acc0 = ((FloatVector)q3.convertShape(VectorOperators.B2F, F, 0)).mul(d * (byte)(scales >>> (8 * is + 32)))
-                .fma(FloatVector.fromArray(F, x, xi + 64), acc0);
-            acc1 = ((FloatVector)q4.convertShape(VectorOperators.B2F, F, 0)).mul(d * (byte)(scales >>> (8 * is + 48)))
-                .fma(FloatVector.fromArray(F, x, xi + 96), acc1);
-        }
-        return acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+        final ByteVector l0 = ByteVector.fromMemorySegment(BQ, data, ql + at, ByteOrder.LITTLE_ENDIAN);
+        final ByteVector l1 = ByteVector.fromMemorySegment(BQ, data, ql + 32 + at, ByteOrder.LITTLE_ENDIAN);
+        final ByteVector hb = ByteVector.fromMemorySegment(BQ, data, qh + at, ByteOrder.LITTLE_ENDIAN);
+        // bits 4-5 of each 6-bit weight: 2 bits of qh moved into place and masked (bits a shift carries across a
+        // byte boundary fall outside the mask)
+        final ByteVector q1 = l0.and((byte)0x0F).or(Vectors.shiftLeftBytes(hb, 4).and((byte)0x30)).sub((byte)32);
+        final ByteVector q2 = l1.and((byte)0x0F).or(Vectors.shiftLeftBytes(hb, 2).and((byte)0x30)).sub((byte)32);
+        final ByteVector q3 = Vectors.shiftRightBytes(l0, 4).and((byte)0x0F).or(hb.and((byte)0x30)).sub((byte)32);
+        final ByteVector q4 = Vectors.shiftRightBytes(l1, 4).and((byte)0x0F)
+            .or(Vectors.shiftRightBytes(hb, 2).and((byte)0x30)).sub((byte)32);
+        final int is = 8 * (at >>> 4);
+        final int xi = y + at;
+        FloatVector acc = ((FloatVector)q1.convertShape(VectorOperators.B2F, F, 0))
+            .mul(d * (byte)(scales >>> is)).mul(FloatVector.fromArray(F, x, xi));
+        acc = ((FloatVector)q2.convertShape(VectorOperators.B2F, F, 0)).mul(d * (byte)(scales >>> (is + 16)))
+            .fma(FloatVector.fromArray(F, x, xi + 32), acc);
+        acc = ((FloatVector)q3.convertShape(VectorOperators.B2F, F, 0)).mul(d * (byte)(scales >>> (is + 32)))
+            .fma(FloatVector.fromArray(F, x, xi + 64), acc);
+        acc = ((FloatVector)q4.convertShape(VectorOperators.B2F, F, 0)).mul(d * (byte)(scales >>> (is + 48)))
+            .fma(FloatVector.fromArray(F, x, xi + 96), acc);
+        return acc.reduceLanes(VectorOperators.ADD);
     }
 
     private float scale(final long sc, final int i)

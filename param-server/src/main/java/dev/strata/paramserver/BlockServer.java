@@ -528,7 +528,7 @@ public final class BlockServer implements Agent
             rejected++;
             return;
         }
-        final Publication publication = publications.get(responseStream + "|" + channel);
+        final Publication publication = publications.get(publicationKey(channel, responseStream));
         if (publication == null)
         {
             return; // nothing was ever asked on that channel, or it is all served
@@ -589,7 +589,7 @@ public final class BlockServer implements Agent
 
     private Publication publication(final String channel, final int streamId)
     {
-        final String key = streamId + "|" + channel;
+        final String key = publicationKey(channel, streamId);
         Publication p = publications.get(key);
         if (p == null || p.isClosed())
         {
@@ -608,6 +608,12 @@ public final class BlockServer implements Agent
             publications.put(key, p);
         }
         return p;
+    }
+
+    /** How {@link #publications} names a client's response channel and stream. */
+    private static String publicationKey(final String channel, final int streamId)
+    {
+        return streamId + "|" + channel;
     }
 
     private void closeUnconnectedPublications()

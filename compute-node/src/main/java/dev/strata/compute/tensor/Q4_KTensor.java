@@ -32,8 +32,6 @@ final class Q4_KTensor extends WeightTensor
 {
     static final int BLOCK = 256;
     static final int BYTES = 144;
-    private static final ValueLayout.OfLong LONG_LE = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfInt INT_LE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     Q4_KTensor(final String name, final MemorySegment data, final int rows, final int cols)
     {

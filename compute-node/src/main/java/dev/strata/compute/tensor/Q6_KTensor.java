@@ -32,7 +32,6 @@ final class Q6_KTensor extends WeightTensor
 {
     static final int BLOCK = 256;
     static final int BYTES = 210;
-    private static final ValueLayout.OfLong LONG_LE = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     Q6_KTensor(final String name, final MemorySegment data, final int rows, final int cols)
     {

@@ -8,7 +8,7 @@ import java.util.List;
  * grows (not a dense buffer for the whole context up front). For each layer and position it holds the
  * {@code kvDim} floats of the key and of the value, after RoPE.
  */
-public final class KvCache
+public final class KvCache implements KvPages
 {
     public static final int PAGE_TOKENS = 256;
 
@@ -55,19 +55,28 @@ public final class KvCache
     }
 
     /** The page holding the key of {@code (layer, position)}; the vector starts at {@link #offset(int)}. */
+    @Override
     public float[] keyPage(final int layer, final int position)
     {
         return keys.get(layer).get(position / PAGE_TOKENS);
     }
 
+    @Override
     public float[] valuePage(final int layer, final int position)
     {
         return values.get(layer).get(position / PAGE_TOKENS);
     }
 
+    @Override
     public int offset(final int position)
     {
         return (position % PAGE_TOKENS) * kvDim;
+    }
+
+    @Override
+    public int pageTokens()
+    {
+        return PAGE_TOKENS;
     }
 
     /** Bytes allocated. */

@@ -32,6 +32,7 @@ public final class Llama
     private final float[] hb;     // (maxBatch, ffnDim) gate, then SwiGLU
     private final float[] hb2;    // (maxBatch, ffnDim) up
     private final float[] logits; // (vocab)
+    private final int[] positions; // (maxBatch) position of each row
     private final float[] ropeCos;
     private final float[] ropeSin;
     private final float[] invFreq;
@@ -45,6 +46,10 @@ public final class Llama
     private final float[] expertUp;     // (ffnDim)
     private final float[] expertOut;    // (dim)
     private RoutingListener routingListener;
+    // batched steps (execute)
+    private PagedAttention paged;
+    private float[][] batchLogits = new float[0][];
+    private float[] logitRows = new float[0];
 
     /** Sees every routing decision of a mixture-of-experts model (for access traces and expert prefetch). */
     @FunctionalInterface
@@ -85,6 +90,7 @@ public final class Llama
         this.expertUp = c.moe() ? new float[c.ffnDim()] : null;
         this.expertOut = c.moe() ? new float[c.dim()] : null;
         final int half = c.ropeDims() / 2;
+        this.positions = new int[maxBatch];
         this.ropeCos = new float[maxBatch * half];
         this.ropeSin = new float[maxBatch * half];
         this.invFreq = new float[half];
@@ -103,6 +109,12 @@ public final class Llama
     public ModelConfig config()
     {
         return c;
+    }
+
+    /** The threads this model's math runs on. */
+    public ThreadPool pool()
+    {
+        return ops.pool();
     }
 
     public int maxBatch()
@@ -126,9 +138,154 @@ public final class Llama
             throw new IllegalArgumentException("batch of " + count + " tokens (1.." + maxBatch + ")");
         }
         kv.ensureCapacity(startPos + count);
-        final int dim = c.dim();
-        // token embeddings
         for (int t = 0; t < count; t++)
+        {
+            positions[t] = startPos + t;
+        }
+        final int kvDim = c.kvDim();
+        layers(tokens, from, count, new StepKv()
+        {
+            @Override
+            public void store(final int l, final int n)
+            {
+                for (int t = 0; t < n; t++)
+                {
+                    final int pos = startPos + t;
+                    System.arraycopy(k, t * kvDim, kv.keyPage(l, pos), kv.offset(pos), kvDim);
+                    System.arraycopy(v, t * kvDim, kv.valuePage(l, pos), kv.offset(pos), kvDim);
+                }
+            }
+
+            @Override
+            public void attend(final int l, final int n)
+            {
+                attention(l, 0, n, startPos, kv);
+            }
+        });
+        // final RMSNorm of the last token, then the classifier
+        final int dim = c.dim();
+        final GlobalWeights g = weights.globals();
+        rmsnorm(xb, 0, x, (count - 1) * dim, g.outputNorm(), dim, c.rmsEps());
+        ops.matvec(g.output(), xb, logits);
+        return logits;
+    }
+
+    /**
+     * Runs one step of many sequences (see {@link ForwardBatch}) whose keys and values live in {@code pool}, and
+     * returns, for every segment that asks for them, the logits of its last row (null for the others). Each weight
+     * matrix is read once for all rows of the step; attention runs per sequence over its blocks. The arrays are
+     * reused by the next call.
+     */
+    public float[][] execute(final ForwardBatch batch, final KvBlockPool pool)
+    {
+        final int n = batch.rows();
+        if (n > maxBatch)
+        {
+            throw new IllegalArgumentException("step of " + n + " rows (1.." + maxBatch + ")");
+        }
+        final ForwardBatch.Segment[] segs = batch.segments();
+        for (final ForwardBatch.Segment s : segs)
+        {
+            if (pool.blocksFor(s.endPos()) > s.blockTable().length)
+            {
+                throw new IllegalArgumentException("block table of " + s.blockTable().length + " blocks cannot " +
+                    "hold " + s.endPos() + " positions");
+            }
+            if (s.endPos() > c.contextLength())
+            {
+                throw new IllegalArgumentException("position " + (s.endPos() - 1) + " beyond the context of " +
+                    c.contextLength());
+            }
+            for (int t = 0; t < s.rows(); t++)
+            {
+                positions[s.row0() + t] = s.startPos() + t;
+            }
+        }
+        if (paged == null || paged.pool != pool)
+        {
+            paged = new PagedAttention(this, pool);
+        }
+        final PagedAttention attention = paged;
+        final int kvDim = c.kvDim();
+        final int bt = pool.blockTokens();
+        layers(batch.tokens(), 0, n, new StepKv()
+        {
+            @Override
+            public void store(final int l, final int rows)
+            {
+                for (final ForwardBatch.Segment s : segs)
+                {
+                    for (int t = 0; t < s.rows(); t++)
+                    {
+                        final int pos = s.startPos() + t;
+                        final int row = s.row0() + t;
+                        pool.write(s.blockTable()[pos / bt], l, pos % bt, k, row * kvDim, v, row * kvDim);
+                    }
+                }
+            }
+
+            @Override
+            public void attend(final int l, final int rows)
+            {
+                attention.run(l, segs, q, att);
+            }
+        });
+        // the classifier over the rows whose logits are wanted
+        final int dim = c.dim();
+        final GlobalWeights g = weights.globals();
+        int m = 0;
+        for (final ForwardBatch.Segment s : segs)
+        {
+            if (s.logits())
+            {
+                rmsnorm(xb, m++ * dim, x, (s.row0() + s.rows() - 1) * dim, g.outputNorm(), dim, c.rmsEps());
+            }
+        }
+        if (batchLogits.length < segs.length)
+        {
+            batchLogits = java.util.Arrays.copyOf(batchLogits, segs.length);
+        }
+        final float[][] out = new float[segs.length][];
+        if (m > 0)
+        {
+            final int vocab = c.vocabSize();
+            if (logitRows.length < m * vocab)
+            {
+                logitRows = new float[m * vocab];
+            }
+            ops.matmul(g.output(), xb, m, logitRows);
+            int i = 0;
+            for (int si = 0; si < segs.length; si++)
+            {
+                if (segs[si].logits())
+                {
+                    if (batchLogits[si] == null)
+                    {
+                        batchLogits[si] = new float[vocab];
+                    }
+                    System.arraycopy(logitRows, i++ * vocab, batchLogits[si], 0, vocab);
+                    out[si] = batchLogits[si];
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Where a step's keys and values go and how its attention reads them. */
+    interface StepKv
+    {
+        /** Stores the keys and values of rows {@code [0, n)} ({@code k}, {@code v}) of layer {@code l}. */
+        void store(int l, int n);
+
+        /** Writes the attention output of rows {@code [0, n)} of layer {@code l} into {@code att}. */
+        void attend(int l, int n);
+    }
+
+    /** Token embeddings of rows {@code [0, n)}, RoPE tables of their positions, then every layer. */
+    private void layers(final int[] tokens, final int from, final int n, final StepKv kv)
+    {
+        final int dim = c.dim();
+        for (int t = 0; t < n; t++)
         {
             final int token = tokens[from + t];
             if (token < 0 || token >= c.vocabSize())
@@ -138,27 +295,22 @@ public final class Llama
             }
             weights.globals().tokenEmbedding().dequantizeRow(token, x, t * dim);
         }
-        ropeTables(startPos, count);
+        ropeTables(n);
         for (int l = 0; l < c.layers(); l++)
         {
             final LayerWeights w = weights.acquire(l);
             try
             {
-                layer(l, w, count, startPos, kv);
+                layer(l, w, n, kv);
             }
             finally
             {
                 weights.release(l);
             }
         }
-        // final RMSNorm of the last token, then the classifier
-        final GlobalWeights g = weights.globals();
-        rmsnorm(xb, 0, x, (count - 1) * dim, g.outputNorm(), dim, c.rmsEps());
-        ops.matvec(g.output(), xb, logits);
-        return logits;
     }
 
-    private void layer(final int l, final LayerWeights w, final int n, final int startPos, final KvCache kv)
+    private void layer(final int l, final LayerWeights w, final int n, final StepKv kv)
     {
         final int dim = c.dim();
         // attention: RMSNorm, q/k/v projections, RoPE, cache, attention, output projection, residual
@@ -177,14 +329,8 @@ public final class Llama
         }
         rope(q, c.heads(), n);
         rope(k, c.kvHeads(), n);
-        final int kvDim = c.kvDim();
-        for (int t = 0; t < n; t++)
-        {
-            final int pos = startPos + t;
-            System.arraycopy(k, t * kvDim, kv.keyPage(l, pos), kv.offset(pos), kvDim);
-            System.arraycopy(v, t * kvDim, kv.valuePage(l, pos), kv.offset(pos), kvDim);
-        }
-        attention(l, n, startPos, kv);
+        kv.store(l, n);
+        kv.attend(l, n);
         ops.matmul(w.wo(), att, n, xb);
         add(x, xb, n * dim);
 
@@ -314,7 +460,7 @@ public final class Llama
      * a prompt batch as blocked products ({@link PrefillAttention}), the rest (decode, a batch's last tokens)
      * position by position.
      */
-    private void attention(final int l, final int n, final int startPos, final KvCache kv)
+    void attention(final int l, final int row0, final int n, final int startPos, final KvPages kv)
     {
         final int heads = c.heads();
         final int hs = c.headSize();
@@ -323,7 +469,7 @@ public final class Llama
         int done = 0;
         if (PrefillAttention.supports(hs, n))
         {
-            prefillAttention.run(ops.pool(), c, kv, l, q, att, n, startPos);
+            prefillAttention.run(ops.pool(), c, kv, l, q, att, row0, n, startPos);
             done = n - n % PrefillAttention.TILE;
         }
         if (done == n)
@@ -337,7 +483,7 @@ public final class Llama
             float[] s = scores.get();
             if (s.length < startPos + n)
             {
-                s = new float[kv.maxTokens()];
+                s = new float[startPos + n];
                 scores.set(s);
             }
             for (int i = start; i < end; i++)
@@ -345,7 +491,7 @@ public final class Llama
                 final int t = first + i / heads;
                 final int h = i % heads;
                 final int pos = startPos + t;
-                final int qo = t * c.qDim() + h * hs;
+                final int qo = (row0 + t) * c.qDim() + h * hs;
                 final int ko = (h / group) * hs;
                 float max = Float.NEGATIVE_INFINITY;
                 for (int p = 0; p <= pos; p++)
@@ -371,12 +517,12 @@ public final class Llama
         });
     }
 
-    private void ropeTables(final int startPos, final int n)
+    private void ropeTables(final int n)
     {
         final int half = invFreq.length;
         for (int t = 0; t < n; t++)
         {
-            final int pos = startPos + t;
+            final int pos = positions[t];
             for (int i = 0; i < half; i++)
             {
                 final float angle = pos * invFreq[i];

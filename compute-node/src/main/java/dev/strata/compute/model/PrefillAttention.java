@@ -44,11 +44,12 @@ final class PrefillAttention
     }
 
     /**
-     * Attention of the first {@code n - n % TILE} tokens of the batch (the caller does the rest), whose keys and
+     * Attention of the first {@code n - n % TILE} tokens of rows {@code [row0, row0 + n)} of the batch (the caller does
+     * the rest), whose keys and
      * values are already in {@code kv}; writes {@code att[t * qDim + h * hs ..]}.
      */
-    void run(final ThreadPool pool, final ModelConfig c, final KvCache kv, final int l, final float[] q,
-        final float[] att, final int n, final int startPos)
+    void run(final ThreadPool pool, final ModelConfig c, final KvPages kv, final int l, final float[] q,
+        final float[] att, final int row0, final int n, final int startPos)
     {
         final int hs = c.headSize();
         final int heads = c.heads();
@@ -59,6 +60,7 @@ final class PrefillAttention
         final int positions = startPos + n;
         final int stride = (positions + BLOCK - 1) / BLOCK * BLOCK;
         final float scale = (float)(1.0 / Math.sqrt(hs));
+        final int pageTokens = kv.pageTokens();
         if (keysT.length < kvHeads * hs * stride)
         {
             keysT = new float[kvHeads * hs * stride];
@@ -92,7 +94,7 @@ final class PrefillAttention
                 final int t0 = (i / heads) * TILE;
                 final int h = i % heads;
                 final int g = h / group;
-                final int qo = t0 * qDim + h * hs;
+                final int qo = (row0 + t0) * qDim + h * hs;
                 // positions the tile's last token sees, rounded up to whole score blocks (all within stride)
                 final int seen = startPos + t0 + TILE;
                 final int blocks = (seen + BLOCK - 1) / BLOCK * BLOCK;
@@ -112,9 +114,9 @@ final class PrefillAttention
                 {
                     // weighted values, page by page (masked positions weigh 0), then normalised
                     Arrays.fill(o, 0f);
-                    for (int p0 = 0; p0 < seen; p0 += KvCache.PAGE_TOKENS)
+                    for (int p0 = 0; p0 < seen; p0 += pageTokens)
                     {
-                        MatOps.accumulate4x4(s, p0, stride, Math.min(seen, p0 + KvCache.PAGE_TOKENS) - p0,
+                        MatOps.accumulate4x4(s, p0, stride, Math.min(seen, p0 + pageTokens) - p0,
                             kv.valuePage(l, p0), kv.offset(p0) + g * hs + dc, kvDim, o, 0, BLOCK);
                     }
                     final int ao = qo + dc;

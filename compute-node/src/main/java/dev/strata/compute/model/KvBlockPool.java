@@ -1,0 +1,387 @@
+package dev.strata.compute.model;
+
+import dev.strata.compute.tensor.HalfFloats;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashSet;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * The KV memory of an engine: one off-heap region cut into fixed-size blocks of {@link #blockTokens()} positions,
+ * with reference counts, a free list and a prefix cache of full blocks.
+ *
+ * <h2>Block layout</h2>
+ * Block {@code b} is the {@link #blockBytes()} bytes at {@code b * blockBytes} of {@link #segment()}. Within it,
+ * every layer's keys then values, position-major, each element little-endian F32 or IEEE F16 ({@link KvType}):
+ * <pre>
+ *   element (layer l, kind k: 0 = key, 1 = value, slot s, i) at
+ *     (((l * 2 + k) * blockTokens + s) * kvDim + i) * elementBytes
+ *   slot s of block j of a sequence holds position j * blockTokens + s; keys are stored after RoPE.
+ * </pre>
+ * The bytes depend only on (model, kvType, blockTokens), never on the process that wrote them, so a block can be
+ * copied to another node's pool as it is.
+ *
+ * <h2>Ownership</h2>
+ * A block is free (on the free list), referenced ({@code refCount > 0}, by the block tables of running sequences),
+ * or cached (reference count 0 but registered in the prefix cache, evictable, least recently released first).
+ * {@link #allocate()} takes a free block, else evicts the least recently used cached one.
+ *
+ * <h2>Prefix cache</h2>
+ * A full block is registered under the key (model version digest, hash of the chain of blocks before it, its own
+ * tokens): the tokens are compared exactly, the chain through a 64-bit hash. A block found under a key is shared by
+ * every sequence whose prompt starts with the same tokens under the same model version; another version's lookups
+ * never see it.
+ * <p>
+ * Not thread-safe: one engine thread owns the pool.
+ */
+public final class KvBlockPool implements AutoCloseable
+{
+    /** How keys and values are stored. */
+    public enum KvType
+    {
+        F32(4), F16(2);
+
+        final int bytes;
+
+        KvType(final int bytes)
+        {
+            this.bytes = bytes;
+        }
+
+        public int bytes()
+        {
+            return bytes;
+        }
+
+        public static KvType parse(final String s)
+        {
+            return switch (s.toLowerCase(java.util.Locale.ROOT))
+            {
+                case "f32" -> F32;
+                case "f16" -> F16;
+                default -> throw new IllegalArgumentException("KV type is f16 or f32, not " + s);
+            };
+        }
+    }
+
+    /** Most blocks a pool may have (block ids are ints, offsets longs). */
+    public static final int MAX_BLOCKS = 1 << 24;
+
+    /** Key of a full block in the prefix cache. */
+    private record PrefixKey(String version, long parent, TokenRun tokens)
+    {
+    }
+
+    /** The tokens of one block, compared by value. */
+    private record TokenRun(int[] ids)
+    {
+        @Override
+        public boolean equals(final Object o)
+        {
+            return o instanceof TokenRun t && Arrays.equals(ids, t.ids);
+        }
+
+        @Override
+        public int hashCode()
+        {
+            return Arrays.hashCode(ids);
+        }
+    }
+
+    private final int layers;
+    private final int kvDim;
+    private final int blockTokens;
+    private final KvType type;
+    private final long blockBytes;
+    private final int blocks;
+    private final Arena arena;
+    private final MemorySegment segment;
+    private final int[] refCount;
+    private final int[] freeList;
+    private int freeCount;
+    private final PrefixKey[] keyOf;
+    private final Map<PrefixKey, Integer> cache = new HashMap<>();
+    private final LinkedHashSet<Integer> evictable = new LinkedHashSet<>();
+    private long lookups;
+    private long hits;
+    private long evictions;
+
+    /**
+     * @param config      the model whose keys and values the blocks hold.
+     * @param type        storage type.
+     * @param blockTokens positions per block.
+     * @param budgetBytes memory for all blocks; the pool holds {@code budgetBytes / blockBytes} blocks.
+     */
+    public KvBlockPool(final ModelConfig config, final KvType type, final int blockTokens, final long budgetBytes)
+    {
+        if (blockTokens < 1 || blockTokens > 4096)
+        {
+            throw new IllegalArgumentException("invalid blockTokens=" + blockTokens + " (1..4096)");
+        }
+        this.layers = config.layers();
+        this.kvDim = config.kvDim();
+        this.blockTokens = blockTokens;
+        this.type = Objects.requireNonNull(type, "type");
+        this.blockBytes = 2L * layers * blockTokens * kvDim * type.bytes;
+        final long count = budgetBytes / blockBytes;
+        if (count < 1)
+        {
+            throw new IllegalArgumentException("KV memory of " + budgetBytes + " bytes holds no block of " +
+                blockBytes + " bytes (" + blockTokens + " positions x " + layers + " layers x 2 x " + kvDim + " x " +
+                type + ")");
+        }
+        this.blocks = (int)Math.min(count, MAX_BLOCKS);
+        this.arena = Arena.ofShared();
+        this.segment = arena.allocate(blocks * blockBytes, 64);
+        this.refCount = new int[blocks];
+        this.freeList = new int[blocks];
+        this.keyOf = new PrefixKey[blocks];
+        for (int i = 0; i < blocks; i++)
+        {
+            freeList[i] = blocks - 1 - i; // lowest ids first
+        }
+        this.freeCount = blocks;
+    }
+
+    public int blockTokens()
+    {
+        return blockTokens;
+    }
+
+    public int blockCount()
+    {
+        return blocks;
+    }
+
+    public long blockBytes()
+    {
+        return blockBytes;
+    }
+
+    public KvType type()
+    {
+        return type;
+    }
+
+    /** The whole pool's memory (see the class comment for the layout). */
+    public MemorySegment segment()
+    {
+        return segment;
+    }
+
+    /** The bytes of block {@code id}. */
+    public MemorySegment block(final int id)
+    {
+        return segment.asSlice(id * blockBytes, blockBytes);
+    }
+
+    /** Blocks that {@link #allocate()} can still hand out (free plus evictable cached ones). */
+    public int available()
+    {
+        return freeCount + evictable.size();
+    }
+
+    /** Blocks referenced by at least one sequence. */
+    public int inUse()
+    {
+        return blocks - available();
+    }
+
+    /** Blocks of {@code tokens} positions. */
+    public int blocksFor(final int tokens)
+    {
+        return (tokens + blockTokens - 1) / blockTokens;
+    }
+
+    public int refCount(final int id)
+    {
+        return refCount[id];
+    }
+
+    /** Full-block prefix lookups so far. */
+    public long prefixLookups()
+    {
+        return lookups;
+    }
+
+    /** Lookups that found a cached block. */
+    public long prefixHits()
+    {
+        return hits;
+    }
+
+    public long evictions()
+    {
+        return evictions;
+    }
+
+    /** Takes a block (reference count 1), evicting the least recently used cached block if none is free; -1 if none. */
+    public int allocate()
+    {
+        final int id;
+        if (freeCount > 0)
+        {
+            id = freeList[--freeCount];
+        }
+        else if (!evictable.isEmpty())
+        {
+            final var it = evictable.iterator();
+            id = it.next();
+            it.remove();
+            cache.remove(keyOf[id]);
+            keyOf[id] = null;
+            evictions++;
+        }
+        else
+        {
+            return -1;
+        }
+        refCount[id] = 1;
+        return id;
+    }
+
+    /** Adds a reference to a block already referenced. */
+    public void retain(final int id)
+    {
+        if (refCount[id] <= 0)
+        {
+            throw new IllegalStateException("block " + id + " is not referenced");
+        }
+        refCount[id]++;
+    }
+
+    /** Drops a reference; at zero the block becomes evictable (cached) or free. */
+    public void release(final int id)
+    {
+        if (refCount[id] <= 0)
+        {
+            throw new IllegalStateException("block " + id + " released more often than referenced");
+        }
+        if (--refCount[id] == 0)
+        {
+            if (keyOf[id] != null)
+            {
+                evictable.add(id);
+            }
+            else
+            {
+                freeList[freeCount++] = id;
+            }
+        }
+    }
+
+    /** The chain hash of a block whose predecessors hash to {@code parent} and whose tokens are given. */
+    public static long chainHash(final long parent, final int[] tokens, final int from, final int count)
+    {
+        long h = parent * 0x9E3779B97F4A7C15L + 0x632BE59BD9B4E019L;
+        for (int i = from; i < from + count; i++)
+        {
+            h = mix(h ^ tokens[i]);
+        }
+        return mix(h ^ count);
+    }
+
+    private static long mix(long z)
+    {
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
+    }
+
+    /**
+     * Looks up the cached block of tokens {@code [from, from + blockTokens)} after a chain hashing to
+     * {@code parent}, under model version {@code version}; returns it with a reference added, or -1.
+     */
+    public int lookup(final String version, final long parent, final int[] tokens, final int from)
+    {
+        lookups++;
+        final Integer id = cache.get(new PrefixKey(version, parent,
+            new TokenRun(Arrays.copyOfRange(tokens, from, from + blockTokens))));
+        if (id == null)
+        {
+            return -1;
+        }
+        hits++;
+        if (refCount[id] == 0)
+        {
+            evictable.remove(id);
+        }
+        refCount[id]++;
+        return id;
+    }
+
+    /**
+     * Registers a full, referenced block as holding tokens {@code [from, from + blockTokens)} after a chain hashing
+     * to {@code parent}. Does nothing if the block is registered already or another block holds that key.
+     */
+    public void publish(final int id, final String version, final long parent, final int[] tokens, final int from)
+    {
+        if (refCount[id] <= 0)
+        {
+            throw new IllegalStateException("block " + id + " is not referenced");
+        }
+        if (keyOf[id] != null)
+        {
+            return;
+        }
+        final PrefixKey key = new PrefixKey(version, parent,
+            new TokenRun(Arrays.copyOfRange(tokens, from, from + blockTokens)));
+        if (cache.putIfAbsent(key, id) == null)
+        {
+            keyOf[id] = key;
+        }
+    }
+
+    /** Byte offset of (layer, kind, slot) in the pool. */
+    private long offset(final int id, final int layer, final int kind, final int slot)
+    {
+        return id * blockBytes + (((long)(layer * 2 + kind) * blockTokens + slot) * kvDim) * type.bytes;
+    }
+
+    /** Stores the key and value of one position. */
+    public void write(final int id, final int layer, final int slot, final float[] k, final int ko, final float[] v,
+        final int vo)
+    {
+        final long kOff = offset(id, layer, 0, slot);
+        final long vOff = offset(id, layer, 1, slot);
+        if (type == KvType.F32)
+        {
+            HalfFloats.storeFloats(k, ko, segment, kOff, kvDim);
+            HalfFloats.storeFloats(v, vo, segment, vOff, kvDim);
+        }
+        else
+        {
+            HalfFloats.fromFloats(k, ko, segment, kOff, kvDim);
+            HalfFloats.fromFloats(v, vo, segment, vOff, kvDim);
+        }
+    }
+
+    /**
+     * Reads {@code n} elements starting at element {@code i0} of the (layer, kind, slot) vector into {@code dst}.
+     *
+     * @param kind 0 for the key, 1 for the value.
+     */
+    public void read(final int id, final int layer, final int kind, final int slot, final int i0, final int n,
+        final float[] dst, final int dstOffset)
+    {
+        final long off = offset(id, layer, kind, slot) + (long)i0 * type.bytes;
+        if (type == KvType.F32)
+        {
+            HalfFloats.copyFloats(segment, off, dst, dstOffset, n);
+        }
+        else
+        {
+            HalfFloats.toFloats(segment, off, dst, dstOffset, n);
+        }
+    }
+
+    @Override
+    public void close()
+    {
+        arena.close();
+    }
+}

@@ -2,10 +2,15 @@ package dev.strata.tools;
 
 import dev.strata.compute.chat.ChatMessage;
 import dev.strata.compute.chat.ChatTemplate;
-import dev.strata.compute.model.Generator;
-import dev.strata.compute.sampling.Sampler;
+import dev.strata.compute.engine.Completion;
+import dev.strata.compute.engine.Engine;
+import dev.strata.compute.engine.GenerationListener;
+import dev.strata.compute.engine.GenerationRequest;
+import dev.strata.compute.engine.TokenEvent;
+import dev.strata.compute.model.KvBlockPool;
+import dev.strata.compute.model.WeightSource;
+import dev.strata.compute.tensor.ThreadPool;
 import dev.strata.compute.sampling.SamplerConfig;
-import dev.strata.compute.tokenizer.StreamingDecoder;
 import dev.strata.compute.tokenizer.Tokenizer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -63,6 +68,14 @@ final class GenerateCommand implements Callable<Integer>
     @Option(names = "--context", description = "Most positions (prompt + generated) to use (default: model's).")
     int context = 0;
 
+    @Option(names = "--kv-memory", paramLabel = "BYTES", description = "Memory of the KV block pool (K, M, G " +
+        "suffixes; default: what one sequence of the context needs).")
+    String kvMemory;
+
+    @Option(names = "--kv-type", defaultValue = "f16", description = "Key/value storage: f16 or f32 (default: " +
+        "${DEFAULT-VALUE}).")
+    String kvType;
+
     @Option(names = "--chat", description = "Wrap the prompt as a user message with the model's chat template.")
     boolean chat;
 
@@ -112,7 +125,10 @@ final class GenerateCommand implements Callable<Integer>
         }
         try (ModelOptions.Loaded loaded = modelOptions.load())
         {
-            run(loaded.file().metadata(), loaded.llama(), samplerConfig, out, err);
+            final java.nio.file.Path file = modelOptions.model.toAbsolutePath();
+            run(loaded.file().metadata(), loaded.weights(), loaded.pool(), "file:" + file + ":" +
+                java.nio.file.Files.size(file) + ":" + java.nio.file.Files.getLastModifiedTime(file).toMillis(),
+                samplerConfig, out, err);
         }
         return 0;
     }
@@ -148,8 +164,7 @@ final class GenerateCommand implements Callable<Integer>
                 }
                 err.printf("streaming %s (%s) into a budget of %s%n", model.pinned(),
                     Sizes.format(model.totalBytes()), Sizes.format(budget));
-                run(model.metadata(), new dev.strata.compute.model.Llama(weights, pool, modelOptions.batch),
-                    samplerConfig, out, err);
+                run(model.metadata(), weights, pool, model.pinned().toString(), samplerConfig, out, err);
                 final dev.strata.prefetch.PrefetchStats.Report r = stats.report();
                 err.printf(java.util.Locale.ROOT, "weights: %s fetched, peak %s of %s budget | prefetch accuracy " +
                     "%.2f, coverage %.2f, timeliness %.2f, wasted %s, stall %.1f ms/token%n",
@@ -176,8 +191,9 @@ final class GenerateCommand implements Callable<Integer>
         };
     }
 
-    private void run(final dev.strata.compute.gguf.GgufMetadata metadata, final dev.strata.compute.model.Llama llama,
-        final SamplerConfig samplerConfig, final PrintWriter out, final PrintWriter err)
+    private void run(final dev.strata.compute.gguf.GgufMetadata metadata, final WeightSource weights,
+        final ThreadPool pool, final String version, final SamplerConfig samplerConfig, final PrintWriter out,
+        final PrintWriter err)
     {
         final Tokenizer tokenizer = Tokenizer.fromGguf(metadata);
         final int[] ids;
@@ -202,19 +218,50 @@ final class GenerateCommand implements Callable<Integer>
             ids = tokenizer.encode(prompt, true, false);
             out.print(prompt);
         }
-        final int maxContext = context > 0 ? context : llama.config().contextLength();
-        final StreamingDecoder decoder = new StreamingDecoder(tokenizer);
-        final Generator.Result result = new Generator(llama).generate(ids, maxTokens, maxContext,
-            Sampler.create(samplerConfig), tokenizer::isEndOfGeneration, token ->
+        final int maxContext = context > 0 ? Math.min(context, weights.config().contextLength()) :
+            weights.config().contextLength();
+        final KvBlockPool.KvType type = KvBlockPool.KvType.parse(kvType);
+        final int blockTokens = 16;
+        final long blockBytes = 2L * weights.config().layers() * blockTokens * weights.config().kvDim() * type.bytes();
+        final long kvBytes = kvMemory != null ? Sizes.parse(kvMemory) :
+            blockBytes * ((Math.min(maxContext, ids.length + Math.max(1, maxTokens)) + blockTokens - 1) / blockTokens);
+        if (maxTokens == 0)
+        {
+            out.println();
+            return;
+        }
+        try (Engine engine = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
+            .modelVersion(version).kvType(type).kvMemory(kvBytes).blockTokens(blockTokens).maxContext(maxContext)
+            .maxPrefillTokens(modelOptions.batch).maxBatchSize(1).maxPrefillBatchSize(1)))
+        {
+            final Completion result = engine.submit(new GenerationRequest(ids, samplerConfig, maxTokens, null, null,
+                -1), new GenerationListener()
             {
-                out.print(decoder.accept(token));
-                out.flush();
-                return true;
-            });
-        out.print(decoder.flush());
-        out.println();
-        err.printf("%nprefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %s%n",
-            result.promptTokens(), result.prefillTokensPerSecond(), result.tokens().length,
-            result.decodeTokensPerSecond(), result.stopReason().name().toLowerCase());
+                @Override
+                public void onToken(final TokenEvent event)
+                {
+                    out.print(event.text());
+                    out.flush();
+                }
+
+                @Override
+                public void onComplete(final Completion completion)
+                {
+                }
+            }).completion().join();
+            if (result.error() != null)
+            {
+                throw new IllegalStateException(result.error());
+            }
+            out.println();
+            final long prefillNanos = result.firstTokenNanos() - result.queueNanos();
+            final long decodeNanos = result.totalNanos() - result.firstTokenNanos();
+            final int decoded = Math.max(0, result.completionTokens() - 1);
+            err.printf(java.util.Locale.ROOT, "%nprefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | " +
+                "stop: %s%n", result.promptTokens(), prefillNanos <= 0 ? 0 : result.promptTokens() * 1e9 / prefillNanos,
+                result.completionTokens(), decodeNanos <= 0 ? 0 : decoded * 1e9 / decodeNanos,
+                result.reason() == dev.strata.compute.engine.FinishReason.LENGTH ? "limit" :
+                    result.reason().name().toLowerCase(java.util.Locale.ROOT));
+        }
     }
 }

@@ -109,6 +109,7 @@ public final class KvBlockPool implements AutoCloseable
     private long lookups;
     private long hits;
     private long evictions;
+    private int peakInUse;
 
     /**
      * @param config      the model whose keys and values the blocks hold.
@@ -197,6 +198,12 @@ public final class KvBlockPool implements AutoCloseable
         return (tokens + blockTokens - 1) / blockTokens;
     }
 
+    /** Most blocks referenced at once so far. */
+    public int peakInUse()
+    {
+        return peakInUse;
+    }
+
     public int refCount(final int id)
     {
         return refCount[id];
@@ -241,6 +248,7 @@ public final class KvBlockPool implements AutoCloseable
             return -1;
         }
         refCount[id] = 1;
+        peakInUse = Math.max(peakInUse, inUse());
         return id;
     }
 
@@ -311,6 +319,7 @@ public final class KvBlockPool implements AutoCloseable
             evictable.remove(id);
         }
         refCount[id]++;
+        peakInUse = Math.max(peakInUse, inUse());
         return id;
     }
 

@@ -1,0 +1,500 @@
+package dev.strata.compute.engine;
+
+import dev.strata.compute.model.KvBlockPool;
+import dev.strata.compute.model.Llama;
+import dev.strata.compute.model.ModelConfig;
+import dev.strata.compute.model.WeightSource;
+import dev.strata.compute.sampling.Sampler;
+import dev.strata.compute.tensor.ThreadPool;
+import dev.strata.compute.tokenizer.StreamingDecoder;
+import dev.strata.compute.tokenizer.Tokenizer;
+
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.IntPredicate;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+/**
+ * The serving engine of one model: requests in, streams of tokens out. One thread runs the loop
+ * schedule → execute → update ({@link Scheduler}, {@link Llama#execute}); callers submit and cancel from any
+ * thread through a command queue that the loop drains between steps.
+ * <p>
+ * A bad request is refused at {@link #submit} with an {@link IllegalArgumentException} and never reaches a step; a
+ * step that fails ends its sequences with {@link FinishReason#ERROR} and the engine goes on with the others.
+ */
+public final class Engine implements AutoCloseable
+{
+    private static final Logger LOG = Logger.getLogger(Engine.class.getName());
+
+    /** Settings of an engine; {@link #conclude()} validates them and fills the defaults. */
+    public static final class Context
+    {
+        private WeightSource weights;
+        private ThreadPool pool;
+        private Tokenizer tokenizer;
+        private IntPredicate endOfGeneration;
+        private String modelVersion;
+        private KvBlockPool.KvType kvType = KvBlockPool.KvType.F16;
+        private long kvMemory = 256L << 20;
+        private int blockTokens = 16;
+        private int maxBatchSize = 32;
+        private int maxPrefillTokens = 512;
+        private int maxPrefillBatchSize = 8;
+        private int maxContext;
+        private String name = "strata-engine";
+
+        /** The model's weights (required). */
+        public Context weights(final WeightSource weights)
+        {
+            this.weights = weights;
+            return this;
+        }
+
+        /** The process's compute pool (required; shared by every engine of the process). */
+        public Context pool(final ThreadPool pool)
+        {
+            this.pool = pool;
+            return this;
+        }
+
+        /** For text and stop strings; without it completions carry tokens only. */
+        public Context tokenizer(final Tokenizer tokenizer)
+        {
+            this.tokenizer = tokenizer;
+            return this;
+        }
+
+        /** Tokens that end a sequence (default: the tokenizer's end-of-generation tokens, or none). */
+        public Context endOfGeneration(final IntPredicate endOfGeneration)
+        {
+            this.endOfGeneration = endOfGeneration;
+            return this;
+        }
+
+        /** The model version's digest: prefix-cache entries never cross versions (required). */
+        public Context modelVersion(final String modelVersion)
+        {
+            this.modelVersion = modelVersion;
+            return this;
+        }
+
+        public Context kvType(final KvBlockPool.KvType kvType)
+        {
+            this.kvType = kvType;
+            return this;
+        }
+
+        /** Bytes of the KV block pool. */
+        public Context kvMemory(final long kvMemory)
+        {
+            this.kvMemory = kvMemory;
+            return this;
+        }
+
+        public Context blockTokens(final int blockTokens)
+        {
+            this.blockTokens = blockTokens;
+            return this;
+        }
+
+        /** Most sequences in one step. */
+        public Context maxBatchSize(final int maxBatchSize)
+        {
+            this.maxBatchSize = maxBatchSize;
+            return this;
+        }
+
+        /** Most prompt tokens in one step. */
+        public Context maxPrefillTokens(final int maxPrefillTokens)
+        {
+            this.maxPrefillTokens = maxPrefillTokens;
+            return this;
+        }
+
+        /** Most prompts (or prompt chunks) in one step. */
+        public Context maxPrefillBatchSize(final int maxPrefillBatchSize)
+        {
+            this.maxPrefillBatchSize = maxPrefillBatchSize;
+            return this;
+        }
+
+        /** Most positions of one sequence (default and cap: the model's context length). */
+        public Context maxContext(final int maxContext)
+        {
+            this.maxContext = maxContext;
+            return this;
+        }
+
+        /** Name of the engine's thread. */
+        public Context name(final String name)
+        {
+            this.name = name;
+            return this;
+        }
+
+        public Context conclude()
+        {
+            Objects.requireNonNull(weights, "weights");
+            Objects.requireNonNull(pool, "pool");
+            if (modelVersion == null || modelVersion.isBlank())
+            {
+                throw new IllegalArgumentException("modelVersion is required (the prefix cache is keyed by it)");
+            }
+            if (endOfGeneration == null)
+            {
+                endOfGeneration = tokenizer != null ? tokenizer::isEndOfGeneration : t -> false;
+            }
+            final ModelConfig c = weights.config();
+            maxContext = maxContext <= 0 ? c.contextLength() : Math.min(maxContext, c.contextLength());
+            if (kvMemory <= 0)
+            {
+                throw new IllegalArgumentException("invalid kvMemory=" + kvMemory);
+            }
+            return this;
+        }
+    }
+
+    /** A submitted request: its id, its end, and a way to cancel it. */
+    public final class Handle
+    {
+        private final Sequence sequence;
+        private final CompletableFuture<Completion> completion;
+
+        private Handle(final Sequence sequence, final CompletableFuture<Completion> completion)
+        {
+            this.sequence = sequence;
+            this.completion = completion;
+        }
+
+        public long id()
+        {
+            return sequence.id;
+        }
+
+        /** Completes when the request ends, however it ends. */
+        public CompletableFuture<Completion> completion()
+        {
+            return completion;
+        }
+
+        /** Ends the request at the next step boundary and frees its KV blocks; harmless once it has ended. */
+        public void cancel()
+        {
+            commands.add(() -> cancelNow(sequence));
+            LockSupport.unpark(thread);
+        }
+    }
+
+    /** What the engine has done, for metrics. */
+    public record Stats(long steps, long preemptions, int running, int waiting, int kvBlocks, int kvBlocksInUse,
+        int kvBlocksPeak, long kvBlockBytes, long prefixLookups, long prefixHits)
+    {
+        public double prefixHitRate()
+        {
+            return prefixLookups == 0 ? 0 : (double)prefixHits / prefixLookups;
+        }
+    }
+
+    private final Context ctx;
+    private final Llama llama;
+    private final KvBlockPool kv;
+    private final Scheduler scheduler;
+    private final ConcurrentLinkedQueue<Runnable> commands = new ConcurrentLinkedQueue<>();
+    private final AtomicLong ids = new AtomicLong();
+    private final Thread thread;
+    private volatile boolean closed;
+    private volatile Stats stats;
+
+    private Engine(final Context ctx)
+    {
+        this.ctx = ctx;
+        final Scheduler.Limits limits = new Scheduler.Limits(ctx.maxBatchSize, ctx.maxPrefillTokens,
+            ctx.maxPrefillBatchSize, ctx.maxContext);
+        this.kv = new KvBlockPool(ctx.weights.config(), ctx.kvType, ctx.blockTokens, ctx.kvMemory);
+        try
+        {
+            this.llama = new Llama(ctx.weights, ctx.pool, limits.maxRows());
+            this.scheduler = new Scheduler(kv, limits, ctx.modelVersion, ctx.endOfGeneration);
+            this.stats = snapshot();
+            this.thread = Thread.ofPlatform().name(ctx.name).daemon().unstarted(this::run);
+            thread.start();
+        }
+        catch (final RuntimeException | Error e)
+        {
+            kv.close();
+            throw e;
+        }
+    }
+
+    /** Starts an engine on its own thread. */
+    public static Engine launch(final Context ctx)
+    {
+        return new Engine(ctx.conclude());
+    }
+
+    public ModelConfig config()
+    {
+        return llama.config();
+    }
+
+    public Stats stats()
+    {
+        return stats;
+    }
+
+    /** Bytes of one KV block, and blocks in the pool. */
+    public long kvBlockBytes()
+    {
+        return kv.blockBytes();
+    }
+
+    /**
+     * Queues a request. Throws {@link IllegalArgumentException} at once if it can never run (a token outside the
+     * vocabulary, a prompt that fills the context, a sequence larger than the whole KV pool).
+     */
+    public Handle submit(final GenerationRequest request, final GenerationListener listener)
+    {
+        Objects.requireNonNull(listener, "listener");
+        if (closed)
+        {
+            throw new IllegalStateException("engine closed");
+        }
+        final int vocab = llama.config().vocabSize();
+        for (final int t : request.prompt())
+        {
+            if (t < 0 || t >= vocab)
+            {
+                throw new IllegalArgumentException("token id " + t + " outside the vocabulary [0, " + vocab + ")");
+            }
+        }
+        if (!request.stopStrings().isEmpty() && ctx.tokenizer == null)
+        {
+            throw new IllegalArgumentException("stop strings need a tokenizer");
+        }
+        scheduler.validate(request);
+        final CompletableFuture<Completion> done = new CompletableFuture<>();
+        final GenerationListener chained = new GenerationListener()
+        {
+            @Override
+            public void onToken(final TokenEvent event)
+            {
+                listener.onToken(event);
+            }
+
+            @Override
+            public void onComplete(final Completion completion)
+            {
+                try
+                {
+                    listener.onComplete(completion);
+                }
+                finally
+                {
+                    done.complete(completion);
+                }
+            }
+        };
+        final Sequence s = new Sequence(ids.incrementAndGet(), request, chained,
+            Sampler.create(request.sampling()), ctx.tokenizer == null ? null : new StreamingDecoder(ctx.tokenizer),
+            System.nanoTime());
+        commands.add(() -> scheduler.add(s));
+        LockSupport.unpark(thread);
+        return new Handle(s, done);
+    }
+
+    /** Submits and waits for the end. */
+    public Completion generate(final GenerationRequest request)
+    {
+        return submit(request, c -> { }).completion().join();
+    }
+
+    private void run()
+    {
+        while (!closed)
+        {
+            Runnable command;
+            while ((command = commands.poll()) != null)
+            {
+                command.run();
+            }
+            final Scheduler.Step step = scheduler.schedule();
+            if (step == null)
+            {
+                stats = snapshot();
+                LockSupport.parkNanos(this, 50_000_000L);
+                continue;
+            }
+            final float[][] logits;
+            try
+            {
+                logits = llama.execute(step.batch(), kv);
+            }
+            catch (final RuntimeException | Error e)
+            {
+                LOG.log(Level.WARNING, "step of " + step.sequences().length + " sequences failed", e);
+                for (final Sequence s : scheduler.fail(step))
+                {
+                    finish(s, FinishReason.ERROR, "forward pass failed: " + e);
+                }
+                continue;
+            }
+            for (final Scheduler.Finished f : scheduler.update(step, logits, this::sample))
+            {
+                finish(f.sequence(), f.reason(), f.error());
+            }
+            stats = snapshot();
+        }
+        for (final Sequence s : scheduler.all())
+        {
+            scheduler.remove(s);
+            finish(s, FinishReason.CANCELLED, "engine closed");
+        }
+    }
+
+    private Stats snapshot()
+    {
+        return new Stats(scheduler.steps(), scheduler.preemptions(), scheduler.runningCount(),
+            scheduler.waitingCount(), kv.blockCount(), kv.inUse(), kv.peakInUse(), kv.blockBytes(), kv.prefixLookups(),
+            kv.prefixHits());
+    }
+
+    /** Samples the next token of {@code s}, hands it to the listener, and says whether {@code s} ends. */
+    private FinishReason sample(final Sequence s, final float[] logits)
+    {
+        final GenerationRequest r = s.request;
+        float logprob = Float.NaN;
+        int[] topTokens = EMPTY_INTS;
+        float[] topLogprobs = EMPTY_FLOATS;
+        final float[] raw = r.logprobs() >= 0 ? logits.clone() : null;
+        final int token = s.sampler.sample(logits);
+        s.sampler.accept(token);
+        s.append(token);
+        s.generated++;
+        if (s.firstTokenNanos == 0)
+        {
+            s.firstTokenNanos = System.nanoTime();
+        }
+        if (raw != null)
+        {
+            final Logprobs lp = Logprobs.of(raw, token, r.logprobs());
+            logprob = lp.logprob();
+            topTokens = lp.topTokens();
+            topLogprobs = lp.topLogprobs();
+        }
+        FinishReason reason = null;
+        String delta = "";
+        if (scheduler.isStopToken(s, token))
+        {
+            reason = FinishReason.STOP;
+            if (s.decoder != null)
+            {
+                s.text.append(s.decoder.flush());
+                delta = release(s, s.text.length());
+            }
+        }
+        else
+        {
+            if (s.decoder != null)
+            {
+                s.text.append(s.decoder.accept(token));
+                final int cut = StopStrings.find(s.text, r.stopStrings(), s.emitted);
+                if (cut >= 0)
+                {
+                    s.text.setLength(cut);
+                    reason = FinishReason.STOP;
+                    delta = release(s, cut);
+                }
+                else
+                {
+                    final boolean last = s.generated >= r.maxTokens() || s.length >= scheduler.limits().maxContext();
+                    if (last)
+                    {
+                        s.text.append(s.decoder.flush());
+                    }
+                    delta = release(s, last ? s.text.length() :
+                        s.text.length() - StopStrings.heldBack(s.text, r.stopStrings()));
+                }
+            }
+            if (reason == null && (s.generated >= r.maxTokens() || s.length >= scheduler.limits().maxContext()))
+            {
+                reason = FinishReason.LENGTH;
+            }
+        }
+        s.listener.onToken(new TokenEvent(token, delta, logprob, topTokens, topLogprobs));
+        return reason;
+    }
+
+    private static String release(final Sequence s, final int upTo)
+    {
+        if (upTo <= s.emitted)
+        {
+            return "";
+        }
+        final String delta = s.text.substring(s.emitted, upTo);
+        s.emitted = upTo;
+        return delta;
+    }
+
+    private static final int[] EMPTY_INTS = new int[0];
+    private static final float[] EMPTY_FLOATS = new float[0];
+
+    private void cancelNow(final Sequence s)
+    {
+        if (!s.finished && scheduler.remove(s))
+        {
+            finish(s, FinishReason.CANCELLED, null);
+        }
+    }
+
+    private void finish(final Sequence s, final FinishReason reason, final String error)
+    {
+        if (s.finished)
+        {
+            return;
+        }
+        s.finished = true;
+        final long now = System.nanoTime();
+        final Completion c = new Completion(s.generatedTokens(), s.text.toString(), reason, s.promptLength,
+            s.cachedTokens, s.preemptions, s.firstScheduledNanos == 0 ? 0 : s.firstScheduledNanos - s.submittedNanos,
+            s.firstTokenNanos == 0 ? 0 : s.firstTokenNanos - s.submittedNanos, now - s.submittedNanos, error);
+        try
+        {
+            s.listener.onComplete(c);
+        }
+        catch (final RuntimeException e)
+        {
+            LOG.log(Level.WARNING, "listener of request " + s.id + " failed on completion", e);
+        }
+    }
+
+    /** Ends every request (cancelled), stops the thread and frees the KV pool. */
+    @Override
+    public void close()
+    {
+        if (closed)
+        {
+            return;
+        }
+        closed = true;
+        LockSupport.unpark(thread);
+        try
+        {
+            thread.join();
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+        }
+        kv.close();
+    }
+
+    List<Sequence> sequences()
+    {
+        return scheduler.all();
+    }
+}

@@ -1,0 +1,58 @@
+package dev.strata.compute.engine;
+
+import dev.strata.compute.sampling.SamplerConfig;
+
+import java.util.List;
+import java.util.Objects;
+
+/**
+ * What one request asks of the engine.
+ *
+ * @param prompt       prompt token ids (BOS included if wanted), at least one.
+ * @param sampling     sampling settings and seed of this request.
+ * @param maxTokens    most tokens to generate, at least 1.
+ * @param stopTokens   token ids that end the request besides the model's end-of-generation tokens.
+ * @param stopStrings  texts that end the request; the text is cut before the first one found (needs a tokenizer).
+ * @param logprobs     -1 for no log probabilities, else how many of the most likely alternatives to report with each
+ *                     token's own (0 to 20).
+ */
+public record GenerationRequest(int[] prompt, SamplerConfig sampling, int maxTokens, int[] stopTokens,
+    List<String> stopStrings, int logprobs)
+{
+    public static final int MAX_TOP_LOGPROBS = 20;
+
+    public GenerationRequest
+    {
+        Objects.requireNonNull(prompt, "prompt");
+        Objects.requireNonNull(sampling, "sampling");
+        stopTokens = stopTokens == null ? new int[0] : stopTokens.clone();
+        stopStrings = stopStrings == null ? List.of() : List.copyOf(stopStrings);
+        prompt = prompt.clone();
+        if (prompt.length == 0)
+        {
+            throw new IllegalArgumentException("empty prompt: at least one token is needed");
+        }
+        if (maxTokens < 1)
+        {
+            throw new IllegalArgumentException("maxTokens must be >= 1, got " + maxTokens);
+        }
+        if (logprobs < -1 || logprobs > MAX_TOP_LOGPROBS)
+        {
+            throw new IllegalArgumentException("logprobs must be -1 (none) or 0.." + MAX_TOP_LOGPROBS + ", got " +
+                logprobs);
+        }
+        for (final String s : stopStrings)
+        {
+            if (s == null || s.isEmpty())
+            {
+                throw new IllegalArgumentException("stop strings must not be empty");
+            }
+        }
+    }
+
+    /** A request with no stop strings, stop tokens or log probabilities. */
+    public static GenerationRequest of(final int[] prompt, final SamplerConfig sampling, final int maxTokens)
+    {
+        return new GenerationRequest(prompt, sampling, maxTokens, null, null, -1);
+    }
+}

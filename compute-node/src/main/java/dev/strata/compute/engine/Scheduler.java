@@ -1,0 +1,403 @@
+package dev.strata.compute.engine;
+
+import dev.strata.compute.model.ForwardBatch;
+import dev.strata.compute.model.KvBlockPool;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.function.IntPredicate;
+
+/**
+ * Plans the engine's steps: {@link #schedule()} picks the rows of the next step, the engine runs them, and
+ * {@link #update} samples, stops and frees. Plain records between the three.
+ * <ul>
+ * <li>Continuous batching: sequences join and leave at every step; first come, first served.</li>
+ * <li>Chunked prefill: at most {@code maxPrefillTokens} prompt rows and {@code maxPrefillBatchSize} prompts per
+ * step, a long prompt spread over several steps; decode rows are not counted against that budget.</li>
+ * <li>Prefix cache: a new sequence starts from the longest run of its prompt's full blocks found in the pool's
+ * cache under the same model version (at least its last token is always computed, for its logits).</li>
+ * <li>Preemption: when a running sequence needs a block and none is left, the newest running sequence gives all its
+ * blocks back and waits at the head of the queue; when it runs again its tokens (prompt and generated) are
+ * prefilled again, so its output is the same.</li>
+ * </ul>
+ * Not thread-safe: the engine thread owns it.
+ */
+final class Scheduler
+{
+    /** Limits of a step. */
+    record Limits(int maxBatchSize, int maxPrefillTokens, int maxPrefillBatchSize, int maxContext)
+    {
+        Limits
+        {
+            if (maxBatchSize < 1 || maxPrefillTokens < 1 || maxPrefillBatchSize < 1 || maxContext < 2)
+            {
+                throw new IllegalArgumentException("invalid limits maxBatchSize=" + maxBatchSize +
+                    " maxPrefillTokens=" + maxPrefillTokens + " maxPrefillBatchSize=" + maxPrefillBatchSize +
+                    " maxContext=" + maxContext);
+            }
+        }
+
+        /** Most rows of one step. */
+        int maxRows()
+        {
+            return maxBatchSize + maxPrefillTokens;
+        }
+    }
+
+    /** One step: the batch to run and the sequence of each of its segments. */
+    record Step(ForwardBatch batch, Sequence[] sequences)
+    {
+    }
+
+    private final KvBlockPool pool;
+    private final Limits limits;
+    private final String version;
+    private final IntPredicate endOfGeneration;
+    private final ArrayDeque<Sequence> waiting = new ArrayDeque<>();
+    private final List<Sequence> running = new ArrayList<>();
+    private final int[] rowTokens;
+    private long preemptions;
+    private long steps;
+
+    Scheduler(final KvBlockPool pool, final Limits limits, final String version, final IntPredicate endOfGeneration)
+    {
+        this.pool = pool;
+        this.limits = limits;
+        this.version = version;
+        this.endOfGeneration = endOfGeneration;
+        this.rowTokens = new int[limits.maxRows()];
+    }
+
+    Limits limits()
+    {
+        return limits;
+    }
+
+    long preemptions()
+    {
+        return preemptions;
+    }
+
+    long steps()
+    {
+        return steps;
+    }
+
+    int waitingCount()
+    {
+        return waiting.size();
+    }
+
+    int runningCount()
+    {
+        return running.size();
+    }
+
+    boolean idle()
+    {
+        return waiting.isEmpty() && running.isEmpty();
+    }
+
+    /**
+     * Checks that a request can ever run: its prompt fits the context, and its longest possible sequence fits the
+     * pool on its own.
+     */
+    void validate(final GenerationRequest request)
+    {
+        final int prompt = request.prompt().length;
+        if (prompt >= limits.maxContext())
+        {
+            throw new IllegalArgumentException("prompt of " + prompt + " tokens does not fit the context of " +
+                limits.maxContext() + " tokens (at least one position must be left to generate)");
+        }
+        final int longest = (int)Math.min(limits.maxContext(), (long)prompt + request.maxTokens());
+        if (pool.blocksFor(longest) > pool.blockCount())
+        {
+            throw new IllegalArgumentException("a sequence of up to " + longest + " tokens needs " +
+                pool.blocksFor(longest) + " KV blocks of " + pool.blockTokens() + " positions, and the KV pool holds " +
+                pool.blockCount() + " (" + pool.blockCount() * pool.blockBytes() + " bytes): raise the KV memory " +
+                "or lower max_tokens");
+        }
+    }
+
+    void add(final Sequence s)
+    {
+        waiting.addLast(s);
+    }
+
+    /** Removes a sequence wherever it is and frees its blocks; false if it is not here. */
+    boolean remove(final Sequence s)
+    {
+        if (waiting.remove(s) || running.remove(s))
+        {
+            freeBlocks(s);
+            return true;
+        }
+        return false;
+    }
+
+    /** Every sequence still here (waiting or running). */
+    List<Sequence> all()
+    {
+        final List<Sequence> all = new ArrayList<>(running);
+        all.addAll(waiting);
+        return all;
+    }
+
+    /** The next step, or null when there is nothing to run. */
+    Step schedule()
+    {
+        final List<ForwardBatch.Segment> segments = new ArrayList<>();
+        final List<Sequence> seqs = new ArrayList<>();
+        int rows = 0;
+        int prefillTokens = limits.maxPrefillTokens();
+        int prefills = 0;
+        boolean preempted = false;
+        // running sequences first, oldest first
+        for (int i = 0; i < running.size() && segments.size() < limits.maxBatchSize(); i++)
+        {
+            final Sequence s = running.get(i);
+            final int pending = s.pending();
+            final boolean prefill = pending > 1;
+            final int n = prefill ? Math.min(pending, prefillTokens) : 1;
+            if (prefill && (n == 0 || prefills == limits.maxPrefillBatchSize()))
+            {
+                continue;
+            }
+            boolean fits = true;
+            while (!allocate(s, s.computed + n))
+            {
+                // preempt the newest running sequence (never one already in this step: those are older)
+                final Sequence victim = running.get(running.size() - 1);
+                preempt(victim);
+                preempted = true;
+                if (victim == s)
+                {
+                    fits = false;
+                    break;
+                }
+            }
+            if (!fits)
+            {
+                break;
+            }
+            rows = addSegment(segments, seqs, s, n, rows);
+            if (prefill)
+            {
+                prefillTokens -= n;
+                prefills++;
+            }
+        }
+        // then waiting sequences, first come first served, while nothing had to be preempted
+        while (!preempted && !waiting.isEmpty() && segments.size() < limits.maxBatchSize() &&
+            prefills < limits.maxPrefillBatchSize() && prefillTokens > 0)
+        {
+            final Sequence s = waiting.peekFirst();
+            if (s.computed == 0 && s.blockCount == 0)
+            {
+                reuseCachedPrefix(s);
+            }
+            final int n = Math.min(s.pending(), prefillTokens);
+            if (!allocate(s, s.computed + n))
+            {
+                if (running.isEmpty())
+                {
+                    // nothing will free blocks (validate() guarantees a lone sequence fits): should not happen
+                    throw new IllegalStateException("KV pool exhausted with nothing running");
+                }
+                freeBlocks(s);
+                break;
+            }
+            waiting.pollFirst();
+            running.add(s);
+            rows = addSegment(segments, seqs, s, n, rows);
+            prefillTokens -= n;
+            prefills++;
+        }
+        if (segments.isEmpty())
+        {
+            return null;
+        }
+        steps++;
+        return new Step(new ForwardBatch(rowTokens, segments.toArray(ForwardBatch.Segment[]::new)),
+            seqs.toArray(Sequence[]::new));
+    }
+
+    private int addSegment(final List<ForwardBatch.Segment> segments, final List<Sequence> seqs, final Sequence s,
+        final int n, final int row)
+    {
+        System.arraycopy(s.tokens, s.computed, rowTokens, row, n);
+        segments.add(new ForwardBatch.Segment(row, n, s.computed, s.blocks, s.computed + n == s.length));
+        seqs.add(s);
+        if (s.firstScheduledNanos == 0)
+        {
+            s.firstScheduledNanos = System.nanoTime();
+        }
+        return row + n;
+    }
+
+    /**
+     * Records what a step did: advances every sequence, registers its newly full blocks in the prefix cache, and
+     * for each segment with logits samples the next token and checks the stop conditions. Returns the sequences that
+     * finished (already removed, blocks freed), with their reason.
+     */
+    List<Finished> update(final Step step, final float[][] logits, final Emitter emitter)
+    {
+        final List<Finished> finished = new ArrayList<>();
+        final ForwardBatch.Segment[] segs = step.batch().segments();
+        for (int i = 0; i < segs.length; i++)
+        {
+            final Sequence s = step.sequences()[i];
+            s.computed += segs[i].rows();
+            publishFullBlocks(s);
+            if (logits[i] == null)
+            {
+                continue;
+            }
+            final FinishReason reason;
+            try
+            {
+                reason = emitter.sample(s, logits[i]);
+            }
+            catch (final RuntimeException e)
+            {
+                running.remove(s);
+                freeBlocks(s);
+                finished.add(new Finished(s, FinishReason.ERROR, e.toString()));
+                continue;
+            }
+            if (reason != null)
+            {
+                running.remove(s);
+                freeBlocks(s);
+                finished.add(new Finished(s, reason, null));
+            }
+        }
+        return finished;
+    }
+
+    /** A sequence that ended in a step. */
+    record Finished(Sequence sequence, FinishReason reason, String error)
+    {
+    }
+
+    /** Samples a sequence's next token from its logits and says whether it ends the sequence (null if not). */
+    interface Emitter
+    {
+        FinishReason sample(Sequence s, float[] logits);
+    }
+
+    /** Whether a token ends sequence {@code s}. */
+    boolean isStopToken(final Sequence s, final int token)
+    {
+        if (endOfGeneration.test(token))
+        {
+            return true;
+        }
+        for (final int t : s.request.stopTokens())
+        {
+            if (t == token)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private void reuseCachedPrefix(final Sequence s)
+    {
+        final int bt = pool.blockTokens();
+        // the last token is always computed, for the logits it gives
+        final int full = (s.length - 1) / bt;
+        long parent = 0L;
+        for (int b = 0; b < full; b++)
+        {
+            final int id = pool.lookup(version, parent, s.tokens, b * bt);
+            if (id < 0)
+            {
+                break;
+            }
+            s.addBlock(id);
+            parent = KvBlockPool.chainHash(parent, s.tokens, b * bt, bt);
+            s.setChain(b, parent);
+            s.published = b + 1;
+            s.computed = (b + 1) * bt;
+        }
+        if (s.preemptions == 0)
+        {
+            s.cachedTokens = s.computed;
+        }
+    }
+
+    private void publishFullBlocks(final Sequence s)
+    {
+        final int bt = pool.blockTokens();
+        while ((s.published + 1) * bt <= s.computed)
+        {
+            final int b = s.published;
+            final long parent = s.chainBefore(b);
+            pool.publish(s.blocks[b], version, parent, s.tokens, b * bt);
+            s.setChain(b, KvBlockPool.chainHash(parent, s.tokens, b * bt, bt));
+            s.published++;
+        }
+    }
+
+    /** Gives {@code s} blocks for {@code positions} positions; false (keeping what it got) if the pool ran out. */
+    private boolean allocate(final Sequence s, final int positions)
+    {
+        final int needed = pool.blocksFor(positions);
+        while (s.blockCount < needed)
+        {
+            final int id = pool.allocate();
+            if (id < 0)
+            {
+                return false;
+            }
+            s.addBlock(id);
+        }
+        return true;
+    }
+
+    private void preempt(final Sequence s)
+    {
+        running.remove(s);
+        freeBlocks(s);
+        s.preemptions++;
+        preemptions++;
+        waiting.addFirst(s);
+    }
+
+    private void freeBlocks(final Sequence s)
+    {
+        for (int i = 0; i < s.blockCount; i++)
+        {
+            pool.release(s.blocks[i]);
+        }
+        s.blockCount = 0;
+        s.computed = 0;
+        s.published = 0;
+    }
+
+    /** Drops the sequences of a failed step: their blocks are freed and they are returned to be ended. */
+    List<Sequence> fail(final Step step)
+    {
+        final List<Sequence> failed = new ArrayList<>();
+        for (final Sequence s : step.sequences())
+        {
+            if (running.remove(s))
+            {
+                freeBlocks(s);
+                failed.add(s);
+            }
+        }
+        return failed;
+    }
+
+    /** Iterates over sequences in no particular order (for cancellation by id). */
+    Iterator<Sequence> iterator()
+    {
+        return all().iterator();
+    }
+}

@@ -1,0 +1,357 @@
+package dev.strata.compute.engine;
+
+import dev.strata.compute.gguf.GgmlType;
+import dev.strata.compute.gguf.GgufFile;
+import dev.strata.compute.model.Generator;
+import dev.strata.compute.model.GgufWeightSource;
+import dev.strata.compute.model.KvBlockPool;
+import dev.strata.compute.model.Llama;
+import dev.strata.compute.sampling.Sampler;
+import dev.strata.compute.sampling.SamplerConfig;
+import dev.strata.compute.synth.SyntheticModel;
+import dev.strata.compute.tensor.ThreadPool;
+import dev.strata.compute.tokenizer.Tokenizer;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The engine against the lone-sequence path ({@link Generator} over a {@link dev.strata.compute.model.KvCache}):
+ * batches, prefix reuse, preemption, cancellation and bad input, on synthetic models.
+ */
+class EngineTest
+{
+    private static final String SHAPE = "dim=64,layers=2,heads=4,kv=2,ffn=96";
+
+    @TempDir
+    Path dir;
+
+    private GgufFile file;
+    private GgufWeightSource weights;
+    private ThreadPool pool;
+    private int vocab;
+
+    private void open(final GgmlType type) throws Exception
+    {
+        final Path model = dir.resolve("m.gguf");
+        vocab = SyntheticModel.write(model, SyntheticModel.Shape.parse(SHAPE), type, null, 21);
+        file = GgufFile.open(model);
+        weights = new GgufWeightSource(file, false);
+        pool = new ThreadPool(2);
+    }
+
+    @AfterEach
+    void close()
+    {
+        if (pool != null)
+        {
+            pool.close();
+            weights.close();
+            file.close();
+        }
+    }
+
+    private Engine.Context context(final long kvMemory)
+    {
+        return new Engine.Context().weights(weights).pool(pool).modelVersion("v1").kvType(KvBlockPool.KvType.F32)
+            .kvMemory(kvMemory).blockTokens(16).maxBatchSize(16).maxPrefillTokens(48).maxPrefillBatchSize(4);
+    }
+
+    /** Tokens of the prompt generated alone through today's path. */
+    private int[] alone(final int[] prompt, final SamplerConfig sampling, final int maxTokens)
+    {
+        final Generator.Result r = new Generator(new Llama(weights, pool, 64)).generate(prompt, maxTokens, 512,
+            Sampler.create(sampling), t -> false, t -> true);
+        return r.tokens();
+    }
+
+    private int[][] prompts(final int count, final long seed)
+    {
+        final Random random = new Random(seed);
+        final int[][] prompts = new int[count][];
+        for (int i = 0; i < count; i++)
+        {
+            prompts[i] = random.ints(3 + random.nextInt(60), 0, vocab).toArray();
+        }
+        return prompts;
+    }
+
+    @ParameterizedTest(name = "{0} weights")
+    @EnumSource(value = GgmlType.class, names = {"F32", "Q8_0"})
+    void shouldGiveEveryRequestOfABatchOf16TheGreedyTokensOfRunningItAlone(final GgmlType type) throws Exception
+    {
+        open(type);
+        final int[][] prompts = prompts(16, 3);
+        try (Engine engine = Engine.launch(context(16L << 20)))
+        {
+            final List<Engine.Handle> handles = new ArrayList<>();
+            for (final int[] p : prompts)
+            {
+                handles.add(engine.submit(GenerationRequest.of(p, SamplerConfig.greedy(), 24), c -> { }));
+            }
+            for (int i = 0; i < prompts.length; i++)
+            {
+                final Completion c = handles.get(i).completion().get(60, TimeUnit.SECONDS);
+                assertEquals(FinishReason.LENGTH, c.reason());
+                assertArrayEquals(alone(prompts[i], SamplerConfig.greedy(), 24), c.tokens(), "request " + i);
+                assertEquals(prompts[i].length, c.promptTokens());
+            }
+            // the 16 ran side by side: far fewer steps than 16 sequences one after another
+            assertTrue(engine.stats().steps() < 16 * 24, "steps " + engine.stats().steps());
+            awaitTrue(() -> engine.stats().kvBlocksInUse() == 0, "blocks freed");
+        }
+    }
+
+    @Test
+    void shouldSampleEachRequestWithItsOwnSettingsAndSeed() throws Exception
+    {
+        open(GgmlType.F32);
+        final int[][] prompts = prompts(4, 8);
+        final SamplerConfig[] settings = {
+            SamplerConfig.defaults(1), SamplerConfig.defaults(2).withTemperature(1.5f),
+            SamplerConfig.defaults(3).withTopK(5), SamplerConfig.greedy().withRepeatPenalty(1.3f, 16)};
+        try (Engine engine = Engine.launch(context(8L << 20)))
+        {
+            final List<Engine.Handle> handles = new ArrayList<>();
+            for (int i = 0; i < prompts.length; i++)
+            {
+                handles.add(engine.submit(GenerationRequest.of(prompts[i], settings[i], 30), c -> { }));
+            }
+            for (int i = 0; i < prompts.length; i++)
+            {
+                assertArrayEquals(alone(prompts[i], settings[i], 30), handles.get(i).completion().get().tokens(),
+                    "request " + i);
+            }
+        }
+    }
+
+    @Test
+    void shouldReuseTheBlocksOfACachedPrefixAndNeverAcrossVersions() throws Exception
+    {
+        open(GgmlType.F32);
+        final int[] prefix = new Random(5).ints(40, 0, vocab).toArray();
+        final int[] first = concat(prefix, 7, 9, 11);
+        final int[] second = concat(prefix, 200, 3);
+        try (Engine engine = Engine.launch(context(8L << 20)))
+        {
+            final Completion a = engine.generate(GenerationRequest.of(first, SamplerConfig.greedy(), 10));
+            assertEquals(0, a.cachedTokens());
+            final Completion b = engine.generate(GenerationRequest.of(second, SamplerConfig.greedy(), 10));
+            // the 40 shared tokens fill two blocks of 16
+            assertEquals(32, b.cachedTokens());
+            assertTrue(engine.stats().prefixHits() >= 2, "hits " + engine.stats().prefixHits());
+            assertArrayEquals(alone(second, SamplerConfig.greedy(), 10), b.tokens());
+            // the same prompt again: every full block but the one holding the last token is reused
+            final Completion c = engine.generate(GenerationRequest.of(second, SamplerConfig.greedy(), 10));
+            assertEquals(32, c.cachedTokens());
+            assertArrayEquals(b.tokens(), c.tokens());
+        }
+        // another model version in its own engine over the same weights: nothing from v1 can be hit
+        try (KvBlockPool kv = new KvBlockPool(weights.config(), KvBlockPool.KvType.F32, 16, 1L << 20))
+        {
+            final int id = kv.allocate();
+            kv.publish(id, "v1", 0L, prefix, 0);
+            assertEquals(-1, kv.lookup("v2", 0L, prefix, 0));
+            final int hit = kv.lookup("v1", 0L, prefix, 0);
+            assertEquals(id, hit);
+            assertEquals(2, kv.refCount(id));
+        }
+    }
+
+    @Test
+    void shouldPreemptWhenThePoolRunsOutAndStillGiveEveryRequestItsTokens() throws Exception
+    {
+        open(GgmlType.F32);
+        final int[][] prompts = prompts(8, 13);
+        final int maxTokens = 40;
+        // 14 blocks of 16 positions: two or three sequences at a time, where all eight need up to 8 blocks each
+        final long blockBytes = 2L * weights.config().layers() * 16 * weights.config().kvDim() * 4;
+        try (Engine engine = Engine.launch(context(14 * blockBytes)))
+        {
+            final List<Engine.Handle> handles = new ArrayList<>();
+            for (final int[] p : prompts)
+            {
+                handles.add(engine.submit(GenerationRequest.of(p, SamplerConfig.greedy(), maxTokens), c -> { }));
+            }
+            int preempted = 0;
+            for (int i = 0; i < prompts.length; i++)
+            {
+                final Completion c = handles.get(i).completion().get(60, TimeUnit.SECONDS);
+                assertEquals(FinishReason.LENGTH, c.reason(), () -> "" + c.error());
+                assertArrayEquals(alone(prompts[i], SamplerConfig.greedy(), maxTokens), c.tokens(), "request " + i);
+                preempted += c.preemptions();
+            }
+            final Engine.Stats stats = engine.stats();
+            assertTrue(stats.preemptions() > 0 && preempted > 0, "no preemption: the test no longer tests it");
+            assertTrue(stats.kvBlocksPeak() <= stats.kvBlocks(), "peak " + stats.kvBlocksPeak());
+            awaitTrue(() -> engine.stats().kvBlocksInUse() == 0, "every block released");
+        }
+    }
+
+    @Test
+    void shouldFreeTheBlocksOfACancelledRequestAndKeepServingTheOthers() throws Exception
+    {
+        open(GgmlType.F32);
+        final int[][] prompts = prompts(3, 17);
+        try (Engine engine = Engine.launch(context(8L << 20)))
+        {
+            final CountDownLatch started = new CountDownLatch(5);
+            final Engine.Handle doomed = engine.submit(GenerationRequest.of(prompts[0], SamplerConfig.greedy(), 400),
+                new GenerationListener()
+                {
+                    @Override
+                    public void onToken(final TokenEvent event)
+                    {
+                        started.countDown();
+                    }
+
+                    @Override
+                    public void onComplete(final Completion completion)
+                    {
+                    }
+                });
+            final Engine.Handle other = engine.submit(GenerationRequest.of(prompts[1], SamplerConfig.greedy(), 30),
+                c -> { });
+            assertTrue(started.await(30, TimeUnit.SECONDS));
+            doomed.cancel();
+            final Completion c = doomed.completion().get(30, TimeUnit.SECONDS);
+            assertEquals(FinishReason.CANCELLED, c.reason());
+            assertTrue(c.completionTokens() < 400);
+            assertArrayEquals(alone(prompts[1], SamplerConfig.greedy(), 30), other.completion().get().tokens());
+            awaitTrue(() -> engine.stats().kvBlocksInUse() == 0 && engine.stats().running() == 0, "blocks freed");
+            doomed.cancel(); // harmless once ended
+            assertArrayEquals(alone(prompts[2], SamplerConfig.greedy(), 5),
+                engine.generate(GenerationRequest.of(prompts[2], SamplerConfig.greedy(), 5)).tokens());
+        }
+    }
+
+    @Test
+    void shouldRefuseBadRequestsClearlyAndKeepServing() throws Exception
+    {
+        open(GgmlType.F32);
+        final int context = 64;
+        final long blockBytes = 2L * weights.config().layers() * 16 * weights.config().kvDim() * 4;
+        try (Engine engine = Engine.launch(context(3 * blockBytes).maxContext(context)))
+        {
+            final Engine.Handle running = engine.submit(GenerationRequest.of(new int[] {1, 2, 3}, SamplerConfig
+                .greedy(), 20), c -> { });
+            final IllegalArgumentException tooLong = assertThrows(IllegalArgumentException.class, () ->
+                engine.submit(GenerationRequest.of(new int[context], SamplerConfig.greedy(), 4), c -> { }));
+            assertTrue(tooLong.getMessage().contains("does not fit the context of 64"), tooLong.getMessage());
+            final IllegalArgumentException tooBig = assertThrows(IllegalArgumentException.class, () ->
+                engine.submit(GenerationRequest.of(new int[40], SamplerConfig.greedy(), 20), c -> { }));
+            assertTrue(tooBig.getMessage().contains("KV pool holds 3"), tooBig.getMessage());
+            final IllegalArgumentException empty = assertThrows(IllegalArgumentException.class, () ->
+                GenerationRequest.of(new int[0], SamplerConfig.greedy(), 4));
+            assertTrue(empty.getMessage().contains("empty prompt"), empty.getMessage());
+            final IllegalArgumentException token = assertThrows(IllegalArgumentException.class, () ->
+                engine.submit(GenerationRequest.of(new int[] {1, vocab}, SamplerConfig.greedy(), 4), c -> { }));
+            assertTrue(token.getMessage().contains("outside the vocabulary"), token.getMessage());
+            final IllegalArgumentException noTokenizer = assertThrows(IllegalArgumentException.class, () ->
+                engine.submit(new GenerationRequest(new int[] {1}, SamplerConfig.greedy(), 4, null, List.of("x"), -1),
+                    c -> { }));
+            assertTrue(noTokenizer.getMessage().contains("tokenizer"), noTokenizer.getMessage());
+            assertArrayEquals(alone(new int[] {1, 2, 3}, SamplerConfig.greedy(), 20),
+                running.completion().get(30, TimeUnit.SECONDS).tokens());
+        }
+        assertThrows(IllegalArgumentException.class, () -> new KvBlockPool(weights.config(), KvBlockPool.KvType.F16,
+            16, 100));
+    }
+
+    @Test
+    void shouldStopAtStopStringsAndStopTokensAndReportLogprobs() throws Exception
+    {
+        open(GgmlType.F32);
+        final Tokenizer tokenizer = Tokenizer.fromGguf(file.metadata());
+        final int[] prompt = tokenizer.encode("Once upon a time", true, false);
+        try (Engine engine = Engine.launch(context(8L << 20).tokenizer(tokenizer).endOfGeneration(t -> false)))
+        {
+            final Completion full = engine.generate(GenerationRequest.of(prompt, SamplerConfig.greedy(), 40));
+            assertEquals(tokenizer.decode(full.tokens()), full.text());
+            // a stop string from the middle of the text: the text ends just before it
+            final String text = full.text();
+            assertTrue(text.length() > 10, "text " + text);
+            final String stop = text.substring(text.length() / 2, text.length() / 2 + 3);
+            final List<TokenEvent> events = new ArrayList<>();
+            final Completion cut = engine.submit(new GenerationRequest(prompt, SamplerConfig.greedy(), 40, null,
+                List.of("never appears \u2603", stop), 3), new GenerationListener()
+            {
+                @Override
+                public void onToken(final TokenEvent event)
+                {
+                    events.add(event);
+                }
+
+                @Override
+                public void onComplete(final Completion completion)
+                {
+                }
+            }).completion().get();
+            assertEquals(FinishReason.STOP, cut.reason());
+            assertEquals(text.substring(0, text.indexOf(stop)), cut.text());
+            final StringBuilder streamed = new StringBuilder();
+            events.forEach(e -> streamed.append(e.text()));
+            assertEquals(cut.text(), streamed.toString());
+            for (final TokenEvent e : events)
+            {
+                // greedy: the chosen token is the most likely, and the top list is sorted
+                assertEquals(e.topTokens()[0], e.token());
+                assertEquals(e.topLogprobs()[0], e.logprob(), 1e-6f);
+                assertTrue(e.topLogprobs()[0] >= e.topLogprobs()[1] && e.topLogprobs()[1] >= e.topLogprobs()[2]);
+                assertTrue(e.logprob() <= 0f);
+            }
+            // a stop token: the sequence ends on it
+            final int stopToken = full.tokens()[5];
+            final Completion byToken = engine.generate(new GenerationRequest(prompt, SamplerConfig.greedy(), 40,
+                new int[] {stopToken}, null, -1));
+            assertEquals(FinishReason.STOP, byToken.reason());
+            final int at = indexOf(full.tokens(), stopToken);
+            assertArrayEquals(Arrays.copyOf(full.tokens(), at + 1), byToken.tokens());
+        }
+    }
+
+    private static int indexOf(final int[] a, final int v)
+    {
+        for (int i = 0; i < a.length; i++)
+        {
+            if (a[i] == v)
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    private static int[] concat(final int[] a, final int... b)
+    {
+        final int[] r = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, r, a.length, b.length);
+        return r;
+    }
+
+    private static void awaitTrue(final BooleanSupplier condition, final String what) throws InterruptedException
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (!condition.getAsBoolean())
+        {
+            assertTrue(System.nanoTime() < deadline, "timed out waiting for: " + what);
+            Thread.sleep(5);
+        }
+    }
+}

@@ -1,12 +1,17 @@
 package dev.strata.compute.tensor;
 
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.concurrent.locks.LockSupport;
 
 /**
  * A fixed set of worker threads for data-parallel loops over row ranges, built for many short tasks (a decode
  * step issues hundreds): workers spin briefly on a generation counter before parking, and the calling thread
  * takes a share of the work itself. {@code threads = 1} runs everything on the caller.
+ * <p>
+ * One pool serves a whole process: several callers (engines, a prefill and a decode worker) may call
+ * {@link #parallelFor} from their own threads, and their loops take turns on the workers instead of running on
+ * more threads than there are cores. A loop's task must not itself call {@code parallelFor}.
  */
 public final class ThreadPool implements AutoCloseable
 {
@@ -83,6 +88,8 @@ public final class ThreadPool implements AutoCloseable
     private final Thread[] workers;
     private volatile Job job;
     private volatile boolean closed;
+    /** Held by the caller of a loop while it runs: one loop at a time on the workers. */
+    private final ReentrantLock loop = new ReentrantLock();
 
     public ThreadPool(final int threads)
     {
@@ -106,7 +113,7 @@ public final class ThreadPool implements AutoCloseable
 
     /**
      * Runs {@code task} over {@code [0, n)} split into contiguous chunks that the threads claim in turn, and
-     * returns when all are done. Not reentrant: call from one thread at a time.
+     * returns when all are done. Callers on other threads wait for their turn.
      */
     public void parallelFor(final int n, final RangeTask task)
     {
@@ -129,6 +136,19 @@ public final class ThreadPool implements AutoCloseable
             task.run(0, n);
             return;
         }
+        loop.lock();
+        try
+        {
+            runLoop(task, n, chunksPerThread);
+        }
+        finally
+        {
+            loop.unlock();
+        }
+    }
+
+    private void runLoop(final RangeTask task, final int n, final int chunksPerThread)
+    {
         final Job j = new Job(task, n, Math.min(n, threads * Math.max(1, chunksPerThread)));
         job = j;
         for (final Thread w : workers)

@@ -249,4 +249,68 @@ class ThreadPoolTest
             assertEquals(2, met.get(), "both chunks should have run concurrently");
         }
     }
+
+    /**
+     * One pool per process: loops from several caller threads each visit every index once, and take turns, so
+     * that no more threads than the pool has ever run tasks at once (two callers each running their own loops on a
+     * two-thread pool would otherwise put three threads on two cores).
+     */
+    @Test
+    void shouldLetSeveralCallersShareThePoolWithoutOversubscribing() throws Exception
+    {
+        try (ThreadPool pool = new ThreadPool(2))
+        {
+            final java.util.concurrent.atomic.AtomicInteger active = new java.util.concurrent.atomic.AtomicInteger();
+            final java.util.concurrent.atomic.AtomicInteger peak = new java.util.concurrent.atomic.AtomicInteger();
+            final java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(3);
+            final java.util.List<Thread> callers = new java.util.ArrayList<>();
+            final java.util.concurrent.ConcurrentLinkedQueue<Throwable> failures =
+                new java.util.concurrent.ConcurrentLinkedQueue<>();
+            for (int c = 0; c < 3; c++)
+            {
+                callers.add(Thread.ofPlatform().start(() ->
+                {
+                    try
+                    {
+                        start.await();
+                        for (int loop = 0; loop < 300; loop++)
+                        {
+                            final int n = 64;
+                            final java.util.concurrent.atomic.AtomicIntegerArray seen =
+                                new java.util.concurrent.atomic.AtomicIntegerArray(n);
+                            pool.parallelFor(n, 4, (s, e) ->
+                            {
+                                final int now = active.incrementAndGet();
+                                peak.accumulateAndGet(now, Math::max);
+                                for (int i = s; i < e; i++)
+                                {
+                                    seen.incrementAndGet(i);
+                                }
+                                final long until = System.nanoTime() + 20_000;
+                                while (System.nanoTime() < until)
+                                {
+                                    Thread.onSpinWait();
+                                }
+                                active.decrementAndGet();
+                            });
+                            for (int i = 0; i < n; i++)
+                            {
+                                assertEquals(1, seen.get(i), "index " + i);
+                            }
+                        }
+                    }
+                    catch (final Throwable t)
+                    {
+                        failures.add(t);
+                    }
+                }));
+            }
+            for (final Thread t : callers)
+            {
+                t.join();
+            }
+            assertTrue(failures.isEmpty(), () -> "failures: " + failures);
+            assertTrue(peak.get() <= 2, "threads running tasks at once: " + peak.get());
+        }
+    }
 }

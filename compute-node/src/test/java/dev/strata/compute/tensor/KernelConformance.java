@@ -278,7 +278,8 @@ final class KernelConformance
         };
         for (final Object[] c : cases)
         {
-            for (final int tokens : new int[]{1, 2, 3, 7})
+            // 2..64 tokens run as dot products (MatOps.matmulDots), more as the blocked product
+            for (final int tokens : new int[]{1, 2, 3, 4, 7, 33, 64, 65, 70})
             {
                 failures.addAll(checkMatmul(ops, (GgmlType)c[0], (int)c[1], (int)c[2], tokens, rnd));
             }

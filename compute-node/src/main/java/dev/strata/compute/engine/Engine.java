@@ -371,7 +371,37 @@ public final class Engine implements AutoCloseable
         int[] topTokens = EMPTY_INTS;
         float[] topLogprobs = EMPTY_FLOATS;
         final float[] raw = r.logprobs() >= 0 ? logits.clone() : null;
+        final boolean penalties = r.presencePenalty() != 0f || r.frequencyPenalty() != 0f;
+        if (penalties)
+        {
+            if (s.generatedCounts == null)
+            {
+                s.generatedCounts = new int[logits.length];
+            }
+            for (int i = s.promptLength; i < s.length; i++)
+            {
+                final int t = s.tokens[i];
+                if (t < logits.length && s.generatedCounts[t] > 0)
+                {
+                    // once per distinct token: the count is cleared below and rebuilt after sampling
+                    logits[t] -= r.presencePenalty() + r.frequencyPenalty() * s.generatedCounts[t];
+                    s.generatedCounts[t] = -s.generatedCounts[t];
+                }
+            }
+            for (int i = s.promptLength; i < s.length; i++)
+            {
+                final int t = s.tokens[i];
+                if (t < logits.length && s.generatedCounts[t] < 0)
+                {
+                    s.generatedCounts[t] = -s.generatedCounts[t];
+                }
+            }
+        }
         final int token = s.sampler.sample(logits);
+        if (penalties && token < s.generatedCounts.length)
+        {
+            s.generatedCounts[token]++;
+        }
         s.sampler.accept(token);
         s.append(token);
         s.generated++;

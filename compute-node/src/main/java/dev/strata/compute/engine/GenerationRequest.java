@@ -15,10 +15,21 @@ import java.util.Objects;
  * @param stopStrings  texts that end the request; the text is cut before the first one found (needs a tokenizer).
  * @param logprobs     -1 for no log probabilities, else how many of the most likely alternatives to report with each
  *                     token's own (0 to 20).
+ * @param presencePenalty  subtracted once from the logit of every token already generated (OpenAI's
+ *                         {@code presence_penalty}, -2 to 2).
+ * @param frequencyPenalty subtracted from the logit of every generated token once per time it was generated
+ *                         (OpenAI's {@code frequency_penalty}, -2 to 2).
  */
 public record GenerationRequest(int[] prompt, SamplerConfig sampling, int maxTokens, int[] stopTokens,
-    List<String> stopStrings, int logprobs)
+    List<String> stopStrings, int logprobs, float presencePenalty, float frequencyPenalty)
 {
+    /** Without presence and frequency penalties. */
+    public GenerationRequest(final int[] prompt, final SamplerConfig sampling, final int maxTokens,
+        final int[] stopTokens, final List<String> stopStrings, final int logprobs)
+    {
+        this(prompt, sampling, maxTokens, stopTokens, stopStrings, logprobs, 0f, 0f);
+    }
+
     public static final int MAX_TOP_LOGPROBS = 20;
 
     public GenerationRequest
@@ -41,6 +52,11 @@ public record GenerationRequest(int[] prompt, SamplerConfig sampling, int maxTok
             throw new IllegalArgumentException("logprobs must be -1 (none) or 0.." + MAX_TOP_LOGPROBS + ", got " +
                 logprobs);
         }
+        if (!(presencePenalty >= -2f && presencePenalty <= 2f) || !(frequencyPenalty >= -2f && frequencyPenalty <= 2f))
+        {
+            throw new IllegalArgumentException("presence and frequency penalties must be in [-2, 2], got " +
+                presencePenalty + " and " + frequencyPenalty);
+        }
         for (final String s : stopStrings)
         {
             if (s == null || s.isEmpty())
@@ -53,6 +69,6 @@ public record GenerationRequest(int[] prompt, SamplerConfig sampling, int maxTok
     /** A request with no stop strings, stop tokens or log probabilities. */
     public static GenerationRequest of(final int[] prompt, final SamplerConfig sampling, final int maxTokens)
     {
-        return new GenerationRequest(prompt, sampling, maxTokens, null, null, -1);
+        return new GenerationRequest(prompt, sampling, maxTokens, null, null, -1, 0f, 0f);
     }
 }

@@ -38,6 +38,8 @@ final class Sequence
     /** Characters of {@link #text} already handed to the listener. */
     int emitted;
     boolean finished;
+    /** Times each token was generated, when the request has presence or frequency penalties. */
+    int[] generatedCounts;
 
     Sequence(final long id, final GenerationRequest request, final GenerationListener listener, final Sampler sampler,
         final StreamingDecoder decoder, final long submittedNanos)

@@ -326,6 +326,57 @@ class EngineTest
         }
     }
 
+    @Test
+    void shouldApplyPresenceAndFrequencyPenaltiesToGeneratedTokensOnly() throws Exception
+    {
+        open(GgmlType.F32);
+        final int[] prompt = prompts(1, 23)[0];
+        final float presence = 0.7f;
+        final float frequency = 1.1f;
+        // reference: the lone path with a greedy sampler that subtracts the penalties over the generated tokens
+        final java.util.Map<Integer, Integer> counts = new java.util.HashMap<>();
+        final int[] accepted = {0};
+        final Sampler penalized = new Sampler()
+        {
+            @Override
+            public int sample(final float[] logits)
+            {
+                counts.forEach((t, n) -> logits[t] -= presence + frequency * n);
+                int best = 0;
+                for (int i = 1; i < logits.length; i++)
+                {
+                    best = logits[i] > logits[best] ? i : best;
+                }
+                return best;
+            }
+
+            @Override
+            public void accept(final int token)
+            {
+                if (accepted[0]++ >= prompt.length)
+                {
+                    counts.merge(token, 1, Integer::sum);
+                }
+            }
+
+            @Override
+            public void reset()
+            {
+            }
+        };
+        final int[] expected = new Generator(new Llama(weights, pool, 64)).generate(prompt, 40, 512, penalized,
+            t -> false, t -> true).tokens();
+        try (Engine engine = Engine.launch(context(8L << 20)))
+        {
+            final Completion c = engine.generate(new GenerationRequest(prompt, SamplerConfig.greedy(), 40, null, null,
+                -1, presence, frequency));
+            assertArrayEquals(expected, c.tokens());
+            // and the penalties change something here, or this test would not test them
+            final Completion plain = engine.generate(GenerationRequest.of(prompt, SamplerConfig.greedy(), 40));
+            assertTrue(!Arrays.equals(plain.tokens(), c.tokens()), "penalties changed nothing");
+        }
+    }
+
     private static int indexOf(final int[] a, final int v)
     {
         for (int i = 0; i < a.length; i++)

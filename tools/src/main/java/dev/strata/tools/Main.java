@@ -20,6 +20,7 @@ import picocli.CommandLine.Command;
     description = "Strata: a parameter-server inference engine for large language models.",
     subcommands = {
         GenerateCommand.class,
+        ServeCommand.class,
         TokenizeCommand.class,
         SynthCommand.class,
         BenchCommand.class,

@@ -247,6 +247,12 @@ public final class Engine implements AutoCloseable
         return stats;
     }
 
+    /** Most positions of one sequence (prompt and generated). */
+    public int maxContext()
+    {
+        return ctx.maxContext;
+    }
+
     /** Bytes of one KV block, and blocks in the pool. */
     public long kvBlockBytes()
     {

@@ -608,6 +608,14 @@ public final class OpenAiServer implements AutoCloseable
             if (!ended)
             {
                 handle.cancel();
+                try
+                {
+                    metrics.completed(model, handle.completion().get(30, java.util.concurrent.TimeUnit.SECONDS));
+                }
+                catch (final Exception ignored)
+                {
+                    // the engine is closing: nothing to count
+                }
             }
             callback.failed(e);
             if (e instanceof InterruptedException)

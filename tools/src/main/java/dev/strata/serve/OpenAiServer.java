@@ -401,7 +401,7 @@ public final class OpenAiServer implements AutoCloseable
             try
             {
                 g = new GenerationRequest(prompt, p.sampling(ThreadLocalRandom.current().nextLong()), maxTokens, null,
-                    p.stop(), p.topLogprobs(), p.presencePenalty(), p.frequencyPenalty());
+                    p.stop(), p.topLogprobs(), p.presencePenalty(), p.frequencyPenalty(), p.ignoreEos());
             }
             catch (final IllegalArgumentException e)
             {

@@ -23,7 +23,7 @@ import java.util.List;
 record ParsedRequest(boolean chat, String model, String promptText, int[] promptTokens, List<ChatMessage> messages,
     int maxTokens, float temperature, float topP, int topK, float minP, float repetitionPenalty,
     float presencePenalty, float frequencyPenalty, Long seed, List<String> stop, int topLogprobs, boolean stream,
-    boolean includeUsage, String user)
+    boolean includeUsage, String user, boolean ignoreEos)
 {
     static final int MAX_STOP = 4;
 
@@ -204,8 +204,10 @@ record ParsedRequest(boolean chat, String model, String promptText, int[] prompt
             includeUsage = so.path("include_usage").asBoolean(false);
         }
         final String user = string(body, "user", null);
+        final boolean ignoreEos = bool(body, "ignore_eos", false);
         return new ParsedRequest(chat, model, promptText, promptTokens, messages, maxTokens, temperature, topP, topK,
-            minP, repetitionPenalty, presence, frequency, seed, stop, topLogprobs, stream, includeUsage, user);
+            minP, repetitionPenalty, presence, frequency, seed, stop, topLogprobs, stream, includeUsage, user,
+            ignoreEos);
     }
 
     /** The sampler settings: temperature 0 is greedy; without a seed, a fresh one per request. */

@@ -4,7 +4,7 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /** {@code strata bench ...}: benchmarks that report against limits measured in the same run. */
-@Command(name = "bench", description = "Benchmarks.", subcommands = {RuntimeBench.class, BatchBench.class, TiersBench.class, TransportBench.class, StreamBench.class})
+@Command(name = "bench", description = "Benchmarks.", subcommands = {RuntimeBench.class, BatchBench.class, ServeBench.class, TiersBench.class, TransportBench.class, StreamBench.class})
 final class BenchCommand implements Runnable
 {
     @CommandLine.Spec
@@ -13,6 +13,6 @@ final class BenchCommand implements Runnable
     @Override
     public void run()
     {
-        throw new CommandLine.ParameterException(spec.commandLine(), "missing benchmark (runtime, batch, tiers, transport, stream)");
+        throw new CommandLine.ParameterException(spec.commandLine(), "missing benchmark (runtime, batch, serve, tiers, transport, stream)");
     }
 }

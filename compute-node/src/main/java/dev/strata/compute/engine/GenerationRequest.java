@@ -19,15 +19,25 @@ import java.util.Objects;
  *                         {@code presence_penalty}, -2 to 2).
  * @param frequencyPenalty subtracted from the logit of every generated token once per time it was generated
  *                         (OpenAI's {@code frequency_penalty}, -2 to 2).
+ * @param ignoreEos        keep generating past the model's end-of-generation tokens (benchmarks: a fixed output
+ *                         length); {@code stopTokens} still stop.
  */
 public record GenerationRequest(int[] prompt, SamplerConfig sampling, int maxTokens, int[] stopTokens,
-    List<String> stopStrings, int logprobs, float presencePenalty, float frequencyPenalty)
+    List<String> stopStrings, int logprobs, float presencePenalty, float frequencyPenalty, boolean ignoreEos)
 {
+    /** Stopping at end-of-generation tokens. */
+    public GenerationRequest(final int[] prompt, final SamplerConfig sampling, final int maxTokens,
+        final int[] stopTokens, final List<String> stopStrings, final int logprobs, final float presencePenalty,
+        final float frequencyPenalty)
+    {
+        this(prompt, sampling, maxTokens, stopTokens, stopStrings, logprobs, presencePenalty, frequencyPenalty, false);
+    }
+
     /** Without presence and frequency penalties. */
     public GenerationRequest(final int[] prompt, final SamplerConfig sampling, final int maxTokens,
         final int[] stopTokens, final List<String> stopStrings, final int logprobs)
     {
-        this(prompt, sampling, maxTokens, stopTokens, stopStrings, logprobs, 0f, 0f);
+        this(prompt, sampling, maxTokens, stopTokens, stopStrings, logprobs, 0f, 0f, false);
     }
 
     public static final int MAX_TOP_LOGPROBS = 20;
@@ -69,6 +79,6 @@ public record GenerationRequest(int[] prompt, SamplerConfig sampling, int maxTok
     /** A request with no stop strings, stop tokens or log probabilities. */
     public static GenerationRequest of(final int[] prompt, final SamplerConfig sampling, final int maxTokens)
     {
-        return new GenerationRequest(prompt, sampling, maxTokens, null, null, -1, 0f, 0f);
+        return new GenerationRequest(prompt, sampling, maxTokens, null, null, -1, 0f, 0f, false);
     }
 }

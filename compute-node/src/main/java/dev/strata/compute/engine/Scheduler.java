@@ -292,7 +292,7 @@ final class Scheduler
     /** Whether a token ends sequence {@code s}. */
     boolean isStopToken(final Sequence s, final int token)
     {
-        if (endOfGeneration.test(token))
+        if (!s.request.ignoreEos() && endOfGeneration.test(token))
         {
             return true;
         }

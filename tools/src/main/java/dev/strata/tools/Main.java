@@ -21,6 +21,7 @@ import picocli.CommandLine.Command;
     subcommands = {
         GenerateCommand.class,
         ServeCommand.class,
+        ChatCommand.class,
         TokenizeCommand.class,
         SynthCommand.class,
         BenchCommand.class,

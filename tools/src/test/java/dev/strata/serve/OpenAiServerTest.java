@@ -345,6 +345,54 @@ class OpenAiServerTest
         }
     }
 
+    @Test
+    void shouldServeTheJavaClientAndTheTerminalChat() throws Exception
+    {
+        startSynthetic("k1");
+        final dev.strata.client.StrataClient client = dev.strata.client.StrataClient.builder(url("/v1")).apiKey("k1")
+            .build();
+        assertEquals(List.of("tiny"), client.models());
+        final var options = new dev.strata.client.StrataClient.Options().maxTokens(9).temperature(0);
+        final var completion = client.complete("tiny", "Once upon", options);
+        assertEquals(9, completion.completionTokens());
+        assertEquals("length", completion.finishReason());
+        final List<dev.strata.client.StrataClient.Message> messages = List.of(
+            dev.strata.client.StrataClient.Message.system("be brief"), dev.strata.client.StrataClient.Message.user("hi"));
+        final var reply = client.chat("tiny", messages, options);
+        final StringBuilder pieces = new StringBuilder();
+        final var streamed = client.chatStream("tiny", messages, options, pieces::append,
+            new dev.strata.client.StrataClient.Streaming());
+        assertEquals(reply.text(), streamed.text());
+        assertEquals(reply.text(), pieces.toString());
+        assertEquals(9, streamed.completionTokens());
+        final var e = assertThrows(dev.strata.client.StrataClient.ApiException.class,
+            () -> client.chat("other", messages, options));
+        assertEquals(404, e.status());
+        assertEquals("model_not_found", e.code());
+        final var wrongKey = dev.strata.client.StrataClient.builder(url("/v1")).apiKey("k2").build();
+        assertEquals(401, assertThrows(dev.strata.client.StrataClient.ApiException.class, wrongKey::models).status());
+
+        // strata chat, its input piped: two turns, the second sees the first in its history
+        final java.io.InputStream stdin = System.in;
+        final java.io.StringWriter out = new java.io.StringWriter();
+        try
+        {
+            System.setIn(new java.io.ByteArrayInputStream("hi\n/reset\nhello again\n/exit\n".getBytes(
+                StandardCharsets.UTF_8)));
+            final int code = dev.strata.tools.Main.run(new java.io.PrintWriter(out, true),
+                new java.io.PrintWriter(new java.io.StringWriter(), true), "chat", "--url", url("/v1"), "--api-key",
+                "k1", "--temperature", "0", "-n", "9", "--system", "be brief");
+            assertEquals(0, code, out.toString());
+        }
+        finally
+        {
+            System.setIn(stdin);
+        }
+        assertTrue(out.toString().contains("chatting with tiny"), out.toString());
+        assertTrue(out.toString().contains(reply.text()), "the first reply equals the client's: " + out);
+        assertTrue(out.toString().contains("(history cleared)"), out.toString());
+    }
+
     private static void awaitTrue(final BooleanSupplier condition, final String what) throws InterruptedException
     {
         final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);

@@ -1,0 +1,311 @@
+/*
+ * Strata's native integer kernels: activations quantized to 8 bits, dotted with quantized weight rows by integer
+ * dot-product instructions. Compiled once per instruction set by build.sh with -DISA=<name> and that set's -m flags;
+ * every exported symbol carries the name (strata_<isa>_<kernel>), and the Java side (NativeKernels) binds the set
+ * that the CPU supports (see cpu.c).
+ *
+ * Numerics follow ggml's definitions: activations are quantized per block (Q8_0: 32 values, an f16 scale, round half
+ * away from zero; Q8_K: 256 values, an f32 scale, round half to even), products are summed in int32 per block and
+ * the block scales applied in float. Only the order of the float additions differs from ggml's reference code.
+ *
+ * Activations are kept as three arrays (struct of arrays), not as ggml's interleaved blocks:
+ *   qs  int8[n]        the quantized values
+ *   d   float[n/B]     the block scales (for Q8_0 the f16-rounded scale, as a float)
+ *   aux int32[...]     Q8_0: -bias * (sum of each group of 4 values), n/4 entries, the unsigned-weight correction
+ *                      Q8_K: the sums of each group of 16 values (ggml's bsums), n/16 entries
+ *
+ * The weight kernels compute out[outOffset + t * outStride + r] for rows [0, rows) of w + wOffset (rowBytes apart) and tokens [0, tokens):
+ * a whole range of rows per call, so the cost of a call from Java is paid once per range.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifndef ISA
+#error "compile with -DISA=<instruction set name>"
+#endif
+#define CAT3(a, b, c) a##b##c
+#define NAME3(a, b, c) CAT3(a, b, c)
+#define EXPORT(kernel) __attribute__((visibility("default"))) NAME3(strata_, ISA, _##kernel)
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define USE_VNNI 1
+#else
+#define USE_VNNI 0
+#endif
+
+#define QK8_0 32
+#define QK_K 256
+#define Q4_0_BYTES 18
+#define Q8_0_BYTES 34
+#define Q4_K_BYTES 144
+#define Q6_K_BYTES 210
+
+static inline float f16_to_f32(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline float f32_round_f16(float f)
+{
+    return _cvtsh_ss(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Activation quantization
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/*
+ * Q8_0: per block of 32, d = amax / 127 rounded to f16, q = roundf(x / d) with the unrounded d (as ggml).
+ * aux gets -bias * (sum of each 4 consecutive q): the weight kernels take the weights as unsigned bytes
+ * (w + bias) and start their int32 lanes from aux, so that each lane ends as the signed product.
+ */
+void EXPORT(quantize_q8_0)(const float *x, int32_t n, int8_t *qs, float *d, int32_t *aux, int32_t bias)
+{
+    for (int b = 0; b < n / QK8_0; b++)
+    {
+        const float *xb = x + b * QK8_0;
+        float amax = 0.0f;
+        for (int j = 0; j < QK8_0; j++)
+        {
+            amax = fmaxf(amax, fabsf(xb[j]));
+        }
+        const float dd = amax / 127.0f;
+        const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+        d[b] = f32_round_f16(dd);
+        int8_t *q = qs + b * QK8_0;
+        for (int j = 0; j < QK8_0; j++)
+        {
+            q[j] = (int8_t)roundf(xb[j] * id);
+        }
+        for (int g = 0; g < QK8_0 / 4; g++)
+        {
+            aux[b * 8 + g] = -bias * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
+        }
+    }
+}
+
+/* Q8_K: per block of 256, the value of largest magnitude maps to -127, q = min(127, rint(x * -127 / max)). */
+void EXPORT(quantize_q8_k)(const float *x, int32_t n, int8_t *qs, float *d, int32_t *bsums)
+{
+    for (int b = 0; b < n / QK_K; b++)
+    {
+        const float *xb = x + b * QK_K;
+        int8_t *q = qs + b * QK_K;
+        float amax = 0.0f;
+        float max = 0.0f;
+        for (int j = 0; j < QK_K; j++)
+        {
+            const float ax = fabsf(xb[j]);
+            if (ax > amax)
+            {
+                amax = ax;
+                max = xb[j];
+            }
+        }
+        if (amax == 0.0f)
+        {
+            d[b] = 0.0f;
+            memset(q, 0, QK_K);
+            for (int g = 0; g < QK_K / 16; g++)
+            {
+                bsums[b * 16 + g] = 0;
+            }
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j++)
+        {
+            const int v = (int)lrintf(iscale * xb[j]);
+            q[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int g = 0; g < QK_K / 16; g++)
+        {
+            int s = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                s += q[g * 16 + j];
+            }
+            bsums[b * 16 + g] = s;
+        }
+        d[b] = 1.0f / iscale;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Row dot products, one per weight type
+ * ------------------------------------------------------------------------------------------------------------- */
+
+#if USE_VNNI
+
+static inline float hsum512(__m512 v)
+{
+    return _mm512_reduce_add_ps(v);
+}
+
+/* Two blocks' scale products as one vector: lanes 0-7 a, lanes 8-15 b. */
+static inline __m512 scale2(float a, float b)
+{
+    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+/*
+ * Q4_0 x Q8_0. The 16 nibble bytes of a block are laid out [low nibbles | high nibbles] = weights 0-15, 16-31;
+ * two blocks fill one 512-bit vector of unsigned weights (nibble = w + 8), multiplied with the 64 activation bytes
+ * by vpdpbusd, whose lanes start from aux (-8 * the activations' group sums).
+ */
+static inline float dot_q4_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i dup = _mm512_set_epi64(5, 4, 5, 4, 1, 0, 1, 0);
+    __m512 acc0 = _mm512_setzero_ps();
+    __m512 acc1 = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 3 < nb; b += 4)
+    {
+        const uint8_t *w0 = w + b * Q4_0_BYTES;
+        const __m512i r01 = _mm512_permutexvar_epi64(dup, _mm512_inserti64x4(_mm512_castsi256_si512(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w0 + 2)))),
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w0 + Q4_0_BYTES + 2))), 1));
+        const __m512i r23 = _mm512_permutexvar_epi64(dup, _mm512_inserti64x4(_mm512_castsi256_si512(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w0 + 2 * Q4_0_BYTES + 2)))),
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w0 + 3 * Q4_0_BYTES + 2))), 1));
+        const __m512i u01 = _mm512_mask_blend_epi64(0xCC, _mm512_and_si512(r01, m4),
+            _mm512_and_si512(_mm512_srli_epi16(r01, 4), m4));
+        const __m512i u23 = _mm512_mask_blend_epi64(0xCC, _mm512_and_si512(r23, m4),
+            _mm512_and_si512(_mm512_srli_epi16(r23, 4), m4));
+        const __m512i s01 = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + b * 8), u01,
+            _mm512_loadu_si512(qs + b * QK8_0));
+        const __m512i s23 = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + b * 8 + 16), u23,
+            _mm512_loadu_si512(qs + b * QK8_0 + 64));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s01),
+            scale2(f16_to_f32(w0) * d[b], f16_to_f32(w0 + Q4_0_BYTES) * d[b + 1]), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s23),
+            scale2(f16_to_f32(w0 + 2 * Q4_0_BYTES) * d[b + 2], f16_to_f32(w0 + 3 * Q4_0_BYTES) * d[b + 3]), acc1);
+    }
+    float sum = hsum512(_mm512_add_ps(acc0, acc1));
+    for (; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_0_BYTES;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(wb + 2));
+        const __m256i m4h = _mm256_set1_epi8(0x0F);
+        const __m256i r = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), raw, 1);
+        const __m256i u = _mm256_blend_epi32(_mm256_and_si256(r, m4h),
+            _mm256_and_si256(_mm256_srli_epi16(r, 4), m4h), 0xF0);
+        const __m256i s = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(aux + b * 8)), u,
+            _mm256_loadu_si256((const __m256i *)(qs + b * QK8_0)));
+        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        const int32_t si = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
+        sum += (float)si * (f16_to_f32(wb) * d[b]);
+    }
+    return sum;
+}
+
+/* Q8_0 x Q8_0: the weights made unsigned by flipping the sign bit (w + 128), corrected by aux as for Q4_0. */
+static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512 acc0 = _mm512_setzero_ps();
+    __m512 acc1 = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 3 < nb; b += 4)
+    {
+        const uint8_t *w0 = w + b * Q8_0_BYTES;
+        const __m512i u01 = _mm512_xor_si512(flip, _mm512_inserti64x4(_mm512_castsi256_si512(
+            _mm256_loadu_si256((const __m256i *)(w0 + 2))), _mm256_loadu_si256((const __m256i *)(w0 + Q8_0_BYTES + 2)), 1));
+        const __m512i u23 = _mm512_xor_si512(flip, _mm512_inserti64x4(_mm512_castsi256_si512(
+            _mm256_loadu_si256((const __m256i *)(w0 + 2 * Q8_0_BYTES + 2))),
+            _mm256_loadu_si256((const __m256i *)(w0 + 3 * Q8_0_BYTES + 2)), 1));
+        const __m512i s01 = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + b * 8), u01,
+            _mm512_loadu_si512(qs + b * QK8_0));
+        const __m512i s23 = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + b * 8 + 16), u23,
+            _mm512_loadu_si512(qs + b * QK8_0 + 64));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s01),
+            scale2(f16_to_f32(w0) * d[b], f16_to_f32(w0 + Q8_0_BYTES) * d[b + 1]), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s23),
+            scale2(f16_to_f32(w0 + 2 * Q8_0_BYTES) * d[b + 2], f16_to_f32(w0 + 3 * Q8_0_BYTES) * d[b + 3]), acc1);
+    }
+    float sum = hsum512(_mm512_add_ps(acc0, acc1));
+    for (; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q8_0_BYTES;
+        const __m256i u = _mm256_xor_si256(_mm256_set1_epi8((char)0x80), _mm256_loadu_si256((const __m256i *)(wb + 2)));
+        const __m256i s = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(aux + b * 8)), u,
+            _mm256_loadu_si256((const __m256i *)(qs + b * QK8_0)));
+        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        const int32_t si = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
+        sum += (float)si * (f16_to_f32(wb) * d[b]);
+    }
+    return sum;
+}
+
+#else /* no VNNI: portable C that the compiler vectorizes for the target (pmaddwd on AVX2 / AVX-512 BW) */
+
+static inline float dot_q4_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
+{
+    (void)aux;
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_0_BYTES + 2;
+        const int8_t *q = qs + b * QK8_0;
+        int32_t si = 0;
+        for (int j = 0; j < 16; j++)
+        {
+            si += ((wb[j] & 0x0F) - 8) * q[j] + ((wb[j] >> 4) - 8) * q[j + 16];
+        }
+        sum += (float)si * (f16_to_f32(w + b * Q4_0_BYTES) * d[b]);
+    }
+    return sum;
+}
+
+static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
+{
+    (void)aux;
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++)
+    {
+        const int8_t *wb = (const int8_t *)(w + b * Q8_0_BYTES + 2);
+        const int8_t *q = qs + b * QK8_0;
+        int32_t si = 0;
+        for (int j = 0; j < QK8_0; j++)
+        {
+            si += wb[j] * q[j];
+        }
+        sum += (float)si * (f16_to_f32(w + b * Q8_0_BYTES) * d[b]);
+    }
+    return sum;
+}
+
+#endif
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Matrix x activations: rows of w against tokens of activations
+ * ------------------------------------------------------------------------------------------------------------- */
+
+#define MATMUL_Q8_0_PAIRED(type)                                                                                      \
+    void EXPORT(mv_##type)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,        \
+        const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,       \
+        int32_t outStride)                                                                                            \
+    {                                                                                                                 \
+        const int nb = cols / QK8_0;                                                                                  \
+        w += wOffset;                                                                                                 \
+        out += outOffset;                                                                                             \
+        for (int r = 0; r < rows; r++)                                                                                \
+        {                                                                                                             \
+            const uint8_t *wr = w + r * rowBytes;                                                                     \
+            for (int t = 0; t < tokens; t++)                                                                          \
+            {                                                                                                         \
+                out[(int64_t)t * outStride + r] = dot_##type(wr, nb, qs + (int64_t)t * cols, d + (int64_t)t * nb,     \
+                    aux + (int64_t)t * (cols / 4));                                                                   \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+MATMUL_Q8_0_PAIRED(q4_0)
+MATMUL_Q8_0_PAIRED(q8_0)

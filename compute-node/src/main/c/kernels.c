@@ -244,6 +244,105 @@ static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const f
     return sum;
 }
 
+/* Q4_K sub-block scales and mins: 8 of each, 6 bits, packed in 12 bytes (ggml's get_scale_min_k4). */
+static inline void q4_k_scales(const uint8_t *s, uint8_t *sc, uint8_t *m)
+{
+    for (int j = 0; j < 4; j++)
+    {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+    }
+    for (int j = 4; j < 8; j++)
+    {
+        sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/*
+ * Q4_K x Q8_K: per 64 weights one vector [low nibbles | high nibbles] (sub-blocks 2j and 2j+1), vpdpbusd with the
+ * activations, times the sub-block scales in int32; the mins are applied through the activations' bsums.
+ */
+static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_K_BYTES;
+        const int8_t *y = qs + b * QK_K;
+        uint8_t sc[8];
+        uint8_t m[8];
+        q4_k_scales(wb + 4, sc, m);
+        __m512i sumi = _mm512_setzero_si512();
+        for (int j = 0; j < 4; j++)
+        {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(wb + 16 + 32 * j));
+            const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(raw), raw, 1);
+            const __m512i u = _mm512_mask_blend_epi64(0xF0, _mm512_and_si512(r, m4),
+                _mm512_and_si512(_mm512_srli_epi16(r, 4), m4));
+            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(y + 64 * j));
+            const __m512i scv = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * j]), _mm256_set1_epi32(sc[2 * j + 1]), 1);
+            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, scv));
+        }
+        const int32_t *bs = bsums + b * 16;
+        int32_t summ = 0;
+        for (int j = 0; j < 8; j++)
+        {
+            summ += m[j] * (bs[2 * j] + bs[2 * j + 1]);
+        }
+        sum += (f16_to_f32(wb) * d[b]) * (float)_mm512_reduce_add_epi32(sumi)
+            - (f16_to_f32(wb + 2) * d[b]) * (float)summ;
+    }
+    return sum;
+}
+
+/*
+ * Q6_K x Q8_K: a half super-block (128 weights) is 64 bytes of low 4 bits and 32 bytes of high 2 bits; two vectors
+ * of unsigned 6-bit weights (w + 32) per half, vpdpbusd, times the 16-weight group scales in int32; the -32 is
+ * applied once per super-block through the bsums.
+ */
+static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    const __m512i shiftA = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shiftB = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m128i pattern[4] = {
+        _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+        _mm_setr_epi8(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+        _mm_setr_epi8(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
+        _mm_setr_epi8(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15)};
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q6_K_BYTES;
+        const int8_t *y = qs + b * QK_K;
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(wb + 192));
+        const __m512i sc32 = _mm512_cvtepi8_epi32(sc);
+        __m512i sumi = _mm512_slli_epi32(
+            _mm512_mullo_epi32(sc32, _mm512_loadu_si512(bsums + b * 16)), 5);
+        sumi = _mm512_sub_epi32(_mm512_setzero_si512(), sumi);
+        for (int h = 0; h < 2; h++)
+        {
+            const __m512i a = _mm512_loadu_si512(wb + 64 * h);
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb + 128 + 32 * h));
+            const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+            const __m512i u1 = _mm512_or_si512(_mm512_and_si512(a, m4),
+                _mm512_and_si512(_mm512_sllv_epi16(hh, shiftA), m30));
+            const __m512i u2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), m4),
+                _mm512_and_si512(_mm512_srlv_epi16(hh, shiftB), m30));
+            const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u1, _mm512_loadu_si512(y + 128 * h));
+            const __m512i p2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u2, _mm512_loadu_si512(y + 128 * h + 64));
+            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p1, _mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc, pattern[2 * h]))));
+            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p2, _mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc, pattern[2 * h + 1]))));
+        }
+        /* the lanes hold unsigned-weight partial sums that cancel: sum them in int32, exactly, before the scale */
+        sum += (f16_to_f32(wb + 208) * d[b]) * (float)_mm512_reduce_add_epi32(sumi);
+    }
+    return sum;
+}
+
 #else /* no VNNI: portable C that the compiler vectorizes for the target (pmaddwd on AVX2 / AVX-512 BW) */
 
 static inline float dot_q4_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
@@ -282,18 +381,99 @@ static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const f
     return sum;
 }
 
+/* Q4_K sub-block scales and mins: 8 of each, 6 bits, packed in 12 bytes (ggml's get_scale_min_k4). */
+static inline void q4_k_scales(const uint8_t *s, uint8_t *sc, uint8_t *m)
+{
+    for (int j = 0; j < 4; j++)
+    {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+    }
+    for (int j = 4; j < 8; j++)
+    {
+        sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
+{
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_K_BYTES;
+        const int8_t *y = qs + b * QK_K;
+        uint8_t sc[8];
+        uint8_t m[8];
+        q4_k_scales(wb + 4, sc, m);
+        int32_t sumi = 0;
+        int32_t summ = 0;
+        for (int j = 0; j < 4; j++)
+        {
+            const uint8_t *q = wb + 16 + 32 * j;
+            int32_t lo = 0;
+            int32_t hi = 0;
+            for (int l = 0; l < 32; l++)
+            {
+                lo += (q[l] & 0xF) * y[64 * j + l];
+                hi += (q[l] >> 4) * y[64 * j + 32 + l];
+            }
+            sumi += sc[2 * j] * lo + sc[2 * j + 1] * hi;
+        }
+        for (int j = 0; j < 8; j++)
+        {
+            summ += m[j] * (bsums[b * 16 + 2 * j] + bsums[b * 16 + 2 * j + 1]);
+        }
+        sum += (f16_to_f32(wb) * d[b]) * (float)sumi - (f16_to_f32(wb + 2) * d[b]) * (float)summ;
+    }
+    return sum;
+}
+
+static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
+{
+    (void)bsums;
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q6_K_BYTES;
+        const int8_t *sc = (const int8_t *)(wb + 192);
+        int32_t sumi = 0;
+        for (int h = 0; h < 2; h++)
+        {
+            const uint8_t *ql = wb + 64 * h;
+            const uint8_t *qh = wb + 128 + 32 * h;
+            const int8_t *y = qs + b * QK_K + 128 * h;
+            int32_t s[8] = {0};
+            for (int l = 0; l < 32; l++)
+            {
+                const int g = l / 16;
+                s[g] += (((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32) * y[l];
+                s[g + 2] += (((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32) * y[l + 32];
+                s[g + 4] += (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * y[l + 64];
+                s[g + 6] += (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * y[l + 96];
+            }
+            for (int g = 0; g < 8; g++)
+            {
+                sumi += sc[8 * h + g] * s[g];
+            }
+        }
+        sum += (f16_to_f32(wb + 208) * d[b]) * (float)sumi;
+    }
+    return sum;
+}
+
 #endif
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Matrix x activations: rows of w against tokens of activations
  * ------------------------------------------------------------------------------------------------------------- */
 
-#define MATMUL_Q8_0_PAIRED(type)                                                                                      \
+#define PRODUCT(type, block, group)                                                                                  \
     void EXPORT(mv_##type)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,        \
         const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,       \
         int32_t outStride)                                                                                            \
     {                                                                                                                 \
-        const int nb = cols / QK8_0;                                                                                  \
+        const int nb = cols / (block);                                                                                \
         w += wOffset;                                                                                                 \
         out += outOffset;                                                                                             \
         for (int r = 0; r < rows; r++)                                                                                \
@@ -302,10 +482,12 @@ static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const f
             for (int t = 0; t < tokens; t++)                                                                          \
             {                                                                                                         \
                 out[(int64_t)t * outStride + r] = dot_##type(wr, nb, qs + (int64_t)t * cols, d + (int64_t)t * nb,     \
-                    aux + (int64_t)t * (cols / 4));                                                                   \
+                    aux + (int64_t)t * (cols / (group)));                                                             \
             }                                                                                                         \
         }                                                                                                             \
     }
 
-MATMUL_Q8_0_PAIRED(q4_0)
-MATMUL_Q8_0_PAIRED(q8_0)
+PRODUCT(q4_0, QK8_0, 4)
+PRODUCT(q8_0, QK8_0, 4)
+PRODUCT(q4_k, QK_K, 16)
+PRODUCT(q6_k, QK_K, 16)

@@ -139,6 +139,21 @@ void EXPORT(quantize_q8_k)(const float *x, int32_t n, int8_t *qs, float *d, int3
  * Row dot products, one per weight type
  * ------------------------------------------------------------------------------------------------------------- */
 
+/* Q4_K sub-block scales and mins: 8 of each, 6 bits, packed in 12 bytes (ggml's get_scale_min_k4). */
+static inline void q4_k_scales(const uint8_t *s, uint8_t *sc, uint8_t *m)
+{
+    for (int j = 0; j < 4; j++)
+    {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+    }
+    for (int j = 4; j < 8; j++)
+    {
+        sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
 #if USE_VNNI
 
 static inline float hsum512(__m512 v)
@@ -244,24 +259,9 @@ static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const f
     return sum;
 }
 
-/* Q4_K sub-block scales and mins: 8 of each, 6 bits, packed in 12 bytes (ggml's get_scale_min_k4). */
-static inline void q4_k_scales(const uint8_t *s, uint8_t *sc, uint8_t *m)
-{
-    for (int j = 0; j < 4; j++)
-    {
-        sc[j] = s[j] & 63;
-        m[j] = s[j + 4] & 63;
-    }
-    for (int j = 4; j < 8; j++)
-    {
-        sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
-
 /*
- * Q4_K x Q8_K: per 64 weights one vector [low nibbles | high nibbles] (sub-blocks 2j and 2j+1), vpdpbusd with the
- * activations, times the sub-block scales in int32; the mins are applied through the activations' bsums.
+ * Q4_K x Q8_K: per 64 weights one vector [low nibbles | high nibbles] (sub-blocks 2j and 2j+1) multiplied with the
+ * activations and the sub-block scales; the mins are applied through the activations' bsums.
  */
 static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
 {
@@ -281,9 +281,11 @@ static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const f
             const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(raw), raw, 1);
             const __m512i u = _mm512_mask_blend_epi64(0xF0, _mm512_and_si512(r, m4),
                 _mm512_and_si512(_mm512_srli_epi16(r, 4), m4));
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(y + 64 * j));
-            const __m512i scv = _mm512_inserti64x4(_mm512_set1_epi32(sc[2 * j]), _mm256_set1_epi32(sc[2 * j + 1]), 1);
-            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, scv));
+            /* pairs by vpmaddubsw (2 * 15 * 127 fits 16 bits), then the scale by vpmaddwd: cheaper than vpdpbusd
+               followed by a 32-bit multiply by the scale */
+            const __m512i p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(y + 64 * j));
+            const __m512i scv = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * j]), _mm256_set1_epi16(sc[2 * j + 1]), 1);
+            sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p, scv));
         }
         const int32_t *bs = bsums + b * 16;
         int32_t summ = 0;
@@ -343,61 +345,86 @@ static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const f
     return sum;
 }
 
-#else /* no VNNI: portable C that the compiler vectorizes for the target (pmaddwd on AVX2 / AVX-512 BW) */
+#else /* AVX2 (also the AVX-512 BW build): pmaddubsw + pmaddwd, 256 bits */
 
-static inline float dot_q4_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
+static inline float hsum256(__m256 v)
 {
-    (void)aux;
-    float sum = 0.0f;
-    for (int b = 0; b < nb; b++)
-    {
-        const uint8_t *wb = w + b * Q4_0_BYTES + 2;
-        const int8_t *q = qs + b * QK8_0;
-        int32_t si = 0;
-        for (int j = 0; j < 16; j++)
-        {
-            si += ((wb[j] & 0x0F) - 8) * q[j] + ((wb[j] >> 4) - 8) * q[j + 16];
-        }
-        sum += (float)si * (f16_to_f32(w + b * Q4_0_BYTES) * d[b]);
-    }
-    return sum;
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
+static inline int32_t hsum256_epi32(__m256i v)
+{
+    const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
+}
+
+/* [a x 8 | b x 8] as 16-bit lanes: one scale per 16 bytes of pmaddubsw output */
+static inline __m256i scale16(int a, int b)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+}
+
+/* Q4_0 x Q8_0: unsigned nibbles (w + 8) by pmaddubsw (no saturation: 2 * 15 * 127), aux adds -8 * the sums. */
+static inline float dot_q4_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
+{
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    int b = 0;
+    for (; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_0_BYTES;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(wb + 2));
+        const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
+        const __m256i p = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(aux + b * 8)),
+            _mm256_madd_epi16(_mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(qs + b * QK8_0))), ones));
+        const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_to_f32(wb) * d[b]));
+        if (b & 1)
+        {
+            acc1 = _mm256_add_ps(acc1, t);
+        }
+        else
+        {
+            acc0 = _mm256_add_ps(acc0, t);
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q8_0 x Q8_0: |w| times y with w's sign (|-128| = 128 fits unsigned; 2 * 128 * 127 does not saturate). */
 static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
 {
     (void)aux;
-    float sum = 0.0f;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++)
     {
-        const int8_t *wb = (const int8_t *)(w + b * Q8_0_BYTES + 2);
-        const int8_t *q = qs + b * QK8_0;
-        int32_t si = 0;
-        for (int j = 0; j < QK8_0; j++)
+        const uint8_t *wb = w + b * Q8_0_BYTES;
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(wb + 2));
+        const __m256i y = _mm256_loadu_si256((const __m256i *)(qs + b * QK8_0));
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(y, v)), ones);
+        const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_to_f32(wb) * d[b]));
+        if (b & 1)
         {
-            si += wb[j] * q[j];
+            acc1 = _mm256_add_ps(acc1, t);
         }
-        sum += (float)si * (f16_to_f32(w + b * Q8_0_BYTES) * d[b]);
+        else
+        {
+            acc0 = _mm256_add_ps(acc0, t);
+        }
     }
-    return sum;
+    return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-/* Q4_K sub-block scales and mins: 8 of each, 6 bits, packed in 12 bytes (ggml's get_scale_min_k4). */
-static inline void q4_k_scales(const uint8_t *s, uint8_t *sc, uint8_t *m)
-{
-    for (int j = 0; j < 4; j++)
-    {
-        sc[j] = s[j] & 63;
-        m[j] = s[j + 4] & 63;
-    }
-    for (int j = 4; j < 8; j++)
-    {
-        sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
-
+/* Q4_K x Q8_K: per 32 weights pmaddubsw, then pmaddwd by the sub-block scale; the mins through the bsums. */
 static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
 {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
     float sum = 0.0f;
     for (int b = 0; b < nb; b++)
     {
@@ -406,58 +433,65 @@ static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const f
         uint8_t sc[8];
         uint8_t m[8];
         q4_k_scales(wb + 4, sc, m);
-        int32_t sumi = 0;
-        int32_t summ = 0;
+        __m256i sumi = _mm256_setzero_si256();
         for (int j = 0; j < 4; j++)
         {
-            const uint8_t *q = wb + 16 + 32 * j;
-            int32_t lo = 0;
-            int32_t hi = 0;
-            for (int l = 0; l < 32; l++)
-            {
-                lo += (q[l] & 0xF) * y[64 * j + l];
-                hi += (q[l] >> 4) * y[64 * j + 32 + l];
-            }
-            sumi += sc[2 * j] * lo + sc[2 * j + 1] * hi;
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(wb + 16 + 32 * j));
+            const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(raw, m4),
+                _mm256_loadu_si256((const __m256i *)(y + 64 * j)));
+            const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                _mm256_loadu_si256((const __m256i *)(y + 64 * j + 32)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(lo, _mm256_set1_epi16(sc[2 * j])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(hi, _mm256_set1_epi16(sc[2 * j + 1])));
         }
+        int32_t summ = 0;
         for (int j = 0; j < 8; j++)
         {
             summ += m[j] * (bsums[b * 16 + 2 * j] + bsums[b * 16 + 2 * j + 1]);
         }
-        sum += (f16_to_f32(wb) * d[b]) * (float)sumi - (f16_to_f32(wb + 2) * d[b]) * (float)summ;
+        sum += (f16_to_f32(wb) * d[b]) * (float)hsum256_epi32(sumi) - (f16_to_f32(wb + 2) * d[b]) * (float)summ;
     }
     return sum;
 }
 
+/* Q6_K x Q8_K: unsigned 6-bit weights (w + 32) by pmaddubsw (2 * 63 * 127 fits), pmaddwd by the group scales. */
 static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
 {
-    (void)bsums;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m30 = _mm256_set1_epi8(0x30);
     float sum = 0.0f;
     for (int b = 0; b < nb; b++)
     {
         const uint8_t *wb = w + b * Q6_K_BYTES;
         const int8_t *sc = (const int8_t *)(wb + 192);
-        int32_t sumi = 0;
+        __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++)
         {
-            const uint8_t *ql = wb + 64 * h;
-            const uint8_t *qh = wb + 128 + 32 * h;
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb + 128 + 32 * h));
             const int8_t *y = qs + b * QK_K + 128 * h;
-            int32_t s[8] = {0};
-            for (int l = 0; l < 32; l++)
-            {
-                const int g = l / 16;
-                s[g] += (((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32) * y[l];
-                s[g + 2] += (((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32) * y[l + 32];
-                s[g + 4] += (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * y[l + 64];
-                s[g + 6] += (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * y[l + 96];
-            }
-            for (int g = 0; g < 8; g++)
-            {
-                sumi += sc[8 * h + g] * s[g];
-            }
+            const int8_t *s = sc + 8 * h;
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+            const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q1,
+                _mm256_loadu_si256((const __m256i *)y)), scale16(s[0], s[1])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q2,
+                _mm256_loadu_si256((const __m256i *)(y + 32))), scale16(s[2], s[3])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q3,
+                _mm256_loadu_si256((const __m256i *)(y + 64))), scale16(s[4], s[5])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q4,
+                _mm256_loadu_si256((const __m256i *)(y + 96))), scale16(s[6], s[7])));
         }
-        sum += (f16_to_f32(wb + 208) * d[b]) * (float)sumi;
+        int32_t offset = 0;
+        for (int g = 0; g < 16; g++)
+        {
+            offset += sc[g] * bsums[b * 16 + g];
+        }
+        sum += (f16_to_f32(wb + 208) * d[b]) * (float)(hsum256_epi32(sumi) - 32 * offset);
     }
     return sum;
 }

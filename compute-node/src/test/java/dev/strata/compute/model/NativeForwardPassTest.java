@@ -68,31 +68,53 @@ class NativeForwardPassTest
         assertSameGeneration(model, prompt, 40, batch, threads);
     }
 
-    @ParameterizedTest(name = "synthetic {0} {1}, batch={2} threads={3}")
+    @ParameterizedTest(name = "synthetic {0} {1} on {2}, batch={3} threads={4}")
     @CsvSource({
-        "Q8_0, 'dim=128,layers=2,heads=4,kv=2,ffn=288', 1, 1",
-        "Q4_0, 'dim=128,layers=2,heads=4,kv=2,ffn=288', 5, 2",
-        "Q8_0, 'dim=64,layers=2,heads=4,kv=2,ffn=96,experts=4,used=2', 3, 2"})
-    void shouldMatchJavaKernelsOnSyntheticModels(final GgmlType type, final String shape, final int batch,
-        final int threads) throws Exception
+        "Q8_0, 'dim=128,layers=2,heads=4,kv=2,ffn=288', native, 1, 1",
+        "Q4_0, 'dim=128,layers=2,heads=4,kv=2,ffn=288', native, 5, 2",
+        "Q8_0, 'dim=64,layers=2,heads=4,kv=2,ffn=96,experts=4,used=2', native, 3, 2",
+        "Q4_0, 'dim=128,layers=2,heads=4,kv=2,ffn=288', avx2, 4, 2",
+        "Q8_0, 'dim=128,layers=2,heads=4,kv=2,ffn=288', avx512bw, 1, 2"})
+    void shouldMatchJavaKernelsOnSyntheticModels(final GgmlType type, final String shape, final String kernels,
+        final int batch, final int threads) throws Exception
     {
-        assumeNative();
+        assumeKernels(kernels);
         final Path model = dir.resolve("synthetic.gguf");
         SyntheticModel.write(model, SyntheticModel.Shape.parse(shape), type, null, 21);
-        assertSameGeneration(model, new int[]{1, 40, 77, 200, 13, 5, 250, 99}, 24, batch, threads);
+        assertSameGeneration(model, kernels, new int[]{1, 40, 77, 200, 13, 5, 250, 99}, 24, batch, threads);
     }
 
     private static void assumeNative()
     {
+        assumeKernels("native");
+    }
+
+    /** Skips unless the native kernels {@code kernels} names can run here. */
+    private static void assumeKernels(final String kernels)
+    {
         final Kernels k = Kernels.of("native");
         assumeTrue(k.isNative(), k::describe);
+        try
+        {
+            Kernels.of(kernels);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            assumeTrue(false, e.getMessage());
+        }
     }
 
     private static void assertSameGeneration(final Path model, final int[] prompt, final int steps, final int batch,
         final int threads) throws Exception
     {
+        assertSameGeneration(model, "native", prompt, steps, batch, threads);
+    }
+
+    private static void assertSameGeneration(final Path model, final String kernels, final int[] prompt,
+        final int steps, final int batch, final int threads) throws Exception
+    {
         final Run java = generate(model, "java", prompt, steps, batch, threads, null);
-        final Run nat = generate(model, "native", prompt, steps, batch, threads, java.tokens);
+        final Run nat = generate(model, kernels, prompt, steps, batch, threads, java.tokens);
         int ties = 0;
         for (int i = 0; i < steps; i++)
         {

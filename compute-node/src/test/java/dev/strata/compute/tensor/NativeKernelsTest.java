@@ -22,7 +22,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 /**
  * Every native kernel set this CPU can run, against {@link NativeReference}: the quantized activations bit for bit,
  * the products exactly where every float step is exact (unit scales, integer activations) and otherwise within
- * {@value #RELATIVE} of the sum of the magnitudes of the block terms (the float additions are ordered differently).
+ * {@value #RELATIVE} of the sum of the magnitudes of the scaled products (the kernels add partial sums in float in
+ * other orders, some per lane before the block sum, as ggml's SIMD kernels do).
  * Skipped where the jar has no library (built without a C compiler).
  */
 class NativeKernelsTest

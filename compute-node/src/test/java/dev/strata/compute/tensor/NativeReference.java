@@ -25,7 +25,11 @@ final class NativeReference
     {
     }
 
-    /** A dot product's value, and the integer sums its blocks contributed (each times its block's scale). */
+    /**
+     * A dot product's value, and the sum of the magnitudes of its products (each weight times activation, with the
+     * scales): kernels add partial sums in float in different orders, so their rounding error is bounded relative to
+     * this, not to the value.
+     */
     record Dot(double value, double sumOfMagnitudes)
     {
     }
@@ -121,14 +125,17 @@ final class NativeReference
                 {
                     final int o = base + b * Q4_0_BYTES;
                     long sumi = 0;
+                    long abs = 0;
                     for (int j = 0; j < 16; j++)
                     {
-                        sumi += ((u8(w, o + 2 + j) & 0xF) - 8) * a.qs[b * QK8_0 + j];
-                        sumi += ((u8(w, o + 2 + j) >> 4) - 8) * a.qs[b * QK8_0 + j + 16];
+                        final int p0 = ((u8(w, o + 2 + j) & 0xF) - 8) * a.qs[b * QK8_0 + j];
+                        final int p1 = ((u8(w, o + 2 + j) >> 4) - 8) * a.qs[b * QK8_0 + j + 16];
+                        sumi += p0 + p1;
+                        abs += Math.abs(p0) + Math.abs(p1);
                     }
-                    final double term = sumi * (double)(half(u16(w, o)) * a.d[b]);
-                    value += term;
-                    magnitude += Math.abs(term);
+                    final double scale = half(u16(w, o)) * a.d[b];
+                    value += sumi * scale;
+                    magnitude += abs * Math.abs(scale);
                 }
             }
             case Q8_0 ->
@@ -137,13 +144,16 @@ final class NativeReference
                 {
                     final int o = base + b * Q8_0_BYTES;
                     long sumi = 0;
+                    long abs = 0;
                     for (int j = 0; j < QK8_0; j++)
                     {
-                        sumi += w[o + 2 + j] * a.qs[b * QK8_0 + j];
+                        final int p = w[o + 2 + j] * a.qs[b * QK8_0 + j];
+                        sumi += p;
+                        abs += Math.abs(p);
                     }
-                    final double term = sumi * (double)(half(u16(w, o)) * a.d[b]);
-                    value += term;
-                    magnitude += Math.abs(term);
+                    final double scale = half(u16(w, o)) * a.d[b];
+                    value += sumi * scale;
+                    magnitude += abs * Math.abs(scale);
                 }
             }
             case Q4_K ->
@@ -155,6 +165,8 @@ final class NativeReference
                     final float dmin = half(u16(w, o + 2)) * a.d[b];
                     long sumi = 0;
                     long summ = 0;
+                    long abs = 0;
+                    long absm = 0;
                     for (int j = 0; j < 8; j++)
                     {
                         final int[] sm = scaleMinK4(j, w, o + 4);
@@ -164,13 +176,14 @@ final class NativeReference
                             final int byteValue = u8(w, o + 16 + (j / 2) * 32 + l);
                             final int q = (j & 1) == 0 ? byteValue & 0xF : byteValue >> 4;
                             s += q * a.qs[b * QK_K + j * 32 + l];
+                            abs += (long)sm[0] * Math.abs(q * a.qs[b * QK_K + j * 32 + l]);
                         }
                         sumi += sm[0] * s;
                         summ += sm[1] * (long)(a.aux[b * 16 + 2 * j] + a.aux[b * 16 + 2 * j + 1]);
+                        absm += sm[1] * (long)(Math.abs(a.aux[b * 16 + 2 * j]) + Math.abs(a.aux[b * 16 + 2 * j + 1]));
                     }
-                    final double term = (double)d * sumi - (double)dmin * summ;
-                    value += term;
-                    magnitude += Math.abs((double)d * sumi) + Math.abs((double)dmin * summ);
+                    value += (double)d * sumi - (double)dmin * summ;
+                    magnitude += Math.abs((double)d) * abs + Math.abs((double)dmin) * absm;
                 }
             }
             case Q6_K ->
@@ -180,6 +193,7 @@ final class NativeReference
                     final int o = base + b * Q6_K_BYTES;
                     final float d = half(u16(w, o + 208)) * a.d[b];
                     long sumi = 0;
+                    long abs = 0;
                     for (int e = 0; e < QK_K; e++)
                     {
                         final int half128 = e / 128;
@@ -190,11 +204,12 @@ final class NativeReference
                         final int low = quarter < 2 ? ql & 0xF : ql >> 4;
                         final int high = (u8(w, o + 128 + half128 * 32 + l) >> (2 * quarter)) & 3;
                         final int q = (low | (high << 4)) - 32;
-                        sumi += (long)w[o + 192 + e / 16] * q * a.qs[b * QK_K + e];
+                        final long p = (long)w[o + 192 + e / 16] * q * a.qs[b * QK_K + e];
+                        sumi += p;
+                        abs += Math.abs(p);
                     }
-                    final double term = (double)d * sumi;
-                    value += term;
-                    magnitude += Math.abs(term);
+                    value += (double)d * sumi;
+                    magnitude += Math.abs((double)d) * abs;
                 }
             }
             default -> throw new IllegalArgumentException("no integer kernel for " + type);

@@ -27,7 +27,8 @@
 #endif
 #define CAT3(a, b, c) a##b##c
 #define NAME3(a, b, c) CAT3(a, b, c)
-#define EXPORT(kernel) __attribute__((visibility("default"))) NAME3(strata_, ISA, _##kernel)
+#define EXPORT_NAME(kernel) NAME3(strata_, ISA, _##kernel)
+#define EXPORT(kernel) __attribute__((visibility("default"))) EXPORT_NAME(kernel)
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define USE_VNNI 1
@@ -525,3 +526,127 @@ PRODUCT(q4_0, QK8_0, 4)
 PRODUCT(q8_0, QK8_0, 4)
 PRODUCT(q4_k, QK_K, 16)
 PRODUCT(q6_k, QK_K, 16)
+
+#if USE_VNNI
+/*
+ * Batched forms (several tokens per pass over the weights) of Q4_0 and Q8_0: a group of 4 rows is unpacked once into
+ * unsigned bytes in activation order (ub) and per-lane block scales (dw: for each pair of blocks 16 floats,
+ * [d(b) x 8 | d(b+1) x 8]), then every token of a block of MM_TOKENS (whose activations stay in L2) is multiplied
+ * with the 4 rows: one activation load feeds 4 vpdpbusd, and the 4 accumulators stay in registers.
+ */
+#define MM_ROWS 4
+#define MM_TOKENS 64
+
+static void unpack_q4_0(const uint8_t *w, int nb, uint8_t *ub, float *dw)
+{
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_0_BYTES;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(wb + 2));
+        _mm_storeu_si128((__m128i *)(ub + b * 32), _mm_and_si128(raw, m4));
+        _mm_storeu_si128((__m128i *)(ub + b * 32 + 16), _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+        _mm256_storeu_ps(dw + b * 8, _mm256_set1_ps(f16_to_f32(wb)));
+    }
+}
+
+static void unpack_q8_0(const uint8_t *w, int nb, uint8_t *ub, float *dw)
+{
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q8_0_BYTES;
+        _mm256_storeu_si256((__m256i *)(ub + b * 32),
+            _mm256_xor_si256(flip, _mm256_loadu_si256((const __m256i *)(wb + 2))));
+        _mm256_storeu_ps(dw + b * 8, _mm256_set1_ps(f16_to_f32(wb)));
+    }
+}
+
+/* One token against R unpacked rows (R = 4 or 1, a constant after inlining); nb is even. */
+static inline __attribute__((always_inline)) void mm_token(const int R, const uint8_t *ub, const float *dw, int cols,
+    int nb, const int8_t *y, const float *dx, const int32_t *aux, float *out)
+{
+    __m512 acc[MM_ROWS];
+    for (int r = 0; r < R; r++)
+    {
+        acc[r] = _mm512_setzero_ps();
+    }
+    for (int p = 0; p < nb / 2; p++)
+    {
+        const __m512i yv = _mm512_loadu_si512(y + 64 * p);
+        const __m512i av = _mm512_loadu_si512(aux + 16 * p);
+        const __m512 dxv = scale2(dx[2 * p], dx[2 * p + 1]);
+        for (int r = 0; r < R; r++)
+        {
+            const __m512i sv = _mm512_dpbusd_epi32(av, _mm512_loadu_si512(ub + (size_t)r * cols + 64 * p), yv);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sv),
+                _mm512_mul_ps(_mm512_loadu_ps(dw + (size_t)r * nb * 8 + 16 * p), dxv), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+    {
+        out[r] = hsum512(acc[r]);
+    }
+}
+
+typedef void (*unpack_fn)(const uint8_t *, int, uint8_t *, float *);
+
+static void mm_q8_0_paired(unpack_fn unpack, const uint8_t *w, int64_t rowBytes, int32_t rows, int32_t cols,
+    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outStride)
+{
+    const int nb = cols / QK8_0;
+    uint8_t *ub = _mm_malloc((size_t)MM_ROWS * cols, 64);
+    float *dw = _mm_malloc((size_t)MM_ROWS * nb * 8 * sizeof(float), 64);
+    for (int t0 = 0; t0 < tokens; t0 += MM_TOKENS)
+    {
+        const int t1 = t0 + MM_TOKENS < tokens ? t0 + MM_TOKENS : tokens;
+        int R;
+        for (int r0 = 0; r0 < rows; r0 += R)
+        {
+            R = rows - r0 >= MM_ROWS ? MM_ROWS : 1; /* the last rows one at a time */
+            for (int r = 0; r < R; r++)
+            {
+                unpack(w + (r0 + r) * rowBytes, nb, ub + (size_t)r * cols, dw + (size_t)r * nb * 8);
+            }
+            for (int t = t0; t < t1; t++)
+            {
+                float o[MM_ROWS];
+                const int8_t *y = qs + (int64_t)t * cols;
+                const float *dx = d + (int64_t)t * nb;
+                const int32_t *a = aux + (int64_t)t * (cols / 4);
+                if (R == MM_ROWS)
+                {
+                    mm_token(MM_ROWS, ub, dw, cols, nb, y, dx, a, o);
+                }
+                else
+                {
+                    mm_token(1, ub, dw, cols, nb, y, dx, a, o);
+                }
+                for (int r = 0; r < R; r++)
+                {
+                    out[(int64_t)t * outStride + r0 + r] = o[r];
+                }
+            }
+        }
+    }
+    _mm_free(ub);
+    _mm_free(dw);
+}
+
+#define MM(type)                                                                                                      \
+    void EXPORT(mm_##type)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,        \
+        const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,       \
+        int32_t outStride)                                                                                            \
+    {                                                                                                                 \
+        if (cols % 64 != 0)                                                                                           \
+        {                                                                                                             \
+            EXPORT_NAME(mv_##type)(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride); \
+            return;                                                                                                   \
+        }                                                                                                             \
+        mm_q8_0_paired(unpack_##type, w + wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out + outOffset,         \
+            outStride);                                                                                               \
+    }
+
+MM(q4_0)
+MM(q8_0)
+#endif

@@ -53,15 +53,21 @@ public final class Kernels
         if (selected instanceof NativeKernels natives)
         {
             final List<String> types = new ArrayList<>();
+            final List<String> batched = new ArrayList<>();
             for (final GgmlType type : GgmlType.values())
             {
                 if (natives.supports(type))
                 {
                     types.add(type.name());
                 }
+                if (natives.supportsBatched(type))
+                {
+                    batched.add(type.name());
+                }
             }
             return new Kernels(natives, "native " + natives.isa.symbolName + " for " + String.join(", ", types) +
-                "; " + javaKernels() + " for the other types");
+                " (several tokens at once: " + (batched.isEmpty() ? "none" : String.join(", ", batched)) + "); " +
+                javaKernels() + " for the rest");
         }
         if (!request.equals("native"))
         {

@@ -100,7 +100,7 @@ public final class MatOps
             return;
         }
         final NativeKernels natives = kernels.nativeFor(w.type());
-        if (natives != null)
+        if (natives != null && natives.supportsBatched(w.type()))
         {
             nativeProduct(natives, w, x, tokens, out);
             return;
@@ -164,6 +164,8 @@ public final class MatOps
     /**
      * The native integer product: the activations are quantized once (in parallel over tokens when there are
      * several), then each thread multiplies ranges of weight rows by all the tokens in one native call per range.
+     * Several tokens go here only where the kernel set has a batched kernel for the type; otherwise through the Java
+     * tiled product ({@link #matmul}).
      */
     private void nativeProduct(final NativeKernels natives, final WeightTensor w, final float[] x, final int tokens,
         final float[] out)
@@ -180,8 +182,18 @@ public final class MatOps
         {
             pool.parallelFor(tokens, (start, end) -> natives.quantize(w.type(), x, cols, start, end, a));
         }
-        pool.parallelFor(rows, DECODE_CHUNKS_PER_THREAD,
-            (start, end) -> natives.product(w, start, end, a, tokens, out, start, rows));
+        // several tokens: whole groups of 4 rows per chunk for the batched kernel
+        final int groups = (rows + 3) / 4;
+        if (tokens == 1)
+        {
+            pool.parallelFor(rows, DECODE_CHUNKS_PER_THREAD,
+                (start, end) -> natives.product(w, start, end, a, 1, out, start, rows));
+        }
+        else
+        {
+            pool.parallelFor(groups, PREFILL_CHUNKS_PER_THREAD, (start, end) -> natives.product(w, 4 * start,
+                Math.min(rows, 4 * end), a, tokens, out, 4 * start, rows));
+        }
     }
 
     /** {@code xt[k * tp + t] = x[t * cols + k]}, zero for the padding tokens {@code t >= tokens}. */

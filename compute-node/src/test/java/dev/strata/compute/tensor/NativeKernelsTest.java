@@ -116,10 +116,9 @@ class NativeKernelsTest
                 {
                     continue;
                 }
-                for (final int[] shape : KernelConformance.shapes(type))
+                for (final int cols : type.blockSize() == 256 ? new int[]{256, 768, 512} : new int[]{32, 96, 64, 128, 576})
                 {
-                    final int rows = shape[0] + 6;
-                    final int cols = shape[1];
+                    final int rows = 11;
                     for (final byte[] data : weightCases(type, rows, cols, rnd))
                     {
                         for (final float[] x : adversarialActivations(rnd, cols))
@@ -130,13 +129,35 @@ class NativeKernelsTest
                                     : KernelConformance.nativeCopy(arena, data);
                                 final WeightTensor w = WeightTensor.of("w", type, s, rows, cols);
                                 failures.addAll(check(k, w, data, x, 1, 0, rows));
-                                // an odd range starting at an odd row, several tokens
+                                // an odd range starting at an odd row, several tokens (the batched kernels: groups
+                                // of 4 rows and the rows left)
                                 failures.addAll(check(k, w, data, tokens(x, 3), 3, 1, rows - 2));
+                                failures.addAll(check(k, w, data, tokens(x, 2), 2, 2, 8));
                             }
                         }
                     }
                 }
             }
+        }
+        assertTrue(failures.isEmpty(), () -> failures.size() + " mismatches, first: " +
+            String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"avx512vnni", "avx512bw", "avx2"})
+    void shouldMatchTheReferenceForMoreTokensThanOneBatchedBlock(final String isa)
+    {
+        final NativeKernels k = kernels(isa);
+        final Random rnd = new Random(13);
+        final List<String> failures = new ArrayList<>();
+        for (final GgmlType type : TYPES)
+        {
+            final int cols = type.blockSize() == 256 ? 512 : 192;
+            final int rows = 10;
+            final byte[] data = KernelConformance.randomData(type, rows, cols, rnd);
+            final WeightTensor w = WeightTensor.of("w", type, MemorySegment.ofArray(data), rows, cols);
+            final float[] x = KernelConformance.randomVector(rnd, 0, 67 * cols);
+            failures.addAll(check(k, w, data, x, 67, 0, rows));
         }
         assertTrue(failures.isEmpty(), () -> failures.size() + " mismatches, first: " +
             String.join("\n", failures.subList(0, Math.min(10, failures.size()))));

@@ -527,6 +527,59 @@ PRODUCT(q8_0, QK8_0, 4)
 PRODUCT(q4_k, QK_K, 16)
 PRODUCT(q6_k, QK_K, 16)
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * F16 weights against float activations (no activation quantization): the halves converted by F16C / AVX-512F.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+static inline float dot_f16(const uint8_t *w, int cols, const float *x)
+{
+    int i = 0;
+    float sum;
+#if defined(__AVX512F__)
+    __m512 acc0 = _mm512_setzero_ps();
+    __m512 acc1 = _mm512_setzero_ps();
+    for (; i + 32 <= cols; i += 32)
+    {
+        acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * i))),
+            _mm512_loadu_ps(x + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * i + 32))),
+            _mm512_loadu_ps(x + i + 16), acc1);
+    }
+    sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+#else
+    __m256 acc0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= cols; i += 16)
+    {
+        acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i))),
+            _mm256_loadu_ps(x + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16))),
+            _mm256_loadu_ps(x + i + 8), acc1);
+    }
+    sum = hsum256(_mm256_add_ps(acc0, acc1));
+#endif
+    for (; i < cols; i++)
+    {
+        sum += f16_to_f32(w + 2 * i) * x[i];
+    }
+    return sum;
+}
+
+/* out[outOffset + t * outStride + r] = W[r] . x[t * cols ..] for rows [0, rows) of w + wOffset and [0, tokens). */
+void EXPORT(mv_f16)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols, const float *x,
+    int32_t tokens, float *out, int32_t outOffset, int32_t outStride)
+{
+    w += wOffset;
+    out += outOffset;
+    for (int r = 0; r < rows; r++)
+    {
+        for (int t = 0; t < tokens; t++)
+        {
+            out[(int64_t)t * outStride + r] = dot_f16(w + r * rowBytes, cols, x + (int64_t)t * cols);
+        }
+    }
+}
+
 #if USE_VNNI
 /*
  * Batched forms (several tokens per pass over the weights) of Q4_0 and Q8_0: a group of 4 rows is unpacked once into

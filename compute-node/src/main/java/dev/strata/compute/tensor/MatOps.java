@@ -172,6 +172,12 @@ public final class MatOps
     {
         final int rows = w.rows();
         final int cols = w.cols();
+        if (NativeKernels.floatActivations(w.type()))
+        {
+            pool.parallelFor(rows, DECODE_CHUNKS_PER_THREAD,
+                (start, end) -> natives.productFloat(w, start, end, x, tokens, out, start, rows));
+            return;
+        }
         final NativeKernels.Activations a = activations;
         a.ensure(tokens, cols);
         if (tokens == 1)

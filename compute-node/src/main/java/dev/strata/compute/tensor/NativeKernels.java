@@ -88,6 +88,9 @@ final class NativeKernels
     private static final FunctionDescriptor PRODUCT = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_LONG,
         JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
 
+    private static final FunctionDescriptor PRODUCT_FLOAT = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_LONG,
+        JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
+
     /** The library, loaded once per JVM, or the reason it could not be. */
     private static final Object LIBRARY = loadLibrary();
 
@@ -96,6 +99,8 @@ final class NativeKernels
     private final MethodHandle quantizeQ8_K;
     private final MethodHandle[] products = new MethodHandle[GgmlType.values().length];
     private final MethodHandle[] batched = new MethodHandle[GgmlType.values().length];
+    /** F16 weights against float activations (not quantized). */
+    private final MethodHandle productF16;
 
     private NativeKernels(final Isa isa, final SymbolLookup lookup)
     {
@@ -106,6 +111,7 @@ final class NativeKernels
         products[GgmlType.Q8_0.ordinal()] = bind(lookup, "mv_q8_0", PRODUCT);
         products[GgmlType.Q4_K.ordinal()] = bind(lookup, "mv_q4_k", PRODUCT);
         products[GgmlType.Q6_K.ordinal()] = bind(lookup, "mv_q6_k", PRODUCT);
+        productF16 = bind(lookup, "mv_f16", PRODUCT_FLOAT);
         batched[GgmlType.Q4_0.ordinal()] = bind(lookup, "mm_q4_0", PRODUCT);
         batched[GgmlType.Q8_0.ordinal()] = bind(lookup, "mm_q8_0", PRODUCT);
     }
@@ -195,7 +201,31 @@ final class NativeKernels
     /** Whether this kernel set has a product for weights of {@code type}. */
     boolean supports(final GgmlType type)
     {
-        return products[type.ordinal()] != null;
+        return type == GgmlType.F16 ? productF16 != null : products[type.ordinal()] != null;
+    }
+
+    /** Whether products with {@code type} take the activations as floats (no {@link #quantize} first). */
+    static boolean floatActivations(final GgmlType type)
+    {
+        return type == GgmlType.F16;
+    }
+
+    /**
+     * {@code out[outOffset + t * outStride + r - r0] = W[r] . x[t * cols ..]} for F16 weights, rows {@code [r0, r1)}
+     * and tokens {@code [0, tokens)}.
+     */
+    void productFloat(final WeightTensor w, final int r0, final int r1, final float[] x, final int tokens,
+        final float[] out, final int outOffset, final int outStride)
+    {
+        try
+        {
+            productF16.invokeExact(w.data, r0 * w.rowBytes, w.rowBytes, r1 - r0, w.cols, MemorySegment.ofArray(x),
+                tokens, MemorySegment.ofArray(out), outOffset, outStride);
+        }
+        catch (final Throwable e)
+        {
+            throw new IllegalStateException("native product failed for " + w.name, e);
+        }
     }
 
     /**

@@ -165,6 +165,50 @@ class NativeKernelsTest
 
     @ParameterizedTest
     @ValueSource(strings = {"avx512vnni", "avx512bw", "avx2"})
+    void shouldMatchTheReferenceForF16(final String isa)
+    {
+        final NativeKernels k = kernels(isa);
+        assumeTrue(k.supports(GgmlType.F16));
+        final Random rnd = new Random(19);
+        final List<String> failures = new ArrayList<>();
+        for (final int cols : new int[]{1, 17, 33, 64, 529})
+        {
+            final int rows = 11;
+            final byte[] data = KernelConformance.randomData(GgmlType.F16, rows, cols, rnd);
+            final WeightTensor w = WeightTensor.of("w", GgmlType.F16, MemorySegment.ofArray(data), rows, cols);
+            for (final int tokens : new int[]{1, 3})
+            {
+                final float[] x = KernelConformance.randomVector(rnd, 0, tokens * cols);
+                final int stride = rows + 1;
+                final float[] out = new float[2 + tokens * stride];
+                k.productFloat(w, 1, rows - 1, x, tokens, out, 2, stride);
+                for (int t = 0; t < tokens; t++)
+                {
+                    for (int r = 1; r < rows - 1; r++)
+                    {
+                        final float[] row = ScalarReference.dequantizeRow(GgmlType.F16, data, r * 2 * cols, cols);
+                        double ref = 0;
+                        double magnitude = 0;
+                        for (int i = 0; i < cols; i++)
+                        {
+                            ref += (double)row[i] * x[t * cols + i];
+                            magnitude += Math.abs((double)row[i] * x[t * cols + i]);
+                        }
+                        final float got = out[2 + t * stride + r - 1];
+                        if (!(Math.abs(got - ref) <= 1e-6 * magnitude + 1e-30))
+                        {
+                            failures.add("F16 " + cols + " cols, row " + r + " token " + t + ": " + got + " vs " + ref);
+                        }
+                    }
+                }
+            }
+        }
+        assertTrue(failures.isEmpty(), () -> failures.size() + " mismatches, first: " +
+            String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"avx512vnni", "avx512bw", "avx2"})
     void shouldSumIntegersExactlyWithUnitScales(final String isa)
     {
         final NativeKernels k = kernels(isa);

@@ -14,8 +14,10 @@
  *   aux int32[...]     Q8_0: -bias * (sum of each group of 4 values), n/4 entries, the unsigned-weight correction
  *                      Q8_K: the sums of each group of 16 values (ggml's bsums), n/16 entries
  *
- * The weight kernels compute out[outOffset + t * outStride + r] for rows [0, rows) of w + wOffset (rowBytes apart) and tokens [0, tokens):
- * a whole range of rows per call, so the cost of a call from Java is paid once per range.
+ * The weight kernels compute out[outOffset + t * outStride + r] for rows [0, rows) of w + wOffset (rowBytes apart)
+ * and tokens [0, tokens): a whole range of rows per call, so the cost of a call from Java is paid once per range.
+ * mv_<type> is one dot per row and token (decode); mm_<type> the batched form (several tokens per pass over a group
+ * of rows: prefill and batched decode).
  */
 #include <immintrin.h>
 #include <math.h>

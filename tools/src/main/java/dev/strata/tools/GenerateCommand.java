@@ -108,9 +108,18 @@ final class GenerateCommand implements Callable<Integer>
         "driver) or ipc (the service's driver, same host). Default: ${DEFAULT-VALUE}.")
     String aeron;
 
+    @Option(names = {"-v", "--verbose"}, description = "Print the runtime's settings (such as the kernel set) to " +
+        "stderr before generating.")
+    boolean verbose;
+
     @Override
     public Integer call() throws Exception
     {
+        if (verbose)
+        {
+            spec.commandLine().getErr().println("kernels: " +
+                dev.strata.compute.tensor.Kernels.fromSystemProperties().describe());
+        }
         if (maxTokens < 0)
         {
             throw new IllegalArgumentException("--max-tokens must be >= 0, got " + maxTokens);

@@ -4,6 +4,7 @@ import dev.strata.compute.model.KvCache;
 import dev.strata.compute.model.LayerWeights;
 import dev.strata.compute.model.Llama;
 import dev.strata.compute.model.WeightSource;
+import dev.strata.compute.tensor.Kernels;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Spec;
@@ -50,6 +51,8 @@ final class RuntimeBench implements Callable<Integer>
         try (ModelOptions.Loaded loaded = modelOptions.load())
         {
             final Llama llama = loaded.llama();
+            // the selection Llama's MatOps made from the same system property
+            final Kernels kernels = Kernels.fromSystemProperties();
             final WeightSource w = llama.weights();
             final int vocab = llama.config().vocabSize();
             final SplittableRandom random = new SplittableRandom(7);
@@ -112,14 +115,16 @@ final class RuntimeBench implements Callable<Integer>
                 out.printf(
                     "{\"model\":\"%s\",\"threads\":%d,\"prefill_tokens\":%d,\"prefill_tok_s\":%.2f," +
                     "\"decode_tokens\":%d,\"decode_tok_s\":%.2f,\"weight_bytes_per_token\":%d," +
-                    "\"mem_read_gbs\":%.2f,\"roofline_decode_tok_s\":%.2f,\"decode_roofline_fraction\":%.3f}%n",
+                    "\"mem_read_gbs\":%.2f,\"roofline_decode_tok_s\":%.2f,\"decode_roofline_fraction\":%.3f," +
+                    "\"kernels\":\"%s\",\"kernels_detail\":\"%s\"}%n",
                     modelOptions.model.getFileName().toString().replace("\"", "\\\""), loaded.pool().threads(),
                     promptTokens, prefill, genTokens, decode, bytesPerToken, bandwidth / 1e9, roofline,
-                    decode / roofline);
+                    decode / roofline, kernels.name(), kernels.describe().replace("\"", "'"));
             }
             else
             {
                 out.printf("model %s, %d threads%n", modelOptions.model, loaded.pool().threads());
+                out.printf("kernels: %s%n", kernels.describe());
                 out.printf("prefill  %4d tokens: %8.2f tok/s%n", promptTokens, prefill);
                 out.printf("decode   %4d tokens: %8.2f tok/s  (%.0f%% of the roofline)%n", genTokens, decode,
                     100 * decode / roofline);

@@ -49,6 +49,9 @@ public final class MatOps
     public static final int KERNEL_LANES = VECTOR_OK ? LANES : 0;
 
     private final ThreadPool pool;
+    private final Kernels kernels;
+    /** Quantized activations of the current native product; written by the caller, read by the workers. */
+    private final NativeKernels.Activations activations = new NativeKernels.Activations();
     /** Per thread: {@value #TILE_ROWS} dequantized weight rows for {@link #matmulDots}. */
     private final ThreadLocal<float[][]> rowScratch = ThreadLocal.withInitial(() -> new float[1][0]);
     private final ThreadLocal<float[][]> scratch = ThreadLocal.withInitial(() -> new float[][] {
@@ -56,9 +59,21 @@ public final class MatOps
     /** The activations of the current {@link #matmul}, transposed; shared read-only by the threads. */
     private float[] packed = new float[0];
 
+    /** Products on {@code pool} with the kernels that {@link Kernels#fromSystemProperties()} selects. */
     public MatOps(final ThreadPool pool)
     {
+        this(pool, Kernels.fromSystemProperties());
+    }
+
+    public MatOps(final ThreadPool pool, final Kernels kernels)
+    {
         this.pool = pool;
+        this.kernels = kernels;
+    }
+
+    public Kernels kernels()
+    {
+        return kernels;
     }
 
     public ThreadPool pool()
@@ -69,6 +84,12 @@ public final class MatOps
     /** {@code out[r] = W[r] . x} for every row r of {@code w}. */
     public void matvec(final WeightTensor w, final float[] x, final float[] out)
     {
+        final NativeKernels natives = kernels.nativeFor(w.type());
+        if (natives != null)
+        {
+            nativeProduct(natives, w, x, 1, out);
+            return;
+        }
         pool.parallelFor(w.rows(), DECODE_CHUNKS_PER_THREAD, (start, end) ->
         {
             for (int r = start; r < end; r++)
@@ -87,6 +108,12 @@ public final class MatOps
         if (tokens == 1)
         {
             matvec(w, x, out);
+            return;
+        }
+        final NativeKernels natives = kernels.nativeFor(w.type());
+        if (natives != null && natives.supportsBatched(w.type()))
+        {
+            nativeProduct(natives, w, x, tokens, out);
             return;
         }
         final int rows = w.rows();
@@ -148,6 +175,47 @@ public final class MatOps
                 }
             }
         });
+    }
+
+    /**
+     * The native integer product: the activations are quantized once (in parallel over tokens when there are
+     * several), then each thread multiplies ranges of weight rows by all the tokens in one native call per range.
+     * Several tokens go here only where the kernel set has a batched kernel for the type; otherwise through the Java
+     * tiled product ({@link #matmul}).
+     */
+    private void nativeProduct(final NativeKernels natives, final WeightTensor w, final float[] x, final int tokens,
+        final float[] out)
+    {
+        final int rows = w.rows();
+        final int cols = w.cols();
+        if (NativeKernels.floatActivations(w.type()))
+        {
+            pool.parallelFor(rows, DECODE_CHUNKS_PER_THREAD,
+                (start, end) -> natives.productFloat(w, start, end, x, tokens, out, start, rows));
+            return;
+        }
+        final NativeKernels.Activations a = activations;
+        a.ensure(tokens, cols);
+        if (tokens == 1)
+        {
+            natives.quantize(w.type(), x, cols, 0, 1, a);
+        }
+        else
+        {
+            pool.parallelFor(tokens, (start, end) -> natives.quantize(w.type(), x, cols, start, end, a));
+        }
+        // several tokens: whole groups of 4 rows per chunk for the batched kernel
+        final int groups = (rows + 3) / 4;
+        if (tokens == 1)
+        {
+            pool.parallelFor(rows, DECODE_CHUNKS_PER_THREAD,
+                (start, end) -> natives.product(w, start, end, a, 1, out, start, rows));
+        }
+        else
+        {
+            pool.parallelFor(groups, PREFILL_CHUNKS_PER_THREAD, (start, end) -> natives.product(w, 4 * start,
+                Math.min(rows, 4 * end), a, tokens, out, 4 * start, rows));
+        }
     }
 
     /**

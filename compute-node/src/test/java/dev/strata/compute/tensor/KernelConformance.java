@@ -294,7 +294,7 @@ final class KernelConformance
         final List<String> failures = new ArrayList<>(checkAll(42));
         try (ThreadPool pool = new ThreadPool(2))
         {
-            failures.addAll(checkMatmulShapes(new MatOps(pool), 43));
+            failures.addAll(checkMatmulShapes(new MatOps(pool, Kernels.java()), 43));
         }
         for (final String f : failures)
         {

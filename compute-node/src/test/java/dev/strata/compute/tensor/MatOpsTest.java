@@ -26,7 +26,7 @@ class MatOpsTest
     {
         try (ThreadPool pool = new ThreadPool(1))
         {
-            assertNoFailures(KernelConformance.checkMatmulShapes(new MatOps(pool), 1));
+            assertNoFailures(KernelConformance.checkMatmulShapes(new MatOps(pool, Kernels.java()), 1));
         }
     }
 
@@ -35,7 +35,7 @@ class MatOpsTest
     {
         try (ThreadPool pool = new ThreadPool(2))
         {
-            final MatOps ops = new MatOps(pool);
+            final MatOps ops = new MatOps(pool, Kernels.java());
             for (int seed = 1; seed <= 3; seed++)
             {
                 assertNoFailures(KernelConformance.checkMatmulShapes(ops, seed));
@@ -51,7 +51,7 @@ class MatOpsTest
         {
             try (ThreadPool pool = new ThreadPool(threads))
             {
-                final MatOps ops = new MatOps(pool);
+                final MatOps ops = new MatOps(pool, Kernels.java());
                 for (final GgmlType type : KernelConformance.TYPES)
                 {
                     final int cols = type.blockSize() == 256 ? 512 : type.blockSize() == 32 ? 160 : 172;
@@ -79,7 +79,7 @@ class MatOpsTest
         final Random rnd = new Random(23);
         try (ThreadPool pool = new ThreadPool(2))
         {
-            final MatOps ops = new MatOps(pool);
+            final MatOps ops = new MatOps(pool, Kernels.java());
             final int rows = 35;
             final int cols = 96;
             final int tokens = 7;

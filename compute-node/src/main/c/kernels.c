@@ -1,0 +1,707 @@
+/*
+ * Strata's native integer kernels: activations quantized to 8 bits, dotted with quantized weight rows by integer
+ * dot-product instructions. Compiled once per instruction set by build.sh with -DISA=<name> and that set's -m flags;
+ * every exported symbol carries the name (strata_<isa>_<kernel>), and the Java side (NativeKernels) binds the set
+ * that the CPU supports (see cpu.c).
+ *
+ * Numerics follow ggml's definitions: activations are quantized per block (Q8_0: 32 values, an f16 scale, round half
+ * away from zero; Q8_K: 256 values, an f32 scale, round half to even), products are summed in int32 per block and
+ * the block scales applied in float. Only the order of the float additions differs from ggml's reference code.
+ *
+ * Activations are kept as three arrays (struct of arrays), not as ggml's interleaved blocks:
+ *   qs  int8[n]        the quantized values
+ *   d   float[n/B]     the block scales (for Q8_0 the f16-rounded scale, as a float)
+ *   aux int32[...]     Q8_0: -bias * (sum of each group of 4 values), n/4 entries, the unsigned-weight correction
+ *                      Q8_K: the sums of each group of 16 values (ggml's bsums), n/16 entries
+ *
+ * The weight kernels compute out[outOffset + t * outStride + r] for rows [0, rows) of w + wOffset (rowBytes apart)
+ * and tokens [0, tokens): a whole range of rows per call, so the cost of a call from Java is paid once per range.
+ * mv_<type> is one dot per row and token (decode); mm_<type> the batched form (several tokens per pass over a group
+ * of rows: prefill and batched decode).
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifndef ISA
+#error "compile with -DISA=<instruction set name>"
+#endif
+#define CAT3(a, b, c) a##b##c
+#define NAME3(a, b, c) CAT3(a, b, c)
+#define EXPORT_NAME(kernel) NAME3(strata_, ISA, _##kernel)
+#define EXPORT(kernel) __attribute__((visibility("default"))) EXPORT_NAME(kernel)
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define USE_VNNI 1
+#else
+#define USE_VNNI 0
+#endif
+
+#define QK8_0 32
+#define QK_K 256
+#define Q4_0_BYTES 18
+#define Q8_0_BYTES 34
+#define Q4_K_BYTES 144
+#define Q6_K_BYTES 210
+
+static inline float f16_to_f32(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline float f32_round_f16(float f)
+{
+    return _cvtsh_ss(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Activation quantization
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/*
+ * Q8_0: per block of 32, d = amax / 127 rounded to f16, q = roundf(x / d) with the unrounded d (as ggml).
+ * aux gets -bias * (sum of each 4 consecutive q): the weight kernels take the weights as unsigned bytes
+ * (w + bias) and start their int32 lanes from aux, so that each lane ends as the signed product.
+ */
+void EXPORT(quantize_q8_0)(const float *x, int32_t n, int8_t *qs, float *d, int32_t *aux, int32_t bias)
+{
+    for (int b = 0; b < n / QK8_0; b++)
+    {
+        const float *xb = x + b * QK8_0;
+        float amax = 0.0f;
+        for (int j = 0; j < QK8_0; j++)
+        {
+            amax = fmaxf(amax, fabsf(xb[j]));
+        }
+        const float dd = amax / 127.0f;
+        const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+        d[b] = f32_round_f16(dd);
+        int8_t *q = qs + b * QK8_0;
+        for (int j = 0; j < QK8_0; j++)
+        {
+            q[j] = (int8_t)roundf(xb[j] * id);
+        }
+        for (int g = 0; g < QK8_0 / 4; g++)
+        {
+            aux[b * 8 + g] = -bias * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
+        }
+    }
+}
+
+/* Q8_K: per block of 256, the value of largest magnitude maps to -127, q = min(127, rint(x * -127 / max)). */
+void EXPORT(quantize_q8_k)(const float *x, int32_t n, int8_t *qs, float *d, int32_t *bsums)
+{
+    for (int b = 0; b < n / QK_K; b++)
+    {
+        const float *xb = x + b * QK_K;
+        int8_t *q = qs + b * QK_K;
+        float amax = 0.0f;
+        float max = 0.0f;
+        for (int j = 0; j < QK_K; j++)
+        {
+            const float ax = fabsf(xb[j]);
+            if (ax > amax)
+            {
+                amax = ax;
+                max = xb[j];
+            }
+        }
+        if (amax == 0.0f)
+        {
+            d[b] = 0.0f;
+            memset(q, 0, QK_K);
+            for (int g = 0; g < QK_K / 16; g++)
+            {
+                bsums[b * 16 + g] = 0;
+            }
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j++)
+        {
+            const int v = (int)lrintf(iscale * xb[j]);
+            q[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int g = 0; g < QK_K / 16; g++)
+        {
+            int s = 0;
+            for (int j = 0; j < 16; j++)
+            {
+                s += q[g * 16 + j];
+            }
+            bsums[b * 16 + g] = s;
+        }
+        d[b] = 1.0f / iscale;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Row dot products, one per weight type
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/* Q4_K sub-block scales and mins: 8 of each, 6 bits, packed in 12 bytes (ggml's get_scale_min_k4). */
+static inline void q4_k_scales(const uint8_t *s, uint8_t *sc, uint8_t *m)
+{
+    for (int j = 0; j < 4; j++)
+    {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+    }
+    for (int j = 4; j < 8; j++)
+    {
+        sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+#if USE_VNNI
+
+static inline float hsum512(__m512 v)
+{
+    return _mm512_reduce_add_ps(v);
+}
+
+/* Two blocks' scale products as one vector: lanes 0-7 a, lanes 8-15 b. */
+static inline __m512 scale2(float a, float b)
+{
+    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+/*
+ * Q4_0 x Q8_0. The 16 nibble bytes of a block are laid out [low nibbles | high nibbles] = weights 0-15, 16-31;
+ * two blocks fill one 512-bit vector of unsigned weights (nibble = w + 8), multiplied with the 64 activation bytes
+ * by vpdpbusd, whose lanes start from aux (-8 * the activations' group sums).
+ */
+static inline float dot_q4_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i dup = _mm512_set_epi64(5, 4, 5, 4, 1, 0, 1, 0);
+    __m512 acc0 = _mm512_setzero_ps();
+    __m512 acc1 = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 3 < nb; b += 4)
+    {
+        const uint8_t *w0 = w + b * Q4_0_BYTES;
+        const __m512i r01 = _mm512_permutexvar_epi64(dup, _mm512_inserti64x4(_mm512_castsi256_si512(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w0 + 2)))),
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w0 + Q4_0_BYTES + 2))), 1));
+        const __m512i r23 = _mm512_permutexvar_epi64(dup, _mm512_inserti64x4(_mm512_castsi256_si512(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w0 + 2 * Q4_0_BYTES + 2)))),
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(w0 + 3 * Q4_0_BYTES + 2))), 1));
+        const __m512i u01 = _mm512_mask_blend_epi64(0xCC, _mm512_and_si512(r01, m4),
+            _mm512_and_si512(_mm512_srli_epi16(r01, 4), m4));
+        const __m512i u23 = _mm512_mask_blend_epi64(0xCC, _mm512_and_si512(r23, m4),
+            _mm512_and_si512(_mm512_srli_epi16(r23, 4), m4));
+        const __m512i s01 = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + b * 8), u01,
+            _mm512_loadu_si512(qs + b * QK8_0));
+        const __m512i s23 = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + b * 8 + 16), u23,
+            _mm512_loadu_si512(qs + b * QK8_0 + 64));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s01),
+            scale2(f16_to_f32(w0) * d[b], f16_to_f32(w0 + Q4_0_BYTES) * d[b + 1]), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s23),
+            scale2(f16_to_f32(w0 + 2 * Q4_0_BYTES) * d[b + 2], f16_to_f32(w0 + 3 * Q4_0_BYTES) * d[b + 3]), acc1);
+    }
+    float sum = hsum512(_mm512_add_ps(acc0, acc1));
+    for (; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_0_BYTES;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(wb + 2));
+        const __m256i m4h = _mm256_set1_epi8(0x0F);
+        const __m256i r = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), raw, 1);
+        const __m256i u = _mm256_blend_epi32(_mm256_and_si256(r, m4h),
+            _mm256_and_si256(_mm256_srli_epi16(r, 4), m4h), 0xF0);
+        const __m256i s = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(aux + b * 8)), u,
+            _mm256_loadu_si256((const __m256i *)(qs + b * QK8_0)));
+        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        const int32_t si = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
+        sum += (float)si * (f16_to_f32(wb) * d[b]);
+    }
+    return sum;
+}
+
+/* Q8_0 x Q8_0: the weights made unsigned by flipping the sign bit (w + 128), corrected by aux as for Q4_0. */
+static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512 acc0 = _mm512_setzero_ps();
+    __m512 acc1 = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 3 < nb; b += 4)
+    {
+        const uint8_t *w0 = w + b * Q8_0_BYTES;
+        const __m512i u01 = _mm512_xor_si512(flip, _mm512_inserti64x4(_mm512_castsi256_si512(
+            _mm256_loadu_si256((const __m256i *)(w0 + 2))), _mm256_loadu_si256((const __m256i *)(w0 + Q8_0_BYTES + 2)), 1));
+        const __m512i u23 = _mm512_xor_si512(flip, _mm512_inserti64x4(_mm512_castsi256_si512(
+            _mm256_loadu_si256((const __m256i *)(w0 + 2 * Q8_0_BYTES + 2))),
+            _mm256_loadu_si256((const __m256i *)(w0 + 3 * Q8_0_BYTES + 2)), 1));
+        const __m512i s01 = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + b * 8), u01,
+            _mm512_loadu_si512(qs + b * QK8_0));
+        const __m512i s23 = _mm512_dpbusd_epi32(_mm512_loadu_si512(aux + b * 8 + 16), u23,
+            _mm512_loadu_si512(qs + b * QK8_0 + 64));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s01),
+            scale2(f16_to_f32(w0) * d[b], f16_to_f32(w0 + Q8_0_BYTES) * d[b + 1]), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s23),
+            scale2(f16_to_f32(w0 + 2 * Q8_0_BYTES) * d[b + 2], f16_to_f32(w0 + 3 * Q8_0_BYTES) * d[b + 3]), acc1);
+    }
+    float sum = hsum512(_mm512_add_ps(acc0, acc1));
+    for (; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q8_0_BYTES;
+        const __m256i u = _mm256_xor_si256(_mm256_set1_epi8((char)0x80), _mm256_loadu_si256((const __m256i *)(wb + 2)));
+        const __m256i s = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(aux + b * 8)), u,
+            _mm256_loadu_si256((const __m256i *)(qs + b * QK8_0)));
+        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        const int32_t si = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
+        sum += (float)si * (f16_to_f32(wb) * d[b]);
+    }
+    return sum;
+}
+
+/*
+ * Q4_K x Q8_K: per 64 weights one vector [low nibbles | high nibbles] (sub-blocks 2j and 2j+1) multiplied with the
+ * activations and the sub-block scales; the mins are applied through the activations' bsums.
+ */
+static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_K_BYTES;
+        const int8_t *y = qs + b * QK_K;
+        uint8_t sc[8];
+        uint8_t m[8];
+        q4_k_scales(wb + 4, sc, m);
+        __m512i sumi = _mm512_setzero_si512();
+        for (int j = 0; j < 4; j++)
+        {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(wb + 16 + 32 * j));
+            const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(raw), raw, 1);
+            const __m512i u = _mm512_mask_blend_epi64(0xF0, _mm512_and_si512(r, m4),
+                _mm512_and_si512(_mm512_srli_epi16(r, 4), m4));
+            /* pairs by vpmaddubsw (2 * 15 * 127 fits 16 bits), then the scale by vpmaddwd: cheaper than vpdpbusd
+               followed by a 32-bit multiply by the scale */
+            const __m512i p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(y + 64 * j));
+            const __m512i scv = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * j]), _mm256_set1_epi16(sc[2 * j + 1]), 1);
+            sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p, scv));
+        }
+        const int32_t *bs = bsums + b * 16;
+        int32_t summ = 0;
+        for (int j = 0; j < 8; j++)
+        {
+            summ += m[j] * (bs[2 * j] + bs[2 * j + 1]);
+        }
+        sum += (f16_to_f32(wb) * d[b]) * (float)_mm512_reduce_add_epi32(sumi)
+            - (f16_to_f32(wb + 2) * d[b]) * (float)summ;
+    }
+    return sum;
+}
+
+/*
+ * Q6_K x Q8_K: a half super-block (128 weights) is 64 bytes of low 4 bits and 32 bytes of high 2 bits; two vectors
+ * of unsigned 6-bit weights (w + 32) per half, vpdpbusd, times the 16-weight group scales in int32; the -32 is
+ * applied once per super-block through the bsums.
+ */
+static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    const __m512i shiftA = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shiftB = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m128i pattern[4] = {
+        _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+        _mm_setr_epi8(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+        _mm_setr_epi8(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
+        _mm_setr_epi8(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15)};
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q6_K_BYTES;
+        const int8_t *y = qs + b * QK_K;
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(wb + 192));
+        const __m512i sc32 = _mm512_cvtepi8_epi32(sc);
+        __m512i sumi = _mm512_slli_epi32(
+            _mm512_mullo_epi32(sc32, _mm512_loadu_si512(bsums + b * 16)), 5);
+        sumi = _mm512_sub_epi32(_mm512_setzero_si512(), sumi);
+        for (int h = 0; h < 2; h++)
+        {
+            const __m512i a = _mm512_loadu_si512(wb + 64 * h);
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb + 128 + 32 * h));
+            const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+            const __m512i u1 = _mm512_or_si512(_mm512_and_si512(a, m4),
+                _mm512_and_si512(_mm512_sllv_epi16(hh, shiftA), m30));
+            const __m512i u2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), m4),
+                _mm512_and_si512(_mm512_srlv_epi16(hh, shiftB), m30));
+            const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u1, _mm512_loadu_si512(y + 128 * h));
+            const __m512i p2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u2, _mm512_loadu_si512(y + 128 * h + 64));
+            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p1, _mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc, pattern[2 * h]))));
+            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p2, _mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc, pattern[2 * h + 1]))));
+        }
+        /* the lanes hold unsigned-weight partial sums that cancel: sum them in int32, exactly, before the scale */
+        sum += (f16_to_f32(wb + 208) * d[b]) * (float)_mm512_reduce_add_epi32(sumi);
+    }
+    return sum;
+}
+
+#else /* AVX2 (also the AVX-512 BW build): pmaddubsw + pmaddwd, 256 bits */
+
+static inline float hsum256(__m256 v)
+{
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+static inline int32_t hsum256_epi32(__m256i v)
+{
+    const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
+}
+
+/* [a x 8 | b x 8] as 16-bit lanes: one scale per 16 bytes of pmaddubsw output */
+static inline __m256i scale16(int a, int b)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+}
+
+/* Q4_0 x Q8_0: unsigned nibbles (w + 8) by pmaddubsw (no saturation: 2 * 15 * 127), aux adds -8 * the sums. */
+static inline float dot_q4_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
+{
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    int b = 0;
+    for (; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_0_BYTES;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(wb + 2));
+        const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
+        const __m256i p = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(aux + b * 8)),
+            _mm256_madd_epi16(_mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(qs + b * QK8_0))), ones));
+        const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_to_f32(wb) * d[b]));
+        if (b & 1)
+        {
+            acc1 = _mm256_add_ps(acc1, t);
+        }
+        else
+        {
+            acc0 = _mm256_add_ps(acc0, t);
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q8_0 x Q8_0: |w| times y with w's sign (|-128| = 128 fits unsigned; 2 * 128 * 127 does not saturate). */
+static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
+{
+    (void)aux;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q8_0_BYTES;
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(wb + 2));
+        const __m256i y = _mm256_loadu_si256((const __m256i *)(qs + b * QK8_0));
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(y, v)), ones);
+        const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_to_f32(wb) * d[b]));
+        if (b & 1)
+        {
+            acc1 = _mm256_add_ps(acc1, t);
+        }
+        else
+        {
+            acc0 = _mm256_add_ps(acc0, t);
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q4_K x Q8_K: per 32 weights pmaddubsw, then pmaddwd by the sub-block scale; the mins through the bsums. */
+static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_K_BYTES;
+        const int8_t *y = qs + b * QK_K;
+        uint8_t sc[8];
+        uint8_t m[8];
+        q4_k_scales(wb + 4, sc, m);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++)
+        {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(wb + 16 + 32 * j));
+            const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(raw, m4),
+                _mm256_loadu_si256((const __m256i *)(y + 64 * j)));
+            const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                _mm256_loadu_si256((const __m256i *)(y + 64 * j + 32)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(lo, _mm256_set1_epi16(sc[2 * j])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(hi, _mm256_set1_epi16(sc[2 * j + 1])));
+        }
+        int32_t summ = 0;
+        for (int j = 0; j < 8; j++)
+        {
+            summ += m[j] * (bsums[b * 16 + 2 * j] + bsums[b * 16 + 2 * j + 1]);
+        }
+        sum += (f16_to_f32(wb) * d[b]) * (float)hsum256_epi32(sumi) - (f16_to_f32(wb + 2) * d[b]) * (float)summ;
+    }
+    return sum;
+}
+
+/* Q6_K x Q8_K: unsigned 6-bit weights (w + 32) by pmaddubsw (2 * 63 * 127 fits), pmaddwd by the group scales. */
+static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    float sum = 0.0f;
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q6_K_BYTES;
+        const int8_t *sc = (const int8_t *)(wb + 192);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++)
+        {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb + 128 + 32 * h));
+            const int8_t *y = qs + b * QK_K + 128 * h;
+            const int8_t *s = sc + 8 * h;
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+            const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q1,
+                _mm256_loadu_si256((const __m256i *)y)), scale16(s[0], s[1])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q2,
+                _mm256_loadu_si256((const __m256i *)(y + 32))), scale16(s[2], s[3])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q3,
+                _mm256_loadu_si256((const __m256i *)(y + 64))), scale16(s[4], s[5])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q4,
+                _mm256_loadu_si256((const __m256i *)(y + 96))), scale16(s[6], s[7])));
+        }
+        int32_t offset = 0;
+        for (int g = 0; g < 16; g++)
+        {
+            offset += sc[g] * bsums[b * 16 + g];
+        }
+        sum += (f16_to_f32(wb + 208) * d[b]) * (float)(hsum256_epi32(sumi) - 32 * offset);
+    }
+    return sum;
+}
+
+#endif
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Matrix x activations: rows of w against tokens of activations
+ * ------------------------------------------------------------------------------------------------------------- */
+
+#define PRODUCT(type, block, group)                                                                                  \
+    void EXPORT(mv_##type)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,        \
+        const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,       \
+        int32_t outStride)                                                                                            \
+    {                                                                                                                 \
+        const int nb = cols / (block);                                                                                \
+        w += wOffset;                                                                                                 \
+        out += outOffset;                                                                                             \
+        for (int r = 0; r < rows; r++)                                                                                \
+        {                                                                                                             \
+            const uint8_t *wr = w + r * rowBytes;                                                                     \
+            for (int t = 0; t < tokens; t++)                                                                          \
+            {                                                                                                         \
+                out[(int64_t)t * outStride + r] = dot_##type(wr, nb, qs + (int64_t)t * cols, d + (int64_t)t * nb,     \
+                    aux + (int64_t)t * (cols / (group)));                                                             \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+PRODUCT(q4_0, QK8_0, 4)
+PRODUCT(q8_0, QK8_0, 4)
+PRODUCT(q4_k, QK_K, 16)
+PRODUCT(q6_k, QK_K, 16)
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * F16 weights against float activations (no activation quantization): the halves converted by F16C / AVX-512F.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+static inline float dot_f16(const uint8_t *w, int cols, const float *x)
+{
+    int i = 0;
+    float sum;
+#if defined(__AVX512F__)
+    __m512 acc0 = _mm512_setzero_ps();
+    __m512 acc1 = _mm512_setzero_ps();
+    for (; i + 32 <= cols; i += 32)
+    {
+        acc0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * i))),
+            _mm512_loadu_ps(x + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * i + 32))),
+            _mm512_loadu_ps(x + i + 16), acc1);
+    }
+    sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+#else
+    __m256 acc0 = _mm256_setzero_ps();
+    __m256 acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= cols; i += 16)
+    {
+        acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i))),
+            _mm256_loadu_ps(x + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16))),
+            _mm256_loadu_ps(x + i + 8), acc1);
+    }
+    sum = hsum256(_mm256_add_ps(acc0, acc1));
+#endif
+    for (; i < cols; i++)
+    {
+        sum += f16_to_f32(w + 2 * i) * x[i];
+    }
+    return sum;
+}
+
+/* out[outOffset + t * outStride + r] = W[r] . x[t * cols ..] for rows [0, rows) of w + wOffset and [0, tokens). */
+void EXPORT(mv_f16)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols, const float *x,
+    int32_t tokens, float *out, int32_t outOffset, int32_t outStride)
+{
+    w += wOffset;
+    out += outOffset;
+    for (int r = 0; r < rows; r++)
+    {
+        for (int t = 0; t < tokens; t++)
+        {
+            out[(int64_t)t * outStride + r] = dot_f16(w + r * rowBytes, cols, x + (int64_t)t * cols);
+        }
+    }
+}
+
+#if USE_VNNI
+/*
+ * Batched forms (several tokens per pass over the weights) of Q4_0 and Q8_0: a group of 4 rows is unpacked once into
+ * unsigned bytes in activation order (ub) and per-lane block scales (dw: for each pair of blocks 16 floats,
+ * [d(b) x 8 | d(b+1) x 8]), then every token of a block of MM_TOKENS (whose activations stay in L2) is multiplied
+ * with the 4 rows: one activation load feeds 4 vpdpbusd, and the 4 accumulators stay in registers.
+ */
+#define MM_ROWS 4
+#define MM_TOKENS 64
+
+static void unpack_q4_0(const uint8_t *w, int nb, uint8_t *ub, float *dw)
+{
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_0_BYTES;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)(wb + 2));
+        _mm_storeu_si128((__m128i *)(ub + b * 32), _mm_and_si128(raw, m4));
+        _mm_storeu_si128((__m128i *)(ub + b * 32 + 16), _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+        _mm256_storeu_ps(dw + b * 8, _mm256_set1_ps(f16_to_f32(wb)));
+    }
+}
+
+static void unpack_q8_0(const uint8_t *w, int nb, uint8_t *ub, float *dw)
+{
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q8_0_BYTES;
+        _mm256_storeu_si256((__m256i *)(ub + b * 32),
+            _mm256_xor_si256(flip, _mm256_loadu_si256((const __m256i *)(wb + 2))));
+        _mm256_storeu_ps(dw + b * 8, _mm256_set1_ps(f16_to_f32(wb)));
+    }
+}
+
+/* One token against R unpacked rows (R = 4 or 1, a constant after inlining); nb is even. */
+static inline __attribute__((always_inline)) void mm_token(const int R, const uint8_t *ub, const float *dw, int cols,
+    int nb, const int8_t *y, const float *dx, const int32_t *aux, float *out)
+{
+    __m512 acc[MM_ROWS];
+    for (int r = 0; r < R; r++)
+    {
+        acc[r] = _mm512_setzero_ps();
+    }
+    for (int p = 0; p < nb / 2; p++)
+    {
+        const __m512i yv = _mm512_loadu_si512(y + 64 * p);
+        const __m512i av = _mm512_loadu_si512(aux + 16 * p);
+        const __m512 dxv = scale2(dx[2 * p], dx[2 * p + 1]);
+        for (int r = 0; r < R; r++)
+        {
+            const __m512i sv = _mm512_dpbusd_epi32(av, _mm512_loadu_si512(ub + (size_t)r * cols + 64 * p), yv);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sv),
+                _mm512_mul_ps(_mm512_loadu_ps(dw + (size_t)r * nb * 8 + 16 * p), dxv), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+    {
+        out[r] = hsum512(acc[r]);
+    }
+}
+
+typedef void (*unpack_fn)(const uint8_t *, int, uint8_t *, float *);
+
+static void mm_q8_0_paired(unpack_fn unpack, const uint8_t *w, int64_t rowBytes, int32_t rows, int32_t cols,
+    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outStride)
+{
+    const int nb = cols / QK8_0;
+    uint8_t *ub = _mm_malloc((size_t)MM_ROWS * cols, 64);
+    float *dw = _mm_malloc((size_t)MM_ROWS * nb * 8 * sizeof(float), 64);
+    for (int t0 = 0; t0 < tokens; t0 += MM_TOKENS)
+    {
+        const int t1 = t0 + MM_TOKENS < tokens ? t0 + MM_TOKENS : tokens;
+        int R;
+        for (int r0 = 0; r0 < rows; r0 += R)
+        {
+            R = rows - r0 >= MM_ROWS ? MM_ROWS : 1; /* the last rows one at a time */
+            for (int r = 0; r < R; r++)
+            {
+                unpack(w + (r0 + r) * rowBytes, nb, ub + (size_t)r * cols, dw + (size_t)r * nb * 8);
+            }
+            for (int t = t0; t < t1; t++)
+            {
+                float o[MM_ROWS];
+                const int8_t *y = qs + (int64_t)t * cols;
+                const float *dx = d + (int64_t)t * nb;
+                const int32_t *a = aux + (int64_t)t * (cols / 4);
+                if (R == MM_ROWS)
+                {
+                    mm_token(MM_ROWS, ub, dw, cols, nb, y, dx, a, o);
+                }
+                else
+                {
+                    mm_token(1, ub, dw, cols, nb, y, dx, a, o);
+                }
+                for (int r = 0; r < R; r++)
+                {
+                    out[(int64_t)t * outStride + r0 + r] = o[r];
+                }
+            }
+        }
+    }
+    _mm_free(ub);
+    _mm_free(dw);
+}
+
+#define MM(type)                                                                                                      \
+    void EXPORT(mm_##type)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,        \
+        const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,       \
+        int32_t outStride)                                                                                            \
+    {                                                                                                                 \
+        if (cols % 64 != 0)                                                                                           \
+        {                                                                                                             \
+            EXPORT_NAME(mv_##type)(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride); \
+            return;                                                                                                   \
+        }                                                                                                             \
+        mm_q8_0_paired(unpack_##type, w + wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out + outOffset,         \
+            outStride);                                                                                               \
+    }
+
+MM(q4_0)
+MM(q8_0)
+#endif

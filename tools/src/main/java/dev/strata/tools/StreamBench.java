@@ -11,12 +11,12 @@ import dev.strata.compute.stream.BlockChannel;
 import dev.strata.compute.stream.RemoteModel;
 import dev.strata.compute.stream.StreamingWeightSource;
 import dev.strata.compute.tensor.ThreadPool;
-import dev.strata.paramserver.BlockClient;
-import dev.strata.paramserver.Manifest;
-import dev.strata.paramserver.ParamClient;
+import dev.strata.paramclient.BlockClient;
+import dev.strata.paramclient.Manifest;
+import dev.strata.paramclient.ParamClient;
 import dev.strata.paramserver.ParamService;
 import dev.strata.prefetch.PrefetchStats;
-import dev.strata.tiering.BlockId;
+import dev.strata.transport.BlockId;
 import dev.strata.transport.Transport;
 import dev.strata.transport.TransportContext;
 import picocli.CommandLine.Command;
@@ -86,8 +86,8 @@ final class StreamBench implements Callable<Integer>
         final Path data = Files.createTempDirectory("strata-bench-stream");
         // the service's memory tier holds the whole model: the runs measure the node and the link, warm
         final long serviceMemory = Math.max(1L << 30, Files.size(model) * 3 / 2);
-        try (ParamService service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN)
-                 .withMemoryBudget(serviceMemory));
+        try (ParamService service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN)
+                 .memoryBudgetBytes(serviceMemory));
              GgufFile gguf = GgufFile.open(model))
         {
             final ParamClient admin = new ParamClient("localhost:" + service.adminPort(), TOKEN);
@@ -278,7 +278,7 @@ final class StreamBench implements Callable<Integer>
         final List<BlockId> ids = new ArrayList<>(new LinkedHashSet<>(manifest.allBlocks()));
         final var e = admin.endpoints();
         final TransportContext ctx = mode == BlockChannel.Mode.IPC ?
-            new TransportContext().embeddedDriver(false).aeronDirectory(e.path("aeron_dir").asText()) :
+            new TransportContext().embeddedDriver(false).aeronDirectory(e.aeronDir()) :
             new TransportContext();
         final int perRequest = 1;
         final int window = 32;
@@ -290,7 +290,7 @@ final class StreamBench implements Callable<Integer>
         try (Transport t = Transport.launch(ctx); Arena arena = Arena.ofConfined())
         {
             final BlockClient client = BlockClient.connect(t.aeron(), mode == BlockChannel.Mode.IPC ?
-                e.path("ipc_channel").asText() : e.path("udp_channel").asText(), e.path("stream_id").asInt(),
+                e.ipcChannel() : e.udpChannel(), e.streamId(),
                 "localhost", TimeUnit.SECONDS.toNanos(10)).verifyDigests(false); // as the node: CRC32C per chunk
             final MemorySegment[] buffers = new MemorySegment[window];
             for (int i = 0; i < window; i++)

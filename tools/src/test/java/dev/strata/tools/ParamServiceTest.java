@@ -7,11 +7,12 @@ import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.gguf.GgufTensorInfo;
 import dev.strata.compute.gguf.GgufWriter;
 import dev.strata.compute.synth.SyntheticModel;
-import dev.strata.paramserver.BlockClient;
-import dev.strata.paramserver.Manifest;
-import dev.strata.paramserver.ParamClient;
+import dev.strata.paramclient.BlockClient;
+import dev.strata.paramclient.Manifest;
+import dev.strata.paramclient.ParamClient;
+import dev.strata.paramclient.ServiceInfo;
 import dev.strata.paramserver.ParamService;
-import dev.strata.tiering.BlockId;
+import dev.strata.transport.BlockId;
 import dev.strata.transport.Transport;
 import dev.strata.transport.TransportContext;
 import dev.strata.transport.sbe.Status;
@@ -89,7 +90,7 @@ class ParamServiceTest
     @BeforeEach
     void start() throws Exception
     {
-        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
         server = "localhost:" + service.adminPort();
     }
 
@@ -135,22 +136,22 @@ class ParamServiceTest
         final ParamClient client = new ParamClient(server, TOKEN);
         final ParamClient.PinnedManifest pinned = client.manifest("llama", "stable");
         assertEquals(1, pinned.version());
-        final JsonNode endpoints = client.endpoints();
+        final ServiceInfo.Endpoints endpoints = client.endpoints();
 
         // IPC: a second Aeron client on the service's media driver
         try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
-            .aeronDirectory(endpoints.path("aeron_dir").asText())))
+            .aeronDirectory(endpoints.aeronDir())))
         {
-            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
-                endpoints.path("stream_id").asInt(), null, TIMEOUT);
+            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
+                endpoints.streamId(), null, TIMEOUT);
             assertTensorsIdentical(v1, pinned, blocks);
             blocks.close();
         }
         // UDP loopback: this client has its own media driver
         try (Transport udp = Transport.launch(new TransportContext()))
         {
-            final BlockClient blocks = BlockClient.connect(udp.aeron(), endpoints.path("udp_channel").asText(),
-                endpoints.path("stream_id").asInt(), "localhost", TIMEOUT);
+            final BlockClient blocks = BlockClient.connect(udp.aeron(), endpoints.udpChannel(),
+                endpoints.streamId(), "localhost", TIMEOUT);
             assertTensorsIdentical(v1, pinned, blocks);
             blocks.close();
         }
@@ -160,18 +161,18 @@ class ParamServiceTest
     void shouldRequireTheTokenForBlockPullsAndHintsWhenReadsAreProtected() throws Exception
     {
         service.close();
-        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN).withProtectReads(true));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN).protectReads(true));
         server = "localhost:" + service.adminPort();
         upload(v1, "--label", "stable");
         final ParamClient client = new ParamClient(server, TOKEN);
         final ParamClient.PinnedManifest pinned = client.manifest("llama", "stable");
-        final JsonNode endpoints = client.endpoints();
+        final ServiceInfo.Endpoints endpoints = client.endpoints();
         final List<BlockId> first = pinned.manifest().tensors().getFirst().blocks();
         try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
-            .aeronDirectory(endpoints.path("aeron_dir").asText())))
+            .aeronDirectory(endpoints.aeronDir())))
         {
-            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
-                endpoints.path("stream_id").asInt(), null, TIMEOUT);
+            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
+                endpoints.streamId(), null, TIMEOUT);
             for (final String wrong : new String[]{"", "not-the-token", "t0keN"})
             {
                 final BlockClient.FetchException refused = assertThrows(BlockClient.FetchException.class,
@@ -252,13 +253,13 @@ class ParamServiceTest
         upload(v1, "--label", "stable");
         upload(v2, "--label", "canary", "--canary-weight", "20");
         final ParamClient client = new ParamClient(server, TOKEN);
-        assertEquals(2, client.show("llama", "canary").path("version").asInt());
-        assertEquals(20, client.show("llama", "canary").path("canary_weight").asInt());
+        assertEquals(2, client.show("llama", "canary").version());
+        assertEquals(20, (int)client.show("llama", "canary").canaryWeight());
         assertEquals(0, cli("model", "promote", "llama@2").code());
-        assertEquals(2, client.show("llama", "stable").path("version").asInt());
-        assertEquals("retired", client.show("llama", "1").path("state").asText());
+        assertEquals(2, client.show("llama", "stable").version());
+        assertEquals("retired", client.show("llama", "1").state());
         assertEquals(0, cli("model", "rollback", "llama").code());
-        assertEquals(1, client.show("llama", "stable").path("version").asInt());
+        assertEquals(1, client.show("llama", "stable").version());
 
         client.lease("node-a", "llama", 2, 60_000);
         final CliTest.Run refused = cli("model", "rm", "llama@2");
@@ -359,11 +360,11 @@ class ParamServiceTest
         final String before = new ParamClient(server, TOKEN).versions("llama").toString();
         service.close();
         service = null;
-        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
         server = "localhost:" + service.adminPort();
         final ParamClient client = new ParamClient(server, TOKEN);
         assertEquals(before, client.versions("llama").toString());
-        assertEquals(1, client.show("llama", "stable").path("version").asInt());
+        assertEquals(1, client.show("llama", "stable").version());
         final CliTest.Run verify = cli("model", "verify", "llama@2", "--json");
         assertEquals(0, verify.code(), verify.out() + verify.err());
         assertEquals(0, JSON.readTree(verify.out()).path("lost").size());
@@ -374,12 +375,12 @@ class ParamServiceTest
         final Manifest m = client.manifest("llama", "1").manifest();
         final List<BlockId> wanted = m.tensors().getFirst().blocks();
         wanted.forEach(id -> assertFalse(service.store().memory().contains(id), "cold after restart"));
-        final JsonNode endpoints = client.endpoints();
+        final ServiceInfo.Endpoints endpoints = client.endpoints();
         try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
-            .aeronDirectory(endpoints.path("aeron_dir").asText())))
+            .aeronDirectory(endpoints.aeronDir())))
         {
-            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
-                endpoints.path("stream_id").asInt(), null, TIMEOUT);
+            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
+                endpoints.streamId(), null, TIMEOUT);
             assertTrue(blocks.hint("llama@1", wanted, TIMEOUT));
             final long deadline = System.nanoTime() + TIMEOUT;
             while (!wanted.stream().allMatch(id -> service.store().memory().contains(id)))
@@ -410,7 +411,7 @@ class ParamServiceTest
         final byte[] bad = good.clone();
         bad[bad.length / 2] ^= 0x55;
         Files.write(file, bad);
-        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
         server = "localhost:" + service.adminPort();
         final CliTest.Run verify = cli("model", "verify", "llama@1", "--json");
         assertEquals(0, verify.code(), verify.out() + verify.err());
@@ -456,7 +457,7 @@ class ParamServiceTest
         // commit with blocks missing is refused, commit of a manifest for another digest too
         final Manifest fake = new Manifest("llama", BlockId.of(new byte[]{42}), List.of());
         final byte[] encoded = fake.encode();
-        final int version = client.beginUpload("llama", BlockId.of(encoded).hex()).path("version").asInt();
+        final int version = client.beginUpload("llama", BlockId.of(encoded).hex()).version();
         final ParamClient.ServiceException missing = assertThrows(ParamClient.ServiceException.class,
             () -> client.commit("llama", version, encoded));
         assertEquals(409, missing.status());
@@ -466,7 +467,7 @@ class ParamServiceTest
 
         // the service still works
         assertTrue(upload(v1).path("blocks_new").asInt() > 0);
-        assertEquals("ok", client.health().path("status").asText());
+        assertEquals("ok", client.health().status());
     }
 
     @Test
@@ -475,7 +476,7 @@ class ParamServiceTest
         upload(v1, "--label", "stable");
         upload(v2);
         final ParamClient client = new ParamClient(server, TOKEN);
-        final JsonNode endpoints = client.endpoints();
+        final ServiceInfo.Endpoints endpoints = client.endpoints();
         final byte[][] expected = new byte[3][];
         try (GgufFile a = GgufFile.open(v1); GgufFile b = GgufFile.open(v2))
         {
@@ -488,10 +489,10 @@ class ParamServiceTest
         final Thread reader = Thread.ofPlatform().start(() ->
         {
             try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
-                .aeronDirectory(endpoints.path("aeron_dir").asText())))
+                .aeronDirectory(endpoints.aeronDir())))
             {
-                final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
-                    endpoints.path("stream_id").asInt(), null, TIMEOUT);
+                final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
+                    endpoints.streamId(), null, TIMEOUT);
                 while (!done.get())
                 {
                     // pin whatever is stable now, then read the tensor of that version only
@@ -538,9 +539,8 @@ class ParamServiceTest
             java.net.http.HttpResponse.BodyHandlers.ofString()).body();
         assertTrue(metrics.contains("strata_models"), metrics);
         assertTrue(metrics.contains("# TYPE"), "Prometheus text format");
-        final JsonNode health = new ParamClient(server, null).health();
-        assertEquals("ok", health.path("status").asText());
-        assertEquals(1, health.path("models").asInt());
-        assertFalse(metrics.isEmpty());
+        final ServiceInfo.Health health = new ParamClient(server, null).health();
+        assertEquals("ok", health.status());
+        assertEquals(1, health.models());
     }
 }

@@ -13,7 +13,7 @@ import dev.strata.compute.stream.RemoteModel;
 import dev.strata.compute.stream.StreamingWeightSource;
 import dev.strata.compute.synth.SyntheticModel;
 import dev.strata.compute.tensor.ThreadPool;
-import dev.strata.paramserver.ParamClient;
+import dev.strata.paramclient.ParamClient;
 import dev.strata.paramserver.ParamService;
 import dev.strata.prefetch.AccessTrace;
 import dev.strata.prefetch.PrefetchStats;
@@ -72,7 +72,7 @@ class StreamingGenerationTest
     @BeforeEach
     void start() throws Exception
     {
-        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
         client = new ParamClient("localhost:" + service.adminPort(), TOKEN);
     }
 
@@ -204,7 +204,7 @@ class StreamingGenerationTest
                 }
                 return true;
             });
-            assertEquals(2, client.show("llama", "stable").path("version").asInt(), "v2 was promoted meanwhile");
+            assertEquals(2, client.show("llama", "stable").version(), "v2 was promoted meanwhile");
             assertArrayEquals(expected1, got, "the running generation stayed on v1");
             // the node's lease keeps v1 from deletion while it runs
             final ParamClient.ServiceException refused = assertThrows(ParamClient.ServiceException.class,
@@ -242,8 +242,8 @@ class StreamingGenerationTest
                         service.close();
                         try
                         {
-                            service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN)
-                                .withAdminPort(port));
+                            service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN)
+                                .adminPort(port));
                         }
                         catch (final Exception ex)
                         {
@@ -267,7 +267,7 @@ class StreamingGenerationTest
                 assertTrue(String.valueOf(ex.getMessage()).contains("did not deliver") ||
                     String.valueOf(ex.getMessage()).contains("timed out"), String.valueOf(ex.getMessage()));
                 assertTrue(waited < TimeUnit.SECONDS.toNanos(30), "bounded wait: " + waited / 1e9 + " s");
-                service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+                service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
             }
         }
     }

@@ -1,8 +1,8 @@
 package dev.strata.compute.stream;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import dev.strata.paramserver.BlockClient;
-import dev.strata.paramserver.ParamClient;
+import dev.strata.paramclient.BlockClient;
+import dev.strata.paramclient.ParamClient;
+import dev.strata.paramclient.ServiceInfo;
 import dev.strata.transport.Transport;
 import dev.strata.transport.TransportContext;
 
@@ -45,19 +45,19 @@ public final class BlockChannel implements AutoCloseable
     {
         if (client == null)
         {
-            final JsonNode e = admin.endpoints();
+            final ServiceInfo.Endpoints e = admin.endpoints();
             if (mode == Mode.IPC)
             {
                 closeTransport();
                 transport = Transport.launch(new TransportContext().embeddedDriver(false)
-                    .aeronDirectory(e.path("aeron_dir").asText()));
+                    .aeronDirectory(e.aeronDir()));
             }
             else if (transport == null)
             {
                 transport = Transport.launch(new TransportContext());
             }
-            final String channel = mode == Mode.IPC ? e.path("ipc_channel").asText() : e.path("udp_channel").asText();
-            client = BlockClient.connect(transport.aeron(), channel, e.path("stream_id").asInt(), localHost,
+            final String channel = mode == Mode.IPC ? e.ipcChannel() : e.udpChannel();
+            client = BlockClient.connect(transport.aeron(), channel, e.streamId(), localHost,
                 CONNECT_TIMEOUT).verifyDigests(verifyDigests).token(admin.token());
         }
         return client;

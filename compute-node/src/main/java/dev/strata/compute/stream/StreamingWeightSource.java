@@ -6,15 +6,15 @@ import dev.strata.compute.model.LayerWeights;
 import dev.strata.compute.model.ModelConfig;
 import dev.strata.compute.model.WeightSource;
 import dev.strata.compute.model.WeightViews;
-import dev.strata.paramserver.BlockClient;
-import dev.strata.paramserver.Manifest;
+import dev.strata.paramclient.BlockClient;
+import dev.strata.paramclient.Manifest;
 import dev.strata.prefetch.AccessTrace;
 import dev.strata.prefetch.CyclicOrderPredictor;
 import dev.strata.prefetch.Predictor;
 import dev.strata.prefetch.PrefetchStats;
 import dev.strata.prefetch.TransitionPredictor;
 import dev.strata.compute.tensor.WeightTensor;
-import dev.strata.tiering.BlockId;
+import dev.strata.transport.BlockId;
 import dev.strata.transport.sbe.Status;
 import org.agrona.collections.IntArrayList;
 

@@ -167,6 +167,41 @@ class StreamingGenerationTest
         }
     }
 
+    /**
+     * A prefill and a decode worker share one node's weights: two callers generate at once from one source whose
+     * budget holds a single layer besides the globals, so they take turns at it (a caller whose layer finds the
+     * budget full of the other's pinned layer waits for its release instead of failing). Each gets the tokens it
+     * would get alone, and the budget holds.
+     */
+    @Test
+    void shouldServeTwoConcurrentCallersTheirOwnTokensWithinTheBudget() throws Exception
+    {
+        upload(v1, "llama", "stable");
+        final int tokens = 6;
+        final int[] expected = Arrays.copyOf(local(v1), tokens);
+        try (RemoteModel model = RemoteModel.open(client, "llama", "stable", "node-1", 60_000))
+        {
+            final long budget = minimumBudget(model);
+            try (StreamingWeightSource w = new StreamingWeightSource(model,
+                StreamingWeightSource.Options.defaults(budget), new PrefetchStats()))
+            {
+                final java.util.concurrent.ExecutorService two = java.util.concurrent.Executors.newFixedThreadPool(2);
+                try
+                {
+                    final java.util.concurrent.Future<int[]> a = two.submit(() -> generate(w, PROMPT, tokens, t -> true));
+                    final java.util.concurrent.Future<int[]> b = two.submit(() -> generate(w, PROMPT, tokens, t -> true));
+                    assertArrayEquals(expected, a.get(5, TimeUnit.MINUTES), "first caller");
+                    assertArrayEquals(expected, b.get(5, TimeUnit.MINUTES), "second caller");
+                }
+                finally
+                {
+                    two.shutdownNow();
+                }
+                assertTrue(w.peakBytes() <= budget, "peak " + w.peakBytes() + " > " + budget);
+            }
+        }
+    }
+
     private static long minimumBudget(final RemoteModel model)
     {
         final IllegalArgumentException ex = assertThrows(IllegalArgumentException.class,

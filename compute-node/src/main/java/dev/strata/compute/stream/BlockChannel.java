@@ -6,16 +6,20 @@ import dev.strata.paramclient.ServiceInfo;
 import dev.strata.transport.Transport;
 import dev.strata.transport.TransportContext;
 
+import dev.strata.transport.BlockId;
+
 import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
  * A node's Aeron connection to the parameter service's block server, found through the admin API and
  * re-established after the service restarts (its endpoints change). Over UDP the node runs its own media driver,
  * which survives the service; over IPC it joins the service's driver on the same host (faster, but gone when
- * the service dies). Used by one thread.
+ * the service dies). Used by one thread: the {@link Fetcher}.
  */
-public final class BlockChannel implements AutoCloseable
+public final class BlockChannel implements Fetcher.Blocks
 {
     /** How a node reaches the block server. */
     public enum Mode
@@ -69,8 +73,50 @@ public final class BlockChannel implements AutoCloseable
         return client;
     }
 
+    @Override
+    public long submitInto(final String version, final List<BlockId> ids, final MemorySegment dest,
+        final long[] offsets, final long timeoutNanos, final int priority, final long neededInNanos) throws IOException
+    {
+        return client().submitInto(version, ids, dest, offsets, timeoutNanos, priority, neededInNanos);
+    }
+
+    @Override
+    public boolean hint(final String version, final List<BlockId> ids, final long timeoutNanos) throws IOException
+    {
+        return client().hint(version, ids, timeoutNanos);
+    }
+
+    @Override
+    public int poll() throws IOException
+    {
+        return client().poll();
+    }
+
+    @Override
+    public boolean isDone(final long correlationId)
+    {
+        return client != null && client.isDone(correlationId);
+    }
+
+    @Override
+    public void await(final long correlationId) throws IOException
+    {
+        client().await(correlationId);
+    }
+
+    /** Forgets a request (chunks still arriving for it are dropped); never connects. */
+    @Override
+    public void cancel(final long correlationId)
+    {
+        if (client != null)
+        {
+            client.cancel(correlationId);
+        }
+    }
+
     /** Drops the connection; the next {@link #client()} finds the endpoints again. */
-    void reset()
+    @Override
+    public void reset()
     {
         if (client != null)
         {

@@ -180,20 +180,18 @@ class ParamServiceTest
                 assertEquals(Status.UNAUTHORIZED, refused.status());
                 assertTrue(refused.getMessage().contains("protects reads"), refused.getMessage());
             }
-            // a hint without the token is dropped: nothing is promoted, the rejection is counted
+            // a hint without the token is dropped: nothing is promoted, the rejection is counted. The server reads
+            // one client's messages in order, so once the hint with the token that follows it is counted, the
+            // first one has been handled: only the second may have added its blocks.
             final long hinted = service.blockServer().hinted();
-            assertTrue(blocks.token("").hint("llama@1", first, TIMEOUT));
-            Thread.sleep(200);
-            assertEquals(hinted, service.blockServer().hinted(), "an unauthenticated hint is not taken");
-
+            final long rejected = service.blockServer().rejected();
             assertTensorsIdentical(v1, pinned, blocks.token(TOKEN));
-            assertTrue(blocks.hint("llama@1", first, TIMEOUT));
-            final long deadline = System.nanoTime() + TIMEOUT;
-            while (service.blockServer().hinted() == hinted && System.nanoTime() < deadline)
-            {
-                Thread.sleep(10);
-            }
-            assertTrue(service.blockServer().hinted() > hinted, "the hint with the token is taken");
+            assertTrue(blocks.token("").hint("llama@1", first, TIMEOUT));
+            assertTrue(blocks.token(TOKEN).hint("llama@1", first, TIMEOUT));
+            awaitCondition(() -> service.blockServer().hinted() > hinted, "the hint with the token is taken");
+            assertEquals(hinted + first.size(), service.blockServer().hinted(),
+                "only the blocks of the hint with the token were taken");
+            assertEquals(rejected + 1, service.blockServer().rejected(), "the hint without it was rejected");
             blocks.close();
         }
     }
@@ -382,12 +380,8 @@ class ParamServiceTest
             final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
                 endpoints.streamId(), null, TIMEOUT);
             assertTrue(blocks.hint("llama@1", wanted, TIMEOUT));
-            final long deadline = System.nanoTime() + TIMEOUT;
-            while (!wanted.stream().allMatch(id -> service.store().memory().contains(id)))
-            {
-                assertTrue(System.nanoTime() < deadline, "hinted blocks were not promoted to memory");
-                Thread.sleep(10);
-            }
+            awaitCondition(() -> wanted.stream().allMatch(id -> service.store().memory().contains(id)),
+                "hinted blocks were promoted to memory");
             blocks.close();
         }
     }
@@ -485,7 +479,7 @@ class ParamServiceTest
         }
         final AtomicReference<Throwable> failure = new AtomicReference<>();
         final java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
-        final int[] seen = new int[3];
+        final java.util.concurrent.atomic.AtomicIntegerArray seen = new java.util.concurrent.atomic.AtomicIntegerArray(3);
         final Thread reader = Thread.ofPlatform().start(() ->
         {
             try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
@@ -507,7 +501,7 @@ class ParamServiceTest
                     }
                     assertTrue(java.util.Arrays.equals(expected[pinned.version()], whole.toByteArray()),
                         "reader pinned to v" + pinned.version() + " got that version's tensor");
-                    seen[pinned.version()]++;
+                    seen.incrementAndGet(pinned.version());
                 }
                 blocks.close();
             }
@@ -516,17 +510,20 @@ class ParamServiceTest
                 failure.set(t);
             }
         });
-        for (int i = 0; i < 20 && failure.get() == null; i++)
+        // flip stable between the versions, each time until the reader has read whole under the new one
+        for (int i = 0; i < 10 && failure.get() == null; i++)
         {
             client.promote("llama", 2);
-            Thread.sleep(10);
+            final int twos = seen.get(2);
+            awaitCondition(() -> seen.get(2) > twos || failure.get() != null, "the reader read v2");
             client.rollback("llama");
-            Thread.sleep(10);
+            final int ones = seen.get(1);
+            awaitCondition(() -> seen.get(1) > ones || failure.get() != null, "the reader read v1");
         }
         done.set(true);
         reader.join();
         assertNull(failure.get(), () -> String.valueOf(failure.get()));
-        assertTrue(seen[1] + seen[2] > 0, "the reader read");
+        assertTrue(seen.get(1) >= 10 && seen.get(2) >= 10, "both versions were read, whole, ten times each: " + seen);
     }
 
     @Test
@@ -542,5 +539,16 @@ class ParamServiceTest
         final ServiceInfo.Health health = new ParamClient(server, null).health();
         assertEquals("ok", health.status());
         assertEquals(1, health.models());
+    }
+
+    /** Waits for {@code condition}, polling it, for at most the test's time-out; fails naming what did not happen. */
+    static void awaitCondition(final java.util.function.BooleanSupplier condition, final String what)
+    {
+        final long deadline = System.nanoTime() + TIMEOUT;
+        while (!condition.getAsBoolean())
+        {
+            assertTrue(System.nanoTime() < deadline, "timed out waiting: " + what);
+            java.util.concurrent.locks.LockSupport.parkNanos(1_000_000L);
+        }
     }
 }

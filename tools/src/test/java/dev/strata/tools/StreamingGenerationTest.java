@@ -145,12 +145,8 @@ class StreamingGenerationTest
                             assertTrue(r.coverage() > 0.5, what + ": " + r);
                             // and the service was told what comes after, to promote it toward its memory tier
                             assertTrue(w.hintsSent() > 0, what + ": hints sent");
-                            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-                            while (service.blockServer().hinted() == 0)
-                            {
-                                assertTrue(System.nanoTime() < deadline, "the service took no hint");
-                                Thread.sleep(10);
-                            }
+                            ParamServiceTest.awaitCondition(() -> service.blockServer().hinted() > 0,
+                                "the service took a hint");
                         }
                         if (!prefetch)
                         {

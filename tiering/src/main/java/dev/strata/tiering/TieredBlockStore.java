@@ -275,47 +275,6 @@ public final class TieredBlockStore implements AutoCloseable
         FunctionCounter.builder("strata.tier.prefetch.expired", expired, AtomicLong::get).register(registry);
     }
 
-    /** What the store tells the index; a store without an index tells nothing. */
-    private interface IndexUpdates
-    {
-        IndexUpdates NONE = new IndexUpdates()
-        {
-        };
-
-        default void stored(final BlockId id, final int bit)
-        {
-        }
-
-        default void removed(final BlockId id, final int bit)
-        {
-        }
-
-        default void accessed(final BlockId id)
-        {
-        }
-
-        record Of(BlockIndex index) implements IndexUpdates
-        {
-            @Override
-            public void stored(final BlockId id, final int bit)
-            {
-                index.stored(id, bit);
-            }
-
-            @Override
-            public void removed(final BlockId id, final int bit)
-            {
-                index.removed(id, bit);
-            }
-
-            @Override
-            public void accessed(final BlockId id)
-            {
-                index.accessed(id);
-            }
-        }
-    }
-
     private void indexStored(final BlockId id, final int bit)
     {
         index.stored(id, bit);

@@ -5,11 +5,9 @@ import dev.strata.paramclient.BlockClient;
 import dev.strata.transport.BlockId;
 import dev.strata.tiering.BlockStoreException;
 import dev.strata.tiering.TieredBlockStore;
-import dev.strata.transport.sbe.BlockChunkEncoder;
 import dev.strata.transport.sbe.BlockRequestDecoder;
 import dev.strata.transport.sbe.CancelRequestDecoder;
 import dev.strata.transport.sbe.MessageHeaderDecoder;
-import dev.strata.transport.sbe.MessageHeaderEncoder;
 import dev.strata.transport.sbe.PrefetchHintDecoder;
 import dev.strata.transport.sbe.Status;
 import io.aeron.Aeron;
@@ -18,13 +16,9 @@ import io.aeron.Publication;
 import io.aeron.Subscription;
 import org.agrona.DirectBuffer;
 import org.agrona.concurrent.Agent;
-import org.agrona.concurrent.UnsafeBuffer;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -37,7 +31,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.zip.CRC32C;
 
 /**
  * Serves blocks over Aeron. Reads {@code BlockRequest}s (each names a pinned model version, its blocks, and
@@ -85,54 +78,6 @@ public final class BlockServer implements Agent
         Set<BlockId> blocksOf(String modelVersion);
     }
 
-    private static final class Pending
-    {
-        final long correlationId;
-        final long expiresAtNanos;
-        final long receivedAtNanos;
-        final long neededByNanos;
-        final long sequence;
-        /** In the demand queue: a demand fetch, or an answer that costs nothing to send (BUSY). */
-        boolean urgent;
-        final Publication publication;
-        final List<BlockId> ids;
-        final Status[] status; // per block: null to serve, else the error to send
-        int block;
-        long offset;
-        TieredBlockStore.Pinned pinned;
-        /** A cold read of the current block, running off the agent thread. */
-        CompletableFuture<TieredBlockStore.Pinned> loading;
-
-        Pending(final long correlationId, final long receivedAtNanos, final long expiresAtNanos,
-            final long neededByNanos, final long sequence, final Publication publication, final List<BlockId> ids,
-            final Status[] status)
-        {
-            this.correlationId = correlationId;
-            this.receivedAtNanos = receivedAtNanos;
-            this.expiresAtNanos = expiresAtNanos;
-            this.neededByNanos = neededByNanos;
-            this.sequence = sequence;
-            this.publication = publication;
-            this.ids = ids;
-            this.status = status;
-        }
-
-        void release()
-        {
-            if (pinned != null)
-            {
-                pinned.close();
-                pinned = null;
-            }
-            if (loading != null)
-            {
-                // the read finishes on its own thread: its pin is released when it does
-                loading.thenAccept(TieredBlockStore.Pinned::close);
-                loading = null;
-            }
-        }
-    }
-
     private final TieredBlockStore store;
     private final List<Subscription> requests;
     private final Aeron aeron;
@@ -142,13 +87,10 @@ public final class BlockServer implements Agent
     private final BlockRequestDecoder requestDecoder = new BlockRequestDecoder();
     private final CancelRequestDecoder cancelDecoder = new CancelRequestDecoder();
     private final PrefetchHintDecoder hintDecoder = new PrefetchHintDecoder();
-    private final MessageHeaderEncoder headerEncoder = new MessageHeaderEncoder();
-    private final BlockChunkEncoder chunkEncoder = new BlockChunkEncoder();
-    private final UnsafeBuffer head = new UnsafeBuffer(ByteBuffer.allocateDirect(256));
-    private final UnsafeBuffer payload = new UnsafeBuffer(0, 0);
-    private final byte[] heapCopy = new byte[CHUNK_BYTES];
     private final byte[] digest = new byte[BlockId.DIGEST_BYTES];
-    private final CRC32C crc = new CRC32C();
+    private final ChunkWriter writer = new ChunkWriter();
+    /** The link cap, or null for none. */
+    private TokenBucket link;
     private final ArrayDeque<Pending> demand = new ArrayDeque<>();
     /** Earliest needed first; among equals, first come first served. */
     private final PriorityQueue<Pending> prefetch = new PriorityQueue<>((a, b) ->
@@ -159,10 +101,8 @@ public final class BlockServer implements Agent
     private long sequence;
     private final Map<String, Publication> publications = new HashMap<>();
 
-    /** The token every request and hint must carry; null when the service does not protect reads. */
-    private byte[] token;
-    /** Where a message's token is read to, without a String per request. */
-    private byte[] tokenScratch = new byte[0];
+    /** The token every request, cancel and hint must carry when the service protects reads. */
+    private TokenCheck token = new TokenCheck(null);
     private volatile long served;
     private volatile long servedBytes;
     private volatile long rejected;
@@ -207,32 +147,25 @@ public final class BlockServer implements Agent
     }
 
     /**
-     * Requires {@code token} in every request and hint (a service that protects reads); call before the agent
-     * starts. Requests without it are answered {@code UNAUTHORIZED}, hints without it are dropped.
+     * Caps what this server sends at {@code bytesPerSecond} of block payload (a token bucket with 1 ms of burst,
+     * at least one chunk), to stand for a network link of that bandwidth; 0 for no cap. Call before the agent
+     * starts.
      */
-    public BlockServer requireToken(final String token)
+    public BlockServer linkBytesPerSecond(final long bytesPerSecond)
     {
-        this.token = token == null || token.isEmpty() ? null : token.getBytes(StandardCharsets.US_ASCII);
-        this.tokenScratch = new byte[this.token == null ? 0 : this.token.length];
+        this.link = bytesPerSecond <= 0 ? null :
+            new TokenBucket(bytesPerSecond, Math.max(CHUNK_BYTES, bytesPerSecond / 1000), System.nanoTime());
         return this;
     }
 
     /**
-     * Whether a message whose token is {@code length} bytes, of which {@code copied} were read into the scratch,
-     * carries the required token (compared in constant time).
+     * Requires {@code required} in every request and hint (a service that protects reads); call before the agent
+     * starts. Requests without it are answered {@code UNAUTHORIZED}, hints without it are dropped.
      */
-    private boolean tokenMatches(final int length, final int copied)
+    public BlockServer requireToken(final String required)
     {
-        if (length != token.length || copied != length)
-        {
-            return false;
-        }
-        int diff = 0;
-        for (int i = 0; i < length; i++)
-        {
-            diff |= token[i] ^ tokenScratch[i];
-        }
-        return diff == 0;
+        this.token = new TokenCheck(required);
+        return this;
     }
 
     @Override
@@ -380,7 +313,7 @@ public final class BlockServer implements Agent
         }
         if (p.status[p.block] != null)
         {
-            if (!sendStatus(p.publication, p.correlationId, p.block, p.status[p.block]))
+            if (!writer.sendStatus(p.publication, p.correlationId, p.block, p.status[p.block]))
             {
                 return 0;
             }
@@ -402,7 +335,11 @@ public final class BlockServer implements Agent
         final MemorySegment bytes = p.pinned.bytes();
         final long total = bytes.byteSize();
         final int n = (int)Math.min(CHUNK_BYTES, total - p.offset);
-        if (!sendChunk(p.publication, p.correlationId, p.block, bytes, p.offset, n, total))
+        if (link != null && !link.tryTake(n, now))
+        {
+            return 0; // over the link's bandwidth: this chunk waits for the bucket to refill
+        }
+        if (!writer.sendChunk(p.publication, p.correlationId, p.block, bytes, p.offset, n, total))
         {
             return 0;
         }
@@ -552,8 +489,8 @@ public final class BlockServer implements Agent
         }
         final String version = requestDecoder.modelVersion();
         final String channel = requestDecoder.responseChannel();
-        final boolean authorized = token == null ||
-            tokenMatches(requestDecoder.tokenLength(), requestDecoder.getToken(tokenScratch, 0, tokenScratch.length));
+        final boolean authorized = !token.required() ||
+            token.matches(requestDecoder.tokenLength(), requestDecoder.getToken(token.scratch(), 0, token.scratch().length));
         if (ids.isEmpty() || !channel.startsWith("aeron:"))
         {
             rejected++; // nowhere to answer, or nothing asked
@@ -625,8 +562,8 @@ public final class BlockServer implements Agent
         final long correlationId = cancelDecoder.correlationId();
         final int responseStream = cancelDecoder.responseStreamId();
         final String channel = cancelDecoder.responseChannel();
-        if (token != null &&
-            !tokenMatches(cancelDecoder.tokenLength(), cancelDecoder.getToken(tokenScratch, 0, tokenScratch.length)))
+        if (token.required() &&
+            !token.matches(cancelDecoder.tokenLength(), cancelDecoder.getToken(token.scratch(), 0, token.scratch().length)))
         {
             rejected++;
             return;
@@ -672,8 +609,8 @@ public final class BlockServer implements Agent
             }
         }
         final String version = hintDecoder.modelVersion();
-        final boolean authorized = token == null ||
-            tokenMatches(hintDecoder.tokenLength(), hintDecoder.getToken(tokenScratch, 0, tokenScratch.length));
+        final boolean authorized = !token.required() ||
+            token.matches(hintDecoder.tokenLength(), hintDecoder.getToken(token.scratch(), 0, token.scratch().length));
         final Set<BlockId> allowed = authorized ? catalog.blocksOf(version) : null;
         if (allowed == null)
         {
@@ -749,43 +686,5 @@ public final class BlockServer implements Agent
             }
         }
         return false;
-    }
-
-    private int encodeHead(final long correlationId, final int blockIndex, final Status status, final long chunkOffset,
-        final long totalLength, final long crc32c, final int payloadLength)
-    {
-        chunkEncoder.wrapAndApplyHeader(head, 0, headerEncoder)
-            .correlationId(correlationId).status(status).blockIndex(blockIndex)
-            .chunkOffset(chunkOffset).totalLength(totalLength).crc32c(crc32c);
-        final int limit = chunkEncoder.limit();
-        head.putInt(limit, payloadLength, ByteOrder.LITTLE_ENDIAN); // the var-data length; the bytes follow
-        return limit + 4;
-    }
-
-    private boolean sendChunk(final Publication publication, final long correlationId, final int blockIndex,
-        final MemorySegment bytes, final long offset, final int n, final long total)
-    {
-        final MemorySegment slice = bytes.asSlice(offset, n);
-        crc.reset();
-        if (slice.isNative())
-        {
-            crc.update(slice.asByteBuffer());
-            payload.wrap(slice.address(), n);
-        }
-        else
-        {
-            MemorySegment.copy(slice, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, heapCopy, 0, n);
-            crc.update(heapCopy, 0, n);
-            payload.wrap(heapCopy, 0, n);
-        }
-        final int headLength = encodeHead(correlationId, blockIndex, Status.OK, offset, total, crc.getValue(), n);
-        return publication.offer(head, 0, headLength, payload, 0, n) > 0;
-    }
-
-    private boolean sendStatus(final Publication publication, final long correlationId, final int blockIndex,
-        final Status status)
-    {
-        final int headLength = encodeHead(correlationId, blockIndex, status, 0, 0, 0, 0);
-        return publication.offer(head, 0, headLength) > 0;
     }
 }

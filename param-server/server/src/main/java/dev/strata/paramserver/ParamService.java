@@ -27,7 +27,6 @@ import java.nio.channels.FileLock;
 import java.nio.channels.OverlappingFileLockException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -35,7 +34,6 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * The parameter service in one process: a {@link TieredBlockStore} (memory, RocksDB, object directory) under a
@@ -79,6 +77,7 @@ public final class ParamService implements AutoCloseable
         private long ssdBudgetBytes = 16L << 30;
         private String udpEndpoint = "localhost:0";
         private S3 s3;
+        private long linkBytesPerSecond;
         private Transport transport;
         private PrometheusMeterRegistry meterRegistry;
         private boolean concluded;
@@ -90,21 +89,11 @@ public final class ParamService implements AutoCloseable
             return this;
         }
 
-        public Path dataDir()
-        {
-            return dataDir;
-        }
-
         /** The admin API's port; 0 (the default) picks a free one. */
         public Context adminPort(final int port)
         {
             this.adminPort = port;
             return this;
-        }
-
-        public int adminPort()
-        {
-            return adminPort;
         }
 
         /** The bearer token mutations need; null (the default) is an open service, for tests and development. */
@@ -114,21 +103,11 @@ public final class ParamService implements AutoCloseable
             return this;
         }
 
-        public String token()
-        {
-            return token;
-        }
-
         /** Require the token for weight reads too (manifests, blocks over HTTP and Aeron, hints). */
         public Context protectReads(final boolean protect)
         {
             this.protectReads = protect;
             return this;
-        }
-
-        public boolean protectReads()
-        {
-            return protectReads;
         }
 
         /** The memory tier's budget (1 GiB by default). */
@@ -138,21 +117,11 @@ public final class ParamService implements AutoCloseable
             return this;
         }
 
-        public long memoryBudgetBytes()
-        {
-            return memoryBudgetBytes;
-        }
-
         /** The SSD tier's budget (16 GiB by default). */
         public Context ssdBudgetBytes(final long bytes)
         {
             this.ssdBudgetBytes = bytes;
             return this;
-        }
-
-        public long ssdBudgetBytes()
-        {
-            return ssdBudgetBytes;
         }
 
         /** {@code host:port} of the block server's UDP endpoint ({@code localhost:0} by default). */
@@ -162,11 +131,6 @@ public final class ParamService implements AutoCloseable
             return this;
         }
 
-        public String udpEndpoint()
-        {
-            return udpEndpoint;
-        }
-
         /** An S3-compatible object tier instead of {@code dataDir/objects} (the default). */
         public Context s3(final S3 store)
         {
@@ -174,9 +138,14 @@ public final class ParamService implements AutoCloseable
             return this;
         }
 
-        public S3 s3()
+        /**
+         * Caps the block server's sends at this many bytes of payload per second (0, the default: no cap), to stand
+         * for a network link between node and service when both run on one host ({@code bench stream --link-gbps}).
+         */
+        public Context linkBytesPerSecond(final long bytesPerSecond)
         {
-            return s3;
+            this.linkBytesPerSecond = bytesPerSecond;
+            return this;
         }
 
         /** A transport shared with other roles of this process; by default the service launches its own. */
@@ -226,6 +195,10 @@ public final class ParamService implements AutoCloseable
             {
                 throw new IllegalArgumentException("invalid udpEndpoint=" + udpEndpoint + " (host:port)");
             }
+            if (linkBytesPerSecond < 0)
+            {
+                throw new IllegalArgumentException("invalid linkBytesPerSecond=" + linkBytesPerSecond);
+            }
             if (protectReads && (token == null || token.isEmpty()))
             {
                 throw new IllegalArgumentException("invalid protectReads=true without a token");
@@ -246,14 +219,9 @@ public final class ParamService implements AutoCloseable
     private final BlockIndex index;
     private final TieredBlockStore store;
     private final RegistryLog registryLog;
-    private final Path manifests;
-    private final Map<String, Manifest> manifestCache = new ConcurrentHashMap<>();
-    /**
-     * The blocks of every visible version ({@code model@number}), an immutable snapshot the block server reads
-     * without a lock: republished under the service's lock after every registry change, before any garbage of
-     * that change is collected.
-     */
-    private volatile Map<String, Set<BlockId>> catalog = Map.of();
+    private final ManifestStore manifests;
+    /** The blocks of every visible version, a snapshot the block server reads without a lock. */
+    private final VersionCatalog catalog = new VersionCatalog();
     /** Blocks of deleted versions not yet collected (an upload was in progress). Guarded by this. */
     private final Set<BlockId> pendingGarbage = new HashSet<>();
     private long blocksCollected;
@@ -272,8 +240,8 @@ public final class ParamService implements AutoCloseable
     private ParamService(final Context ctx, final List<AutoCloseable> opened) throws Exception
     {
         this.ctx = ctx;
-        Files.createDirectories(ctx.dataDir());
-        lockChannel = FileChannel.open(ctx.dataDir().resolve("lock"), StandardOpenOption.CREATE,
+        Files.createDirectories(ctx.dataDir);
+        lockChannel = FileChannel.open(ctx.dataDir.resolve("lock"), StandardOpenOption.CREATE,
             StandardOpenOption.WRITE);
         opened.add(lockChannel);
         FileLock l;
@@ -287,7 +255,7 @@ public final class ParamService implements AutoCloseable
         }
         if (l == null)
         {
-            throw new IOException("data directory " + ctx.dataDir() + " is in use by another parameter service");
+            throw new IOException("data directory " + ctx.dataDir + " is in use by another parameter service");
         }
         lock = l;
         opened.add(lock);
@@ -297,18 +265,18 @@ public final class ParamService implements AutoCloseable
         {
             opened.add(metrics::close);
         }
-        memory = add(opened, new MemoryTier(ctx.memoryBudgetBytes(), EvictionPolicy.costAware()));
-        ssd = add(opened, new RocksDbTier(ctx.dataDir().resolve("ssd"), ctx.ssdBudgetBytes()));
-        final S3 s3 = ctx.s3();
-        object = add(opened, s3 == null ? new DirectoryObjectTier(ctx.dataDir().resolve("objects")) :
+        memory = add(opened, new MemoryTier(ctx.memoryBudgetBytes, EvictionPolicy.costAware()));
+        ssd = add(opened, new RocksDbTier(ctx.dataDir.resolve("ssd"), ctx.ssdBudgetBytes));
+        final S3 s3 = ctx.s3;
+        object = add(opened, s3 == null ? new DirectoryObjectTier(ctx.dataDir.resolve("objects")) :
             new dev.strata.tiering.S3ObjectTier(s3.endpoint(), s3.region(), s3.bucket(), s3.accessKey(),
                 s3.secretKey(), s3.prefix()));
-        index = add(opened, BlockIndex.open(ctx.dataDir().resolve("block-index.dat"), 4_000_000));
+        index = add(opened, BlockIndex.open(ctx.dataDir.resolve("block-index.dat"), 4_000_000));
         store = add(opened, TieredBlockStore.open(new TieredBlockStore.Context()
             .memory(memory).ssd(ssd).object(object).index(index).maxBlockBytes(MAX_BLOCK_BYTES).prefetchThreads(2)
             .meterRegistry(metrics)));
-        manifests = Files.createDirectories(ctx.dataDir().resolve("manifests"));
-        registryLog = add(opened, new RegistryLog(ctx.dataDir().resolve("registry.log")));
+        manifests = new ManifestStore(ctx.dataDir.resolve("manifests"));
+        registryLog = add(opened, new RegistryLog(ctx.dataDir.resolve("registry.log")));
         synchronized (this)
         {
             publishCatalog();
@@ -318,12 +286,12 @@ public final class ParamService implements AutoCloseable
         transport = ownsTransport ? add(opened, Transport.launch(new TransportContext())) : ctx.transport;
         final Subscription ipc = add(opened, transport.subscription(TransportContext.IPC_CHANNEL, REQUEST_STREAM));
         final Subscription udp = add(opened,
-            transport.subscription("aeron:udp?endpoint=" + ctx.udpEndpoint(), REQUEST_STREAM));
+            transport.subscription("aeron:udp?endpoint=" + ctx.udpEndpoint, REQUEST_STREAM));
         final String udpChannel = resolveEndpoint(udp);
         endpoints = new ServiceInfo.Endpoints(transport.context().aeronDirectory(), TransportContext.IPC_CHANNEL,
             udpChannel, REQUEST_STREAM);
-        blockServer = new BlockServer(store, List.of(ipc, udp), transport.aeron(), this::blocksOf)
-            .requireToken(ctx.protectReads() ? ctx.token() : null);
+        blockServer = new BlockServer(store, List.of(ipc, udp), transport.aeron(), catalog)
+            .requireToken(ctx.protectReads ? ctx.token : null).linkBytesPerSecond(ctx.linkBytesPerSecond);
         blockServerRunner = add(opened, new AgentRunner(new BackoffIdleStrategy(), blockServer::onAgentError, null,
             blockServer));
         AgentRunner.startOnThread(blockServerRunner);
@@ -337,7 +305,7 @@ public final class ParamService implements AutoCloseable
         Gauge.builder("strata.agent.errors", blockServer, BlockServer::errors).register(metrics);
         Gauge.builder("strata.models", this, s -> s.models().size()).register(metrics);
 
-        admin = add(opened, new AdminServer(this, ctx.adminPort(), ctx.token(), ctx.protectReads()));
+        admin = add(opened, new AdminServer(this, ctx.adminPort, ctx.token, ctx.protectReads));
     }
 
     private static <T extends AutoCloseable> T add(final List<AutoCloseable> opened, final T resource)
@@ -508,26 +476,7 @@ public final class ParamService implements AutoCloseable
             throw new RegistryException(RegistryException.Kind.CONFLICT, "cannot commit " + model + "@" + version + ": " + missing.size() +
                 " blocks are not uploaded yet (first: " + missing.getFirst() + ")");
         }
-        final Path file = manifests.resolve(digest);
-        if (!Files.exists(file))
-        {
-            final Path tmp = manifests.resolve(digest + ".tmp");
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
-                StandardOpenOption.TRUNCATE_EXISTING))
-            {
-                final java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(encoded);
-                while (b.hasRemaining())
-                {
-                    ch.write(b);
-                }
-                ch.force(true);
-            }
-            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE);
-            try (FileChannel dir = FileChannel.open(manifests, StandardOpenOption.READ))
-            {
-                dir.force(true);
-            }
-        }
+        manifests.write(digest, encoded);
         final ModelRegistry.Version committed = registryLog.execute(new RegistryCommand.Commit(model, version, digest));
         publishCatalog();
         collectGarbage(); // what a delete during this upload left
@@ -682,60 +631,25 @@ public final class ParamService implements AutoCloseable
     /** The manifest of a visible version. */
     public Manifest manifest(final ModelRegistry.Version v) throws IOException
     {
-        return decodeManifest(manifestBytes(v));
+        return manifests.manifest(v);
     }
 
+    /** The binary manifest of a visible version, checked against its digest. */
     public byte[] manifestBytes(final ModelRegistry.Version v) throws IOException
     {
-        final byte[] bytes = Files.readAllBytes(manifests.resolve(v.manifestDigest()));
-        if (!BlockId.of(bytes).hex().equals(v.manifestDigest()))
-        {
-            throw new IOException("manifest of " + v.model() + "@" + v.number() + " is corrupt on disk");
-        }
-        return bytes;
-    }
-
-    private Manifest decodeManifest(final byte[] bytes) throws IOException
-    {
-        final String digest = BlockId.of(bytes).hex();
-        final Manifest cached = manifestCache.get(digest);
-        if (cached != null)
-        {
-            return cached;
-        }
-        final Manifest m = Manifest.decode(bytes);
-        manifestCache.put(digest, m);
-        return m;
+        return manifests.read(v);
     }
 
     /** For the block server: the blocks of {@code model@number}, or null when it is not a visible version. */
     Set<BlockId> blocksOf(final String modelVersion)
     {
-        return catalog.get(modelVersion); // requests name a pinned number, never a label: labels are not keys
+        return catalog.blocksOf(modelVersion);
     }
 
-    /**
-     * Rebuilds {@link #catalog} from the registry (sets of versions already in it are reused, so only a newly
-     * visible version reads its manifest). Holds the lock.
-     */
+    /** Republishes the catalog the block server reads. Holds the lock. */
     private void publishCatalog() throws IOException
     {
-        final Map<String, Set<BlockId>> previous = catalog;
-        final Map<String, Set<BlockId>> next = new java.util.HashMap<>();
-        for (final String model : registryLog.registry().models())
-        {
-            for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
-            {
-                if (v.state() == VersionState.UPLOADING || v.state() == VersionState.DELETED)
-                {
-                    continue;
-                }
-                final String key = model + "@" + v.number();
-                final Set<BlockId> known = previous.get(key);
-                next.put(key, known != null ? known : Set.copyOf(manifest(v).allBlocks()));
-            }
-        }
-        catalog = Map.copyOf(next);
+        catalog.publish(registryLog.registry(), manifests);
     }
 
     /** Verification of one version: every block re-read and re-hashed in each tier, bad copies rewritten. */

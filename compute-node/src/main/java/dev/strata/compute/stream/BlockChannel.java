@@ -33,15 +33,19 @@ public final class BlockChannel implements Fetcher.Blocks
     private final Mode mode;
     private final String localHost;
     private final boolean verifyDigests;
+    /** A transport shared with other roles of the process (used, never closed), or null. */
+    private final Transport shared;
     private Transport transport;
     private BlockClient client;
 
-    BlockChannel(final ParamClient admin, final Mode mode, final String localHost, final boolean verifyDigests)
+    BlockChannel(final ParamClient admin, final Mode mode, final String localHost, final boolean verifyDigests,
+        final Transport shared)
     {
         this.admin = admin;
         this.mode = mode;
         this.localHost = localHost;
         this.verifyDigests = verifyDigests;
+        this.shared = shared;
     }
 
     /** The connected client, connecting first when needed. */
@@ -50,7 +54,11 @@ public final class BlockChannel implements Fetcher.Blocks
         if (client == null)
         {
             final ServiceInfo.Endpoints e = admin.endpoints();
-            if (mode == Mode.IPC)
+            if (shared != null)
+            {
+                transport = shared;
+            }
+            else if (mode == Mode.IPC)
             {
                 closeTransport();
                 transport = Transport.launch(new TransportContext().embeddedDriver(false)
@@ -138,6 +146,10 @@ public final class BlockChannel implements Fetcher.Blocks
 
     private void closeTransport()
     {
+        if (transport == shared)
+        {
+            transport = null; // not ours to close
+        }
         if (transport != null)
         {
             try

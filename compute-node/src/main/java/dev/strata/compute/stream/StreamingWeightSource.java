@@ -8,6 +8,7 @@ import dev.strata.compute.tensor.WeightTensor;
 import dev.strata.prefetch.AccessTrace;
 import dev.strata.prefetch.PrefetchPlanner;
 import dev.strata.prefetch.PrefetchStats;
+import dev.strata.transport.Transport;
 import org.agrona.concurrent.AgentRunner;
 import org.agrona.concurrent.BackoffIdleStrategy;
 import org.agrona.concurrent.SystemNanoClock;
@@ -119,6 +120,16 @@ public final class StreamingWeightSource implements WeightSource
     public StreamingWeightSource(final RemoteModel model, final Options options, final PrefetchStats stats)
         throws IOException
     {
+        this(model, options, stats, null);
+    }
+
+    /**
+     * As above, over a transport shared with other roles of the process (used, never closed; in IPC mode it must
+     * be on the service's media driver), or its own when {@code transport} is null.
+     */
+    public StreamingWeightSource(final RemoteModel model, final Options options, final PrefetchStats stats,
+        final Transport transport) throws IOException
+    {
         this.model = model;
         this.options = options;
         this.config = model.config();
@@ -154,7 +165,7 @@ public final class StreamingWeightSource implements WeightSource
         this.pool = new UnitPool(options.budgetBytes());
         this.queues = new FetchQueues(this, pool, stats, layout, model, experts > 0);
         final BlockChannel channel = new BlockChannel(model.admin(), options.mode(), options.localHost(),
-            options.verifyDigests());
+            options.verifyDigests(), transport);
         this.fetcher = new Fetcher(queues, channel, model.pinned(), options.requestTimeout(), options.retryFor(),
             new SystemNanoClock());
         // parks up to 1 ms when idle, and is unparked by every schedule(): an idle fetcher takes no core from the

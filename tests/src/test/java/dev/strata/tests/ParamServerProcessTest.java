@@ -6,7 +6,7 @@ import dev.strata.compute.gguf.GgmlType;
 import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.gguf.GgufTensorInfo;
 import dev.strata.compute.synth.SyntheticModel;
-import dev.strata.paramserver.ParamClient;
+import dev.strata.paramclient.ParamClient;
 import dev.strata.tools.Main;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -139,7 +139,7 @@ class ParamServerProcessTest
         sigkill(children.getFirst());
         server = startServer(data, serverLog);
         final ParamClient client = new ParamClient(server, TOKEN);
-        assertEquals(1, client.show("llama", "stable").path("version").asInt());
+        assertEquals(1, client.show("llama", "stable").version());
         final Run verify = cli(server, "model", "verify", "llama@1");
         assertEquals(0, verify.code(), verify.out() + verify.err());
         final Path exported = dir.resolve("exported.gguf");
@@ -163,11 +163,11 @@ class ParamServerProcessTest
         final long sent = countFiles(objects) - blocksBefore;
 
         // invisible: version 2 exists only as an upload in progress
-        final JsonNode versions = client.versions("llama");
+        final java.util.List<dev.strata.paramclient.ServiceInfo.Version> versions = client.versions("llama");
         assertEquals(2, versions.size());
-        assertEquals("uploading", versions.get(1).path("state").asText());
+        assertEquals("uploading", versions.get(1).state());
         assertEquals(3, cli(server, "model", "show", "llama@2").code(), "an interrupted upload is invisible");
-        assertEquals(1, client.show("llama", "stable").path("version").asInt());
+        assertEquals(1, client.show("llama", "stable").version());
 
         // re-running the same upload resumes version 2 and sends only what is still missing
         final Run resumed = cli(server, "model", "upload", other.toString(), "--name", "llama", "--json");
@@ -178,7 +178,7 @@ class ParamServerProcessTest
         final long distinctNew = countFiles(objects) - blocksBefore;
         assertEquals(distinctNew - sent, summary.path("blocks_new").asLong(), "blocks stored before the kill are " +
             "not sent again: " + summary + ", " + sent + " stored before the kill");
-        assertEquals("committed", client.show("llama", "2").path("state").asText());
+        assertEquals("committed", client.show("llama", "2").state());
         final Path exported2 = dir.resolve("exported2.gguf");
         assertEquals(0, cli(server, "model", "export", "llama@2", "--out", exported2.toString()).code());
         assertTensorsEqual(other, exported2);

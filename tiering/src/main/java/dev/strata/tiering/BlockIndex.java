@@ -1,5 +1,7 @@
 package dev.strata.tiering;
 
+import dev.strata.transport.BlockId;
+
 import net.openhft.chronicle.map.ChronicleMap;
 
 import java.io.IOException;

@@ -1,5 +1,7 @@
 package dev.strata.tiering;
 
+import dev.strata.transport.BlockId;
+
 import software.amazon.awssdk.auth.credentials.AwsBasicCredentials;
 import software.amazon.awssdk.auth.credentials.StaticCredentialsProvider;
 import software.amazon.awssdk.awscore.exception.AwsErrorDetails;
@@ -105,9 +107,7 @@ public final class S3ObjectTier implements Tier
     private static final int STRIPES = 1024;
     private static final long MAX_ARRAY = Integer.MAX_VALUE - 8;
     private static final String CONTENT_TYPE = "application/octet-stream";
-    private static final Pattern BUCKET = Pattern.compile("[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]");
-    private static final Pattern IPV4 = Pattern.compile("\\d{1,3}(\\.\\d{1,3}){3}");
-    private static final int MAX_PREFIX_LENGTH = 512;
+    static final int MAX_PREFIX_LENGTH = 512;
 
     private final URI endpoint;
     private final String bucket;
@@ -148,12 +148,12 @@ public final class S3ObjectTier implements Tier
     public S3ObjectTier(final URI endpoint, final String region, final String bucket, final String accessKey,
         final String secretKey, final String keyPrefix, final long multipartThreshold) throws IOException
     {
-        this.endpoint = validateEndpoint(endpoint);
-        this.bucket = validateBucket(bucket);
-        this.prefix = validatePrefix(keyPrefix);
-        requireText(region, "region");
-        requireText(accessKey, "access key");
-        requireText(secretKey, "secret key");
+        this.endpoint = S3Names.validateEndpoint(endpoint);
+        this.bucket = S3Names.validateBucket(bucket);
+        this.prefix = S3Names.validatePrefix(keyPrefix);
+        S3Names.requireText(region, "region");
+        S3Names.requireText(accessKey, "access key");
+        S3Names.requireText(secretKey, "secret key");
         if (multipartThreshold < MIN_MULTIPART_THRESHOLD || multipartThreshold > MAX_MULTIPART_THRESHOLD)
         {
             throw new IllegalArgumentException("invalid multipart threshold " + multipartThreshold + " bytes (must be "
@@ -243,7 +243,7 @@ public final class S3ObjectTier implements Tier
         }
         catch (final SdkException ex)
         {
-            if (isMissingKey(ex))
+            if (S3Failures.isMissingKey(ex))
             {
                 return null;
             }
@@ -287,7 +287,7 @@ public final class S3ObjectTier implements Tier
         }
         catch (final SdkException ex)
         {
-            if (isMissingKey(ex))
+            if (S3Failures.isMissingKey(ex))
             {
                 return null;
             }
@@ -464,7 +464,7 @@ public final class S3ObjectTier implements Tier
         }
         catch (final SdkException ex)
         {
-            if (isMissingKey(ex))
+            if (S3Failures.isMissingKey(ex))
             {
                 return null;
             }
@@ -526,100 +526,14 @@ public final class S3ObjectTier implements Tier
 
     private IOException failure(final String operation, final String key, final Throwable cause)
     {
-        final String message = "object tier: " + operation + " of " + location(key) + " failed: " + describe(cause);
-        if (isInterrupted(cause))
+        final String message = "object tier: " + operation + " of " + location(key) + " failed: " + S3Failures.describe(cause);
+        if (S3Failures.isInterrupted(cause))
         {
             final InterruptedIOException interrupted = new InterruptedIOException(message);
             interrupted.initCause(cause);
             return interrupted;
         }
         return new IOException(message, cause);
-    }
-
-    /** A one-line account of an SDK (or I/O) failure, without credentials. */
-    static String describe(final Throwable cause)
-    {
-        if (cause instanceof S3Exception s3)
-        {
-            final AwsErrorDetails details = s3.awsErrorDetails();
-            final String code = details == null ? null : details.errorCode();
-            final String text = details == null ? null : details.errorMessage();
-            final StringBuilder sb = new StringBuilder("HTTP ").append(s3.statusCode());
-            if (code != null && !code.isBlank())
-            {
-                sb.append(' ').append(code);
-            }
-            if (text != null && !text.isBlank())
-            {
-                sb.append(": ").append(text);
-            }
-            if (s3.statusCode() == 403)
-            {
-                sb.append(" (access denied: check the access key, the secret key and the bucket's permissions)");
-            }
-            else if ("NoSuchBucket".equals(code))
-            {
-                sb.append(" (the bucket does not exist)");
-            }
-            if (s3.requestId() != null)
-            {
-                sb.append(" [request id ").append(s3.requestId()).append(']');
-            }
-            return sb.toString();
-        }
-        if (cause instanceof ApiCallTimeoutException || cause instanceof ApiCallAttemptTimeoutException)
-        {
-            return "timed out: " + cause.getMessage();
-        }
-        if (cause instanceof SdkClientException && isUnreachable(cause))
-        {
-            return "endpoint unreachable: " + cause.getMessage();
-        }
-        if (cause instanceof SdkException)
-        {
-            return cause.getMessage();
-        }
-        return String.valueOf(cause);
-    }
-
-    private static boolean isUnreachable(final Throwable ex)
-    {
-        for (Throwable t = ex; t != null; t = t.getCause() == t ? null : t.getCause())
-        {
-            if (t instanceof ConnectException || t instanceof UnknownHostException
-                || t instanceof NoRouteToHostException || t.getClass().getSimpleName().contains("ConnectTimeout"))
-            {
-                return true;
-            }
-        }
-        return false;
-    }
-
-    private static boolean isInterrupted(final Throwable ex)
-    {
-        for (Throwable t = ex; t != null; t = t.getCause() == t ? null : t.getCause())
-        {
-            if (t instanceof InterruptedException || t instanceof AbortedException)
-            {
-                return true;
-            }
-        }
-        return false;
-    }
-
-    /** A 404 for the object itself (not for a missing bucket, which is a failure). */
-    private static boolean isMissingKey(final SdkException ex)
-    {
-        if (ex instanceof NoSuchKeyException)
-        {
-            return true;
-        }
-        if (ex instanceof S3Exception s3 && s3.statusCode() == 404)
-        {
-            final String code = s3.awsErrorDetails() == null ? null : s3.awsErrorDetails().errorCode();
-            return !"NoSuchBucket".equals(code);
-        }
-        return false;
     }
 
     /** Uploads get the API call time-out plus a second per MiB (i.e. they may run at 1 MiB/s). */
@@ -667,184 +581,4 @@ public final class S3ObjectTier implements Tier
         return (a + b - 1) / b;
     }
 
-    // ---------------------------------------------------------------------------------------------------------
-    // validation
-    // ---------------------------------------------------------------------------------------------------------
-
-    private static URI validateEndpoint(final URI endpoint)
-    {
-        if (endpoint == null)
-        {
-            throw new IllegalArgumentException("an S3 endpoint URI is required (e.g. https://s3.amazonaws.com)");
-        }
-        final String scheme = endpoint.getScheme() == null ? "" : endpoint.getScheme().toLowerCase(Locale.ROOT);
-        if (!scheme.equals("http") && !scheme.equals("https") || endpoint.getHost() == null)
-        {
-            throw new IllegalArgumentException("invalid S3 endpoint '" + endpoint
-                + "' (expected http://host[:port] or https://host[:port])");
-        }
-        if (endpoint.getRawQuery() != null || endpoint.getRawFragment() != null || endpoint.getRawUserInfo() != null)
-        {
-            throw new IllegalArgumentException("invalid S3 endpoint '" + endpoint
-                + "' (no user info, query or fragment allowed)");
-        }
-        return endpoint;
-    }
-
-    /** Checks a bucket name against the S3 general-purpose bucket naming rules. */
-    static String validateBucket(final String bucket)
-    {
-        final String reason;
-        if (bucket == null || bucket.isEmpty())
-        {
-            reason = "it is empty";
-        }
-        else if (bucket.length() < 3 || bucket.length() > 63)
-        {
-            reason = "it must be 3 to 63 characters long";
-        }
-        else if (!BUCKET.matcher(bucket).matches())
-        {
-            reason = "it may hold only lower-case letters, digits, dots and hyphens, and must start and end with a"
-                + " letter or digit";
-        }
-        else if (bucket.contains(".."))
-        {
-            reason = "it must not contain two adjacent dots";
-        }
-        else if (bucket.contains(".-") || bucket.contains("-."))
-        {
-            reason = "a dot must not be next to a hyphen";
-        }
-        else if (IPV4.matcher(bucket).matches())
-        {
-            reason = "it must not look like an IP address";
-        }
-        else if (bucket.startsWith("xn--") || bucket.startsWith("sthree-") || bucket.startsWith("amzn-s3-demo-"))
-        {
-            reason = "it must not start with a reserved prefix (xn--, sthree-, amzn-s3-demo-)";
-        }
-        else if (bucket.endsWith("-s3alias") || bucket.endsWith("--ol-s3") || bucket.endsWith(".mrap")
-            || bucket.endsWith("--x-s3") || bucket.endsWith("--table-s3"))
-        {
-            reason = "it must not end with a reserved suffix (-s3alias, --ol-s3, .mrap, --x-s3, --table-s3)";
-        }
-        else
-        {
-            return bucket;
-        }
-        throw new IllegalArgumentException("invalid S3 bucket name '" + bucket + "': " + reason);
-    }
-
-    private static String validatePrefix(final String keyPrefix)
-    {
-        if (keyPrefix == null || keyPrefix.isEmpty())
-        {
-            return "";
-        }
-        final String reason;
-        if (keyPrefix.startsWith("/"))
-        {
-            reason = "it must not start with '/' (S3 keys are relative to the bucket)";
-        }
-        else if (keyPrefix.length() > MAX_PREFIX_LENGTH)
-        {
-            reason = "it is longer than " + MAX_PREFIX_LENGTH + " characters";
-        }
-        else if (keyPrefix.chars().anyMatch(c -> c < 0x20 || c == 0x7F || c == '\\'))
-        {
-            reason = "it must not contain control characters or backslashes";
-        }
-        else if (keyPrefix.contains("//"))
-        {
-            reason = "it must not contain empty path segments ('//')";
-        }
-        else if (("/" + keyPrefix + "/").contains("/./") || ("/" + keyPrefix + "/").contains("/../"))
-        {
-            reason = "it must not contain '.' or '..' path segments";
-        }
-        else
-        {
-            return keyPrefix;
-        }
-        throw new IllegalArgumentException("invalid S3 key prefix '" + keyPrefix + "': " + reason);
-    }
-
-    private static void requireText(final String value, final String what)
-    {
-        if (value == null || value.isBlank())
-        {
-            throw new IllegalArgumentException("an S3 " + what + " is required");
-        }
-    }
-
-    /** Streams a segment's bytes (no copy); supports mark and reset. */
-    private static final class SegmentInputStream extends InputStream
-    {
-        private final MemorySegment bytes;
-        private long position;
-        private long mark;
-
-        SegmentInputStream(final MemorySegment bytes)
-        {
-            this.bytes = bytes;
-        }
-
-        @Override
-        public int read()
-        {
-            return position < bytes.byteSize() ? bytes.get(ValueLayout.JAVA_BYTE, position++) & 0xFF : -1;
-        }
-
-        @Override
-        public int read(final byte[] b, final int off, final int len)
-        {
-            Objects.checkFromIndexSize(off, len, b.length);
-            if (len == 0)
-            {
-                return 0;
-            }
-            final long left = bytes.byteSize() - position;
-            if (left <= 0)
-            {
-                return -1;
-            }
-            final int n = (int)Math.min(len, left);
-            MemorySegment.copy(bytes, ValueLayout.JAVA_BYTE, position, b, off, n);
-            position += n;
-            return n;
-        }
-
-        @Override
-        public long skip(final long n)
-        {
-            final long skipped = Math.max(0, Math.min(n, bytes.byteSize() - position));
-            position += skipped;
-            return skipped;
-        }
-
-        @Override
-        public int available()
-        {
-            return (int)Math.min(Integer.MAX_VALUE, bytes.byteSize() - position);
-        }
-
-        @Override
-        public boolean markSupported()
-        {
-            return true;
-        }
-
-        @Override
-        public void mark(final int readlimit)
-        {
-            mark = position;
-        }
-
-        @Override
-        public void reset()
-        {
-            position = mark;
-        }
-    }
 }

@@ -1,5 +1,7 @@
 package dev.strata.tiering;
 
+import dev.strata.transport.BlockId;
+
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -108,46 +110,145 @@ public final class TieredBlockStore implements AutoCloseable
     private final AtomicLong prefetched = new AtomicLong();
     private final AtomicLong expired = new AtomicLong();
     private final AtomicLong sequence = new AtomicLong();
-    private volatile BlockIndex index;
+    private final IndexUpdates index;
     private final BlockCodec codec = new BlockCodec(true);
 
     /**
-     * @param memory        the hot tier.
-     * @param ssd           the SSD tier, or {@code null} for none.
-     * @param object        the durable tier.
-     * @param maxBlockBytes largest block accepted.
-     * @param prefetchThreads threads running prefetches.
+     * Everything a store is built from, set fluently and checked once by {@link #conclude()}: the memory tier
+     * and the object tier are required; the SSD tier and the index are optional. The store does not own the
+     * tiers or the index: whoever opened them closes them.
      */
-    public TieredBlockStore(final MemoryTier memory, final Tier ssd, final Tier object, final long maxBlockBytes,
-        final int prefetchThreads)
+    public static final class Context
     {
-        this(memory, ssd, object, maxBlockBytes, prefetchThreads, new SimpleMeterRegistry());
+        private MemoryTier memory;
+        private Tier ssd;
+        private Tier object;
+        private BlockIndex index;
+        private long maxBlockBytes = 64L << 20;
+        private int prefetchThreads = 2;
+        private MeterRegistry meterRegistry;
+
+        /** The hot tier (required). */
+        public Context memory(final MemoryTier tier)
+        {
+            this.memory = tier;
+            return this;
+        }
+
+        /** The SSD tier; none by default. */
+        public Context ssd(final Tier tier)
+        {
+            this.ssd = tier;
+            return this;
+        }
+
+        /** The durable tier (required). */
+        public Context object(final Tier tier)
+        {
+            this.object = tier;
+            return this;
+        }
+
+        /**
+         * An index kept current from the start (stores, promotions, reads, repairs); it is reconciled with what
+         * the SSD and object tiers hold when the store opens. None by default.
+         */
+        public Context index(final BlockIndex blockIndex)
+        {
+            this.index = blockIndex;
+            return this;
+        }
+
+        /** Largest block accepted (64 MiB by default). */
+        public Context maxBlockBytes(final long bytes)
+        {
+            this.maxBlockBytes = bytes;
+            return this;
+        }
+
+        /** Threads running prefetches (2 by default). */
+        public Context prefetchThreads(final int threads)
+        {
+            this.prefetchThreads = threads;
+            return this;
+        }
+
+        /**
+         * Where the store publishes its metrics (a private registry by default): per tier
+         * {@code strata.tier.hits}, {@code .misses}, {@code .corrupt}, {@code .read.bytes}, {@code .read.latency},
+         * {@code .used.bytes}; and {@code strata.tier.repairs}, {@code .fetches}, {@code .evictions},
+         * {@code .memory.budget.bytes}, {@code .prefetch.done}, {@code .prefetch.expired}.
+         */
+        public Context meterRegistry(final MeterRegistry registry)
+        {
+            this.meterRegistry = registry;
+            return this;
+        }
+
+        /**
+         * Validates and fills in defaults.
+         *
+         * @throws IllegalArgumentException naming the first bad setting.
+         */
+        public Context conclude()
+        {
+            if (memory == null)
+            {
+                throw new IllegalArgumentException("invalid memory=null: a store needs a memory tier");
+            }
+            if (object == null)
+            {
+                throw new IllegalArgumentException("invalid object=null: a store needs an object tier");
+            }
+            if (maxBlockBytes <= 0)
+            {
+                throw new IllegalArgumentException("invalid maxBlockBytes=" + maxBlockBytes);
+            }
+            if (prefetchThreads < 1)
+            {
+                throw new IllegalArgumentException("invalid prefetchThreads=" + prefetchThreads);
+            }
+            if (ssd == null)
+            {
+                ssd = AbsentTier.SSD;
+            }
+            if (meterRegistry == null)
+            {
+                meterRegistry = new SimpleMeterRegistry();
+            }
+            return this;
+        }
     }
 
     /**
-     * As above, publishing metrics to {@code registry}: per tier {@code strata.tier.hits}, {@code .misses},
-     * {@code .corrupt}, {@code .read.bytes}, {@code .read.latency}, {@code .used.bytes}; and
-     * {@code strata.tier.repairs}, {@code .fetches}, {@code .evictions}, {@code .memory.budget.bytes},
-     * {@code .prefetch.done}, {@code .prefetch.expired}.
+     * Opens a store in one step: the context is concluded, the index (if any) reconciled with the tiers, and
+     * the store serves from the moment it is returned.
      */
-    public TieredBlockStore(final MemoryTier memory, final Tier ssd, final Tier object, final long maxBlockBytes,
-        final int prefetchThreads, final MeterRegistry registry)
+    public static TieredBlockStore open(final Context context) throws IOException
     {
-        if (maxBlockBytes <= 0 || prefetchThreads < 1)
+        context.conclude();
+        if (context.index != null)
         {
-            throw new IllegalArgumentException("invalid maxBlockBytes=" + maxBlockBytes + " or prefetchThreads=" +
-                prefetchThreads);
+            context.index.reconcile(context.ssd == AbsentTier.SSD ? null : context.ssd, context.object);
         }
-        this.memory = memory;
-        this.ssd = ssd;
-        this.object = object;
-        this.maxBlockBytes = maxBlockBytes;
+        return new TieredBlockStore(context);
+    }
+
+    private TieredBlockStore(final Context ctx)
+    {
+        this.memory = ctx.memory;
+        this.ssd = ctx.ssd;
+        this.object = ctx.object;
+        this.index = ctx.index != null ? new IndexUpdates.Of(ctx.index) : IndexUpdates.NONE;
+        this.maxBlockBytes = ctx.maxBlockBytes;
+        final int prefetchThreads = ctx.prefetchThreads;
+        final MeterRegistry registry = ctx.meterRegistry;
         this.prefetcher = new ThreadPoolExecutor(prefetchThreads, prefetchThreads, 30, TimeUnit.SECONDS,
             new PriorityBlockingQueue<>(), r -> Thread.ofPlatform().daemon().name("strata-prefetch").unstarted(r));
         final Tier[] tiers = {memory, ssd, object};
         for (int t = 0; t < 3; t++)
         {
-            if (tiers[t] == null)
+            if (tiers[t] instanceof AbsentTier)
             {
                 continue;
             }
@@ -160,7 +261,10 @@ public final class TieredBlockStore implements AutoCloseable
                 .baseUnit("bytes").register(registry);
             Gauge.builder("strata.tier.used.bytes", tiers[t], Tier::usedBytes).tag("tier", tier).baseUnit("bytes")
                 .register(registry);
-            latency[t] = Timer.builder("strata.tier.read.latency").tag("tier", tier).register(registry);
+        }
+        for (int t = 0; t < 3; t++)
+        {
+            latency[t] = Timer.builder("strata.tier.read.latency").tag("tier", TIER_NAMES[t]).register(registry);
         }
         FunctionCounter.builder("strata.tier.repairs", repairs, AtomicLong::get).register(registry);
         FunctionCounter.builder("strata.tier.fetches", fetches, AtomicLong::get).register(registry);
@@ -171,26 +275,9 @@ public final class TieredBlockStore implements AutoCloseable
         FunctionCounter.builder("strata.tier.prefetch.expired", expired, AtomicLong::get).register(registry);
     }
 
-    /**
-     * Keeps {@code index} up to date from now on (stores, promotions, reads, repairs), after reconciling it
-     * with what the SSD and object tiers hold: call once at start-up, before serving.
-     *
-     * @return entries the reconciliation changed.
-     */
-    public int attachIndex(final BlockIndex index) throws IOException
-    {
-        final int changed = index.reconcile(ssd, object);
-        this.index = index;
-        return changed;
-    }
-
     private void indexStored(final BlockId id, final int bit)
     {
-        final BlockIndex i = index;
-        if (i != null)
-        {
-            i.stored(id, bit);
-        }
+        index.stored(id, bit);
     }
 
     /**
@@ -243,19 +330,9 @@ public final class TieredBlockStore implements AutoCloseable
     public boolean delete(final BlockId id) throws IOException
     {
         boolean held = object.delete(id);
-        final BlockIndex i = index;
-        if (i != null)
-        {
-            i.removed(id, BlockIndex.OBJECT_BIT);
-        }
-        if (ssd != null)
-        {
-            held |= ssd.delete(id);
-            if (i != null)
-            {
-                i.removed(id, BlockIndex.SSD_BIT);
-            }
-        }
+        index.removed(id, BlockIndex.OBJECT_BIT);
+        held |= ssd.delete(id);
+        index.removed(id, BlockIndex.SSD_BIT);
         try
         {
             held |= memory.delete(id);
@@ -271,6 +348,23 @@ public final class TieredBlockStore implements AutoCloseable
     public boolean contains(final BlockId id) throws IOException
     {
         return object.contains(id);
+    }
+
+    /**
+     * The block pinned in the memory tier if it is resident there, else null with nothing read: never touches
+     * the SSD or object tier, so an event loop can call it and hand the cold case to another thread
+     * ({@link #acquire}). Close the result when done.
+     */
+    public Pinned acquireIfResident(final BlockId id)
+    {
+        final MemorySegment resident = memory.pin(id);
+        if (resident == null)
+        {
+            return null;
+        }
+        hits.incrementAndGet(MEMORY);
+        readBytes.addAndGet(MEMORY, resident.byteSize());
+        return new Pinned(id, resident, true);
     }
 
     /**
@@ -290,11 +384,7 @@ public final class TieredBlockStore implements AutoCloseable
         }
         misses.incrementAndGet(MEMORY);
         final Fetched fetched = fetch(id);
-        final BlockIndex i = index;
-        if (i != null)
-        {
-            i.accessed(id);
-        }
+        index.accessed(id);
         final MemorySegment view = memory.putAndPin(id, fetched.bytes(), true);
         memory.refetchCost(id, fetched.nanosPerMiB()); // now resident: the cost-aware policy can weigh it
         return view != null ? new Pinned(id, view, true) : new Pinned(id, fetched.bytes(), false);
@@ -345,7 +435,7 @@ public final class TieredBlockStore implements AutoCloseable
     {
         boolean ssdCorrupt = false;
         IOException ssdFailure = null;
-        if (ssd != null)
+        if (!(ssd instanceof AbsentTier))
         {
             try
             {
@@ -404,7 +494,7 @@ public final class TieredBlockStore implements AutoCloseable
         hits.incrementAndGet(OBJECT);
         readBytes.addAndGet(OBJECT, bytes.byteSize());
         // promotion object -> SSD; over a corrupt copy it is a repair
-        if (ssd != null && ssdFailure == null && ssd.put(id, stored))
+        if (ssdFailure == null && ssd.put(id, stored))
         {
             indexStored(id, BlockIndex.SSD_BIT);
             if (ssdCorrupt)
@@ -439,7 +529,7 @@ public final class TieredBlockStore implements AutoCloseable
                 memory.unpin(id);
             }
         }
-        final Tier[] lower = ssd != null ? new Tier[]{ssd, object} : new Tier[]{object};
+        final Tier[] lower = {ssd, object};
         final boolean[] bad = new boolean[lower.length];
         for (int i = 0; i < lower.length; i++)
         {

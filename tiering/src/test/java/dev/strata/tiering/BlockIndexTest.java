@@ -1,5 +1,7 @@
 package dev.strata.tiering;
 
+import dev.strata.transport.BlockId;
+
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -73,9 +75,9 @@ class BlockIndexTest
             RocksDbTier ssd = new RocksDbTier(dir.resolve("ssd"), 64L << 20);
             MemoryTier memory = new MemoryTier(1L << 20, EvictionPolicy.lru());
             BlockIndex index = BlockIndex.open(dir.resolve("index.cm"), 1000);
-            TieredBlockStore store = new TieredBlockStore(memory, ssd, object, 1L << 20, 1))
+            TieredBlockStore store = TieredBlockStore.open(new TieredBlockStore.Context()
+                .memory(memory).ssd(ssd).object(object).index(index).maxBlockBytes(1L << 20).prefetchThreads(1)))
         {
-            store.attachIndex(index);
             final BlockId id = store.put(MemoryTierTest.block(4, 4000));
             assertEquals(BlockIndex.OBJECT_BIT, index.get(id).tiers());
             store.acquire(id).close();

@@ -1,5 +1,7 @@
 package dev.strata.tiering;
 
+import dev.strata.transport.BlockId;
+
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -251,8 +253,8 @@ class CrashSafetyTest
                 try (MemoryTier memory = new MemoryTier(CrashWriter.STORE_MEMORY_BUDGET, EvictionPolicy.lru());
                      RocksDbTier ssd = new RocksDbTier(data.resolve("ssd"), CrashWriter.STORE_SSD_BUDGET);
                      DirectoryObjectTier object = new DirectoryObjectTier(data.resolve("object"));
-                     TieredBlockStore store = new TieredBlockStore(memory, ssd, object, CrashWriter.STORE_MAX_BLOCK,
-                         1))
+                     TieredBlockStore store = TieredBlockStore.open(new TieredBlockStore.Context()
+                         .memory(memory).ssd(ssd).object(object).maxBlockBytes(CrashWriter.STORE_MAX_BLOCK).prefetchThreads(1)))
                 {
                     // the tiers first, directly: the store would silently repair a torn SSD copy
                     final BlockCodec codec = new BlockCodec(false);

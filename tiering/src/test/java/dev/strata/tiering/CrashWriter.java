@@ -1,5 +1,7 @@
 package dev.strata.tiering;
 
+import dev.strata.transport.BlockId;
+
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -81,7 +83,8 @@ public final class CrashWriter
                 final MemoryTier memory = new MemoryTier(STORE_MEMORY_BUDGET, EvictionPolicy.lru());
                 final RocksDbTier ssd = new RocksDbTier(data.resolve("ssd"), STORE_SSD_BUDGET);
                 final DirectoryObjectTier object = new DirectoryObjectTier(data.resolve("object"));
-                final TieredBlockStore store = new TieredBlockStore(memory, ssd, object, STORE_MAX_BLOCK, 1);
+                final TieredBlockStore store = TieredBlockStore.open(new TieredBlockStore.Context()
+                    .memory(memory).ssd(ssd).object(object).maxBlockBytes(STORE_MAX_BLOCK).prefetchThreads(1));
                 log("opened store: ssd holds " + ssd.ids().size() + ", object holds " + object.ids().size() +
                     " blocks");
                 open = new AutoCloseable[]{store, memory, ssd, object};

@@ -1,5 +1,7 @@
 package dev.strata.tiering;
 
+import dev.strata.transport.BlockId;
+
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;

@@ -1,5 +1,7 @@
 package dev.strata.tiering;
 
+import dev.strata.transport.BlockId;
+
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -44,7 +46,8 @@ class TieredBlockStoreTest
         memory = new MemoryTier(8L << 20, EvictionPolicy.lru());
         ssd = new RocksDbTier(dir.resolve("ssd"), 64L << 20);
         object = new DirectoryObjectTier(dir.resolve("object"));
-        store = new TieredBlockStore(memory, ssd, object, 16L << 20, 2);
+        store = TieredBlockStore.open(new TieredBlockStore.Context()
+            .memory(memory).ssd(ssd).object(object).maxBlockBytes(16L << 20).prefetchThreads(2));
     }
 
     @AfterEach
@@ -142,7 +145,8 @@ class TieredBlockStoreTest
                 return super.get(id);
             }
         };
-        try (TieredBlockStore s = new TieredBlockStore(memory, null, slowObject, 16L << 20, 1))
+        try (TieredBlockStore s = TieredBlockStore.open(new TieredBlockStore.Context()
+            .memory(memory).object(slowObject).maxBlockBytes(16L << 20).prefetchThreads(1)))
         {
             final BlockId id = s.put(content);
             final ExecutorService pool = Executors.newFixedThreadPool(8);
@@ -184,7 +188,8 @@ class TieredBlockStoreTest
                 throw new IOException("connection refused");
             }
         };
-        try (TieredBlockStore s = new TieredBlockStore(memory, ssd, down, 16L << 20, 1))
+        try (TieredBlockStore s = TieredBlockStore.open(new TieredBlockStore.Context()
+            .memory(memory).ssd(ssd).object(down).maxBlockBytes(16L << 20).prefetchThreads(1)))
         {
             try (TieredBlockStore.Pinned p = s.acquire(hotId))
             {
@@ -225,7 +230,8 @@ class TieredBlockStoreTest
     {
         final io.micrometer.core.instrument.simple.SimpleMeterRegistry registry =
             new io.micrometer.core.instrument.simple.SimpleMeterRegistry();
-        try (TieredBlockStore s = new TieredBlockStore(memory, ssd, object, 16L << 20, 1, registry))
+        try (TieredBlockStore s = TieredBlockStore.open(new TieredBlockStore.Context()
+            .memory(memory).ssd(ssd).object(object).maxBlockBytes(16L << 20).prefetchThreads(1).meterRegistry(registry)))
         {
             final MemorySegment content = MemoryTierTest.block(9, 100_000);
             final BlockId id = s.put(content);

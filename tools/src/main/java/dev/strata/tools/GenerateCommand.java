@@ -147,7 +147,7 @@ final class GenerateCommand implements Callable<Integer>
         throws Exception
     {
         final ModelCommand.Ref ref = ModelCommand.Ref.parse(modelOptions.model.toString());
-        final dev.strata.paramserver.ParamClient admin = new dev.strata.paramserver.ParamClient(paramServer,
+        final dev.strata.paramclient.ParamClient admin = new dev.strata.paramclient.ParamClient(paramServer,
             token != null ? token : System.getenv("STRATA_TOKEN"));
         final dev.strata.compute.stream.StreamingWeightSource.Options defaults =
             dev.strata.compute.stream.StreamingWeightSource.Options.defaults(Long.MAX_VALUE);

@@ -72,7 +72,7 @@ public final class Main implements Runnable
     /** 1 by default; for the parameter service's answers: 3 not found, 4 token, 5 conflict, 6 unreachable. */
     static int exitCode(final Throwable ex)
     {
-        if (ex instanceof dev.strata.paramserver.ParamClient.ServiceException s)
+        if (ex instanceof dev.strata.paramclient.ParamClient.ServiceException s)
         {
             return switch (s.status())
             {

@@ -3,8 +3,9 @@ package dev.strata.tools;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.strata.compute.gguf.GgufFile;
-import dev.strata.paramserver.ParamClient;
-import dev.strata.tiering.BlockId;
+import dev.strata.paramclient.ParamClient;
+import dev.strata.paramclient.ServiceInfo;
+import dev.strata.transport.BlockId;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -89,7 +90,7 @@ final class ModelCommand implements Runnable
             {
                 return Integer.parseInt(version);
             }
-            return client.show(model, version).path("version").asInt();
+            return client.show(model, version).version();
         }
 
         @Override
@@ -166,9 +167,9 @@ final class ModelCommand implements Runnable
             {
                 final ModelImporter.Plan plan = ModelImporter.plan(gguf, name);
                 final byte[] manifest = plan.manifest().encode();
-                final JsonNode begun = client.beginUpload(name, BlockId.of(manifest).hex());
-                final int version = begun.path("version").asInt();
-                final boolean resumed = begun.path("resumed").asBoolean();
+                final ServiceInfo.UploadBegun begun = client.beginUpload(name, BlockId.of(manifest).hex());
+                final int version = begun.version();
+                final boolean resumed = begun.resumed();
                 final ProgressBar bar = new ProgressBar(err(), !json);
                 final long start = System.nanoTime();
                 final ModelImporter.Result result = ModelImporter.upload(plan, new ModelImporter.BlockSink()
@@ -247,18 +248,17 @@ final class ModelCommand implements Runnable
         @Override
         public Integer call() throws Exception
         {
-            final JsonNode models = client().models();
+            final List<ServiceInfo.ModelSummary> models = client().models();
             if (json)
             {
-                out().println(models);
+                out().println(JSON.writeValueAsString(models));
                 return 0;
             }
             out().printf("%-32s %8s %8s %8s%n", "MODEL", "VERSIONS", "STABLE", "CANARY");
-            for (final JsonNode m : models)
+            for (final ServiceInfo.ModelSummary m : models)
             {
-                out().printf("%-32s %8d %8s %8s%n", m.path("name").asText(), m.path("versions").asInt(),
-                    m.path("stable").isNull() ? "-" : m.path("stable").asText(),
-                    m.path("canary").isNull() ? "-" : m.path("canary").asText());
+                out().printf("%-32s %8d %8s %8s%n", m.name(), m.versions(), m.stable() == null ? "-" : m.stable(),
+                    m.canary() == null ? "-" : m.canary());
             }
             return 0;
         }
@@ -276,17 +276,17 @@ final class ModelCommand implements Runnable
         @Override
         public Integer call() throws Exception
         {
-            final JsonNode versions = client().versions(name);
+            final List<ServiceInfo.Version> versions = client().versions(name);
             if (json)
             {
-                out().println(versions);
+                out().println(JSON.writeValueAsString(versions));
                 return 0;
             }
             out().printf("%-8s %-10s %-8s %s%n", "VERSION", "STATE", "CANARY", "MANIFEST");
-            for (final JsonNode v : versions)
+            for (final ServiceInfo.Version v : versions)
             {
-                out().printf("%-8d %-10s %-8s %s%n", v.path("version").asInt(), v.path("state").asText(),
-                    v.has("canary_weight") ? v.path("canary_weight").asInt() + "%" : "-", v.path("manifest").asText());
+                out().printf("%-8d %-10s %-8s %s%n", v.version(), v.state(),
+                    v.canaryWeight() != null ? v.canaryWeight() + "%" : "-", v.manifest());
             }
             return 0;
         }
@@ -305,7 +305,7 @@ final class ModelCommand implements Runnable
         public Integer call() throws Exception
         {
             final Ref r = Ref.parse(ref);
-            final JsonNode v = client().show(r.model(), r.version());
+            final JsonNode v = JSON.valueToTree(client().show(r.model(), r.version()));
             if (json)
             {
                 out().println(v);
@@ -328,8 +328,8 @@ final class ModelCommand implements Runnable
         {
             final Ref r = Ref.parse(ref);
             final ParamClient c = client();
-            final JsonNode v = c.promote(r.model(), r.number(c));
-            out().printf("%s@%d is %s%n", r.model(), v.path("version").asInt(), v.path("state").asText());
+            final ServiceInfo.Version v = c.promote(r.model(), r.number(c));
+            out().printf("%s@%d is %s%n", r.model(), v.version(), v.state());
             return 0;
         }
     }
@@ -348,9 +348,8 @@ final class ModelCommand implements Runnable
         {
             final Ref r = Ref.parse(ref);
             final ParamClient c = client();
-            final JsonNode v = c.canary(r.model(), r.number(c), weight);
-            out().printf("%s@%d is canary at %d%%%n", r.model(), v.path("version").asInt(),
-                v.path("canary_weight").asInt());
+            final ServiceInfo.Version v = c.canary(r.model(), r.number(c), weight);
+            out().printf("%s@%d is canary at %d%%%n", r.model(), v.version(), v.canaryWeight());
             return 0;
         }
     }
@@ -362,9 +361,8 @@ final class ModelCommand implements Runnable
         @Override
         public Integer call() throws Exception
         {
-            final JsonNode r = client().gc();
-            out().printf("%d of %d stored blocks deleted%n", r.path("blocks_deleted").asLong(),
-                r.path("blocks_stored").asLong());
+            final ServiceInfo.GcReport r = client().gc();
+            out().printf("%d of %d stored blocks deleted%n", r.blocksDeleted(), r.blocksStored());
             return 0;
         }
     }
@@ -378,8 +376,8 @@ final class ModelCommand implements Runnable
         @Override
         public Integer call() throws Exception
         {
-            final JsonNode v = client().rollback(name);
-            out().printf("%s@%d is %s%n", name, v.path("version").asInt(), v.path("state").asText());
+            final ServiceInfo.Version v = client().rollback(name);
+            out().printf("%s@%d is %s%n", name, v.version(), v.state());
             return 0;
         }
     }
@@ -400,8 +398,8 @@ final class ModelCommand implements Runnable
                 throw new CommandLine.ParameterException(spec.commandLine(), "rm needs an explicit version number " +
                     "(NAME@N), not a label");
             }
-            final JsonNode v = client().delete(r.model(), Integer.parseInt(r.version()));
-            out().printf("%s@%d is %s%n", r.model(), v.path("version").asInt(), v.path("state").asText());
+            final ServiceInfo.Version v = client().delete(r.model(), Integer.parseInt(r.version()));
+            out().printf("%s@%d is %s%n", r.model(), v.version(), v.state());
             return 0;
         }
     }
@@ -420,17 +418,17 @@ final class ModelCommand implements Runnable
         public Integer call() throws Exception
         {
             final Ref r = Ref.parse(ref);
-            final JsonNode report = client().verify(r.model(), r.version());
-            final int lost = report.path("lost").size();
+            final ServiceInfo.VerifyReport report = client().verify(r.model(), r.version());
+            final int lost = report.lost().size();
             if (json)
             {
-                out().println(report);
+                out().println(JSON.writeValueAsString(report));
             }
             else
             {
-                out().printf("%s: %d blocks checked, %d good, %d repaired, %d lost%n", r, report.path("blocks").asInt(),
-                    report.path("good").asInt(), report.path("repaired").asLong(), lost);
-                report.path("lost").forEach(id -> out().println("lost: " + id.asText()));
+                out().printf("%s: %d blocks checked, %d good, %d repaired, %d lost%n", r, report.blocks(),
+                    report.good(), report.repaired(), lost);
+                report.lost().forEach(id -> out().println("lost: " + id));
             }
             return lost == 0 ? 0 : 5;
         }

@@ -4,8 +4,8 @@ import dev.strata.compute.gguf.GgmlType;
 import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.gguf.GgufTensorInfo;
 import dev.strata.compute.gguf.GgufWriter;
-import dev.strata.paramserver.Manifest;
-import dev.strata.tiering.BlockId;
+import dev.strata.paramclient.Manifest;
+import dev.strata.transport.BlockId;
 import dev.strata.tiering.TieredBlockStore;
 
 import java.io.IOException;

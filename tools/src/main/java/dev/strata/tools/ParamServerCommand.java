@@ -77,16 +77,17 @@ final class ParamServerCommand implements Callable<Integer>
             throw new CommandLine.ParameterException(spec.commandLine(),
                 "a token is required (--token or STRATA_TOKEN), or --insecure-no-token for local development");
         }
-        final ParamService.Config config = new ParamService.Config(dataDir, adminPort, noToken ? null : t,
-            protectReads, Sizes.parse(memoryBudget), Sizes.parse(ssdBudget), aeronEndpoint, s3);
-        final ParamService service = ParamService.start(config);
+        final ParamService service = ParamService.launch(new ParamService.Context().dataDir(dataDir)
+            .adminPort(adminPort).token(noToken ? null : t).protectReads(protectReads)
+            .memoryBudgetBytes(Sizes.parse(memoryBudget)).ssdBudgetBytes(Sizes.parse(ssdBudget))
+            .udpEndpoint(aeronEndpoint).s3(s3));
         final CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() ->
         {
             service.close();
             stopped.countDown();
         }, "strata-shutdown"));
-        final ParamService.Endpoints e = service.endpoints();
+        final dev.strata.paramclient.ServiceInfo.Endpoints e = service.endpoints();
         spec.commandLine().getOut().printf("strata param-server: admin http://localhost:%d (GET /health), " +
             "aeron %s and %s stream %d, data %s, objects %s%n", service.adminPort(), e.udpChannel(), e.ipcChannel(),
             e.streamId(), dataDir.toAbsolutePath(), s3 == null ? dataDir.resolve("objects").toAbsolutePath() : s3);

@@ -112,14 +112,20 @@ final class RuntimeBench implements Callable<Integer>
 
             if (json)
             {
-                out.printf(
-                    "{\"model\":\"%s\",\"threads\":%d,\"prefill_tokens\":%d,\"prefill_tok_s\":%.2f," +
-                    "\"decode_tokens\":%d,\"decode_tok_s\":%.2f,\"weight_bytes_per_token\":%d," +
-                    "\"mem_read_gbs\":%.2f,\"roofline_decode_tok_s\":%.2f,\"decode_roofline_fraction\":%.3f," +
-                    "\"kernels\":\"%s\",\"kernels_detail\":\"%s\"}%n",
-                    modelOptions.model.getFileName().toString().replace("\"", "\\\""), loaded.pool().threads(),
-                    promptTokens, prefill, genTokens, decode, bytesPerToken, bandwidth / 1e9, roofline,
-                    decode / roofline, kernels.name(), kernels.describe().replace("\"", "'"));
+                final java.util.Map<String, Object> result = new java.util.LinkedHashMap<>();
+                result.put("model", modelOptions.model.getFileName().toString());
+                result.put("threads", loaded.pool().threads());
+                result.put("prefill_tokens", promptTokens);
+                result.put("prefill_tok_s", prefill);
+                result.put("decode_tokens", genTokens);
+                result.put("decode_tok_s", decode);
+                result.put("weight_bytes_per_token", bytesPerToken);
+                result.put("mem_read_gbs", bandwidth / 1e9);
+                result.put("roofline_decode_tok_s", roofline);
+                result.put("decode_roofline_fraction", decode / roofline);
+                result.put("kernels", kernels.name());
+                result.put("kernels_detail", kernels.describe());
+                out.println(ModelCommand.JSON.writeValueAsString(result));
             }
             else
             {

@@ -11,14 +11,15 @@ import dev.strata.compute.stream.BlockChannel;
 import dev.strata.compute.stream.RemoteModel;
 import dev.strata.compute.stream.StreamingWeightSource;
 import dev.strata.compute.tensor.ThreadPool;
-import dev.strata.paramserver.BlockClient;
-import dev.strata.paramserver.Manifest;
-import dev.strata.paramserver.ParamClient;
+import dev.strata.paramclient.BlockClient;
+import dev.strata.paramclient.Manifest;
+import dev.strata.paramclient.ParamClient;
 import dev.strata.paramserver.ParamService;
 import dev.strata.prefetch.PrefetchStats;
-import dev.strata.tiering.BlockId;
+import dev.strata.transport.BlockId;
 import dev.strata.transport.Transport;
 import dev.strata.transport.TransportContext;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -74,6 +75,11 @@ final class StreamBench implements Callable<Integer>
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
 
+    @Option(names = "--link-gbps", description = "Cap the service's block sends at this many GB/s (10^9 bytes of " +
+        "payload per second; a token bucket on the service's send side), to stand for a network link between node " +
+        "and service on one host. Default: no cap.")
+    double linkGbps;
+
     private static final int[] PROMPT = {1, 450, 4996, 17354, 1701, 432, 17204, 975};
 
     @Override
@@ -86,8 +92,12 @@ final class StreamBench implements Callable<Integer>
         final Path data = Files.createTempDirectory("strata-bench-stream");
         // the service's memory tier holds the whole model: the runs measure the node and the link, warm
         final long serviceMemory = Math.max(1L << 30, Files.size(model) * 3 / 2);
-        try (ParamService service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN)
-                 .withMemoryBudget(serviceMemory));
+        if (linkGbps < 0 || Double.isNaN(linkGbps))
+        {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--link-gbps must be positive, not " + linkGbps);
+        }
+        try (ParamService service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN)
+                 .memoryBudgetBytes(serviceMemory).linkBytesPerSecond((long)(linkGbps * 1e9)));
              GgufFile gguf = GgufFile.open(model))
         {
             final ParamClient admin = new ParamClient("localhost:" + service.adminPort(), TOKEN);
@@ -121,6 +131,7 @@ final class StreamBench implements Callable<Integer>
             result.put("model", model.toString());
             result.put("model_bytes", plan.manifest().tensors().stream().mapToLong(Manifest.Tensor::byteSize).sum());
             result.put("aeron", aeron);
+            result.put("link_cap_gbs", linkGbps > 0 ? linkGbps : null);
             result.put("compute_bound_tok_s", compute);
             result.put("link_gbs", link / 1e9);
             result.put("link_cpu_s_per_gb", cpuPerByte * 1e9);
@@ -278,7 +289,7 @@ final class StreamBench implements Callable<Integer>
         final List<BlockId> ids = new ArrayList<>(new LinkedHashSet<>(manifest.allBlocks()));
         final var e = admin.endpoints();
         final TransportContext ctx = mode == BlockChannel.Mode.IPC ?
-            new TransportContext().embeddedDriver(false).aeronDirectory(e.path("aeron_dir").asText()) :
+            new TransportContext().embeddedDriver(false).aeronDirectory(e.aeronDir()) :
             new TransportContext();
         final int perRequest = 1;
         final int window = 32;
@@ -290,7 +301,7 @@ final class StreamBench implements Callable<Integer>
         try (Transport t = Transport.launch(ctx); Arena arena = Arena.ofConfined())
         {
             final BlockClient client = BlockClient.connect(t.aeron(), mode == BlockChannel.Mode.IPC ?
-                e.path("ipc_channel").asText() : e.path("udp_channel").asText(), e.path("stream_id").asInt(),
+                e.ipcChannel() : e.udpChannel(), e.streamId(),
                 "localhost", TimeUnit.SECONDS.toNanos(10)).verifyDigests(false); // as the node: CRC32C per chunk
             final MemorySegment[] buffers = new MemorySegment[window];
             for (int i = 0; i < window; i++)

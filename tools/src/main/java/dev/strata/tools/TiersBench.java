@@ -2,7 +2,7 @@ package dev.strata.tools;
 
 import com.sun.nio.file.ExtendedOpenOption;
 import dev.strata.compute.tensor.ThreadPool;
-import dev.strata.tiering.BlockId;
+import dev.strata.transport.BlockId;
 import dev.strata.tiering.DirectoryObjectTier;
 import dev.strata.tiering.EvictionPolicy;
 import dev.strata.tiering.MemoryTier;

@@ -1,8 +1,8 @@
 package dev.strata.tools;
 
-import dev.strata.paramserver.BlockClient;
+import dev.strata.paramclient.BlockClient;
 import dev.strata.paramserver.BlockServer;
-import dev.strata.tiering.BlockId;
+import dev.strata.transport.BlockId;
 import dev.strata.tiering.DirectoryObjectTier;
 import dev.strata.tiering.EvictionPolicy;
 import dev.strata.tiering.MemoryTier;
@@ -93,7 +93,8 @@ final class TransportBench implements Callable<Integer>
         final SplittableRandom random = new SplittableRandom(7);
         try (MemoryTier memory = new MemoryTier(1L << 30, EvictionPolicy.lru());
             DirectoryObjectTier object = new DirectoryObjectTier(scratch);
-            TieredBlockStore store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
+            TieredBlockStore store = TieredBlockStore.open(new TieredBlockStore.Context()
+                .memory(memory).object(object).maxBlockBytes(16L << 20).prefetchThreads(1));
             Transport transport = Transport.launch(new TransportContext()))
         {
             final List<BlockId> small = blocks(store, random, SMALL, 1024);
@@ -109,7 +110,7 @@ final class TransportBench implements Callable<Integer>
             }
             final BlockServer server = new BlockServer(store, List.of(ipc, udp), transport.aeron(),
                 v -> v.equals(VERSION) ? all : null);
-            try (AgentRunner runner = new AgentRunner(new BackoffIdleStrategy(), Throwable::printStackTrace, null,
+            try (AgentRunner runner = new AgentRunner(new BackoffIdleStrategy(), server::onAgentError, null,
                 server))
             {
                 AgentRunner.startOnThread(runner);

@@ -5,7 +5,7 @@ import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.gguf.GgufTensorInfo;
 import dev.strata.compute.gguf.GgufWriter;
 import dev.strata.compute.synth.SyntheticModel;
-import dev.strata.paramserver.Manifest;
+import dev.strata.paramclient.Manifest;
 import dev.strata.tiering.DirectoryObjectTier;
 import dev.strata.tiering.EvictionPolicy;
 import dev.strata.tiering.MemoryTier;
@@ -35,7 +35,8 @@ class ModelImporterTest
             null, 1);
         try (MemoryTier memory = new MemoryTier(64L << 20, EvictionPolicy.lru());
             DirectoryObjectTier object = new DirectoryObjectTier(dir.resolve("object"));
-            TieredBlockStore store = new TieredBlockStore(memory, null, object, 16L << 20, 1);
+            TieredBlockStore store = TieredBlockStore.open(new TieredBlockStore.Context()
+                .memory(memory).object(object).maxBlockBytes(16L << 20).prefetchThreads(1));
             GgufFile original = GgufFile.open(v1))
         {
             final ModelImporter.Result first = ModelImporter.importModel(original, "synth", store);

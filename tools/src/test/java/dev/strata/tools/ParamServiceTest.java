@@ -7,11 +7,12 @@ import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.gguf.GgufTensorInfo;
 import dev.strata.compute.gguf.GgufWriter;
 import dev.strata.compute.synth.SyntheticModel;
-import dev.strata.paramserver.BlockClient;
-import dev.strata.paramserver.Manifest;
-import dev.strata.paramserver.ParamClient;
+import dev.strata.paramclient.BlockClient;
+import dev.strata.paramclient.Manifest;
+import dev.strata.paramclient.ParamClient;
+import dev.strata.paramclient.ServiceInfo;
 import dev.strata.paramserver.ParamService;
-import dev.strata.tiering.BlockId;
+import dev.strata.transport.BlockId;
 import dev.strata.transport.Transport;
 import dev.strata.transport.TransportContext;
 import dev.strata.transport.sbe.Status;
@@ -89,7 +90,7 @@ class ParamServiceTest
     @BeforeEach
     void start() throws Exception
     {
-        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
         server = "localhost:" + service.adminPort();
     }
 
@@ -135,22 +136,22 @@ class ParamServiceTest
         final ParamClient client = new ParamClient(server, TOKEN);
         final ParamClient.PinnedManifest pinned = client.manifest("llama", "stable");
         assertEquals(1, pinned.version());
-        final JsonNode endpoints = client.endpoints();
+        final ServiceInfo.Endpoints endpoints = client.endpoints();
 
         // IPC: a second Aeron client on the service's media driver
         try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
-            .aeronDirectory(endpoints.path("aeron_dir").asText())))
+            .aeronDirectory(endpoints.aeronDir())))
         {
-            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
-                endpoints.path("stream_id").asInt(), null, TIMEOUT);
+            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
+                endpoints.streamId(), null, TIMEOUT);
             assertTensorsIdentical(v1, pinned, blocks);
             blocks.close();
         }
         // UDP loopback: this client has its own media driver
         try (Transport udp = Transport.launch(new TransportContext()))
         {
-            final BlockClient blocks = BlockClient.connect(udp.aeron(), endpoints.path("udp_channel").asText(),
-                endpoints.path("stream_id").asInt(), "localhost", TIMEOUT);
+            final BlockClient blocks = BlockClient.connect(udp.aeron(), endpoints.udpChannel(),
+                endpoints.streamId(), "localhost", TIMEOUT);
             assertTensorsIdentical(v1, pinned, blocks);
             blocks.close();
         }
@@ -160,18 +161,18 @@ class ParamServiceTest
     void shouldRequireTheTokenForBlockPullsAndHintsWhenReadsAreProtected() throws Exception
     {
         service.close();
-        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN).withProtectReads(true));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN).protectReads(true));
         server = "localhost:" + service.adminPort();
         upload(v1, "--label", "stable");
         final ParamClient client = new ParamClient(server, TOKEN);
         final ParamClient.PinnedManifest pinned = client.manifest("llama", "stable");
-        final JsonNode endpoints = client.endpoints();
+        final ServiceInfo.Endpoints endpoints = client.endpoints();
         final List<BlockId> first = pinned.manifest().tensors().getFirst().blocks();
         try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
-            .aeronDirectory(endpoints.path("aeron_dir").asText())))
+            .aeronDirectory(endpoints.aeronDir())))
         {
-            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
-                endpoints.path("stream_id").asInt(), null, TIMEOUT);
+            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
+                endpoints.streamId(), null, TIMEOUT);
             for (final String wrong : new String[]{"", "not-the-token", "t0keN"})
             {
                 final BlockClient.FetchException refused = assertThrows(BlockClient.FetchException.class,
@@ -179,20 +180,18 @@ class ParamServiceTest
                 assertEquals(Status.UNAUTHORIZED, refused.status());
                 assertTrue(refused.getMessage().contains("protects reads"), refused.getMessage());
             }
-            // a hint without the token is dropped: nothing is promoted, the rejection is counted
+            // a hint without the token is dropped: nothing is promoted, the rejection is counted. The server reads
+            // one client's messages in order, so once the hint with the token that follows it is counted, the
+            // first one has been handled: only the second may have added its blocks.
             final long hinted = service.blockServer().hinted();
-            assertTrue(blocks.token("").hint("llama@1", first, TIMEOUT));
-            Thread.sleep(200);
-            assertEquals(hinted, service.blockServer().hinted(), "an unauthenticated hint is not taken");
-
+            final long rejected = service.blockServer().rejected();
             assertTensorsIdentical(v1, pinned, blocks.token(TOKEN));
-            assertTrue(blocks.hint("llama@1", first, TIMEOUT));
-            final long deadline = System.nanoTime() + TIMEOUT;
-            while (service.blockServer().hinted() == hinted && System.nanoTime() < deadline)
-            {
-                Thread.sleep(10);
-            }
-            assertTrue(service.blockServer().hinted() > hinted, "the hint with the token is taken");
+            assertTrue(blocks.token("").hint("llama@1", first, TIMEOUT));
+            assertTrue(blocks.token(TOKEN).hint("llama@1", first, TIMEOUT));
+            awaitCondition(() -> service.blockServer().hinted() > hinted, "the hint with the token is taken");
+            assertEquals(hinted + first.size(), service.blockServer().hinted(),
+                "only the blocks of the hint with the token were taken");
+            assertEquals(rejected + 1, service.blockServer().rejected(), "the hint without it was rejected");
             blocks.close();
         }
     }
@@ -252,13 +251,13 @@ class ParamServiceTest
         upload(v1, "--label", "stable");
         upload(v2, "--label", "canary", "--canary-weight", "20");
         final ParamClient client = new ParamClient(server, TOKEN);
-        assertEquals(2, client.show("llama", "canary").path("version").asInt());
-        assertEquals(20, client.show("llama", "canary").path("canary_weight").asInt());
+        assertEquals(2, client.show("llama", "canary").version());
+        assertEquals(20, (int)client.show("llama", "canary").canaryWeight());
         assertEquals(0, cli("model", "promote", "llama@2").code());
-        assertEquals(2, client.show("llama", "stable").path("version").asInt());
-        assertEquals("retired", client.show("llama", "1").path("state").asText());
+        assertEquals(2, client.show("llama", "stable").version());
+        assertEquals("retired", client.show("llama", "1").state());
         assertEquals(0, cli("model", "rollback", "llama").code());
-        assertEquals(1, client.show("llama", "stable").path("version").asInt());
+        assertEquals(1, client.show("llama", "stable").version());
 
         client.lease("node-a", "llama", 2, 60_000);
         final CliTest.Run refused = cli("model", "rm", "llama@2");
@@ -359,11 +358,11 @@ class ParamServiceTest
         final String before = new ParamClient(server, TOKEN).versions("llama").toString();
         service.close();
         service = null;
-        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
         server = "localhost:" + service.adminPort();
         final ParamClient client = new ParamClient(server, TOKEN);
         assertEquals(before, client.versions("llama").toString());
-        assertEquals(1, client.show("llama", "stable").path("version").asInt());
+        assertEquals(1, client.show("llama", "stable").version());
         final CliTest.Run verify = cli("model", "verify", "llama@2", "--json");
         assertEquals(0, verify.code(), verify.out() + verify.err());
         assertEquals(0, JSON.readTree(verify.out()).path("lost").size());
@@ -374,19 +373,15 @@ class ParamServiceTest
         final Manifest m = client.manifest("llama", "1").manifest();
         final List<BlockId> wanted = m.tensors().getFirst().blocks();
         wanted.forEach(id -> assertFalse(service.store().memory().contains(id), "cold after restart"));
-        final JsonNode endpoints = client.endpoints();
+        final ServiceInfo.Endpoints endpoints = client.endpoints();
         try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
-            .aeronDirectory(endpoints.path("aeron_dir").asText())))
+            .aeronDirectory(endpoints.aeronDir())))
         {
-            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
-                endpoints.path("stream_id").asInt(), null, TIMEOUT);
+            final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
+                endpoints.streamId(), null, TIMEOUT);
             assertTrue(blocks.hint("llama@1", wanted, TIMEOUT));
-            final long deadline = System.nanoTime() + TIMEOUT;
-            while (!wanted.stream().allMatch(id -> service.store().memory().contains(id)))
-            {
-                assertTrue(System.nanoTime() < deadline, "hinted blocks were not promoted to memory");
-                Thread.sleep(10);
-            }
+            awaitCondition(() -> wanted.stream().allMatch(id -> service.store().memory().contains(id)),
+                "hinted blocks were promoted to memory");
             blocks.close();
         }
     }
@@ -410,7 +405,7 @@ class ParamServiceTest
         final byte[] bad = good.clone();
         bad[bad.length / 2] ^= 0x55;
         Files.write(file, bad);
-        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
         server = "localhost:" + service.adminPort();
         final CliTest.Run verify = cli("model", "verify", "llama@1", "--json");
         assertEquals(0, verify.code(), verify.out() + verify.err());
@@ -456,7 +451,7 @@ class ParamServiceTest
         // commit with blocks missing is refused, commit of a manifest for another digest too
         final Manifest fake = new Manifest("llama", BlockId.of(new byte[]{42}), List.of());
         final byte[] encoded = fake.encode();
-        final int version = client.beginUpload("llama", BlockId.of(encoded).hex()).path("version").asInt();
+        final int version = client.beginUpload("llama", BlockId.of(encoded).hex()).version();
         final ParamClient.ServiceException missing = assertThrows(ParamClient.ServiceException.class,
             () -> client.commit("llama", version, encoded));
         assertEquals(409, missing.status());
@@ -466,7 +461,7 @@ class ParamServiceTest
 
         // the service still works
         assertTrue(upload(v1).path("blocks_new").asInt() > 0);
-        assertEquals("ok", client.health().path("status").asText());
+        assertEquals("ok", client.health().status());
     }
 
     @Test
@@ -475,7 +470,7 @@ class ParamServiceTest
         upload(v1, "--label", "stable");
         upload(v2);
         final ParamClient client = new ParamClient(server, TOKEN);
-        final JsonNode endpoints = client.endpoints();
+        final ServiceInfo.Endpoints endpoints = client.endpoints();
         final byte[][] expected = new byte[3][];
         try (GgufFile a = GgufFile.open(v1); GgufFile b = GgufFile.open(v2))
         {
@@ -484,14 +479,14 @@ class ParamServiceTest
         }
         final AtomicReference<Throwable> failure = new AtomicReference<>();
         final java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
-        final int[] seen = new int[3];
+        final java.util.concurrent.atomic.AtomicIntegerArray seen = new java.util.concurrent.atomic.AtomicIntegerArray(3);
         final Thread reader = Thread.ofPlatform().start(() ->
         {
             try (Transport ipc = Transport.launch(new TransportContext().embeddedDriver(false)
-                .aeronDirectory(endpoints.path("aeron_dir").asText())))
+                .aeronDirectory(endpoints.aeronDir())))
             {
-                final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.path("ipc_channel").asText(),
-                    endpoints.path("stream_id").asInt(), null, TIMEOUT);
+                final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
+                    endpoints.streamId(), null, TIMEOUT);
                 while (!done.get())
                 {
                     // pin whatever is stable now, then read the tensor of that version only
@@ -506,7 +501,7 @@ class ParamServiceTest
                     }
                     assertTrue(java.util.Arrays.equals(expected[pinned.version()], whole.toByteArray()),
                         "reader pinned to v" + pinned.version() + " got that version's tensor");
-                    seen[pinned.version()]++;
+                    seen.incrementAndGet(pinned.version());
                 }
                 blocks.close();
             }
@@ -515,17 +510,20 @@ class ParamServiceTest
                 failure.set(t);
             }
         });
-        for (int i = 0; i < 20 && failure.get() == null; i++)
+        // flip stable between the versions, each time until the reader has read whole under the new one
+        for (int i = 0; i < 10 && failure.get() == null; i++)
         {
             client.promote("llama", 2);
-            Thread.sleep(10);
+            final int twos = seen.get(2);
+            awaitCondition(() -> seen.get(2) > twos || failure.get() != null, "the reader read v2");
             client.rollback("llama");
-            Thread.sleep(10);
+            final int ones = seen.get(1);
+            awaitCondition(() -> seen.get(1) > ones || failure.get() != null, "the reader read v1");
         }
         done.set(true);
         reader.join();
         assertNull(failure.get(), () -> String.valueOf(failure.get()));
-        assertTrue(seen[1] + seen[2] > 0, "the reader read");
+        assertTrue(seen.get(1) >= 10 && seen.get(2) >= 10, "both versions were read, whole, ten times each: " + seen);
     }
 
     @Test
@@ -538,9 +536,19 @@ class ParamServiceTest
             java.net.http.HttpResponse.BodyHandlers.ofString()).body();
         assertTrue(metrics.contains("strata_models"), metrics);
         assertTrue(metrics.contains("# TYPE"), "Prometheus text format");
-        final JsonNode health = new ParamClient(server, null).health();
-        assertEquals("ok", health.path("status").asText());
-        assertEquals(1, health.path("models").asInt());
-        assertFalse(metrics.isEmpty());
+        final ServiceInfo.Health health = new ParamClient(server, null).health();
+        assertEquals("ok", health.status());
+        assertEquals(1, health.models());
+    }
+
+    /** Waits for {@code condition}, polling it, for at most the test's time-out; fails naming what did not happen. */
+    static void awaitCondition(final java.util.function.BooleanSupplier condition, final String what)
+    {
+        final long deadline = System.nanoTime() + TIMEOUT;
+        while (!condition.getAsBoolean())
+        {
+            assertTrue(System.nanoTime() < deadline, "timed out waiting: " + what);
+            java.util.concurrent.locks.LockSupport.parkNanos(1_000_000L);
+        }
     }
 }

@@ -13,7 +13,7 @@ import dev.strata.compute.stream.RemoteModel;
 import dev.strata.compute.stream.StreamingWeightSource;
 import dev.strata.compute.synth.SyntheticModel;
 import dev.strata.compute.tensor.ThreadPool;
-import dev.strata.paramserver.ParamClient;
+import dev.strata.paramclient.ParamClient;
 import dev.strata.paramserver.ParamService;
 import dev.strata.prefetch.AccessTrace;
 import dev.strata.prefetch.PrefetchStats;
@@ -72,7 +72,7 @@ class StreamingGenerationTest
     @BeforeEach
     void start() throws Exception
     {
-        service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
         client = new ParamClient("localhost:" + service.adminPort(), TOKEN);
     }
 
@@ -145,12 +145,8 @@ class StreamingGenerationTest
                             assertTrue(r.coverage() > 0.5, what + ": " + r);
                             // and the service was told what comes after, to promote it toward its memory tier
                             assertTrue(w.hintsSent() > 0, what + ": hints sent");
-                            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-                            while (service.blockServer().hinted() == 0)
-                            {
-                                assertTrue(System.nanoTime() < deadline, "the service took no hint");
-                                Thread.sleep(10);
-                            }
+                            ParamServiceTest.awaitCondition(() -> service.blockServer().hinted() > 0,
+                                "the service took a hint");
                         }
                         if (!prefetch)
                         {
@@ -163,6 +159,41 @@ class StreamingGenerationTest
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /**
+     * A prefill and a decode worker share one node's weights: two callers generate at once from one source whose
+     * budget holds a single layer besides the globals, so they take turns at it (a caller whose layer finds the
+     * budget full of the other's pinned layer waits for its release instead of failing). Each gets the tokens it
+     * would get alone, and the budget holds.
+     */
+    @Test
+    void shouldServeTwoConcurrentCallersTheirOwnTokensWithinTheBudget() throws Exception
+    {
+        upload(v1, "llama", "stable");
+        final int tokens = 6;
+        final int[] expected = Arrays.copyOf(local(v1), tokens);
+        try (RemoteModel model = RemoteModel.open(client, "llama", "stable", "node-1", 60_000))
+        {
+            final long budget = minimumBudget(model);
+            try (StreamingWeightSource w = new StreamingWeightSource(model,
+                StreamingWeightSource.Options.defaults(budget), new PrefetchStats()))
+            {
+                final java.util.concurrent.ExecutorService two = java.util.concurrent.Executors.newFixedThreadPool(2);
+                try
+                {
+                    final java.util.concurrent.Future<int[]> a = two.submit(() -> generate(w, PROMPT, tokens, t -> true));
+                    final java.util.concurrent.Future<int[]> b = two.submit(() -> generate(w, PROMPT, tokens, t -> true));
+                    assertArrayEquals(expected, a.get(5, TimeUnit.MINUTES), "first caller");
+                    assertArrayEquals(expected, b.get(5, TimeUnit.MINUTES), "second caller");
+                }
+                finally
+                {
+                    two.shutdownNow();
+                }
+                assertTrue(w.peakBytes() <= budget, "peak " + w.peakBytes() + " > " + budget);
             }
         }
     }
@@ -204,7 +235,7 @@ class StreamingGenerationTest
                 }
                 return true;
             });
-            assertEquals(2, client.show("llama", "stable").path("version").asInt(), "v2 was promoted meanwhile");
+            assertEquals(2, client.show("llama", "stable").version(), "v2 was promoted meanwhile");
             assertArrayEquals(expected1, got, "the running generation stayed on v1");
             // the node's lease keeps v1 from deletion while it runs
             final ParamClient.ServiceException refused = assertThrows(ParamClient.ServiceException.class,
@@ -242,8 +273,8 @@ class StreamingGenerationTest
                         service.close();
                         try
                         {
-                            service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN)
-                                .withAdminPort(port));
+                            service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN)
+                                .adminPort(port));
                         }
                         catch (final Exception ex)
                         {
@@ -267,7 +298,7 @@ class StreamingGenerationTest
                 assertTrue(String.valueOf(ex.getMessage()).contains("did not deliver") ||
                     String.valueOf(ex.getMessage()).contains("timed out"), String.valueOf(ex.getMessage()));
                 assertTrue(waited < TimeUnit.SECONDS.toNanos(30), "bounded wait: " + waited / 1e9 + " s");
-                service = ParamService.start(ParamService.Config.defaults(data).withToken(TOKEN));
+                service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
             }
         }
     }

@@ -1,21 +1,25 @@
 package dev.strata.compute.stream;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import dev.strata.paramserver.BlockClient;
-import dev.strata.paramserver.ParamClient;
+import dev.strata.paramclient.BlockClient;
+import dev.strata.paramclient.ParamClient;
+import dev.strata.paramclient.ServiceInfo;
 import dev.strata.transport.Transport;
 import dev.strata.transport.TransportContext;
 
+import dev.strata.transport.BlockId;
+
 import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
  * A node's Aeron connection to the parameter service's block server, found through the admin API and
  * re-established after the service restarts (its endpoints change). Over UDP the node runs its own media driver,
  * which survives the service; over IPC it joins the service's driver on the same host (faster, but gone when
- * the service dies). Used by one thread.
+ * the service dies). Used by one thread: the {@link Fetcher}.
  */
-public final class BlockChannel implements AutoCloseable
+public final class BlockChannel implements Fetcher.Blocks
 {
     /** How a node reaches the block server. */
     public enum Mode
@@ -29,15 +33,19 @@ public final class BlockChannel implements AutoCloseable
     private final Mode mode;
     private final String localHost;
     private final boolean verifyDigests;
+    /** A transport shared with other roles of the process (used, never closed), or null. */
+    private final Transport shared;
     private Transport transport;
     private BlockClient client;
 
-    BlockChannel(final ParamClient admin, final Mode mode, final String localHost, final boolean verifyDigests)
+    BlockChannel(final ParamClient admin, final Mode mode, final String localHost, final boolean verifyDigests,
+        final Transport shared)
     {
         this.admin = admin;
         this.mode = mode;
         this.localHost = localHost;
         this.verifyDigests = verifyDigests;
+        this.shared = shared;
     }
 
     /** The connected client, connecting first when needed. */
@@ -45,19 +53,23 @@ public final class BlockChannel implements AutoCloseable
     {
         if (client == null)
         {
-            final JsonNode e = admin.endpoints();
-            if (mode == Mode.IPC)
+            final ServiceInfo.Endpoints e = admin.endpoints();
+            if (shared != null)
+            {
+                transport = shared;
+            }
+            else if (mode == Mode.IPC)
             {
                 closeTransport();
                 transport = Transport.launch(new TransportContext().embeddedDriver(false)
-                    .aeronDirectory(e.path("aeron_dir").asText()));
+                    .aeronDirectory(e.aeronDir()));
             }
             else if (transport == null)
             {
                 transport = Transport.launch(new TransportContext());
             }
-            final String channel = mode == Mode.IPC ? e.path("ipc_channel").asText() : e.path("udp_channel").asText();
-            client = BlockClient.connect(transport.aeron(), channel, e.path("stream_id").asInt(), localHost,
+            final String channel = mode == Mode.IPC ? e.ipcChannel() : e.udpChannel();
+            client = BlockClient.connect(transport.aeron(), channel, e.streamId(), localHost,
                 CONNECT_TIMEOUT).verifyDigests(verifyDigests).token(admin.token());
         }
         return client;
@@ -69,8 +81,50 @@ public final class BlockChannel implements AutoCloseable
         return client;
     }
 
+    @Override
+    public long submitInto(final String version, final List<BlockId> ids, final MemorySegment dest,
+        final long[] offsets, final long timeoutNanos, final int priority, final long neededInNanos) throws IOException
+    {
+        return client().submitInto(version, ids, dest, offsets, timeoutNanos, priority, neededInNanos);
+    }
+
+    @Override
+    public boolean hint(final String version, final List<BlockId> ids, final long timeoutNanos) throws IOException
+    {
+        return client().hint(version, ids, timeoutNanos);
+    }
+
+    @Override
+    public int poll() throws IOException
+    {
+        return client().poll();
+    }
+
+    @Override
+    public boolean isDone(final long correlationId)
+    {
+        return client != null && client.isDone(correlationId);
+    }
+
+    @Override
+    public void await(final long correlationId) throws IOException
+    {
+        client().await(correlationId);
+    }
+
+    /** Forgets a request (chunks still arriving for it are dropped); never connects. */
+    @Override
+    public void cancel(final long correlationId)
+    {
+        if (client != null)
+        {
+            client.cancel(correlationId);
+        }
+    }
+
     /** Drops the connection; the next {@link #client()} finds the endpoints again. */
-    void reset()
+    @Override
+    public void reset()
     {
         if (client != null)
         {
@@ -92,6 +146,10 @@ public final class BlockChannel implements AutoCloseable
 
     private void closeTransport()
     {
+        if (transport == shared)
+        {
+            transport = null; // not ours to close
+        }
         if (transport != null)
         {
             try

@@ -4,8 +4,8 @@ import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.gguf.GgufFormatException;
 import dev.strata.compute.gguf.GgufMetadata;
 import dev.strata.compute.model.ModelConfig;
-import dev.strata.paramserver.Manifest;
-import dev.strata.paramserver.ParamClient;
+import dev.strata.paramclient.Manifest;
+import dev.strata.paramclient.ParamClient;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;

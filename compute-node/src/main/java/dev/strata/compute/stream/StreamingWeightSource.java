@@ -1,68 +1,55 @@
 package dev.strata.compute.stream;
 
-import dev.strata.compute.gguf.GgmlType;
 import dev.strata.compute.model.GlobalWeights;
 import dev.strata.compute.model.LayerWeights;
 import dev.strata.compute.model.ModelConfig;
 import dev.strata.compute.model.WeightSource;
-import dev.strata.compute.model.WeightViews;
-import dev.strata.paramserver.BlockClient;
-import dev.strata.paramserver.Manifest;
-import dev.strata.prefetch.AccessTrace;
-import dev.strata.prefetch.CyclicOrderPredictor;
-import dev.strata.prefetch.Predictor;
-import dev.strata.prefetch.PrefetchStats;
-import dev.strata.prefetch.TransitionPredictor;
 import dev.strata.compute.tensor.WeightTensor;
-import dev.strata.tiering.BlockId;
-import dev.strata.transport.sbe.Status;
-import org.agrona.collections.IntArrayList;
+import dev.strata.prefetch.AccessTrace;
+import dev.strata.prefetch.PrefetchPlanner;
+import dev.strata.prefetch.PrefetchStats;
+import dev.strata.transport.Transport;
+import org.agrona.concurrent.AgentRunner;
+import org.agrona.concurrent.BackoffIdleStrategy;
+import org.agrona.concurrent.SystemNanoClock;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 
 /**
- * Weights streamed from the parameter service into a node-local memory budget. The unit of caching is a layer
- * (all its tensors in one off-heap buffer, blocks written into it straight from Aeron) plus one unit for the
- * global tensors (embedding, final norm, classifier), which stays resident. The budget counts every unit
- * buffer, resident or in flight, and is never exceeded: the smallest workable budget is the globals plus the
- * largest layer.
+ * Weights streamed from the parameter service into a node-local memory budget, in four parts: the
+ * {@link UnitLayout} (how the version's tensors are cut into units, the unit of caching), the {@link UnitPool}
+ * (the budget and its buffers), the {@link PrefetchPlanner} (what to fetch ahead, what to evict first) and the
+ * {@link Fetcher} (the agent that owns the connection). This class holds the units' states and ties them
+ * together under one lock.
  * <p>
  * {@link #acquire} pins a layer, waiting for it if needed (a demand fetch, served by the block server before any
- * prefetch); then the next layers the {@link Predictor} names are prefetched while the layer computes. The
- * look-ahead grows when a prefetch arrives late and shrinks when prefetched layers are evicted unused. When
- * room is needed, the unpinned layer whose next use is farthest away is evicted (for a cyclic layer order,
- * Belady's choice); a prefetch never evicts a layer needed sooner than the one it brings.
+ * prefetch); then the next layers the planner names are prefetched while the layer computes. When room is
+ * needed, the unpinned unit needed farthest ahead is evicted (for a cyclic layer order, Belady's choice); a
+ * prefetch never evicts a unit needed sooner than the one it brings. Mixture-of-experts models stream experts
+ * one by one when the importer cut their tensors at expert boundaries ({@link #experts}).
  * <p>
- * Mixture-of-experts models stream experts one by one: a layer's unit then holds attention, norms and router,
- * and each expert is a unit of its own, fetched when the router picks it ({@link #experts}) and prefetched for the
- * next layer from a {@link TransitionPredictor} learned from the routing trace (which experts follow which);
- * eviction ranks a layer's experts by how often they were used. This needs the expert tensors cut at expert
- * boundaries (the importer does); otherwise whole layers are the units.
+ * Several callers may use one source at once (a prefill and a decode worker): each caller's pins are its own,
+ * eviction keeps what any caller needs soonest, and a demand fetch that finds the budget full of other callers'
+ * pinned units waits for one of them to be released (bounded by the retry time) instead of failing.
  * <p>
- * Fetches run on one thread that owns the Aeron client. A failed fetch (service gone, timeout) is retried on a
- * fresh connection (the endpoints are looked up again through the admin API) for a bounded time, then the
- * forward pass gets a clear error; a block outside the pinned version fails at once. Never another version:
- * every request names the pinned {@code model@number}.
+ * A failed fetch (service gone, timeout) is retried on a fresh connection (the endpoints are looked up again
+ * through the admin API) for a bounded time, then the forward pass gets a clear error; a block outside the
+ * pinned version fails at once. Never another version: every request names the pinned {@code model@number}.
  */
 public final class StreamingWeightSource implements WeightSource
 {
-    private static final long ALIGN = 64;
-    /** Prefetch bytes in flight at most (at least one unit always goes): bounds what a wrong guess can cost. */
-    private static final long MAX_PREFETCH_INFLIGHT_BYTES = 64L << 20;
-
     /**
      * Settings.
      *
@@ -74,6 +61,7 @@ public final class StreamingWeightSource implements WeightSource
      * @param mode            UDP (own media driver) or IPC (the service's driver on this host).
      * @param localHost       address the service can reach this node at (UDP).
      * @param verifyDigests   re-hash every block with SHA-256 (chunks are always CRC32C-checked).
+     * @param expertTraining  a recorded expert trace to train the expert predictor on first, or null.
      */
     public record Options(long budgetBytes, boolean prefetch, int maxLookahead, long requestTimeout, long retryFor,
         BlockChannel.Mode mode, String localHost, boolean verifyDigests, AccessTrace expertTraining)
@@ -110,201 +98,84 @@ public final class StreamingWeightSource implements WeightSource
         }
     }
 
-    private enum State
-    {
-        ABSENT, QUEUED, FETCHING, RESIDENT
-    }
-
-    /** A layer core (or whole layer), the globals, or one expert of a layer, and its buffer. */
-    private final class Unit
-    {
-        final int index;
-        final int layerOf;   // the layer it belongs to (layers for the globals)
-        final int expert;    // -1 unless an expert unit
-        WeightTensor[] expertWeights;
-        final List<BlockId> blocks = new ArrayList<>();
-        final List<Long> blockOffsets = new ArrayList<>();
-        final Map<String, long[]> tensorSpans = new HashMap<>(); // name -> {offset, length}
-        final long bytes;
-        State state = State.ABSENT;
-        Arena arena;
-        MemorySegment buffer;
-        int pins;
-        boolean prefetched;
-        boolean used;
-        boolean demand;
-        /** When this unit is expected to be needed ({@link System#nanoTime}): the service serves earliest first. */
-        long neededBy;
-        long retryUntil;
-        CompletableFuture<Void> ready;
-        LayerWeights layer;
-        GlobalWeights globals;
-
-        /** An expert unit: the slices of expert {@code e} in the three expert tensors of layer {@code l}. */
-        Unit(final int index, final int l, final int e)
-        {
-            this.index = index;
-            this.layerOf = l;
-            this.expert = e;
-            long offset = 0;
-            for (final String name : WeightViews.expertTensorNames(l))
-            {
-                final Manifest.Tensor t = model.tensor(name);
-                final long per = t.byteSize() / config.experts();
-                final long from = e * per;
-                long at = 0;
-                final long start = offset;
-                for (final BlockId id : t.blocks())
-                {
-                    if (at >= from && at < from + per)
-                    {
-                        blocks.add(id);
-                        blockOffsets.add(offset + at - from);
-                    }
-                    at += id.length();
-                }
-                tensorSpans.put(name, new long[]{start, per});
-                offset = (start + per + ALIGN - 1) / ALIGN * ALIGN;
-            }
-            this.bytes = Math.max(ALIGN, offset);
-        }
-
-        Unit(final int index, final String[] names)
-        {
-            this.index = index;
-            this.layerOf = Math.min(index, layers);
-            this.expert = -1;
-            long offset = 0;
-            for (final String name : names)
-            {
-                final Manifest.Tensor t = model.tensor(name);
-                if (t == null)
-                {
-                    throw new IllegalArgumentException(model.pinned() + " has no tensor " + name);
-                }
-                tensorSpans.put(name, new long[]{offset, t.byteSize()});
-                long at = offset;
-                for (final BlockId id : t.blocks())
-                {
-                    blocks.add(id);
-                    blockOffsets.add(at);
-                    at += id.length();
-                }
-                offset = (at + ALIGN - 1) / ALIGN * ALIGN;
-            }
-            this.bytes = Math.max(ALIGN, offset);
-        }
-
-        String describe()
-        {
-            return expert >= 0 ? "expert " + expert + " of layer " + layerOf :
-                index == layers ? "the global tensors" : "layer " + index;
-        }
-    }
-
     private final RemoteModel model;
     private final Options options;
     private final ModelConfig config;
+    private final UnitLayout layout;
     private final int layers;
-    private final Unit[] units;
-    private final Predictor predictor;
-    private final boolean expertUnits;
-    private final int experts;
-    private final TransitionPredictor expertPredictor; // over expert units l * experts + e
-    /** The expert units used so far, in order (the first MAX_TRACE of them), for {@link #expertTrace()}. */
-    private final IntArrayList expertTrace = new IntArrayList();
-    private static final int MAX_TRACE = 1 << 22;
-    private long expertGuesses;
-    private final long[][] expertUse;                   // [layer][expert] how often routed (decayed)
-    private final List<List<Unit>> pinnedExperts = new ArrayList<>();
-    private int lastExpertUnit = -1;
+    private final int experts; // streamed one by one; 0 when experts are part of the layer units
+    private final Slot[] slots;
+    private final UnitPool pool;
+    private final PrefetchPlanner planner;
     private final PrefetchStats stats;
-    private final BlockChannel channel;
-    private final Thread fetcher;
-    private final ArrayDeque<Unit> demandQueue = new ArrayDeque<>();
-    private final ArrayDeque<Unit> prefetchQueue = new ArrayDeque<>();
-    /** Units to announce to the service (a {@code PrefetchHint}: promote toward its memory tier), sent by the fetcher. */
-    private final ArrayDeque<Unit> hintQueue = new ArrayDeque<>();
-    /** Guesses in flight that turned out wrong: the fetcher cancels their requests and frees their room. */
-    private final ArrayDeque<Unit> cancelQueue = new ArrayDeque<>();
-    /** Time from one layer's acquire to the next (moving average): how far ahead a unit is needed. */
-    private long layerNanos = 1_000_000L;
-    private long lastAcquire;
-    private volatile long hintsSent; // written by the fetcher only
-    private volatile boolean closed;
-    /**
-     * Buffers of evicted units kept for reuse, by size (a transformer's layers, and its experts, are all the same
-     * size): a fresh allocation is zero-filled and page-faulted in, which cost more than the transfer itself.
-     * Pooled buffers count in {@link #usedBytes}, so the budget bounds what the node really holds.
-     */
-    private final Map<Long, ArrayDeque<Arena>> pool = new HashMap<>();
-    private final Map<Arena, MemorySegment> pooledBuffers = new HashMap<>();
-    private long usedBytes;
-    private long peakBytes;
-    private int lookahead = 1;
-    private int current;
+    private final Fetcher fetcher;
+    private final AgentRunner fetcherRunner;
+    /** The fetcher's queues, guarded by this source's lock. */
+    private final FetchQueues queues;
+    /** Expert units each caller pinned, per layer: key {@code callerId << 16 | layer}. */
+    private final Map<Long, List<Slot>> pinnedExperts = new HashMap<>();
+    private final AtomicLong expertGuesses = new AtomicLong();
+    private boolean closed;
 
     public StreamingWeightSource(final RemoteModel model, final Options options, final PrefetchStats stats)
         throws IOException
     {
+        this(model, options, stats, null);
+    }
+
+    /**
+     * As above, over a transport shared with other roles of the process (used, never closed; in IPC mode it must
+     * be on the service's media driver), or its own when {@code transport} is null.
+     */
+    public StreamingWeightSource(final RemoteModel model, final Options options, final PrefetchStats stats,
+        final Transport transport) throws IOException
+    {
         this.model = model;
         this.options = options;
         this.config = model.config();
-        this.layers = config.layers();
+        this.layout = UnitLayout.of(model);
+        this.layers = layout.layers();
+        this.experts = layout.experts();
         this.stats = stats;
-        this.predictor = new CyclicOrderPredictor(layers);
-        this.experts = config.experts();
-        this.expertUnits = config.moe() && expertAligned(model, config);
-        this.units = new Unit[layers + 1 + (expertUnits ? layers * experts : 0)];
-        for (int l = 0; l < layers; l++)
+        this.slots = new Slot[layout.size()];
+        for (int i = 0; i < slots.length; i++)
         {
-            units[l] = new Unit(l, WeightViews.layerTensorNames(config, l, !expertUnits));
-            pinnedExperts.add(new ArrayList<>());
+            slots[i] = new Slot(layout.unit(i));
         }
-        units[layers] = new Unit(layers, WeightViews.globalTensorNames(model.tensor("output.weight") != null));
-        long largest = 0;
-        long largestExpert = 0;
-        for (int l = 0; l < layers; l++)
-        {
-            largest = Math.max(largest, units[l].bytes);
-        }
-        if (expertUnits)
-        {
-            for (int l = 0; l < layers; l++)
-            {
-                for (int e = 0; e < experts; e++)
-                {
-                    final Unit u = new Unit(layers + 1 + l * experts + e, l, e);
-                    units[u.index] = u;
-                    largestExpert = Math.max(largestExpert, u.bytes);
-                }
-            }
-        }
-        this.expertPredictor = expertUnits ? new TransitionPredictor(layers * experts) : null;
+        this.planner = new PrefetchPlanner(layers, experts, experts > 0 ? config.expertsUsed() : 0,
+            options.maxLookahead());
         if (options.expertTraining() != null)
         {
-            if (!expertUnits)
+            if (experts == 0)
             {
                 throw new IllegalArgumentException(model.pinned() + " streams no experts one by one: an expert trace " +
                     "does not apply");
             }
-            expertPredictor.train(options.expertTraining());
+            planner.train(options.expertTraining());
         }
-        this.expertUse = new long[layers][Math.max(1, experts)];
-        // a layer, plus (streaming experts) every expert a batch may route to at once
-        final long minimum = units[layers].bytes + largest + (expertUnits ? experts * largestExpert : 0);
+        final long minimum = layout.minimumBudget();
         if (options.budgetBytes() < minimum)
         {
             throw new IllegalArgumentException("a memory budget of " + options.budgetBytes() + " bytes is too small " +
                 "for " + model.pinned() + ": it needs at least " + minimum + " (the global tensors, " +
-                units[layers].bytes + ", plus the largest layer, " + largest +
-                (expertUnits ? ", plus all " + experts + " experts of a layer, " + experts * largestExpert : "") + ")");
+                layout.globals().bytes() + ", plus the largest layer, " + layout.largestLayer() +
+                (experts > 0 ? ", plus all " + experts + " experts of a layer, " + experts * layout.largestExpert() :
+                    "") + ")");
         }
-        this.channel = new BlockChannel(model.admin(), options.mode(), options.localHost(), options.verifyDigests());
-        this.fetcher = Thread.ofPlatform().daemon().name("strata-fetcher").start(this::fetchLoop);
+        this.pool = new UnitPool(options.budgetBytes());
+        this.queues = new FetchQueues(this, pool, stats, layout, model, experts > 0);
+        final BlockChannel channel = new BlockChannel(model.admin(), options.mode(), options.localHost(),
+            options.verifyDigests(), transport);
+        this.fetcher = new Fetcher(queues, channel, model.pinned(), options.requestTimeout(), options.retryFor(),
+            new SystemNanoClock());
+        // parks up to 1 ms when idle, and is unparked by every schedule(): an idle fetcher takes no core from the
+        // forward pass, and a demand fetch does not wait for the park to end
+        this.fetcherRunner = new AgentRunner(new BackoffIdleStrategy(100, 10, 1_000, 1_000_000),
+            ex -> { }, null, fetcher);
+        AgentRunner.startOnThread(fetcherRunner);
         try
         {
-            final Unit g = units[layers];
+            final Slot g = slots[layers];
             final CompletableFuture<Void> f;
             synchronized (this)
             {
@@ -321,38 +192,10 @@ public final class StreamingWeightSource implements WeightSource
         }
     }
 
-    /** Whether every expert tensor's blocks start and end at expert boundaries (so experts can be fetched alone). */
-    private static boolean expertAligned(final RemoteModel model, final ModelConfig config)
-    {
-        for (int l = 0; l < config.layers(); l++)
-        {
-            for (final String name : WeightViews.expertTensorNames(l))
-            {
-                final Manifest.Tensor t = model.tensor(name);
-                if (t == null)
-                {
-                    return false;
-                }
-                final long per = t.byteSize() / config.experts();
-                long at = 0;
-                for (final BlockId id : t.blocks())
-                {
-                    final long end = at + id.length();
-                    if (at / per != (end - 1) / per)
-                    {
-                        return false; // this block straddles two experts
-                    }
-                    at = end;
-                }
-            }
-        }
-        return true;
-    }
-
     /** Whether experts are fetched one by one (a mixture of experts cut at expert boundaries). */
     public boolean streamsExperts()
     {
-        return expertUnits;
+        return experts > 0;
     }
 
     @Override
@@ -364,7 +207,7 @@ public final class StreamingWeightSource implements WeightSource
     @Override
     public GlobalWeights globals()
     {
-        return units[layers].globals;
+        return slots[layers].globals;
     }
 
     public RemoteModel model()
@@ -377,16 +220,21 @@ public final class StreamingWeightSource implements WeightSource
         return stats;
     }
 
-    /** Bytes of unit buffers now (resident and in flight). */
+    /** Bytes of unit buffers now (resident, in flight and pooled). */
     public synchronized long usedBytes()
     {
-        return usedBytes;
+        return pool.usedBytes();
     }
 
     /** The most bytes ever held at once: never more than the budget. */
     public synchronized long peakBytes()
     {
-        return peakBytes;
+        return pool.peakBytes();
+    }
+
+    private static long caller()
+    {
+        return Thread.currentThread().threadId();
     }
 
     @Override
@@ -394,52 +242,43 @@ public final class StreamingWeightSource implements WeightSource
     {
         synchronized (this)
         {
-            current = layer;
-            predictor.observe(layer);
-            final long now = System.nanoTime();
-            if (lastAcquire != 0 && now - lastAcquire < 1_000_000_000L) // not across an idle gap between requests
-            {
-                layerNanos += (now - lastAcquire - layerNanos) / 8;
-            }
-            lastAcquire = now;
+            planner.onAcquire(caller(), layer, System.nanoTime());
         }
-        final Unit u = units[layer];
-        pin(u);
+        final Slot s = slots[layer];
+        pin(s);
         if (options.prefetch())
         {
             prefetchAfter(layer);
         }
-        return u.layer;
+        return s.layer;
     }
 
     @Override
     public ExpertWeights experts(final int layer, final int[] chosen)
     {
-        if (!expertUnits)
+        if (experts == 0)
         {
             throw new IllegalStateException("experts are part of the layer units here");
         }
         final WeightTensor[] gate = new WeightTensor[experts];
         final WeightTensor[] up = new WeightTensor[experts];
         final WeightTensor[] down = new WeightTensor[experts];
+        final long key = caller() << 16 | layer;
         for (final int e : chosen)
         {
-            final Unit u = units[layers + 1 + layer * experts + e];
+            final Slot s = slots[layout.expertUnit(layer, e).index()];
             synchronized (this)
             {
-                expertPredictor.observe(u.index - layers - 1);
-                if (expertTrace.size() < MAX_TRACE)
-                {
-                    expertTrace.addInt(u.index - layers - 1);
-                }
-                expertUse[layer][e]++;
-                lastExpertUnit = u.index - layers - 1;
-                pinnedExperts.get(layer).add(u);
+                planner.onRouted(layer, e);
             }
-            pin(u);
-            gate[e] = u.expertWeights[0];
-            up[e] = u.expertWeights[1];
-            down[e] = u.expertWeights[2];
+            pin(s);
+            synchronized (this)
+            {
+                pinnedExperts.computeIfAbsent(key, k -> new ArrayList<>()).add(s);
+            }
+            gate[e] = s.expertWeights[0];
+            up[e] = s.expertWeights[1];
+            down[e] = s.expertWeights[2];
         }
         cancelUnusedGuesses(layer, chosen);
         if (options.prefetch())
@@ -455,112 +294,133 @@ public final class StreamingWeightSource implements WeightSource
      * flight is handed to the fetcher, which cancels its requests at the service (so it no longer takes the link,
      * nor the CPU of both ends, from the experts that are needed) and frees its buffer.
      */
-    private void cancelUnusedGuesses(final int layer, final int[] chosen)
+    private synchronized void cancelUnusedGuesses(final int layer, final int[] chosen)
     {
-        synchronized (this)
+        for (int e = 0; e < experts; e++)
         {
-            for (int e = 0; e < experts; e++)
+            final Slot s = slots[layout.expertUnit(layer, e).index()];
+            boolean picked = false;
+            for (final int c : chosen)
             {
-                final Unit u = units[layers + 1 + layer * experts + e];
-                boolean picked = false;
-                for (final int c : chosen)
-                {
-                    picked |= c == e;
-                }
-                if (picked || !u.prefetched || u.demand)
-                {
-                    continue;
-                }
-                if (u.state == State.QUEUED && prefetchQueue.remove(u))
-                {
-                    recycle(u);
-                    u.state = State.ABSENT;
-                    u.ready.completeExceptionally(new java.util.concurrent.CancellationException("unused guess"));
-                    stats.cancelled(false);
-                }
-                else if (u.state == State.FETCHING && !cancelQueue.contains(u))
-                {
-                    cancelQueue.addLast(u);
-                    LockSupport.unpark(fetcher);
-                }
+                picked |= c == e;
+            }
+            if (picked || !s.prefetched || s.demand)
+            {
+                continue;
+            }
+            if (s.state == Slot.State.QUEUED && queues.prefetch.remove(s))
+            {
+                pool.recycle(s.buffer);
+                s.buffer = null;
+                s.state = Slot.State.ABSENT;
+                s.ready.completeExceptionally(new CancellationException("unused guess"));
+                stats.cancelled(false);
+            }
+            else if (s.state == Slot.State.FETCHING && !queues.cancels.contains(s))
+            {
+                queues.cancels.addLast(s);
+                wakeFetcher();
             }
         }
     }
 
     /** Pins a unit, fetching it (demand) or waiting for its prefetch if needed. */
-    private void pin(final Unit u)
+    private void pin(final Slot s)
     {
         final long start = System.nanoTime();
         final CompletableFuture<Void> wait;
         final boolean prefetchInFlight;
         synchronized (this)
         {
-            u.pins++;
-            switch (u.state)
+            while (true)
             {
-                case RESIDENT ->
+                if (s.state == Slot.State.RESIDENT)
                 {
-                    stats.hit(u.prefetched && !u.used);
-                    u.used = true;
-                    wait = null;
+                    s.pins++;
+                    stats.hit(s.prefetched && !s.used);
+                    s.used = true;
+                    return;
+                }
+                if (s.state == Slot.State.QUEUED || s.state == Slot.State.FETCHING)
+                {
+                    s.pins++;
+                    prefetchInFlight = s.prefetched;
+                    if (s.state == Slot.State.QUEUED && !s.demand)
+                    {
+                        queues.prefetch.remove(s);
+                        queues.demand.addFirst(s); // needed now: ahead of every prefetch
+                        wakeFetcher();
+                    }
+                    s.demand = true;
+                    wait = s.ready;
+                    break;
+                }
+                if (makeRoom(s, true))
+                {
+                    s.pins++;
                     prefetchInFlight = false;
+                    schedule(s, true);
+                    wait = s.ready;
+                    break;
                 }
-                case QUEUED, FETCHING ->
-                {
-                    prefetchInFlight = u.prefetched;
-                    if (u.state == State.QUEUED && !u.demand)
-                    {
-                        prefetchQueue.remove(u);
-                        demandQueue.addFirst(u); // needed now: ahead of every prefetch
-                    }
-                    u.demand = true;
-                    wait = u.ready;
-                }
-                default ->
-                {
-                    prefetchInFlight = false;
-                    try
-                    {
-                        makeRoom(u, true);
-                    }
-                    catch (final RuntimeException ex)
-                    {
-                        u.pins--;
-                        throw ex;
-                    }
-                    schedule(u, true);
-                    wait = u.ready;
-                }
+                waitForRoom(s, start);
             }
         }
-        if (wait != null)
+        try
         {
-            try
-            {
-                await(u, wait);
-            }
-            catch (final IOException ex)
-            {
-                synchronized (this)
-                {
-                    u.pins--;
-                }
-                throw new UncheckedIOException(ex);
-            }
-            final long waited = System.nanoTime() - start;
+            await(s, wait);
+        }
+        catch (final IOException ex)
+        {
             synchronized (this)
             {
-                u.used = true;
-                if (prefetchInFlight)
-                {
-                    stats.late(waited);
-                    lookahead = Math.min(options.maxLookahead(), lookahead + 1);
-                }
-                else
-                {
-                    stats.demand(waited);
-                }
+                s.pins--;
             }
+            throw new UncheckedIOException(ex);
+        }
+        final long waited = System.nanoTime() - start;
+        synchronized (this)
+        {
+            s.used = true;
+            if (prefetchInFlight)
+            {
+                stats.late(waited);
+                planner.late();
+            }
+            else
+            {
+                stats.demand(waited);
+            }
+        }
+    }
+
+    /**
+     * The budget is full of pinned and in-flight units: when other callers hold pins, wait for a release (bounded
+     * by the retry time); alone, the budget cannot work. Holds the lock.
+     */
+    private void waitForRoom(final Slot s, final long start)
+    {
+        boolean othersPinned = false;
+        for (final Slot o : slots)
+        {
+            othersPinned |= o != s && o.unit.index() != layers && (o.pins > 0 || o.state == Slot.State.FETCHING ||
+                o.state == Slot.State.QUEUED);
+        }
+        final long left = options.retryFor() - (System.nanoTime() - start);
+        if (!othersPinned || left <= 0 || closed)
+        {
+            throw new IllegalStateException("memory budget of " + options.budgetBytes() + " bytes cannot hold " +
+                layout.describe(s.unit) + " (" + s.bytes() + " bytes) next to the pinned and in-flight units (" +
+                pool.usedBytes() + " bytes)");
+        }
+        try
+        {
+            TimeUnit.NANOSECONDS.timedWait(this, Math.min(left, TimeUnit.MILLISECONDS.toNanos(100)));
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted waiting for room for " + layout.describe(s.unit));
         }
     }
 
@@ -569,12 +429,16 @@ public final class StreamingWeightSource implements WeightSource
     {
         synchronized (this)
         {
-            units[layer].pins--;
-            for (final Unit e : pinnedExperts.get(layer))
+            slots[layer].pins--;
+            final List<Slot> mine = pinnedExperts.remove(caller() << 16 | layer);
+            if (mine != null)
             {
-                e.pins--;
+                for (final Slot e : mine)
+                {
+                    e.pins--;
+                }
             }
-            pinnedExperts.get(layer).clear();
+            notifyAll(); // a demand fetch of another caller may be waiting for room
         }
         if (layer == layers - 1)
         {
@@ -582,7 +446,7 @@ public final class StreamingWeightSource implements WeightSource
         }
     }
 
-    private void await(final Unit u, final CompletableFuture<Void> f) throws IOException
+    private void await(final Slot s, final CompletableFuture<Void> f) throws IOException
     {
         try
         {
@@ -595,144 +459,106 @@ public final class StreamingWeightSource implements WeightSource
         }
         catch (final TimeoutException ex)
         {
-            throw new IOException("timed out waiting for " + u.describe() + " of " + model.pinned());
+            throw new IOException("timed out waiting for " + layout.describe(s.unit) + " of " + model.pinned());
         }
         catch (final InterruptedException ex)
         {
             Thread.currentThread().interrupt();
-            throw new IOException("interrupted waiting for " + u.describe());
+            throw new IOException("interrupted waiting for " + layout.describe(s.unit));
         }
     }
 
-    private void prefetchAfter(final int layer)
+    private synchronized void prefetchAfter(final int layer)
     {
-        synchronized (this)
+        // beyond what this node will fetch next, tell the service which layer comes after, so that it moves it
+        // from SSD or object storage into its memory tier before the node asks
+        final Slot ahead = slots[planner.hintAfter(layer)];
+        if (ahead.state == Slot.State.ABSENT && !queues.hints.contains(ahead))
         {
-            // beyond what this node will fetch next, tell the service which layer comes after, so that it moves
-            // it from SSD or object storage into its memory tier before the node asks
-            final int ahead = (layer + lookahead + 1) % layers;
-            if (units[ahead].state == State.ABSENT && !hintQueue.contains(units[ahead]))
+            queues.hints.addLast(ahead);
+            wakeFetcher();
+        }
+        boolean first = true;
+        for (final int next : planner.layersAfter(layer))
+        {
+            final Slot s = slots[next];
+            if (s.state != Slot.State.ABSENT)
             {
-                hintQueue.addLast(units[ahead]);
-                LockSupport.unpark(fetcher);
-            }
-            boolean first = true;
-            for (final int next : predictor.predict(layer, lookahead))
-            {
-                final Unit u = units[next];
-                if (u.state != State.ABSENT)
-                {
-                    first = false;
-                    continue;
-                }
-                // the next layer may take the room of one needed later; deeper look-ahead only uses free room:
-                // in a budget smaller than the model every extra layer in flight is a layer less kept, one more
-                // fetch per token
-                if (first ? !makeRoom(u, false) : usedBytes + u.bytes > options.budgetBytes())
-                {
-                    break;
-                }
                 first = false;
-                u.prefetched = true;
-                u.used = false;
-                u.neededBy = System.nanoTime() + predictor.distance(layer, next) * layerNanos;
-                schedule(u, false);
-                stats.prefetchIssued();
+                continue;
             }
+            // the next layer may take the room of one needed later; deeper look-ahead only uses free room: in a
+            // budget smaller than the model every extra layer in flight is a layer less kept, one more fetch per
+            // token
+            if (first ? !makeRoom(s, false) : !pool.fits(s.bytes()))
+            {
+                break;
+            }
+            first = false;
+            s.prefetched = true;
+            s.used = false;
+            s.neededBy = System.nanoTime() + planner.neededInNanos(layer, next);
+            schedule(s, false);
+            stats.prefetchIssued();
         }
     }
 
     /**
-     * After layer {@code layer} routed: prefetch the experts of the next layer the transition predictor expects
-     * after the experts just used (one more than a token uses, to cover a second choice), into free room only:
-     * these are guesses, and evicting a held unit for a wrong guess costs a fetch later.
+     * After layer {@code layer} routed: prefetch the experts of the next layer the planner expects, into free room
+     * only: these are guesses, and evicting a held unit for a wrong guess costs a fetch later.
      */
-    private void prefetchExperts(final int layer)
+    private synchronized void prefetchExperts(final int layer)
     {
-        synchronized (this)
+        final int next = (layer + 1) % layers;
+        for (final int e : planner.expertGuesses(layer))
         {
-            final int next = (layer + 1) % layers;
-            int issued = 0;
-            for (final int guess : expertPredictor.predict(lastExpertUnit, 2 * experts))
+            final Slot s = slots[layout.expertUnit(next, e).index()];
+            if (s.state != Slot.State.ABSENT)
             {
-                if (guess / experts != next)
-                {
-                    continue;
-                }
-                final Unit u = units[layers + 1 + guess];
-                if (++issued > config.expertsUsed() + 1)
-                {
-                    break;
-                }
-                if (u.state != State.ABSENT)
-                {
-                    continue;
-                }
-                // a guess: only into free room, never at the cost of a unit already held
-                if (usedBytes + u.bytes > options.budgetBytes())
-                {
-                    break;
-                }
-                u.prefetched = true;
-                u.used = false;
-                u.neededBy = System.nanoTime() + layerNanos; // the next layer
-                schedule(u, false);
-                stats.prefetchIssued();
-                expertGuesses++;
+                continue;
             }
+            if (!pool.fits(s.bytes()) && !pool.hasFree(s.bytes()))
+            {
+                break;
+            }
+            s.prefetched = true;
+            s.used = false;
+            s.neededBy = System.nanoTime() + planner.layerNanos(); // the next layer
+            schedule(s, false);
+            stats.prefetchIssued();
+            expertGuesses.incrementAndGet();
         }
     }
 
     /** Experts of a next layer fetched on a guess of the expert predictor. */
-    public synchronized long expertGuessesIssued()
+    public long expertGuessesIssued()
     {
-        return expertGuesses;
+        return expertGuesses.get();
     }
 
     /**
-     * How far in the future a unit is needed (larger: evict first). Layers by the cyclic order; a layer's experts
-     * right after it, the most used first. Holds the lock.
+     * Frees room for {@code target}; a prefetch only evicts units needed later than it. False when nothing more
+     * can be evicted (everything else is pinned or in flight). Holds the lock.
      */
-    private long distance(final Unit u)
+    private boolean makeRoom(final Slot target, final boolean demand)
     {
-        final long step = experts + 2L;
-        final long d = predictor.distance(current, u.layerOf) * step;
-        if (u.expert < 0)
-        {
-            return d;
-        }
-        int rank = 0;
-        final long[] use = expertUse[u.layerOf];
-        for (int e = 0; e < experts; e++)
-        {
-            if (use[e] > use[u.expert] || (use[e] == use[u.expert] && e < u.expert))
-            {
-                rank++;
-            }
-        }
-        return d + 1 + rank;
-    }
-
-    /** Frees room for {@code target}; a prefetch only evicts layers needed later than it. Holds the lock. */
-    private boolean makeRoom(final Unit target, final boolean demand)
-    {
-        if (pooled(target.bytes))
+        if (pool.hasFree(target.bytes()))
         {
             return true; // a buffer of this size is free: no growth
         }
-        while (usedBytes + target.bytes > options.budgetBytes())
+        while (!pool.fits(target.bytes()))
         {
-            if (freeOnePooled())
+            if (pool.releaseOnePooled())
             {
                 continue;
             }
-            Unit victim = null;
+            Slot victim = null;
             long farthest = -1;
-            for (final Unit v : units)
+            for (final Slot v : slots)
             {
-                if (v.state == State.RESIDENT && v.pins == 0 && v != target && v.index != layers)
+                if (v.state == Slot.State.RESIDENT && v.pins == 0 && v != target && v.unit.index() != layers)
                 {
-                    final long d = distance(v);
+                    final long d = planner.distance(v.unit.layerOf(), v.unit.expert());
                     if (d > farthest)
                     {
                         farthest = d;
@@ -742,20 +568,14 @@ public final class StreamingWeightSource implements WeightSource
             }
             if (victim == null)
             {
-                if (demand)
-                {
-                    throw new IllegalStateException("memory budget of " + options.budgetBytes() + " bytes cannot hold " +
-                        target.describe() + " (" + target.bytes + " bytes) next to the pinned and in-flight units (" +
-                        usedBytes + " bytes)");
-                }
                 return false;
             }
-            if (!demand && farthest <= distance(target))
+            if (!demand && farthest <= planner.distance(target.unit.layerOf(), target.unit.expert()))
             {
                 return false;
             }
             evict(victim);
-            if (victim.bytes == target.bytes)
+            if (victim.bytes() == target.bytes())
             {
                 return true; // its buffer is reused
             }
@@ -763,232 +583,39 @@ public final class StreamingWeightSource implements WeightSource
         return true;
     }
 
-    private boolean pooled(final long bytes)
-    {
-        final ArrayDeque<Arena> free = pool.get(bytes);
-        return free != null && !free.isEmpty();
-    }
-
-    /** Releases one pooled buffer to the system. Holds the lock. */
-    private boolean freeOnePooled()
-    {
-        for (final Map.Entry<Long, ArrayDeque<Arena>> e : pool.entrySet())
-        {
-            final Arena a = e.getValue().pollFirst();
-            if (a != null)
-            {
-                pooledBuffers.remove(a);
-                a.close();
-                usedBytes -= e.getKey();
-                return true;
-            }
-        }
-        return false;
-    }
-
-    /** Gives a unit's buffer back to the pool. Holds the lock. */
-    private void recycle(final Unit u)
-    {
-        pool.computeIfAbsent(u.bytes, k -> new ArrayDeque<>()).addLast(u.arena);
-        pooledBuffers.put(u.arena, u.buffer);
-        u.arena = null;
-        u.buffer = null;
-    }
-
-    private void evict(final Unit v)
+    /** Holds the lock. */
+    private void evict(final Slot v)
     {
         if (v.prefetched && !v.used)
         {
-            stats.wasted(v.bytes);
-            lookahead = Math.max(1, lookahead - 1);
+            stats.wasted(v.bytes());
+            planner.wasted();
         }
         v.layer = null;
         v.expertWeights = null;
-        recycle(v);
-        v.state = State.ABSENT;
+        pool.recycle(v.buffer);
+        v.buffer = null;
+        v.state = Slot.State.ABSENT;
     }
 
-    /** Allocates the unit's buffer and queues its fetch. Holds the lock. */
-    private void schedule(final Unit u, final boolean demand)
+    /** Gives the unit a buffer and queues its fetch. Holds the lock. */
+    private void schedule(final Slot s, final boolean demand)
     {
-        final ArrayDeque<Arena> free = pool.get(u.bytes);
-        final Arena reused = free == null ? null : free.pollFirst();
-        if (reused != null)
-        {
-            u.arena = reused;
-            u.buffer = pooledBuffers.remove(reused);
-        }
-        else
-        {
-            u.arena = Arena.ofShared();
-            u.buffer = u.arena.allocate(u.bytes, ALIGN);
-            usedBytes += u.bytes;
-        }
-        peakBytes = Math.max(peakBytes, usedBytes);
-        u.state = State.QUEUED;
-        u.demand = demand;
-        u.ready = new CompletableFuture<>();
-        u.retryUntil = System.nanoTime() + options.retryFor();
-        (demand ? demandQueue : prefetchQueue).addLast(u);
-        LockSupport.unpark(fetcher);
+        s.buffer = pool.take(s.bytes());
+        s.state = Slot.State.QUEUED;
+        s.demand = demand;
+        s.ready = new CompletableFuture<>();
+        s.retryUntil = System.nanoTime() + options.retryFor();
+        (demand ? queues.demand : queues.prefetch).addLast(s);
+        wakeFetcher();
     }
 
-    /** A request in flight: which unit, and which of its blocks. */
-    private record Request(Unit unit, long correlationId)
+    private void wakeFetcher()
     {
-    }
-
-    private void fetchLoop()
-    {
-        final List<Request> inflight = new ArrayList<>();
-        int idle = 0;
-        while (!closed)
+        final Thread t = fetcherRunner == null ? null : fetcherRunner.thread();
+        if (t != null)
         {
-            boolean progress = false;
-            Unit next;
-            synchronized (this)
-            {
-                next = demandQueue.pollFirst();
-                final Unit head = prefetchQueue.peekFirst();
-                if (next == null && head != null)
-                {
-                    final long inflightBytes = inflightBytes(inflight);
-                    if (inflightBytes == 0 || inflightBytes + head.bytes <= MAX_PREFETCH_INFLIGHT_BYTES)
-                    {
-                        next = prefetchQueue.pollFirst();
-                    }
-                }
-                if (next != null)
-                {
-                    next.state = State.FETCHING;
-                }
-            }
-            if (next != null)
-            {
-                progress = true;
-                submit(next, inflight);
-            }
-            progress |= cancelWrongGuesses(inflight);
-            final Unit hint;
-            synchronized (this)
-            {
-                hint = hintQueue.pollFirst();
-            }
-            if (hint != null)
-            {
-                progress = true;
-                sendHint(hint);
-            }
-            try
-            {
-                final BlockClient client = inflight.isEmpty() ? null : channel.client();
-                if (client != null && client.poll() > 0)
-                {
-                    progress = true;
-                }
-                for (int i = 0; i < inflight.size(); i++)
-                {
-                    final Request r = inflight.get(i);
-                    if (client != null && client.isDone(r.correlationId()))
-                    {
-                        inflight.remove(i--);
-                        progress = true;
-                        complete(r, client, inflight);
-                    }
-                }
-            }
-            catch (final IOException ex)
-            {
-                retryAll(inflight, ex);
-            }
-            if (progress)
-            {
-                idle = 0;
-            }
-            else if (inflight.isEmpty())
-            {
-                // nothing to wait for: sleep until schedule() or close() unparks this thread, so that an idle
-                // fetcher never takes a core from the forward pass
-                synchronized (this)
-                {
-                    if (!demandQueue.isEmpty() || !prefetchQueue.isEmpty() || !hintQueue.isEmpty() ||
-                        !cancelQueue.isEmpty())
-                    {
-                        continue;
-                    }
-                }
-                LockSupport.park(this);
-            }
-            else if (++idle > 200)
-            {
-                LockSupport.parkNanos(50_000);
-            }
-            else
-            {
-                Thread.onSpinWait();
-            }
-        }
-    }
-
-    /**
-     * Cancels the requests of guesses in flight that the router did not pick, unless they became needed since.
-     * On the fetcher, under the lock: once the client has forgotten a request, nothing more is written into the
-     * unit's buffer, so it can go back to the pool at once.
-     */
-    private boolean cancelWrongGuesses(final List<Request> inflight)
-    {
-        synchronized (this)
-        {
-            if (cancelQueue.isEmpty())
-            {
-                return false;
-            }
-            Unit u;
-            while ((u = cancelQueue.pollFirst()) != null)
-            {
-                if (u.state != State.FETCHING || u.demand || u.pins > 0)
-                {
-                    continue; // arrived meanwhile, or wanted after all
-                }
-                final BlockClient client = channel.current();
-                for (int i = 0; i < inflight.size(); i++)
-                {
-                    final Request r = inflight.get(i);
-                    if (r.unit() == u)
-                    {
-                        inflight.remove(i--);
-                        if (client != null)
-                        {
-                            client.cancel(r.correlationId());
-                        }
-                    }
-                }
-                recycle(u);
-                u.state = State.ABSENT;
-                u.ready.completeExceptionally(new java.util.concurrent.CancellationException("unused guess"));
-                stats.cancelled(true);
-            }
-            return true;
-        }
-    }
-
-    private void sendHint(final Unit u)
-    {
-        try
-        {
-            final BlockClient client = channel.client();
-            for (int from = 0; from < u.blocks.size(); from += BlockClient.MAX_BLOCKS_PER_REQUEST)
-            {
-                if (client.hint(model.pinned(), u.blocks.subList(from, Math.min(u.blocks.size(),
-                    from + BlockClient.MAX_BLOCKS_PER_REQUEST)), options.retryFor()))
-                {
-                    hintsSent++;
-                }
-            }
-        }
-        catch (final IOException ex)
-        {
-            // a hint is advice: a service that cannot take it now loses nothing
+            LockSupport.unpark(t);
         }
     }
 
@@ -998,194 +625,32 @@ public final class StreamingWeightSource implements WeightSource
      */
     public synchronized AccessTrace expertTrace()
     {
-        return expertUnits ? new AccessTrace(layers * experts, expertTrace.toIntArray()) : null;
+        return experts > 0 ? planner.expertTrace() : null;
     }
 
     /** Prefetch hints sent to the service. */
     public long hintsSent()
     {
-        return hintsSent;
-    }
-
-    private static long inflightBytes(final List<Request> inflight)
-    {
-        return inflight.stream().map(Request::unit).distinct().mapToLong(u -> u.bytes).sum();
-    }
-
-    private void submit(final Unit u, final List<Request> inflight)
-    {
-        try
-        {
-            final BlockClient client = channel.client();
-            for (int from = 0; from < u.blocks.size(); from += BlockClient.MAX_BLOCKS_PER_REQUEST)
-            {
-                final int to = Math.min(u.blocks.size(), from + BlockClient.MAX_BLOCKS_PER_REQUEST);
-                final long[] offsets = new long[to - from];
-                for (int i = from; i < to; i++)
-                {
-                    offsets[i - from] = u.blockOffsets.get(i);
-                }
-                inflight.add(new Request(u, client.submitInto(model.pinned(), u.blocks.subList(from, to), u.buffer,
-                    offsets, options.requestTimeout(), u.demand ? 0 : 1, Math.max(0, u.neededBy - System.nanoTime()))));
-            }
-        }
-        catch (final IOException ex)
-        {
-            inflight.removeIf(r -> r.unit() == u);
-            failOrRetry(u, ex);
-            channel.reset();
-        }
-    }
-
-    private void complete(final Request r, final BlockClient client, final List<Request> inflight)
-    {
-        final Unit u = r.unit();
-        try
-        {
-            client.await(r.correlationId());
-        }
-        catch (final BlockClient.FetchException ex)
-        {
-            inflight.removeIf(x -> x.unit() == u);
-            final Status s = ex.status();
-            if (s == null || s == Status.UNAVAILABLE || s == Status.BUSY)
-            {
-                channel.reset(); // the service may have restarted elsewhere: look its endpoints up again
-                retryAll(inflight, ex);
-                failOrRetry(u, ex);
-            }
-            else
-            {
-                fail(u, new IOException(u.describe() + " of " + model.pinned() + " cannot be fetched: " +
-                    ex.getMessage(), ex));
-            }
-            return;
-        }
-        for (final Request other : inflight)
-        {
-            if (other.unit() == u)
-            {
-                return; // more requests of this unit still to come
-            }
-        }
-        final MemorySegment buffer = u.buffer;
-        final WeightViews.Lookup lookup = name ->
-        {
-            final long[] span = u.tensorSpans.get(name);
-            if (span == null)
-            {
-                return null;
-            }
-            final Manifest.Tensor t = model.tensor(name);
-            return new WeightViews.Tensor(GgmlType.valueOf(t.type()), t.shape(), buffer.asSlice(span[0], span[1]));
-        };
-        try
-        {
-            if (u.expert >= 0)
-            {
-                final String[] n = WeightViews.expertTensorNames(u.layerOf);
-                final WeightViews.Tensor g = lookup.tensor(n[0]);
-                u.expertWeights = WeightViews.expert(config, u.layerOf, u.expert, g.type(), g.data(),
-                    lookup.tensor(n[1]).data(), lookup.tensor(n[2]).data());
-            }
-            else if (u.index == layers)
-            {
-                u.globals = WeightViews.globals(lookup, config);
-            }
-            else
-            {
-                u.layer = WeightViews.layer(lookup, config, u.index, !expertUnits);
-            }
-        }
-        catch (final RuntimeException ex)
-        {
-            fail(u, new IOException(u.describe() + " of " + model.pinned() + " is malformed: " + ex.getMessage(), ex));
-            return;
-        }
-        synchronized (this)
-        {
-            u.state = State.RESIDENT;
-        }
-        stats.fetched(u.bytes);
-        u.ready.complete(null);
-    }
-
-    private void retryAll(final List<Request> inflight, final Exception cause)
-    {
-        final List<Unit> again = inflight.stream().map(Request::unit).distinct().toList();
-        inflight.clear();
-        channel.reset();
-        for (final Unit u : again)
-        {
-            failOrRetry(u, cause);
-        }
-    }
-
-    /** Queues the unit again unless it has been retried for too long. */
-    private void failOrRetry(final Unit u, final Exception cause)
-    {
-        if (System.nanoTime() > u.retryUntil)
-        {
-            fail(u, new IOException("the parameter service did not deliver " + u.describe() + " of " +
-                model.pinned() + " within " + TimeUnit.NANOSECONDS.toSeconds(options.retryFor()) + " s: " +
-                cause.getMessage(), cause));
-            return;
-        }
-        LockSupport.parkNanos(50_000_000); // do not hammer a restarting service
-        synchronized (this)
-        {
-            u.state = State.QUEUED;
-            (u.demand ? demandQueue : prefetchQueue).addFirst(u);
-        }
-    }
-
-    private void fail(final Unit u, final IOException ex)
-    {
-        synchronized (this)
-        {
-            u.layer = null;
-            u.buffer = null;
-            if (u.arena != null)
-            {
-                u.arena.close();
-                u.arena = null;
-                usedBytes -= u.bytes;
-            }
-            u.state = State.ABSENT;
-        }
-        u.ready.completeExceptionally(ex);
+        return fetcher.hintsSent();
     }
 
     @Override
     public void close()
     {
-        closed = true;
-        LockSupport.unpark(fetcher);
-        try
-        {
-            fetcher.join(TimeUnit.SECONDS.toMillis(10));
-        }
-        catch (final InterruptedException ex)
-        {
-            Thread.currentThread().interrupt();
-        }
-        channel.close();
         synchronized (this)
         {
-            for (final Unit u : units)
+            closed = true;
+            notifyAll();
+        }
+        fetcherRunner.close(); // stops the agent; its onClose closes the connection
+        synchronized (this)
+        {
+            for (final Slot s : slots)
             {
-                if (u.arena != null)
-                {
-                    u.arena.close();
-                    u.arena = null;
-                    usedBytes -= u.bytes;
-                }
-                u.state = State.ABSENT;
+                s.buffer = null;
+                s.state = Slot.State.ABSENT;
             }
-            while (freeOnePooled())
-            {
-                // every pooled buffer back to the system
-            }
+            pool.close();
         }
     }
 }

@@ -1,5 +1,7 @@
 package dev.strata.compute.tokenizer;
 
+import org.agrona.collections.IntArrayList;
+
 import dev.strata.compute.gguf.GgufMetadata;
 
 import java.lang.System.Logger.Level;
@@ -92,37 +94,37 @@ final class BytePairTokenizer extends VocabTokenizer
     }
 
     @Override
-    void encodeFragments(final String text, final List<SpecialTokenSplitter.Fragment> fragments, final IntList out)
+    void encodeFragments(final String text, final List<SpecialTokenSplitter.Fragment> fragments, final IntArrayList out)
     {
         final StringBuilder word = new StringBuilder();
         for (final SpecialTokenSplitter.Fragment fragment : fragments)
         {
             if (!fragment.isText())
             {
-                out.add(fragment.token());
+                out.addInt(fragment.token());
                 continue;
             }
             final int[] cps = text.substring(fragment.start(), fragment.end()).codePoints().toArray();
-            final IntList lengths = preTokenizer.splitLengths(cps);
+            final IntArrayList lengths = preTokenizer.splitLengths(cps);
             int start = 0;
             for (int i = 0; i < lengths.size(); i++)
             {
                 word.setLength(0);
-                ByteLevel.encodeUtf8(cps, start, start + lengths.get(i), word);
+                ByteLevel.encodeUtf8(cps, start, start + lengths.getInt(i), word);
                 encodeWord(word.toString(), out);
-                start += lengths.get(i);
+                start += lengths.getInt(i);
             }
         }
     }
 
-    private void encodeWord(final String word, final IntList out)
+    private void encodeWord(final String word, final IntArrayList out)
     {
         if (ignoreMerges)
         {
             final int token = vocab.id(word);
             if (token >= 0)
             {
-                out.add(token);
+                out.addInt(token);
                 return;
             }
         }
@@ -172,12 +174,12 @@ final class BytePairTokenizer extends VocabTokenizer
         }
     }
 
-    private void emit(final String piece, final IntList out)
+    private void emit(final String piece, final IntArrayList out)
     {
         final int token = vocab.id(piece);
         if (token >= 0)
         {
-            out.add(token);
+            out.addInt(token);
             return;
         }
         // llama.cpp looks each UTF-8 byte up as a one-byte text: only ASCII bytes can be found
@@ -189,7 +191,7 @@ final class BytePairTokenizer extends VocabTokenizer
                 final int byteToken = vocab.id(String.valueOf(c));
                 if (byteToken >= 0)
                 {
-                    out.add(byteToken);
+                    out.addInt(byteToken);
                 }
             }
         }

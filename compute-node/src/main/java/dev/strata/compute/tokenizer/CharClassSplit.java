@@ -1,5 +1,7 @@
 package dev.strata.compute.tokenizer;
 
+import org.agrona.collections.IntArrayList;
+
 import java.util.function.IntPredicate;
 
 /**
@@ -38,7 +40,7 @@ final class CharClassSplit implements SplitRule
     }
 
     @Override
-    public void split(final int[] cps, final int from, final int to, final IntList lengths)
+    public void split(final int[] cps, final int from, final int to, final IntArrayList lengths)
     {
         int gapStart = from;
         int pos = from;
@@ -52,15 +54,15 @@ final class CharClassSplit implements SplitRule
             }
             if (pos > gapStart)
             {
-                lengths.add(pos - gapStart);
+                lengths.addInt(pos - gapStart);
             }
-            lengths.add(end - pos);
+            lengths.addInt(end - pos);
             pos = end;
             gapStart = end;
         }
         if (to > gapStart)
         {
-            lengths.add(to - gapStart);
+            lengths.addInt(to - gapStart);
         }
     }
 

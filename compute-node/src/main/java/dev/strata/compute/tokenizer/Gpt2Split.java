@@ -1,5 +1,7 @@
 package dev.strata.compute.tokenizer;
 
+import org.agrona.collections.IntArrayList;
+
 /**
  * The GPT-2 pre-tokenizer regex,
  * {@code 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+}, as a hand-written scanner
@@ -14,13 +16,13 @@ final class Gpt2Split implements SplitRule
     }
 
     @Override
-    public void split(final int[] cps, final int from, final int to, final IntList lengths)
+    public void split(final int[] cps, final int from, final int to, final IntArrayList lengths)
     {
         int pos = from;
         while (pos < to)
         {
             final int end = matchAt(cps, pos, to);
-            lengths.add(end - pos);
+            lengths.addInt(end - pos);
             pos = end;
         }
     }

@@ -1,5 +1,7 @@
 package dev.strata.compute.tokenizer;
 
+import org.agrona.collections.IntArrayList;
+
 /**
  * The Llama 3 / Qwen 2 pre-tokenizer regex, as a hand-written scanner with the same leftmost-alternative
  * semantics:
@@ -22,7 +24,7 @@ final class LlamaSplit implements SplitRule
     }
 
     @Override
-    public void split(final int[] cps, final int from, final int to, final IntList lengths)
+    public void split(final int[] cps, final int from, final int to, final IntArrayList lengths)
     {
         int pos = from;
         while (pos < to)
@@ -31,7 +33,7 @@ final class LlamaSplit implements SplitRule
             final int contraction = Contractions.match(cps, pos, to, true);
             if (contraction > 0)
             {
-                lengths.add(contraction);
+                lengths.addInt(contraction);
                 pos += contraction;
                 continue;
             }
@@ -45,7 +47,7 @@ final class LlamaSplit implements SplitRule
                 {
                     p++;
                 }
-                lengths.add(p - pos);
+                lengths.addInt(p - pos);
                 pos = p;
                 continue;
             }
@@ -58,7 +60,7 @@ final class LlamaSplit implements SplitRule
                 {
                     p++;
                 }
-                lengths.add(p - pos);
+                lengths.addInt(p - pos);
                 pos = p;
                 continue;
             }
@@ -76,7 +78,7 @@ final class LlamaSplit implements SplitRule
                 {
                     p++;
                 }
-                lengths.add(p - pos);
+                lengths.addInt(p - pos);
                 pos = p;
                 continue;
             }
@@ -92,7 +94,7 @@ final class LlamaSplit implements SplitRule
                 }
             }
             final int end = lastBreakEnd > 0 ? lastBreakEnd : Whitespace.runMatch(cps, pos, to);
-            lengths.add(end - pos);
+            lengths.addInt(end - pos);
             pos = end;
         }
     }

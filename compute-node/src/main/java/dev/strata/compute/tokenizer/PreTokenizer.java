@@ -1,5 +1,7 @@
 package dev.strata.compute.tokenizer;
 
+import org.agrona.collections.IntArrayList;
+
 import java.util.ArrayList;
 import java.util.List;
 
@@ -77,21 +79,21 @@ final class PreTokenizer
     }
 
     /** Lengths, in code points, of the words of {@code codePoints}. */
-    IntList splitLengths(final int[] codePoints)
+    IntArrayList splitLengths(final int[] codePoints)
     {
-        IntList lengths = new IntList();
+        IntArrayList lengths = new IntArrayList();
         if (codePoints.length == 0)
         {
             return lengths;
         }
-        lengths.add(codePoints.length);
+        lengths.addInt(codePoints.length);
         for (final SplitRule rule : rules)
         {
-            final IntList next = new IntList(lengths.size() * 2);
+            final IntArrayList next = new IntArrayList(lengths.size() * 2, IntArrayList.DEFAULT_NULL_VALUE);
             int start = 0;
             for (int i = 0; i < lengths.size(); i++)
             {
-                final int end = start + lengths.get(i);
+                final int end = start + lengths.getInt(i);
                 rule.split(codePoints, start, end, next);
                 start = end;
             }
@@ -104,13 +106,13 @@ final class PreTokenizer
     List<String> split(final String text)
     {
         final int[] cps = text.codePoints().toArray();
-        final IntList lengths = splitLengths(cps);
+        final IntArrayList lengths = splitLengths(cps);
         final List<String> words = new ArrayList<>(lengths.size());
         int start = 0;
         for (int i = 0; i < lengths.size(); i++)
         {
-            words.add(new String(cps, start, lengths.get(i)));
-            start += lengths.get(i);
+            words.add(new String(cps, start, lengths.getInt(i)));
+            start += lengths.getInt(i);
         }
         return words;
     }

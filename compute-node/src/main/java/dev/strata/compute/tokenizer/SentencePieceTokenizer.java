@@ -1,5 +1,7 @@
 package dev.strata.compute.tokenizer;
 
+import org.agrona.collections.IntArrayList;
+
 import dev.strata.compute.gguf.GgufMetadata;
 
 import java.nio.charset.StandardCharsets;
@@ -100,7 +102,7 @@ final class SentencePieceTokenizer extends VocabTokenizer
     }
 
     @Override
-    void encodeFragments(final String text, final List<SpecialTokenSplitter.Fragment> fragments, final IntList out)
+    void encodeFragments(final String text, final List<SpecialTokenSplitter.Fragment> fragments, final IntArrayList out)
     {
         boolean afterSpecial = true;
         for (final SpecialTokenSplitter.Fragment fragment : fragments)
@@ -113,13 +115,13 @@ final class SentencePieceTokenizer extends VocabTokenizer
             }
             else
             {
-                out.add(fragment.token());
+                out.addInt(fragment.token());
                 afterSpecial = true;
             }
         }
     }
 
-    private void tokenize(final String raw, final IntList out)
+    private void tokenize(final String raw, final IntArrayList out)
     {
         final String text = raw.replace(' ', SPACE_ESCAPE);
         final Symbols symbols = Symbols.ofCodePoints(text);
@@ -173,17 +175,17 @@ final class SentencePieceTokenizer extends VocabTokenizer
      * A finished piece is always a token or a single code point (merges only make tokens), so llama.cpp's
      * "resegment" of non-token merges never has work to do; a code point without a token becomes byte tokens.
      */
-    private void emit(final String piece, final IntList out)
+    private void emit(final String piece, final IntArrayList out)
     {
         final int token = vocab.id(piece);
         if (token >= 0)
         {
-            out.add(token);
+            out.addInt(token);
             return;
         }
         for (final byte b : piece.getBytes(StandardCharsets.UTF_8))
         {
-            out.add(byteToken(b & 0xFF));
+            out.addInt(byteToken(b & 0xFF));
         }
     }
 

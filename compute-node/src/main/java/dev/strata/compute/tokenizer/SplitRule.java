@@ -1,5 +1,7 @@
 package dev.strata.compute.tokenizer;
 
+import org.agrona.collections.IntArrayList;
+
 /**
  * One pre-tokenizer regex: splits a segment of code points into pieces that cover it completely, in order.
  * <p>
@@ -16,5 +18,5 @@ interface SplitRule
      * @param to         end (exclusive) of the segment.
      * @param lengths    receives one positive length per piece; they sum to {@code to - from}.
      */
-    void split(int[] codePoints, int from, int to, IntList lengths);
+    void split(int[] codePoints, int from, int to, IntArrayList lengths);
 }

@@ -1,5 +1,7 @@
 package dev.strata.compute.tokenizer;
 
+import org.agrona.collections.IntArrayList;
+
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
@@ -36,10 +38,10 @@ abstract class VocabTokenizer implements Tokenizer
     {
         Objects.requireNonNull(text, "text");
         final String clean = replaceLoneSurrogates(text);
-        final IntList out = new IntList(clean.length() / 3 + 4);
+        final IntArrayList out = new IntArrayList(clean.length() / 3 + 4, IntArrayList.DEFAULT_NULL_VALUE);
         if (addSpecial && addBos)
         {
-            out.add(require(specials.bos(), "BOS"));
+            out.addInt(require(specials.bos(), "BOS"));
         }
         if (!clean.isEmpty())
         {
@@ -47,13 +49,13 @@ abstract class VocabTokenizer implements Tokenizer
         }
         if (addSpecial && addEos)
         {
-            out.add(require(specials.eos(), "EOS"));
+            out.addInt(require(specials.eos(), "EOS"));
         }
-        return out.toArray();
+        return out.toIntArray();
     }
 
     /** Tokenizes the text fragments and appends the special-token fragments, in order. */
-    abstract void encodeFragments(String text, List<SpecialTokenSplitter.Fragment> fragments, IntList out);
+    abstract void encodeFragments(String text, List<SpecialTokenSplitter.Fragment> fragments, IntArrayList out);
 
     private static int require(final int token, final String what)
     {

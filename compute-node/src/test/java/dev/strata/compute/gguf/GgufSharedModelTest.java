@@ -15,14 +15,10 @@ class GgufSharedModelTest
     private static Path sharedModel(final String name)
     {
         final String configured = System.getProperty("strata.shared.models");
-        Path file = Path.of(configured != null ? configured : "/work/shared/models", name);
-        if (!Files.isRegularFile(file))
-        {
-            file = Path.of("/work/shared/models", name);
-        }
+        // surefire sets the property to <project>/../shared/models; from a module directory that is ../../shared
+        final Path file = (configured != null ? Path.of(configured) : Path.of("").toAbsolutePath().resolve("../../shared/models").normalize()).resolve(name);
         Assumptions.assumeTrue(Files.isRegularFile(file),
-            "skipped: shared model " + name + " is absent (looked in -Dstrata.shared.models=" + configured +
-                " and /work/shared/models)");
+            "skipped: shared model " + name + " is absent (looked in " + file + ")");
         return file;
     }
 

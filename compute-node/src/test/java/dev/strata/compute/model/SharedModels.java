@@ -5,9 +5,6 @@ import org.junit.jupiter.api.Assumptions;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Arrays;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 /** Locates {@code ../shared/models} for tests; tests that need it skip with a clear message when absent. */
 final class SharedModels
@@ -19,8 +16,8 @@ final class SharedModels
     static Path dir()
     {
         final String configured = System.getProperty("strata.shared.models");
-        final Path dir = configured != null ? Path.of(configured) : Path.of("/work/shared/models");
-        return Files.isDirectory(dir) ? dir : Path.of("/work/shared/models");
+        // surefire sets the property to <project>/../shared/models; from a module directory that is ../../shared
+        return configured != null ? Path.of(configured) : Path.of("").toAbsolutePath().resolve("../../shared/models").normalize();
     }
 
     static Path require(final String name)
@@ -34,13 +31,17 @@ final class SharedModels
     /** Reads an integer array field from a small JSON document. */
     static int[] intArray(final Path json, final String field) throws IOException
     {
-        final String text = Files.readString(json);
-        final Matcher m = Pattern.compile("\"" + Pattern.quote(field) + "\"\\s*:\\s*\\[([^\\]]*)\\]").matcher(text);
-        if (!m.find())
+        final com.fasterxml.jackson.databind.JsonNode array =
+            new com.fasterxml.jackson.databind.ObjectMapper().readTree(json.toFile()).get(field);
+        if (array == null || !array.isArray())
         {
-            throw new IllegalStateException("no field " + field + " in " + json);
+            throw new IllegalStateException("no array field " + field + " in " + json);
         }
-        return Arrays.stream(m.group(1).split(",")).map(String::trim).filter(s -> !s.isEmpty())
-            .mapToInt(Integer::parseInt).toArray();
+        final int[] values = new int[array.size()];
+        for (int i = 0; i < values.length; i++)
+        {
+            values[i] = array.get(i).intValue();
+        }
+        return values;
     }
 }

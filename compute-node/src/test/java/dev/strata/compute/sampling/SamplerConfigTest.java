@@ -42,10 +42,24 @@ class SamplerConfigTest
     }
 
     @Test
-    void boundaryValuesAreAccepted()
+    void boundaryValuesAreAcceptedAndKeptAsGiven()
     {
-        new SamplerConfig(0.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0L);
-        new SamplerConfig(100.0f, 1, Float.MIN_VALUE, 1.0f, 0.01f, 4096, -1L);
+        final SamplerConfig low = new SamplerConfig(0.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0L);
+        assertEquals(0.0f, low.temperature());
+        assertEquals(0, low.topK());
+        assertEquals(1.0f, low.topP());
+        assertEquals(0.0f, low.minP());
+        assertEquals(0, low.repeatLastN());
+        assertTrue(low.isGreedy(), "temperature 0 is greedy");
+        final SamplerConfig high = new SamplerConfig(100.0f, 1, Float.MIN_VALUE, 1.0f, 0.01f, 4096, -1L);
+        assertEquals(100.0f, high.temperature());
+        assertEquals(1, high.topK());
+        assertEquals(Float.MIN_VALUE, high.topP());
+        assertEquals(1.0f, high.minP());
+        assertEquals(0.01f, high.repeatPenalty());
+        assertEquals(4096, high.repeatLastN());
+        assertEquals(-1L, high.seed());
+        assertFalse(high.isGreedy());
     }
 
     @Test

@@ -14,7 +14,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * Locates the shared model files ({@code strata.shared.models}, set by surefire to {@code <root>/../shared/models},
- * falling back to {@code /work/shared/models}) and skips the calling test when one is absent.
+ * or {@code ../../shared/models} from a module directory without it) and skips the calling test when one is absent.
  */
 final class SharedModels
 {
@@ -32,8 +32,8 @@ final class SharedModels
 
     static Path dir()
     {
-        final Path configured = Path.of(System.getProperty("strata.shared.models", "/work/shared/models"));
-        return Files.isDirectory(configured) ? configured : Path.of("/work/shared/models");
+        final String configured = System.getProperty("strata.shared.models");
+        return configured != null ? Path.of(configured) : Path.of("").toAbsolutePath().resolve("../../shared/models").normalize();
     }
 
     /** The file, or the test is skipped with a message naming it. */

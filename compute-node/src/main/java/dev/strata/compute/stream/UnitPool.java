@@ -1,0 +1,135 @@
+package dev.strata.compute.stream;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.Iterator;
+import java.util.Map;
+
+/**
+ * The node's memory for weights: unit buffers within a byte budget, and buffers of evicted units kept for reuse,
+ * by size. A transformer's layers, and its experts, are all the same size, so an evicted layer's buffer is the
+ * next layer's: a fresh allocation is zero-filled and page-faulted in, which cost more than the transfer itself.
+ * Pooled buffers count in {@link #usedBytes()}, so the budget bounds what the node really holds; they are given
+ * back to the system, largest count first, when a buffer of another size needs the room.
+ * <p>
+ * This is not the tiering module's {@code MemoryTier}: that holds content-addressed blocks with their own
+ * eviction, while a unit is a buffer many blocks land in, evicted by the planner's distance. A node does not carry
+ * the tiering module (nor its RocksDB and S3 dependencies) at all.
+ * <p>
+ * Not thread-safe: the streaming source uses it under its lock.
+ */
+final class UnitPool implements AutoCloseable
+{
+    private final long budgetBytes;
+    private final Map<Long, ArrayDeque<MemorySegment>> free = new HashMap<>();
+    private final Map<MemorySegment, Arena> arenas = new IdentityHashMap<>();
+    private long usedBytes;
+    private long peakBytes;
+
+    UnitPool(final long budgetBytes)
+    {
+        if (budgetBytes <= 0)
+        {
+            throw new IllegalArgumentException("invalid budgetBytes=" + budgetBytes);
+        }
+        this.budgetBytes = budgetBytes;
+    }
+
+    long budgetBytes()
+    {
+        return budgetBytes;
+    }
+
+    /** Bytes of every buffer held: in use and pooled. */
+    long usedBytes()
+    {
+        return usedBytes;
+    }
+
+    /** The most bytes ever held at once. */
+    long peakBytes()
+    {
+        return peakBytes;
+    }
+
+    /** Whether a pooled buffer of exactly {@code bytes} is free (taking it does not grow what is held). */
+    boolean hasFree(final long bytes)
+    {
+        final ArrayDeque<MemorySegment> q = free.get(bytes);
+        return q != null && !q.isEmpty();
+    }
+
+    /** Whether a new buffer of {@code bytes} fits the budget next to what is held now. */
+    boolean fits(final long bytes)
+    {
+        return usedBytes + bytes <= budgetBytes;
+    }
+
+    /**
+     * A buffer of {@code bytes}: a pooled one if any, else a new allocation (the caller has made room; the
+     * budget is the caller's to keep, see {@link #fits}).
+     */
+    MemorySegment take(final long bytes)
+    {
+        final ArrayDeque<MemorySegment> q = free.get(bytes);
+        final MemorySegment pooled = q == null ? null : q.pollFirst();
+        if (pooled != null)
+        {
+            return pooled;
+        }
+        final Arena arena = Arena.ofShared();
+        final MemorySegment buffer = arena.allocate(bytes, UnitLayout.ALIGN);
+        arenas.put(buffer, arena);
+        usedBytes += bytes;
+        peakBytes = Math.max(peakBytes, usedBytes);
+        return buffer;
+    }
+
+    /** Keeps {@code buffer} for reuse (it still counts in the budget). */
+    void recycle(final MemorySegment buffer)
+    {
+        free.computeIfAbsent(buffer.byteSize(), k -> new ArrayDeque<>()).addLast(buffer);
+    }
+
+    /** Gives {@code buffer} back to the system. */
+    void release(final MemorySegment buffer)
+    {
+        final Arena arena = arenas.remove(buffer);
+        if (arena != null)
+        {
+            arena.close();
+            usedBytes -= buffer.byteSize();
+        }
+    }
+
+    /** Gives one pooled buffer back to the system; false when none is pooled. */
+    boolean releaseOnePooled()
+    {
+        for (final Iterator<ArrayDeque<MemorySegment>> it = free.values().iterator(); it.hasNext(); )
+        {
+            final MemorySegment b = it.next().pollFirst();
+            if (b != null)
+            {
+                release(b);
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Gives every buffer back to the system, pooled or not. */
+    @Override
+    public void close()
+    {
+        for (final Arena a : arenas.values())
+        {
+            a.close();
+        }
+        arenas.clear();
+        free.clear();
+        usedBytes = 0;
+    }
+}

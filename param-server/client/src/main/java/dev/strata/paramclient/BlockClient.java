@@ -1,0 +1,475 @@
+package dev.strata.paramclient;
+
+import dev.strata.transport.BlockId;
+import dev.strata.transport.sbe.BlockChunkDecoder;
+import dev.strata.transport.sbe.BlockRequestEncoder;
+import dev.strata.transport.sbe.MessageHeaderDecoder;
+import dev.strata.transport.sbe.MessageHeaderEncoder;
+import dev.strata.transport.sbe.Status;
+import io.aeron.FragmentAssembler;
+import io.aeron.Publication;
+import io.aeron.Subscription;
+import org.agrona.DirectBuffer;
+import org.agrona.concurrent.UnsafeBuffer;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.zip.CRC32C;
+
+/**
+ * Fetches blocks from the parameter service's block server: one request per call, chunks reassembled per block, each chunk's
+ * CRC32C and each block's SHA-256 checked, a bounded wait. Not thread-safe: one fetch at a time per client.
+ */
+public final class BlockClient
+{
+    /** A fetch that failed: the status says whether retrying can help. */
+    public static final class FetchException extends IOException
+    {
+        private final Status status;
+
+        public FetchException(final Status status, final String message)
+        {
+            super(message);
+            this.status = status;
+        }
+
+        /** {@code null} for a timeout. */
+        public Status status()
+        {
+            return status;
+        }
+    }
+
+    private final Publication requests;
+    private final Subscription responses;
+    private final String responseChannel;
+    private final int responseStreamId;
+    /**
+     * Response channels: the server publishes to the channel the client names, so these parameters set both ends.
+     * Large frames (fewer fragments to reassemble per 256 KiB chunk), and on UDP socket buffers and a receiver
+     * window of 4 MiB (the loopback's {@code rmem_max} here) so a 4 MiB block is not throttled by flow control.
+     */
+    static final String IPC_RESPONSE_CHANNEL = "aeron:ipc?mtu=65504";
+    static final String UDP_RESPONSE_PARAMS = "mtu=65504|so-rcvbuf=4m|so-sndbuf=4m|rcv-wnd=4m";
+
+    /** Blocks per request at most (the request must fit one Aeron message). */
+    public static final int MAX_BLOCKS_PER_REQUEST = 1000;
+
+    private final MessageHeaderEncoder headerEncoder = new MessageHeaderEncoder();
+    private final BlockRequestEncoder requestEncoder = new BlockRequestEncoder();
+    private final dev.strata.transport.sbe.CancelRequestEncoder cancelEncoder =
+        new dev.strata.transport.sbe.CancelRequestEncoder();
+    private final MessageHeaderDecoder headerDecoder = new MessageHeaderDecoder();
+    private final BlockChunkDecoder chunkDecoder = new BlockChunkDecoder();
+    private final UnsafeBuffer out = new UnsafeBuffer(ByteBuffer.allocateDirect(64 * 1024));
+    private final CRC32C crc = new CRC32C();
+    private long nextCorrelationId = new java.security.SecureRandom().nextLong() & 0x7fff_ffff_0000_0000L;
+
+    /** One request in flight. */
+    private static final class Inflight
+    {
+        final long correlationId;
+        final List<BlockId> ids;
+        final byte[][] blocks;
+        final long[] received;
+        final long deadline;
+        final MemorySegment dest;       // when set, blocks land here at offsets[i] (no per-block arrays)
+        final long[] offsets;
+        final UnsafeBuffer destBuffer;
+        int complete;
+        FetchException failure;
+
+        Inflight(final long correlationId, final List<BlockId> ids, final long deadline, final MemorySegment dest,
+            final long[] offsets)
+        {
+            this.correlationId = correlationId;
+            this.ids = ids;
+            this.blocks = dest == null ? new byte[ids.size()][] : null;
+            this.received = new long[ids.size()];
+            this.deadline = deadline;
+            this.dest = dest;
+            this.offsets = offsets;
+            this.destBuffer = dest == null ? null : new UnsafeBuffer(dest.address(), (int)dest.byteSize());
+        }
+
+        int count()
+        {
+            return ids.size();
+        }
+    }
+
+    private final org.agrona.collections.Long2ObjectHashMap<Inflight> inflight =
+        new org.agrona.collections.Long2ObjectHashMap<>();
+    private final FragmentAssembler assembler = new FragmentAssembler(this::onFragment);
+    private boolean verifyDigests = true;
+    private String token = "";
+
+    /**
+     * @param requests  publication to the server's request channel.
+     * @param responses this client's own subscription; the server answers on its channel and stream.
+     */
+    public BlockClient(final Publication requests, final Subscription responses)
+    {
+        this(requests, responses, responses.channel());
+    }
+
+    private BlockClient(final Publication requests, final Subscription responses, final String responseChannel)
+    {
+        this.requests = requests;
+        this.responses = responses;
+        this.responseChannel = responseChannel;
+        this.responseStreamId = responses.streamId();
+    }
+
+    /**
+     * Connects to a block server: over IPC when {@code requestChannel} is {@code aeron:ipc} (the transport must
+     * share the server's media driver), else over UDP with this client listening on a free port of
+     * {@code localHost}. Waits up to {@code timeoutNanos} for the request channel to connect.
+     */
+    public static BlockClient connect(final io.aeron.Aeron aeron, final String requestChannel, final int streamId,
+        final String localHost, final long timeoutNanos) throws FetchException
+    {
+        final boolean ipc = requestChannel.startsWith("aeron:ipc");
+        final int responseStream = ipc ? 0x4000_0000 | new java.security.SecureRandom().nextInt(0x3fff_ffff) : streamId + 1;
+        final Subscription responses = aeron.addSubscription(ipc ? IPC_RESPONSE_CHANNEL :
+            "aeron:udp?endpoint=" + localHost + ":0|" + UDP_RESPONSE_PARAMS, responseStream);
+        final Publication requests = aeron.addPublication(requestChannel, streamId);
+        final long deadline = System.nanoTime() + timeoutNanos;
+        String channel = ipc ? IPC_RESPONSE_CHANNEL : null;
+        while (channel == null || !requests.isConnected())
+        {
+            if (channel == null)
+            {
+                channel = responses.tryResolveChannelEndpointPort();
+            }
+            if (System.nanoTime() > deadline)
+            {
+                requests.close();
+                responses.close();
+                throw new FetchException(null, "no block server answered on " + requestChannel + " stream " + streamId);
+            }
+            Thread.onSpinWait();
+        }
+        return new BlockClient(requests, responses, channel);
+    }
+
+    /** Closes the publication and subscription. */
+    public void close()
+    {
+        requests.close();
+        responses.close();
+    }
+
+    /** Fetches blocks as demand (served before any prefetch). */
+    public List<MemorySegment> fetch(final String modelVersion, final List<BlockId> ids, final long timeoutNanos)
+        throws FetchException
+    {
+        return fetch(modelVersion, ids, timeoutNanos, 0);
+    }
+
+    /** Tells the server which blocks of a version are needed soon, so it promotes them toward memory. No reply. */
+    public boolean hint(final String modelVersion, final List<BlockId> ids, final long timeoutNanos)
+    {
+        final dev.strata.transport.sbe.PrefetchHintEncoder hint = new dev.strata.transport.sbe.PrefetchHintEncoder();
+        hint.wrapAndApplyHeader(out, 0, headerEncoder).timeoutNanos(timeoutNanos);
+        final dev.strata.transport.sbe.PrefetchHintEncoder.BlocksEncoder group = hint.blocksCount(ids.size());
+        for (final BlockId id : ids)
+        {
+            group.next().putDigest(id.sha256(), 0, BlockId.DIGEST_BYTES).contentLength(id.length());
+        }
+        hint.modelVersion(modelVersion);
+        hint.token(token);
+        return requests.offer(out, 0, MessageHeaderEncoder.ENCODED_LENGTH + hint.encodedLength()) > 0;
+    }
+
+    /** Sends {@code token} with every request and hint: a service that protects reads requires its token. */
+    public BlockClient token(final String token)
+    {
+        this.token = token == null ? "" : token;
+        return this;
+    }
+
+    /**
+     * Whether {@link #await} re-hashes every block against its SHA-256 id (the default). Chunks are always checked
+     * with their CRC32C; turning this off trusts the server to serve what its id says (it verifies on upload).
+     */
+    public BlockClient verifyDigests(final boolean verify)
+    {
+        this.verifyDigests = verify;
+        return this;
+    }
+
+    /**
+     * Fetches blocks and waits for them.
+     *
+     * @param modelVersion the pinned version the blocks belong to ({@code model@number}).
+     * @param ids          blocks to fetch (at most {@link #MAX_BLOCKS_PER_REQUEST} per call).
+     * @param timeoutNanos how long to wait for all of them.
+     * @param priority     0 for demand, higher for prefetch.
+     * @return the blocks' contents, in order, verified.
+     */
+    public List<MemorySegment> fetch(final String modelVersion, final List<BlockId> ids, final long timeoutNanos,
+        final int priority) throws FetchException
+    {
+        return await(submit(modelVersion, ids, timeoutNanos, priority));
+    }
+
+    /**
+     * Sends a request without waiting: several can be in flight; {@link #await} collects each. Every submitted
+     * request must be awaited (or it stays in memory until its deadline has passed and it is awaited).
+     *
+     * @return the request's correlation id.
+     */
+    public long submit(final String modelVersion, final List<BlockId> ids, final long timeoutNanos, final int priority)
+        throws FetchException
+    {
+        return submit(modelVersion, ids, timeoutNanos, priority, -1, null, null);
+    }
+
+    /**
+     * Like {@link #submit(String, List, long, int)}, but the blocks are written straight into {@code dest} (a
+     * native segment of at most 2 GiB), block {@code i} at {@code offsets[i]}: the payload is copied once, from the
+     * Aeron buffer to its final place. {@link #await} then returns slices of {@code dest}.
+     */
+    public long submitInto(final String modelVersion, final List<BlockId> ids, final MemorySegment dest,
+        final long[] offsets, final long timeoutNanos, final int priority) throws FetchException
+    {
+        return submitInto(modelVersion, ids, dest, offsets, timeoutNanos, priority, -1);
+    }
+
+    /**
+     * Like {@link #submitInto(String, List, MemorySegment, long[], long, int)}, for a prefetch that will be needed
+     * in {@code neededInNanos} (negative: not known): the server serves prefetches earliest needed first.
+     */
+    public long submitInto(final String modelVersion, final List<BlockId> ids, final MemorySegment dest,
+        final long[] offsets, final long timeoutNanos, final int priority, final long neededInNanos)
+        throws FetchException
+    {
+        if (!dest.isNative() || dest.byteSize() > Integer.MAX_VALUE || offsets.length != ids.size())
+        {
+            throw new IllegalArgumentException("dest must be a native segment of at most 2 GiB, with one offset per block");
+        }
+        for (int i = 0; i < offsets.length; i++)
+        {
+            if (offsets[i] < 0 || offsets[i] + ids.get(i).length() > dest.byteSize())
+            {
+                throw new IllegalArgumentException("block " + i + " does not fit dest at offset " + offsets[i]);
+            }
+        }
+        return submit(modelVersion, ids, timeoutNanos, priority, neededInNanos, dest, offsets);
+    }
+
+    /**
+     * Gives up a request in flight: the server is told to drop what it has not sent yet (a prefetch that turned
+     * out useless no longer takes the link, nor the CPU of both ends), and chunks still arriving for it are
+     * ignored, so its destination may be reused as soon as this returns. Telling the server is best effort: if
+     * the request channel is full, the server sends the rest and this client drops it.
+     *
+     * @return whether the request was in flight.
+     */
+    public boolean cancel(final long correlationId)
+    {
+        if (inflight.remove(correlationId) == null)
+        {
+            return false;
+        }
+        cancelEncoder.wrapAndApplyHeader(out, 0, headerEncoder).correlationId(correlationId)
+            .responseStreamId(responseStreamId);
+        cancelEncoder.responseChannel(responseChannel);
+        cancelEncoder.token(token);
+        final int length = MessageHeaderEncoder.ENCODED_LENGTH + cancelEncoder.encodedLength();
+        for (int attempt = 0; attempt < 16 && requests.offer(out, 0, length) < 0; attempt++)
+        {
+            Thread.onSpinWait();
+        }
+        return true;
+    }
+
+    private long submit(final String modelVersion, final List<BlockId> ids, final long timeoutNanos, final int priority,
+        final long neededInNanos, final MemorySegment dest, final long[] offsets) throws FetchException
+    {
+        if (ids.isEmpty() || ids.size() > MAX_BLOCKS_PER_REQUEST)
+        {
+            throw new IllegalArgumentException("fetch 1.." + MAX_BLOCKS_PER_REQUEST + " blocks per request, not " +
+                ids.size());
+        }
+        final long deadline = System.nanoTime() + timeoutNanos;
+        final long correlationId = nextCorrelationId++;
+        requestEncoder.wrapAndApplyHeader(out, 0, headerEncoder).correlationId(correlationId)
+            .timeoutNanos(timeoutNanos).priority((short)priority).responseStreamId(responseStreamId)
+            .neededInNanos(priority == 0 ? 0 : neededInNanos);
+        final BlockRequestEncoder.BlocksEncoder group = requestEncoder.blocksCount(ids.size());
+        for (final BlockId id : ids)
+        {
+            group.next().putDigest(id.sha256(), 0, BlockId.DIGEST_BYTES).contentLength(id.length());
+        }
+        requestEncoder.modelVersion(modelVersion);
+        requestEncoder.responseChannel(responseChannel);
+        requestEncoder.token(token);
+        final int length = MessageHeaderEncoder.ENCODED_LENGTH + requestEncoder.encodedLength();
+        long result;
+        while ((result = requests.offer(out, 0, length)) < 0)
+        {
+            if (result == Publication.CLOSED || System.nanoTime() > deadline)
+            {
+                throw new FetchException(null, "could not send the request: " +
+                    (result == Publication.NOT_CONNECTED ? "no block server connected" : "back-pressured until the deadline"));
+            }
+            responses.poll(assembler, 64); // keep draining answers while the request channel is full
+        }
+        inflight.put(correlationId, new Inflight(correlationId, List.copyOf(ids), deadline, dest, offsets));
+        return correlationId;
+    }
+
+    /** Waits for a submitted request (others in flight progress meanwhile); returns its blocks, in order. */
+    public List<MemorySegment> await(final long correlationId) throws FetchException
+    {
+        final Inflight f = inflight.get(correlationId);
+        if (f == null)
+        {
+            throw new IllegalArgumentException("no request " + correlationId + " in flight");
+        }
+        int empty = 0;
+        try
+        {
+            while (f.complete < f.count() && f.failure == null)
+            {
+                if (System.nanoTime() > f.deadline)
+                {
+                    throw new FetchException(null, "timed out waiting for blocks of request " + correlationId +
+                        " (" + f.complete + " of " + f.count() + " complete)");
+                }
+                if (responses.poll(assembler, 256) == 0)
+                {
+                    // spin briefly, then yield: on a host where the server (or its media driver) shares the
+                    // cores, a client spinning flat out takes the CPU the answer needs
+                    if (++empty < 64)
+                    {
+                        Thread.onSpinWait();
+                    }
+                    else
+                    {
+                        Thread.yield();
+                    }
+                }
+                else
+                {
+                    empty = 0;
+                }
+            }
+            if (f.failure != null)
+            {
+                throw f.failure;
+            }
+            final List<MemorySegment> fetched = new java.util.ArrayList<>(f.count());
+            for (int i = 0; i < f.count(); i++)
+            {
+                final MemorySegment bytes = f.dest != null ? f.dest.asSlice(f.offsets[i], f.ids.get(i).length()) :
+                    MemorySegment.ofArray(f.blocks[i]);
+                if (verifyDigests && !f.ids.get(i).matches(bytes))
+                {
+                    throw new FetchException(Status.CORRUPT, "block " + f.ids.get(i) + " arrived with other content");
+                }
+                fetched.add(bytes);
+            }
+            return fetched;
+        }
+        finally
+        {
+            inflight.remove(correlationId);
+        }
+    }
+
+    /** Reads arrived answers without waiting; returns the fragments read. */
+    public int poll()
+    {
+        return responses.poll(assembler, 256);
+    }
+
+    /** Whether {@link #await} on this request would return (or throw) at once. */
+    public boolean isDone(final long correlationId)
+    {
+        final Inflight f = inflight.get(correlationId);
+        return f == null || f.failure != null || f.complete == f.count() || System.nanoTime() > f.deadline;
+    }
+
+    private void onFragment(final DirectBuffer buffer, final int offset, final int length,
+        final io.aeron.logbuffer.Header header)
+    {
+        headerDecoder.wrap(buffer, offset);
+        if (headerDecoder.schemaId() != BlockChunkDecoder.SCHEMA_ID ||
+            headerDecoder.templateId() != BlockChunkDecoder.TEMPLATE_ID)
+        {
+            return;
+        }
+        chunkDecoder.wrapAndApplyHeader(buffer, offset, headerDecoder);
+        final Inflight f = inflight.get(chunkDecoder.correlationId());
+        if (f == null || f.failure != null)
+        {
+            return; // a late answer to a request given up on
+        }
+        final int index = chunkDecoder.blockIndex();
+        final Status status = chunkDecoder.status();
+        if (index >= f.count())
+        {
+            f.failure = new FetchException(Status.UNAVAILABLE, "chunk for block #" + index + " of a " +
+                f.count() + "-block request");
+            return;
+        }
+        if (status == Status.UNAUTHORIZED)
+        {
+            f.failure = new FetchException(status, "the block service refused request " + f.correlationId + ": it " +
+                "protects reads and the request did not carry its token");
+            return;
+        }
+        if (status != Status.OK)
+        {
+            f.failure = new FetchException(status, "block " + f.ids.get(index) + " (#" + index + " of request " +
+                f.correlationId + "): " + status);
+            return;
+        }
+        final long total = chunkDecoder.totalLength();
+        final long chunkOffset = chunkDecoder.chunkOffset();
+        final long expectedCrc = chunkDecoder.crc32c();
+        final int n = chunkDecoder.payloadLength();
+        if (total != f.ids.get(index).length())
+        {
+            f.failure = new FetchException(Status.CORRUPT, "block #" + index + " announced " + total + " bytes, not " +
+                f.ids.get(index).length());
+            return;
+        }
+        if (chunkOffset < 0 || chunkOffset + n > total)
+        {
+            f.failure = new FetchException(Status.CORRUPT, "malformed chunk for block #" + index);
+            return;
+        }
+        crc.reset();
+        if (f.dest != null)
+        {
+            final int at = (int)(f.offsets[index] + chunkOffset);
+            chunkDecoder.getPayload(f.destBuffer, at, n);
+            crc.update(f.dest.asSlice(at, n).asByteBuffer());
+        }
+        else
+        {
+            if (f.blocks[index] == null)
+            {
+                f.blocks[index] = new byte[(int)total];
+            }
+            chunkDecoder.getPayload(f.blocks[index], (int)chunkOffset, n);
+            crc.update(f.blocks[index], (int)chunkOffset, n);
+        }
+        if (crc.getValue() != expectedCrc)
+        {
+            f.failure = new FetchException(Status.CORRUPT, "chunk checksum mismatch in block #" + index);
+            return;
+        }
+        f.received[index] += n;
+        if (f.received[index] == total)
+        {
+            f.complete++;
+        }
+    }
+}

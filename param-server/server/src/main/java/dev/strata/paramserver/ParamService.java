@@ -1,0 +1,692 @@
+package dev.strata.paramserver;
+
+import dev.strata.paramclient.ServiceInfo;
+import dev.strata.paramclient.Manifest;
+
+import dev.strata.transport.BlockId;
+import dev.strata.tiering.BlockIndex;
+import dev.strata.tiering.DirectoryObjectTier;
+import dev.strata.tiering.EvictionPolicy;
+import dev.strata.tiering.MemoryTier;
+import dev.strata.tiering.RocksDbTier;
+import dev.strata.tiering.Tier;
+import dev.strata.tiering.TieredBlockStore;
+import dev.strata.transport.Transport;
+import dev.strata.transport.TransportContext;
+import io.aeron.Subscription;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import org.agrona.concurrent.AgentRunner;
+import org.agrona.concurrent.BackoffIdleStrategy;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.channels.OverlappingFileLockException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The parameter service in one process: a {@link TieredBlockStore} (memory, RocksDB, object directory) under a
+ * data directory, the {@link ModelRegistry} persisted by its {@link RegistryLog}, manifests as immutable files
+ * named by their SHA-256, a {@link BlockServer} on Aeron (IPC and UDP) and the HTTP admin API.
+ * <p>
+ * Commit is atomic: a version becomes visible only when its manifest is durable and every block it names is
+ * durable in the object tier (blocks are verified against their id when uploaded), and the registry's commit
+ * record is forced to disk last. A crash before that leaves an invisible uploading version that a re-run of the
+ * same upload resumes. Blocks are never deleted with a version (other versions may share them).
+ */
+public final class ParamService implements AutoCloseable
+{
+    /** Aeron stream the block server listens on (IPC and UDP). */
+    public static final int REQUEST_STREAM = 1001;
+    public static final long MAX_BLOCK_BYTES = 64L << 20;
+
+    /** An S3-compatible object store for the object tier, instead of the directory under the data directory. */
+    public record S3(java.net.URI endpoint, String region, String bucket, String prefix, String accessKey,
+        String secretKey)
+    {
+        @Override
+        public String toString()
+        {
+            return endpoint + "/" + bucket + "/" + (prefix == null ? "" : prefix); // never the secret
+        }
+    }
+
+    /**
+     * Every setting of a service, with defaults, checked once by {@link #conclude()}. A process that runs several
+     * roles shares one Aeron client and one meter registry among them: pass them here and the service uses them
+     * without owning them (it opens, and then closes, its own only when none is given).
+     */
+    public static final class Context
+    {
+        private Path dataDir;
+        private int adminPort;
+        private String token;
+        private boolean protectReads;
+        private long memoryBudgetBytes = 1L << 30;
+        private long ssdBudgetBytes = 16L << 30;
+        private String udpEndpoint = "localhost:0";
+        private S3 s3;
+        private long linkBytesPerSecond;
+        private Transport transport;
+        private PrometheusMeterRegistry meterRegistry;
+        private boolean concluded;
+
+        /** The data directory (required): lock, SSD tier, objects, index, manifests, registry log. */
+        public Context dataDir(final Path dir)
+        {
+            this.dataDir = dir;
+            return this;
+        }
+
+        /** The admin API's port; 0 (the default) picks a free one. */
+        public Context adminPort(final int port)
+        {
+            this.adminPort = port;
+            return this;
+        }
+
+        /** The bearer token mutations need; null (the default) is an open service, for tests and development. */
+        public Context token(final String t)
+        {
+            this.token = t;
+            return this;
+        }
+
+        /** Require the token for weight reads too (manifests, blocks over HTTP and Aeron, hints). */
+        public Context protectReads(final boolean protect)
+        {
+            this.protectReads = protect;
+            return this;
+        }
+
+        /** The memory tier's budget (1 GiB by default). */
+        public Context memoryBudgetBytes(final long bytes)
+        {
+            this.memoryBudgetBytes = bytes;
+            return this;
+        }
+
+        /** The SSD tier's budget (16 GiB by default). */
+        public Context ssdBudgetBytes(final long bytes)
+        {
+            this.ssdBudgetBytes = bytes;
+            return this;
+        }
+
+        /** {@code host:port} of the block server's UDP endpoint ({@code localhost:0} by default). */
+        public Context udpEndpoint(final String endpoint)
+        {
+            this.udpEndpoint = endpoint;
+            return this;
+        }
+
+        /** An S3-compatible object tier instead of {@code dataDir/objects} (the default). */
+        public Context s3(final S3 store)
+        {
+            this.s3 = store;
+            return this;
+        }
+
+        /**
+         * Caps the block server's sends at this many bytes of payload per second (0, the default: no cap), to stand
+         * for a network link between node and service when both run on one host ({@code bench stream --link-gbps}).
+         */
+        public Context linkBytesPerSecond(final long bytesPerSecond)
+        {
+            this.linkBytesPerSecond = bytesPerSecond;
+            return this;
+        }
+
+        /** A transport shared with other roles of this process; by default the service launches its own. */
+        public Context transport(final Transport shared)
+        {
+            this.transport = shared;
+            return this;
+        }
+
+        /** A registry shared with other roles of this process; by default the service has its own. */
+        public Context meterRegistry(final PrometheusMeterRegistry shared)
+        {
+            this.meterRegistry = shared;
+            return this;
+        }
+
+        /**
+         * Validates every setting once.
+         *
+         * @throws IllegalArgumentException naming the first bad value.
+         */
+        public Context conclude()
+        {
+            if (concluded)
+            {
+                return this;
+            }
+            if (dataDir == null)
+            {
+                throw new IllegalArgumentException("invalid dataDir=null: the service needs a data directory");
+            }
+            if (adminPort < 0 || adminPort > 65_535)
+            {
+                throw new IllegalArgumentException("invalid adminPort=" + adminPort);
+            }
+            if (memoryBudgetBytes < MAX_BLOCK_BYTES)
+            {
+                throw new IllegalArgumentException("invalid memoryBudgetBytes=" + memoryBudgetBytes + " (at least " +
+                    MAX_BLOCK_BYTES + ", the largest block)");
+            }
+            if (ssdBudgetBytes < MAX_BLOCK_BYTES)
+            {
+                throw new IllegalArgumentException("invalid ssdBudgetBytes=" + ssdBudgetBytes + " (at least " +
+                    MAX_BLOCK_BYTES + ", the largest block)");
+            }
+            if (udpEndpoint == null || !udpEndpoint.contains(":"))
+            {
+                throw new IllegalArgumentException("invalid udpEndpoint=" + udpEndpoint + " (host:port)");
+            }
+            if (linkBytesPerSecond < 0)
+            {
+                throw new IllegalArgumentException("invalid linkBytesPerSecond=" + linkBytesPerSecond);
+            }
+            if (protectReads && (token == null || token.isEmpty()))
+            {
+                throw new IllegalArgumentException("invalid protectReads=true without a token");
+            }
+            concluded = true;
+            return this;
+        }
+    }
+
+    private final Context ctx;
+    private final FileChannel lockChannel;
+    private final FileLock lock;
+    private final PrometheusMeterRegistry metrics;
+    private final boolean ownsMetrics;
+    private final MemoryTier memory;
+    private final RocksDbTier ssd;
+    private final Tier object;
+    private final BlockIndex index;
+    private final TieredBlockStore store;
+    private final RegistryLog registryLog;
+    private final ManifestStore manifests;
+    /** The blocks of every visible version, a snapshot the block server reads without a lock. */
+    private final VersionCatalog catalog = new VersionCatalog();
+    /** Blocks of deleted versions not yet collected (an upload was in progress). Guarded by this. */
+    private final Set<BlockId> pendingGarbage = new HashSet<>();
+    private long blocksCollected;
+    private final Transport transport;
+    private final boolean ownsTransport;
+    private final BlockServer blockServer;
+    private final AgentRunner blockServerRunner;
+    private final ServiceInfo.Endpoints endpoints;
+    private final AdminServer admin;
+
+    /**
+     * Opens, in order, the data directory's lock, the tiers, the index and store, the registry log, the transport
+     * (unless shared), the block server's agent and the admin API. Each resource is added to {@code opened} as
+     * soon as it exists, so that {@link #launch} closes exactly what was opened when a later step fails.
+     */
+    private ParamService(final Context ctx, final List<AutoCloseable> opened) throws Exception
+    {
+        this.ctx = ctx;
+        Files.createDirectories(ctx.dataDir);
+        lockChannel = FileChannel.open(ctx.dataDir.resolve("lock"), StandardOpenOption.CREATE,
+            StandardOpenOption.WRITE);
+        opened.add(lockChannel);
+        FileLock l;
+        try
+        {
+            l = lockChannel.tryLock();
+        }
+        catch (final OverlappingFileLockException ex)
+        {
+            l = null;
+        }
+        if (l == null)
+        {
+            throw new IOException("data directory " + ctx.dataDir + " is in use by another parameter service");
+        }
+        lock = l;
+        opened.add(lock);
+        ownsMetrics = ctx.meterRegistry == null;
+        metrics = ownsMetrics ? new PrometheusMeterRegistry(PrometheusConfig.DEFAULT) : ctx.meterRegistry;
+        if (ownsMetrics)
+        {
+            opened.add(metrics::close);
+        }
+        memory = add(opened, new MemoryTier(ctx.memoryBudgetBytes, EvictionPolicy.costAware()));
+        ssd = add(opened, new RocksDbTier(ctx.dataDir.resolve("ssd"), ctx.ssdBudgetBytes));
+        final S3 s3 = ctx.s3;
+        object = add(opened, s3 == null ? new DirectoryObjectTier(ctx.dataDir.resolve("objects")) :
+            new dev.strata.tiering.S3ObjectTier(s3.endpoint(), s3.region(), s3.bucket(), s3.accessKey(),
+                s3.secretKey(), s3.prefix()));
+        index = add(opened, BlockIndex.open(ctx.dataDir.resolve("block-index.dat"), 4_000_000));
+        store = add(opened, TieredBlockStore.open(new TieredBlockStore.Context()
+            .memory(memory).ssd(ssd).object(object).index(index).maxBlockBytes(MAX_BLOCK_BYTES).prefetchThreads(2)
+            .meterRegistry(metrics)));
+        manifests = new ManifestStore(ctx.dataDir.resolve("manifests"));
+        registryLog = add(opened, new RegistryLog(ctx.dataDir.resolve("registry.log")));
+        synchronized (this)
+        {
+            publishCatalog();
+        }
+
+        ownsTransport = ctx.transport == null;
+        transport = ownsTransport ? add(opened, Transport.launch(new TransportContext())) : ctx.transport;
+        final Subscription ipc = add(opened, transport.subscription(TransportContext.IPC_CHANNEL, REQUEST_STREAM));
+        final Subscription udp = add(opened,
+            transport.subscription("aeron:udp?endpoint=" + ctx.udpEndpoint, REQUEST_STREAM));
+        final String udpChannel = resolveEndpoint(udp);
+        endpoints = new ServiceInfo.Endpoints(transport.context().aeronDirectory(), TransportContext.IPC_CHANNEL,
+            udpChannel, REQUEST_STREAM);
+        blockServer = new BlockServer(store, List.of(ipc, udp), transport.aeron(), catalog)
+            .requireToken(ctx.protectReads ? ctx.token : null).linkBytesPerSecond(ctx.linkBytesPerSecond);
+        blockServerRunner = add(opened, new AgentRunner(new BackoffIdleStrategy(), blockServer::onAgentError, null,
+            blockServer));
+        AgentRunner.startOnThread(blockServerRunner);
+
+        Gauge.builder("strata.blocks.served", blockServer, BlockServer::served).register(metrics);
+        Gauge.builder("strata.blocks.collected", this, ParamService::blocksCollected).register(metrics);
+        Gauge.builder("strata.blocks.served.bytes", blockServer, BlockServer::servedBytes).register(metrics);
+        Gauge.builder("strata.requests.rejected", blockServer, BlockServer::rejected).register(metrics);
+        Gauge.builder("strata.requests.dropped", blockServer, BlockServer::dropped).register(metrics);
+        Gauge.builder("strata.prefetch.hints", blockServer, BlockServer::hinted).register(metrics);
+        Gauge.builder("strata.agent.errors", blockServer, BlockServer::errors).register(metrics);
+        Gauge.builder("strata.models", this, s -> s.models().size()).register(metrics);
+
+        admin = add(opened, new AdminServer(this, ctx.adminPort, ctx.token, ctx.protectReads));
+    }
+
+    private static <T extends AutoCloseable> T add(final List<AutoCloseable> opened, final T resource)
+    {
+        opened.add(resource);
+        return resource;
+    }
+
+    /** The UDP endpoint's resolved address: the driver binds it asynchronously, so wait (bounded) for it. */
+    private static String resolveEndpoint(final Subscription udp) throws IOException
+    {
+        final long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+        String channel;
+        while ((channel = udp.tryResolveChannelEndpointPort()) == null)
+        {
+            if (System.nanoTime() > deadline)
+            {
+                throw new IOException("could not bind the UDP endpoint " + udp.channel());
+            }
+            Thread.onSpinWait();
+            Thread.yield();
+        }
+        return channel;
+    }
+
+    /**
+     * Opens the data directory (replaying the registry) and starts the block server and admin API. If any step
+     * fails, everything opened before it is closed, in reverse order, and the failure is rethrown.
+     */
+    public static ParamService launch(final Context context) throws Exception
+    {
+        context.conclude();
+        final List<AutoCloseable> opened = new ArrayList<>();
+        try
+        {
+            final ParamService service = new ParamService(context, opened);
+            service.opened = opened;
+            return service;
+        }
+        catch (final Exception | Error ex)
+        {
+            closeReversed(opened, ex);
+            throw ex;
+        }
+    }
+
+    /** What {@link #close} closes, in the order it was opened. */
+    private List<AutoCloseable> opened;
+
+    private static void closeReversed(final List<AutoCloseable> opened, final Throwable cause)
+    {
+        for (int i = opened.size() - 1; i >= 0; i--)
+        {
+            try
+            {
+                opened.get(i).close();
+            }
+            catch (final Exception ex)
+            {
+                if (cause != null)
+                {
+                    cause.addSuppressed(ex);
+                }
+            }
+        }
+    }
+
+    public Context context()
+    {
+        return ctx;
+    }
+
+    public int adminPort()
+    {
+        return admin.port();
+    }
+
+    public ServiceInfo.Endpoints endpoints()
+    {
+        return endpoints;
+    }
+
+    public PrometheusMeterRegistry metrics()
+    {
+        return metrics;
+    }
+
+    public TieredBlockStore store()
+    {
+        return store;
+    }
+
+    public BlockServer blockServer()
+    {
+        return blockServer;
+    }
+
+    // ---- blocks
+
+    /** The ids among {@code ids} whose blocks are not durable in the object tier. */
+    public List<BlockId> missing(final List<BlockId> ids) throws IOException
+    {
+        final List<BlockId> missing = new ArrayList<>();
+        for (final BlockId id : new LinkedHashSet<>(ids))
+        {
+            if (!object.contains(id))
+            {
+                missing.add(id);
+            }
+        }
+        return missing;
+    }
+
+    /**
+     * Stores an uploaded block, checked against its id (hashed once, by the store, before anything is written);
+     * durable in the object tier on return. A block already stored is not written (or hashed) again.
+     */
+    public boolean putBlock(final BlockId claimed, final byte[] bytes) throws IOException
+    {
+        if (object.contains(claimed))
+        {
+            return false;
+        }
+        store.put(claimed, MemorySegment.ofArray(bytes));
+        return true;
+    }
+
+    // ---- versions
+
+    /** Starts (or resumes, for the same manifest) an upload; returns the version and whether it resumed. */
+    public synchronized Map.Entry<ModelRegistry.Version, Boolean> beginUpload(final String model,
+        final String manifestDigest) throws IOException
+    {
+        final ModelRegistry.Version existing = registryLog.registry().uploading(ModelRegistry.checkName(model),
+            manifestDigest);
+        if (existing != null)
+        {
+            return Map.entry(existing, true);
+        }
+        return Map.entry(registryLog.execute(new RegistryCommand.CreateVersion(model, manifestDigest)), false);
+    }
+
+    /**
+     * Commits an uploaded version: the manifest must hash to the digest the upload began with, name this model,
+     * and every block it names must be durable in the object tier.
+     */
+    public synchronized ModelRegistry.Version commit(final String model, final int version, final byte[] encoded)
+        throws IOException
+    {
+        final String digest = BlockId.of(encoded).hex();
+        final Manifest manifest;
+        try
+        {
+            manifest = Manifest.decode(encoded);
+        }
+        catch (final IOException ex)
+        {
+            throw new IllegalArgumentException("malformed manifest: " + ex.getMessage(), ex);
+        }
+        if (!manifest.model().equals(model))
+        {
+            throw new IllegalArgumentException("the manifest is for model '" + manifest.model() + "', not '" + model +
+                "'");
+        }
+        final List<BlockId> missing = missing(manifest.allBlocks());
+        if (!missing.isEmpty())
+        {
+            throw new RegistryException(RegistryException.Kind.CONFLICT, "cannot commit " + model + "@" + version + ": " + missing.size() +
+                " blocks are not uploaded yet (first: " + missing.getFirst() + ")");
+        }
+        manifests.write(digest, encoded);
+        final ModelRegistry.Version committed = registryLog.execute(new RegistryCommand.Commit(model, version, digest));
+        publishCatalog();
+        collectGarbage(); // what a delete during this upload left
+        return committed;
+    }
+
+    public synchronized ModelRegistry.Version execute(final RegistryCommand command) throws IOException
+    {
+        final Manifest deleted = command instanceof RegistryCommand.Delete d ? committedManifest(d.model(), d.version())
+            : null;
+        final ModelRegistry.Version v = registryLog.execute(command);
+        publishCatalog();
+        if (command instanceof RegistryCommand.Delete)
+        {
+            if (deleted != null)
+            {
+                pendingGarbage.addAll(deleted.allBlocks());
+                collectGarbage();
+            }
+        }
+        return v;
+    }
+
+    /** The manifest of a committed (not uploading, not deleted) version, or null. */
+    private Manifest committedManifest(final String model, final int number) throws IOException
+    {
+        for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
+        {
+            if (v.number() == number && v.state() != VersionState.UPLOADING && v.state() != VersionState.DELETED)
+            {
+                return manifest(v);
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Deletes, from every tier, the blocks of deleted versions that no remaining version refers to. While an upload is
+     * in progress nothing is collected: it may count on a block it found stored and did not send. Holds the lock.
+     *
+     * @return blocks deleted.
+     */
+    private int collectGarbage() throws IOException
+    {
+        if (pendingGarbage.isEmpty())
+        {
+            return 0;
+        }
+        final Set<BlockId> live;
+        try
+        {
+            live = liveBlocks();
+        }
+        catch (final RegistryException uploading)
+        {
+            return 0; // collected after that upload commits
+        }
+        return (int)deleteUnused(pendingGarbage, live);
+    }
+
+    /**
+     * An operator's sweep: deletes every stored block (object, SSD and memory tiers) that no committed version refers
+     * to, such as blocks a delete left pending before a restart or blocks of a deleted upload. The tiers must belong
+     * to this service alone (an S3 prefix shared with another service would lose that service's blocks).
+     *
+     * @return {@code {stored, deleted}}: distinct blocks found in the tiers, and how many were deleted.
+     * @throws RegistryException while an upload is in progress: it may count on stored blocks no version names yet.
+     */
+    public synchronized long[] sweep() throws IOException
+    {
+        final Set<BlockId> live = liveBlocks();
+        final Set<BlockId> stored = new HashSet<>(object.ids());
+        stored.addAll(ssd.ids());
+        stored.addAll(memory.ids());
+        return new long[]{stored.size(), deleteUnused(stored, live)};
+    }
+
+    /**
+     * Deletes the {@code candidates} not in {@code live} from every tier; what was pending is settled either way.
+     * Holds the lock.
+     *
+     * @return blocks deleted.
+     */
+    private long deleteUnused(final Set<BlockId> candidates, final Set<BlockId> live) throws IOException
+    {
+        long deleted = 0;
+        for (final BlockId id : candidates)
+        {
+            if (!live.contains(id) && store.delete(id))
+            {
+                deleted++;
+            }
+        }
+        pendingGarbage.clear();
+        blocksCollected += deleted;
+        return deleted;
+    }
+
+    /**
+     * The blocks of every committed version. A manifest that cannot be read fails the whole call, so that nothing is
+     * collected on an incomplete picture. Holds the lock.
+     *
+     * @throws RegistryException while an upload is in progress: it may count on stored blocks no version names yet.
+     */
+    private Set<BlockId> liveBlocks() throws IOException
+    {
+        final Set<BlockId> live = new HashSet<>();
+        for (final String model : registryLog.registry().models())
+        {
+            for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
+            {
+                if (v.state() == VersionState.UPLOADING)
+                {
+                    throw new RegistryException(RegistryException.Kind.CONFLICT, "an upload is in progress (" + model + "@" + v.number() + "): " +
+                        "collect after it commits, or delete it");
+                }
+                if (v.state() != VersionState.DELETED)
+                {
+                    live.addAll(manifest(v).allBlocks());
+                }
+            }
+        }
+        return live;
+    }
+
+    /** Blocks deleted by garbage collection since start. */
+    public synchronized long blocksCollected()
+    {
+        return blocksCollected;
+    }
+
+    public synchronized ModelRegistry.Version resolve(final String model, final String versionOrLabel)
+    {
+        return registryLog.registry().resolve(model, versionOrLabel);
+    }
+
+    public synchronized List<ModelRegistry.Version> versions(final String model)
+    {
+        return registryLog.registry().versionsOf(model);
+    }
+
+    public synchronized List<String> models()
+    {
+        return registryLog.registry().models();
+    }
+
+    public synchronized Map<String, Long> leases(final String model, final int version)
+    {
+        return registryLog.registry().leasesOf(model, version, System.currentTimeMillis());
+    }
+
+    /** The manifest of a visible version. */
+    public Manifest manifest(final ModelRegistry.Version v) throws IOException
+    {
+        return manifests.manifest(v);
+    }
+
+    /** The binary manifest of a visible version, checked against its digest. */
+    public byte[] manifestBytes(final ModelRegistry.Version v) throws IOException
+    {
+        return manifests.read(v);
+    }
+
+    /** For the block server: the blocks of {@code model@number}, or null when it is not a visible version. */
+    Set<BlockId> blocksOf(final String modelVersion)
+    {
+        return catalog.blocksOf(modelVersion);
+    }
+
+    /** Republishes the catalog the block server reads. Holds the lock. */
+    private void publishCatalog() throws IOException
+    {
+        catalog.publish(registryLog.registry(), manifests);
+    }
+
+    /** Verification of one version: every block re-read and re-hashed in each tier, bad copies rewritten. */
+    public record VerifyReport(int blocks, int good, List<BlockId> lost, long repairsBefore, long repairsAfter)
+    {
+    }
+
+    public VerifyReport verify(final ModelRegistry.Version v) throws IOException
+    {
+        final long before = store.stats().repairs();
+        final Set<BlockId> unique = new LinkedHashSet<>(manifest(v).allBlocks());
+        final List<BlockId> lost = new ArrayList<>();
+        for (final BlockId id : unique)
+        {
+            if (!store.scrub(id))
+            {
+                lost.add(id);
+            }
+        }
+        return new VerifyReport(unique.size(), unique.size() - lost.size(), lost, before, store.stats().repairs());
+    }
+
+    /** Reads a block for the admin API (export). */
+    public byte[] readBlock(final BlockId id) throws IOException
+    {
+        try (TieredBlockStore.Pinned p = store.acquire(id))
+        {
+            return p.bytes().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+        }
+    }
+
+    /** Stops the admin API and block server and closes everything the service opened, in reverse order. */
+    @Override
+    public void close()
+    {
+        final List<AutoCloseable> all = opened;
+        opened = List.of();
+        closeReversed(all, null);
+    }
+}

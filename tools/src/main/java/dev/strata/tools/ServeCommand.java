@@ -23,18 +23,43 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 
 /**
- * {@code strata serve}: the OpenAI-compatible API over the engine, on a local GGUF file. Stops cleanly on Ctrl-C:
- * new requests get 503, the HTTP server stops, the engine ends what runs.
+ * {@code strata serve}: the OpenAI-compatible API over the engine. The default is the embedded stack in one JVM:
+ * a parameter service over {@code --data-dir} (a GGUF file given as the model is imported on first start,
+ * content-addressed, so a second start sends nothing), a compute node that streams the version's weights from it,
+ * and the router (the HTTP API, resolving names, labels, pins and the canary share per request). {@code --direct}
+ * serves a GGUF file straight from its mapping instead. Stops cleanly on Ctrl-C: new requests get 503, the HTTP
+ * server stops, the engines end what runs, the service closes its stores.
  */
-@Command(name = "serve", description = "Serve a GGUF model over an OpenAI-compatible HTTP API (/v1/completions, " +
-    "/v1/chat/completions, /v1/models; streaming with server-sent events).")
+@Command(name = "serve", description = "Serve models over an OpenAI-compatible HTTP API (/v1/completions, " +
+    "/v1/chat/completions, /v1/models; streaming with server-sent events), with an embedded parameter service " +
+    "(or --direct from a GGUF file).")
 final class ServeCommand implements Callable<Integer>
 {
     @Spec
     CommandSpec spec;
 
-    @Option(names = {"-m", "--model"}, required = true, description = "GGUF model file.")
-    Path model;
+    @Option(names = {"-m", "--model"}, required = true, description = "A GGUF file (imported into the parameter " +
+        "service as --served-name), or NAME, NAME:LABEL, NAME@VERSION of a model already there.")
+    String model;
+
+    @Option(names = "--direct", description = "Serve the GGUF file straight from its mapping, without a parameter " +
+        "service.")
+    boolean direct;
+
+    @Option(names = "--data-dir", description = "The parameter service's data (default: ~/.strata/data).")
+    Path dataDir;
+
+    @Option(names = "--admin-port", description = "The parameter service's admin API (default: --port + 1; " +
+        "strata model ... --server HOST:PORT works against it).")
+    Integer adminPort;
+
+    @Option(names = "--token", description = "Admin token (default: $STRATA_TOKEN, else one generated into the " +
+        "data directory, mode 0600).")
+    String token;
+
+    @Option(names = "--memory-budget", description = "Node memory for each served version's weights (default: " +
+        "the whole model).")
+    String memoryBudget;
 
     @Option(names = "--host", defaultValue = "127.0.0.1", description = "Interface to listen on (default: " +
         "${DEFAULT-VALUE}; 0.0.0.0 for all).")
@@ -85,11 +110,6 @@ final class ServeCommand implements Callable<Integer>
         {
             throw new IllegalArgumentException("--threads must be at least 1, got " + threads);
         }
-        final String name = servedName != null ? servedName : model.getFileName().toString().replaceFirst(
-            "(?i)\\.gguf$", "");
-        final Path file = model.toAbsolutePath();
-        final String version = "file:" + file + ":" + Files.size(file) + ":" +
-            Files.getLastModifiedTime(file).toMillis();
         final CountDownLatch stop = new CountDownLatch(1);
         final CountDownLatch closed = new CountDownLatch(1);
         // Ctrl-C: let the main thread close the server and the engine before the JVM goes
@@ -106,6 +126,16 @@ final class ServeCommand implements Callable<Integer>
             }
         }, "strata-serve-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
+        if (!direct)
+        {
+            return embedded(err, key, stop, closed);
+        }
+        final Path model = Path.of(this.model);
+        final String name = servedName != null ? servedName : model.getFileName().toString().replaceFirst(
+            "(?i)\\.gguf$", "");
+        final Path file = model.toAbsolutePath();
+        final String version = "file:" + file + ":" + Files.size(file) + ":" +
+            Files.getLastModifiedTime(file).toMillis();
         try (GgufWeightSource weights = new GgufWeightSource(GgufFile.open(model), true);
             ThreadPool pool = new ThreadPool(threads))
         {
@@ -138,6 +168,152 @@ final class ServeCommand implements Callable<Integer>
             closed.countDown();
         }
         return 0;
+    }
+
+    /** The parameter service, the node and the router in this JVM. */
+    private Integer embedded(final PrintWriter err, final String apiKeyValue, final CountDownLatch stop,
+        final CountDownLatch closed) throws Exception
+    {
+        final Path data = dataDir != null ? dataDir : Path.of(System.getProperty("user.home"), ".strata", "data");
+        Files.createDirectories(data);
+        final String adminToken = adminToken(data);
+        final int admin = adminPort != null ? adminPort : port == 0 ? 0 : port + 1;
+        final String node = "serve-" + ProcessHandle.current().pid();
+        try (dev.strata.paramserver.ParamService service = dev.strata.paramserver.ParamService.launch(
+                new dev.strata.paramserver.ParamService.Context().dataDir(data).adminPort(admin).token(adminToken));
+            ThreadPool pool = new ThreadPool(threads))
+        {
+            final dev.strata.paramclient.ParamClient client = new dev.strata.paramclient.ParamClient(
+                "127.0.0.1:" + service.adminPort(), adminToken);
+            final String ref = Files.isRegularFile(Path.of(model)) ? importFile(client, Path.of(model), err) : model;
+            final long budget = memoryBudget == null ? Long.MAX_VALUE / 4 : Sizes.parse(memoryBudget);
+            final KvBlockPool.KvType type = KvBlockPool.KvType.parse(kvType);
+            final long kv = Sizes.parse(kvMemory);
+            try (dev.strata.serve.ParamCatalog catalog = new dev.strata.serve.ParamCatalog(client, node,
+                    dev.strata.compute.stream.StreamingWeightSource.Options.defaults(budget), ctx -> ctx.pool(pool)
+                        .kvType(type).kvMemory(kv).maxBatchSize(maxBatch).maxPrefillTokens(maxPrefillTokens)
+                        .maxContext(context)))
+            {
+                final ModelCommand.Ref r = ModelCommand.Ref.parse(ref);
+                final ServedModel first = catalog.launch(r.model(), r.number(client));
+                try (OpenAiServer server = OpenAiServer.launch(new OpenAiServer.Context().host(host).port(port)
+                    .apiKey(apiKeyValue).catalog(catalog).registry(service.metrics())))
+                {
+                    err.printf("serving %s (requests name it %s, %s:LABEL or %s@VERSION) at http://%s:%d/v1%s%n" +
+                        "parameter service: admin http://127.0.0.1:%d (token in %s), data %s%n", first.id(),
+                        r.model(), r.model(), r.model(), host, server.port(), apiKeyValue != null ?
+                        " (API key required)" : "", service.adminPort(), token != null ? "--token" :
+                        System.getenv("STRATA_TOKEN") != null ? "$STRATA_TOKEN" : data.resolve(TOKEN_FILE), data);
+                    err.flush();
+                    stop.await();
+                    err.println("stopping");
+                    err.flush();
+                }
+            }
+        }
+        finally
+        {
+            closed.countDown();
+        }
+        return 0;
+    }
+
+    static final String TOKEN_FILE = "admin-token";
+
+    /** --token, $STRATA_TOKEN, or the data directory's token file (created, mode 0600, on first start). */
+    private String adminToken(final Path data) throws java.io.IOException
+    {
+        if (token != null)
+        {
+            return token;
+        }
+        if (System.getenv("STRATA_TOKEN") != null)
+        {
+            return System.getenv("STRATA_TOKEN");
+        }
+        final Path file = data.resolve(TOKEN_FILE);
+        if (!Files.exists(file))
+        {
+            final byte[] random = new byte[24];
+            new java.security.SecureRandom().nextBytes(random);
+            final String t = java.util.HexFormat.of().formatHex(random);
+            Files.createFile(file, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+                java.nio.file.attribute.PosixFilePermissions.fromString("rw-------")));
+            Files.writeString(file, t + "\n");
+        }
+        return Files.readString(file).strip();
+    }
+
+    /**
+     * Imports a GGUF file as a version of --served-name (default: the file name) unless a committed version has
+     * the same manifest already; promotes it when the name has no stable version. Returns {@code NAME@VERSION}.
+     */
+    private String importFile(final dev.strata.paramclient.ParamClient client, final Path file, final PrintWriter err)
+        throws Exception
+    {
+        final String name = servedName != null ? servedName : file.getFileName().toString()
+            .replaceFirst("(?i)\\.gguf$", "").replaceAll("[^A-Za-z0-9._-]", "-");
+        try (GgufFile gguf = GgufFile.open(file))
+        {
+            final ModelImporter.Plan plan = ModelImporter.plan(gguf, name);
+            final byte[] manifest = plan.manifest().encode();
+            final String digest = dev.strata.transport.BlockId.of(manifest).hex();
+            java.util.List<dev.strata.paramclient.ServiceInfo.Version> versions = java.util.List.of();
+            try
+            {
+                versions = client.versions(name);
+            }
+            catch (final dev.strata.paramclient.ParamClient.ServiceException e)
+            {
+                if (e.status() != 404)
+                {
+                    throw e;
+                }
+            }
+            Integer version = null;
+            boolean hasStable = false;
+            for (final dev.strata.paramclient.ServiceInfo.Version v : versions)
+            {
+                hasStable |= v.state().equalsIgnoreCase("ACTIVE");
+                if (digest.equals(v.manifest()) && java.util.Set.of("COMMITTED", "ACTIVE", "CANARY")
+                    .contains(v.state().toUpperCase(java.util.Locale.ROOT)))
+                {
+                    version = v.version();
+                }
+            }
+            if (version == null)
+            {
+                final dev.strata.paramclient.ServiceInfo.UploadBegun begun = client.beginUpload(name, digest);
+                final ModelImporter.Result result = ModelImporter.upload(plan, new ModelImporter.BlockSink()
+                {
+                    @Override
+                    public java.util.List<dev.strata.transport.BlockId> missing(
+                        final java.util.List<dev.strata.transport.BlockId> ids) throws java.io.IOException
+                    {
+                        return client.missing(ids);
+                    }
+
+                    @Override
+                    public void put(final dev.strata.transport.BlockId id, final java.lang.foreign.MemorySegment bytes)
+                        throws java.io.IOException
+                    {
+                        client.putBlock(id, bytes.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+                    }
+                }, (a, b, c, d) -> { }, 4);
+                client.commit(name, begun.version(), manifest);
+                version = begun.version();
+                err.printf("imported %s as %s@%d (%s sent)%n", file, name, version, Sizes.format(result.bytesNew()));
+            }
+            else
+            {
+                err.printf("%s is already %s@%d: nothing sent%n", file, name, version);
+            }
+            if (!hasStable)
+            {
+                client.promote(name, version);
+            }
+            return name + "@" + version;
+        }
     }
 
     private static boolean isLoopback(final String host)

@@ -31,12 +31,13 @@ import java.util.logging.Logger;
  * The first request for a version launches it: the node pins it (a lease the service honours: the version cannot
  * be removed while it is served), streams its weights into a budget, and starts its engine on the process's
  * compute pool. Promote and rollback change what new requests resolve to at once; requests in flight keep the
- * version they started with. The registry's answers are cached for {@value #REFRESH_MILLIS} ms.
+ * version they started with. A name's labels are read again when older than the refresh interval.
  */
 public final class ParamCatalog implements ModelCatalog, AutoCloseable
 {
     private static final Logger LOG = Logger.getLogger(ParamCatalog.class.getName());
-    static final long REFRESH_MILLIS = 250;
+    /** Default of how long a name's labels, as last read, are used. */
+    public static final long REFRESH_MILLIS = 250;
 
     /** A launched version. */
     private record Launched(ServedModel served, RemoteModel remote, StreamingWeightSource weights,
@@ -55,17 +56,28 @@ public final class ParamCatalog implements ModelCatalog, AutoCloseable
     private final UnaryOperator<Engine.Context> engineSettings;
     private final Map<String, Launched> launched = new ConcurrentHashMap<>();
     private final Map<String, Labels> labels = new ConcurrentHashMap<>();
+    private final long refreshMillis;
     private volatile boolean closed;
+
+    /** As {@link #ParamCatalog(ParamClient, String, StreamingWeightSource.Options, UnaryOperator, long)} with labels
+     * read at most every {@value #REFRESH_MILLIS} ms. */
+    public ParamCatalog(final ParamClient admin, final String node, final StreamingWeightSource.Options weightOptions,
+        final UnaryOperator<Engine.Context> engineSettings)
+    {
+        this(admin, node, weightOptions, engineSettings, REFRESH_MILLIS);
+    }
 
     /**
      * @param admin          the service's admin API.
      * @param node           this node's name in leases.
      * @param weightOptions  how versions' weights stream (budget, prefetch, transport).
      * @param engineSettings fills an engine's context (pool, KV memory, limits) for a version.
+     * @param refreshMillis  how long a name's stable and canary labels, as last read, are used (0: every request).
      */
     public ParamCatalog(final ParamClient admin, final String node, final StreamingWeightSource.Options weightOptions,
-        final UnaryOperator<Engine.Context> engineSettings)
+        final UnaryOperator<Engine.Context> engineSettings, final long refreshMillis)
     {
+        this.refreshMillis = refreshMillis;
         this.admin = admin;
         this.node = node;
         this.weightOptions = weightOptions;
@@ -188,7 +200,7 @@ public final class ParamCatalog implements ModelCatalog, AutoCloseable
     {
         Labels l = labels.get(name);
         final long now = System.currentTimeMillis();
-        if (l == null || now - l.readAt() > REFRESH_MILLIS)
+        if (l == null || now - l.readAt() >= refreshMillis)
         {
             ServiceInfo.ModelSummary summary = null;
             for (final ServiceInfo.ModelSummary s : admin.models())

@@ -185,7 +185,7 @@ final class ServeCommand implements Callable<Integer>
         {
             final dev.strata.paramclient.ParamClient client = new dev.strata.paramclient.ParamClient(
                 "127.0.0.1:" + service.adminPort(), adminToken);
-            final String ref = Files.isRegularFile(Path.of(model)) ? importFile(client, Path.of(model), err) : model;
+            final String ref = Files.isRegularFile(Path.of(model)) ? importFile(client, Path.of(model), servedName, err) : model;
             final long budget = memoryBudget == null ? Long.MAX_VALUE / 4 : Sizes.parse(memoryBudget);
             final KvBlockPool.KvType type = KvBlockPool.KvType.parse(kvType);
             final long kv = Sizes.parse(kvMemory);
@@ -248,8 +248,8 @@ final class ServeCommand implements Callable<Integer>
      * Imports a GGUF file as a version of --served-name (default: the file name) unless a committed version has
      * the same manifest already; promotes it when the name has no stable version. Returns {@code NAME@VERSION}.
      */
-    private String importFile(final dev.strata.paramclient.ParamClient client, final Path file, final PrintWriter err)
-        throws Exception
+    static String importFile(final dev.strata.paramclient.ParamClient client, final Path file, final String servedName,
+        final PrintWriter err) throws Exception
     {
         final String name = servedName != null ? servedName : file.getFileName().toString()
             .replaceFirst("(?i)\\.gguf$", "").replaceAll("[^A-Za-z0-9._-]", "-");

@@ -46,6 +46,10 @@ final class ServeCommand implements Callable<Integer>
         "service.")
     boolean direct;
 
+    @Option(names = "--param-server", paramLabel = "HOST:PORT", description = "Use a running parameter service " +
+        "(strata param-server) instead of an embedded one: this process is then a node and the router.")
+    String paramServer;
+
     @Option(names = "--data-dir", description = "The parameter service's data (default: ~/.strata/data).")
     Path dataDir;
 
@@ -170,50 +174,77 @@ final class ServeCommand implements Callable<Integer>
         return 0;
     }
 
-    /** The parameter service, the node and the router in this JVM. */
+    /** The parameter service (unless --param-server names one), the node and the router in this JVM. */
     private Integer embedded(final PrintWriter err, final String apiKeyValue, final CountDownLatch stop,
         final CountDownLatch closed) throws Exception
     {
+        if (paramServer != null)
+        {
+            final String t = token != null ? token : System.getenv("STRATA_TOKEN");
+            try (ThreadPool pool = new ThreadPool(threads))
+            {
+                return route(err, apiKeyValue, stop, new dev.strata.paramclient.ParamClient(paramServer, t), pool,
+                    null, paramServer + " (token from " + (token != null ? "--token" : "$STRATA_TOKEN") + ")");
+            }
+            finally
+            {
+                closed.countDown();
+            }
+        }
         final Path data = dataDir != null ? dataDir : Path.of(System.getProperty("user.home"), ".strata", "data");
         Files.createDirectories(data);
         final String adminToken = adminToken(data);
         final int admin = adminPort != null ? adminPort : port == 0 ? 0 : port + 1;
-        final String node = "serve-" + ProcessHandle.current().pid();
         try (dev.strata.paramserver.ParamService service = dev.strata.paramserver.ParamService.launch(
                 new dev.strata.paramserver.ParamService.Context().dataDir(data).adminPort(admin).token(adminToken));
             ThreadPool pool = new ThreadPool(threads))
         {
             final dev.strata.paramclient.ParamClient client = new dev.strata.paramclient.ParamClient(
                 "127.0.0.1:" + service.adminPort(), adminToken);
-            final String ref = Files.isRegularFile(Path.of(model)) ? importFile(client, Path.of(model), servedName, err) : model;
-            final long budget = memoryBudget == null ? Long.MAX_VALUE / 4 : Sizes.parse(memoryBudget);
-            final KvBlockPool.KvType type = KvBlockPool.KvType.parse(kvType);
-            final long kv = Sizes.parse(kvMemory);
-            try (dev.strata.serve.ParamCatalog catalog = new dev.strata.serve.ParamCatalog(client, node,
-                    dev.strata.compute.stream.StreamingWeightSource.Options.defaults(budget), ctx -> ctx.pool(pool)
-                        .kvType(type).kvMemory(kv).maxBatchSize(maxBatch).maxPrefillTokens(maxPrefillTokens)
-                        .maxContext(context)))
-            {
-                final ModelCommand.Ref r = ModelCommand.Ref.parse(ref);
-                final ServedModel first = catalog.launch(r.model(), r.number(client));
-                try (OpenAiServer server = OpenAiServer.launch(new OpenAiServer.Context().host(host).port(port)
-                    .apiKey(apiKeyValue).catalog(catalog).registry(service.metrics())))
-                {
-                    err.printf("serving %s (requests name it %s, %s:LABEL or %s@VERSION) at http://%s:%d/v1%s%n" +
-                        "parameter service: admin http://127.0.0.1:%d (token in %s), data %s%n", first.id(),
-                        r.model(), r.model(), r.model(), host, server.port(), apiKeyValue != null ?
-                        " (API key required)" : "", service.adminPort(), token != null ? "--token" :
-                        System.getenv("STRATA_TOKEN") != null ? "$STRATA_TOKEN" : data.resolve(TOKEN_FILE), data);
-                    err.flush();
-                    stop.await();
-                    err.println("stopping");
-                    err.flush();
-                }
-            }
+            return route(err, apiKeyValue, stop, client, pool, service, "http://127.0.0.1:" + service.adminPort() +
+                " (token in " + (token != null ? "--token" : System.getenv("STRATA_TOKEN") != null ? "$STRATA_TOKEN" :
+                data.resolve(TOKEN_FILE)) + "), data " + data);
         }
         finally
         {
             closed.countDown();
+        }
+    }
+
+    /** The node and the router over a parameter service: imports a file model, launches it, serves until stopped. */
+    private Integer route(final PrintWriter err, final String apiKeyValue, final CountDownLatch stop,
+        final dev.strata.paramclient.ParamClient client, final ThreadPool pool,
+        final dev.strata.paramserver.ParamService service, final String where) throws Exception
+    {
+        final String ref = Files.isRegularFile(Path.of(model)) ? importFile(client, Path.of(model), servedName, err) :
+            model;
+        final long budget = memoryBudget == null ? Long.MAX_VALUE / 4 : Sizes.parse(memoryBudget);
+        final KvBlockPool.KvType type = KvBlockPool.KvType.parse(kvType);
+        final long kv = Sizes.parse(kvMemory);
+        final String node = "serve-" + ProcessHandle.current().pid();
+        try (dev.strata.serve.ParamCatalog catalog = new dev.strata.serve.ParamCatalog(client, node,
+                dev.strata.compute.stream.StreamingWeightSource.Options.defaults(budget), ctx -> ctx.pool(pool)
+                    .kvType(type).kvMemory(kv).maxBatchSize(maxBatch).maxPrefillTokens(maxPrefillTokens)
+                    .maxContext(context)))
+        {
+            final ModelCommand.Ref r = ModelCommand.Ref.parse(ref);
+            final ServedModel first = catalog.launch(r.model(), r.number(client));
+            final OpenAiServer.Context api = new OpenAiServer.Context().host(host).port(port).apiKey(apiKeyValue)
+                .catalog(catalog);
+            if (service != null)
+            {
+                api.registry(service.metrics());
+            }
+            try (OpenAiServer server = OpenAiServer.launch(api))
+            {
+                err.printf("serving %s (requests name it %s, %s:LABEL or %s@VERSION) at http://%s:%d/v1%s%n" +
+                    "parameter service: %s%n", first.id(), r.model(), r.model(), r.model(), host, server.port(),
+                    apiKeyValue != null ? " (API key required)" : "", where);
+                err.flush();
+                stop.await();
+                err.println("stopping");
+                err.flush();
+            }
         }
         return 0;
     }

@@ -115,6 +115,8 @@ public final class StreamingWeightSource implements WeightSource
     /** Expert units each caller pinned, per layer: key {@code callerId << 16 | layer}. */
     private final Map<Long, List<Slot>> pinnedExperts = new HashMap<>();
     private final AtomicLong expertGuesses = new AtomicLong();
+    private final AtomicLong fetcherErrors = new AtomicLong();
+    private static final System.Logger LOG = System.getLogger(StreamingWeightSource.class.getName());
     private boolean closed;
 
     public StreamingWeightSource(final RemoteModel model, final Options options, final PrefetchStats stats)
@@ -171,7 +173,7 @@ public final class StreamingWeightSource implements WeightSource
         // parks up to 1 ms when idle, and is unparked by every schedule(): an idle fetcher takes no core from the
         // forward pass, and a demand fetch does not wait for the park to end
         this.fetcherRunner = new AgentRunner(new BackoffIdleStrategy(100, 10, 1_000, 1_000_000),
-            ex -> { }, null, fetcher);
+            this::onFetcherError, null, fetcher);
         AgentRunner.startOnThread(fetcherRunner);
         try
         {
@@ -190,6 +192,19 @@ public final class StreamingWeightSource implements WeightSource
             close();
             throw ex;
         }
+    }
+
+    /** The fetcher's error handler: a failure of the agent itself (a bug), counted and logged, never silent. */
+    private void onFetcherError(final Throwable ex)
+    {
+        fetcherErrors.incrementAndGet();
+        LOG.log(System.Logger.Level.ERROR, "fetcher error for " + model.pinned(), ex);
+    }
+
+    /** Failures of the fetcher agent itself (not fetch failures, which go to the caller that waits). */
+    public long fetcherErrors()
+    {
+        return fetcherErrors.get();
     }
 
     /** Whether experts are fetched one by one (a mixture of experts cut at expert boundaries). */

@@ -21,6 +21,9 @@ import static dev.strata.compute.tensor.Vectors.VECTOR_OK;
  * per-panel accumulator (rows x tokens) across the column blocks. Dequantization costs once per batch, no horizontal
  * reductions are needed, and the activations stream once per panel rather than once per few rows.</li>
  * </ul>
+ * Where its {@link Kernels} have native kernels for the weight type, both go to them instead: the activations are
+ * quantized to int8 blocks once, then each thread's row ranges are one native call each ({@link NativeKernels}); a
+ * batch of tokens goes native only where the set has a batched kernel for the type.
  */
 public final class MatOps
 {

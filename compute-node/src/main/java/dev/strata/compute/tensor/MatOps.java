@@ -13,7 +13,9 @@ import static dev.strata.compute.tensor.Vectors.VECTOR_OK;
  * Matrix products of weights with activations, parallel over output rows.
  * <ul>
  * <li>{@link #matvec}: one token (decode); each row's stored bytes are read once and dotted with {@code x}.</li>
- * <li>{@link #matmul}: a batch of tokens (prefill) as a blocked matrix-matrix product. The activations are packed
+ * <li>{@link #matmul} of 2 to {@value #SMALL_BATCH_TOKENS} tokens (a batched decode step): dot products, 4 dequantized
+ * rows x 4 tokens per kernel call with k along the lanes ({@link #matmulDots}).</li>
+ * <li>{@link #matmul} of more tokens (prefill): a blocked matrix-matrix product. The activations are packed
  * once per product, transposed ({@code k}-major, tokens padded to whole vectors). Each thread takes panels of
  * {@value #PANEL_ROWS} weight rows and walks the columns in blocks of {@value #K_BLOCK}: the panel's block is
  * dequantized into a float scratch (64 KB, in L1/L2), then a register-blocked kernel of {@value #TILE_ROWS} rows x

@@ -8,9 +8,10 @@ import java.util.Arrays;
 /**
  * Attention of a batched step over keys and values in a {@link KvBlockPool}, sequence by sequence:
  * <ul>
- * <li>a segment of one to three rows (decode, a prompt's last rows) is one task per (segment, KV head) in a single
- * parallel loop over the whole step: the task reads that head's keys and values of the sequence from its blocks
- * into thread-local floats, then attends every query head of the group;</li>
+ * <li>a segment of one to three rows (decode, a prompt's last rows) is one task per segment in a single parallel
+ * loop over the whole step: the task reads the sequence's keys and values of the layer from its blocks into
+ * thread-local floats, a whole block's run of positions per read (contiguous in the block layout), then attends
+ * every query head;</li>
  * <li>a longer segment (a prompt chunk) first gathers the sequence's keys and values of the layer into one float
  * page, then runs the same attention code as a lone sequence ({@link Llama#attention}, blocked products for whole
  * tiles).</li>
@@ -25,7 +26,7 @@ final class PagedAttention
     private final Llama llama;
     private final ModelConfig c;
     private final Gathered gathered = new Gathered();
-    /** Per thread: one head's keys, its values (positions x headSize), and scores (positions). */
+    /** Per thread: a sequence's keys and values of a layer (positions x kvDim), and scores (positions). */
     private final ThreadLocal<float[][]> scratch = ThreadLocal.withInitial(() -> new float[3][0]);
     private int[] small = new int[0];
 
@@ -54,13 +55,12 @@ final class PagedAttention
         final ThreadPool threads = llama.pool();
         if (smallCount > 0)
         {
-            final int kvHeads = c.kvHeads();
             final int[] idx = small;
-            threads.parallelFor(smallCount * kvHeads, smallCount == 1 ? 1 : 4,
+            threads.parallelFor(smallCount, smallCount == 1 ? 1 : 4,
                 (start, end) -> {
                     for (int i = start; i < end; i++)
                     {
-                        attendHead(l, segs[idx[i / kvHeads]], i % kvHeads, q, att);
+                        attendSegment(l, segs[idx[i]], q, att);
                     }
                 });
         }
@@ -74,43 +74,47 @@ final class PagedAttention
         }
     }
 
-    /** The rows of {@code s} for the query heads of KV head {@code g}. */
-    private void attendHead(final int l, final ForwardBatch.Segment s, final int g, final float[] q, final float[] att)
+    /** Every query head of the rows of {@code s}, over its keys and values of layer {@code l}. */
+    private void attendSegment(final int l, final ForwardBatch.Segment s, final float[] q, final float[] att)
     {
         final int hs = c.headSize();
+        final int kvDim = c.kvDim();
         final int group = c.heads() / c.kvHeads();
         final int qDim = c.qDim();
         final int bt = pool.blockTokens();
         final int positions = s.endPos();
         final float scale = (float)(1.0 / Math.sqrt(hs));
         final float[][] tl = scratch.get();
-        if (tl[0].length < positions * hs)
+        if (tl[0].length < positions * kvDim)
         {
             final int cap = Math.max(positions, 256) * 2;
-            tl[0] = new float[cap * hs];
-            tl[1] = new float[cap * hs];
+            tl[0] = new float[cap * kvDim];
+            tl[1] = new float[cap * kvDim];
             tl[2] = new float[cap];
         }
         final float[] keys = tl[0];
         final float[] values = tl[1];
         final float[] scores = tl[2];
         final int[] table = s.blockTable();
-        for (int p = 0; p < positions; p++)
+        for (int p0 = 0; p0 < positions; p0 += bt)
         {
-            final int block = table[p / bt];
-            pool.read(block, l, 0, p % bt, g * hs, hs, keys, p * hs);
-            pool.read(block, l, 1, p % bt, g * hs, hs, values, p * hs);
+            final int n = Math.min(bt, positions - p0);
+            final int block = table[p0 / bt];
+            // slots of a block are contiguous: one read of n positions x kvDim
+            pool.read(block, l, 0, 0, 0, n * kvDim, keys, p0 * kvDim);
+            pool.read(block, l, 1, 0, 0, n * kvDim, values, p0 * kvDim);
         }
         for (int t = 0; t < s.rows(); t++)
         {
             final int pos = s.startPos() + t;
-            for (int h = g * group; h < (g + 1) * group; h++)
+            for (int h = 0; h < c.heads(); h++)
             {
                 final int qo = (s.row0() + t) * qDim + h * hs;
+                final int ko = (h / group) * hs;
                 float max = Float.NEGATIVE_INFINITY;
                 for (int p = 0; p <= pos; p++)
                 {
-                    final float score = MatOps.dot(q, qo, keys, p * hs, hs) * scale;
+                    final float score = MatOps.dot(q, qo, keys, p * kvDim + ko, hs) * scale;
                     scores[p] = score;
                     max = Math.max(max, score);
                 }
@@ -125,7 +129,7 @@ final class PagedAttention
                 Arrays.fill(att, qo, qo + hs, 0f);
                 for (int p = 0; p <= pos; p++)
                 {
-                    MatOps.axpy(scores[p] * inv, values, p * hs, att, qo, hs);
+                    MatOps.axpy(scores[p] * inv, values, p * kvDim + ko, att, qo, hs);
                 }
             }
         }

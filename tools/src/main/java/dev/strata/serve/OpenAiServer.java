@@ -481,14 +481,14 @@ public final class OpenAiServer implements AutoCloseable
                 final java.util.List<TokenEvent> tokens = p.topLogprobs() >= 0 ? tokenEvents(events) : null;
                 if (tokens != null)
                 {
-                    choice.set("logprobs", logprobs(tokens, tokenizer, chat));
+                    choice.set("logprobs", OpenAiJson.logprobs(tokens, tokenizer, chat));
                 }
                 else
                 {
                     choice.putNull("logprobs");
                 }
-                choice.put("finish_reason", finishReason(c));
-                usage(body.putObject("usage"), c);
+                choice.put("finish_reason", OpenAiJson.finishReason(c));
+                OpenAiJson.usage(body.putObject("usage"), c);
                 send(response, callback, 200, body);
             }
         }
@@ -522,7 +522,7 @@ public final class OpenAiServer implements AutoCloseable
         {
             if (chat)
             {
-                final ObjectNode first = chunk(id, created, model, true);
+                final ObjectNode first = OpenAiJson.chunk(id, created, model, true);
                 first.withArray("choices").addObject().put("index", 0).putNull("finish_reason").putNull("logprobs")
                     .putObject("delta").put("role", "assistant").put("content", "");
                 event(out, first);
@@ -536,7 +536,7 @@ public final class OpenAiServer implements AutoCloseable
                     {
                         continue;
                     }
-                    final ObjectNode c = chunk(id, created, model, chat);
+                    final ObjectNode c = OpenAiJson.chunk(id, created, model, chat);
                     final ObjectNode choice = c.withArray("choices").addObject().put("index", 0);
                     if (chat)
                     {
@@ -548,7 +548,7 @@ public final class OpenAiServer implements AutoCloseable
                     }
                     if (p.topLogprobs() >= 0)
                     {
-                        choice.set("logprobs", logprobs(java.util.List.of(t), tokenizer, chat));
+                        choice.set("logprobs", OpenAiJson.logprobs(java.util.List.of(t), tokenizer, chat));
                     }
                     else
                     {
@@ -571,7 +571,7 @@ public final class OpenAiServer implements AutoCloseable
                     }
                     else
                     {
-                        final ObjectNode c = chunk(id, created, model, chat);
+                        final ObjectNode c = OpenAiJson.chunk(id, created, model, chat);
                         final ObjectNode choice = c.withArray("choices").addObject().put("index", 0);
                         if (chat)
                         {
@@ -581,7 +581,7 @@ public final class OpenAiServer implements AutoCloseable
                         {
                             choice.put("text", "");
                         }
-                        choice.putNull("logprobs").put("finish_reason", finishReason(done));
+                        choice.putNull("logprobs").put("finish_reason", OpenAiJson.finishReason(done));
                         if (p.includeUsage())
                         {
                             c.putNull("usage");
@@ -589,9 +589,9 @@ public final class OpenAiServer implements AutoCloseable
                         event(out, c);
                         if (p.includeUsage())
                         {
-                            final ObjectNode u = chunk(id, created, model, chat);
+                            final ObjectNode u = OpenAiJson.chunk(id, created, model, chat);
                             u.putArray("choices");
-                            usage(u.putObject("usage"), done);
+                            OpenAiJson.usage(u.putObject("usage"), done);
                             event(out, u);
                         }
                     }
@@ -625,11 +625,6 @@ public final class OpenAiServer implements AutoCloseable
         }
     }
 
-    private static ObjectNode chunk(final String id, final long created, final ServedModel model, final boolean chat)
-    {
-        return JSON.createObjectNode().put("id", id).put("object", chat ? "chat.completion.chunk" : "text_completion")
-            .put("created", created).put("model", model.id());
-    }
 
     private static void event(final OutputStream out, final JsonNode node) throws IOException
     {
@@ -637,76 +632,10 @@ public final class OpenAiServer implements AutoCloseable
         out.flush();
     }
 
-    private static String finishReason(final Completion c)
-    {
-        return c.reason() == FinishReason.LENGTH ? "length" : "stop";
-    }
 
-    private static void usage(final ObjectNode u, final Completion c)
-    {
-        u.put("prompt_tokens", c.promptTokens()).put("completion_tokens", c.completionTokens())
-            .put("total_tokens", c.promptTokens() + c.completionTokens());
-        u.putObject("prompt_tokens_details").put("cached_tokens", c.cachedTokens());
-    }
 
-    /** OpenAI's logprobs objects: chat's {@code content} list, or the completions API's parallel arrays. */
-    private static ObjectNode logprobs(final java.util.List<TokenEvent> tokens, final Tokenizer tokenizer,
-        final boolean chat)
-    {
-        final ObjectNode lp = JSON.createObjectNode();
-        if (chat)
-        {
-            final ArrayNode content = lp.putArray("content");
-            for (final TokenEvent t : tokens)
-            {
-                final ObjectNode e = content.addObject();
-                piece(e, tokenizer, t.token()).put("logprob", t.logprob());
-                final ArrayNode top = e.putArray("top_logprobs");
-                for (int i = 0; i < t.topTokens().length; i++)
-                {
-                    piece(top.addObject(), tokenizer, t.topTokens()[i]).put("logprob", t.topLogprobs()[i]);
-                }
-            }
-        }
-        else
-        {
-            final ArrayNode toks = lp.putArray("tokens");
-            final ArrayNode lps = lp.putArray("token_logprobs");
-            final ArrayNode tops = lp.putArray("top_logprobs");
-            final ArrayNode offsets = lp.putArray("text_offset");
-            int offset = 0;
-            for (final TokenEvent t : tokens)
-            {
-                toks.add(pieceText(tokenizer, t.token()));
-                lps.add(t.logprob());
-                final ObjectNode top = tops.addObject();
-                for (int i = 0; i < t.topTokens().length; i++)
-                {
-                    top.put(pieceText(tokenizer, t.topTokens()[i]), t.topLogprobs()[i]);
-                }
-                offsets.add(offset);
-                offset += t.text().length();
-            }
-        }
-        return lp;
-    }
 
-    private static ObjectNode piece(final ObjectNode node, final Tokenizer tokenizer, final int token)
-    {
-        final byte[] bytes = tokenizer.tokenBytes(token);
-        node.put("token", new String(bytes, StandardCharsets.UTF_8));
-        final ArrayNode b = node.putArray("bytes");
-        for (final byte x : bytes)
-        {
-            b.add(x & 0xFF);
-        }
-        return node;
-    }
 
-    private static String pieceText(final Tokenizer tokenizer, final int token)
-    {
-        return new String(tokenizer.tokenBytes(token), StandardCharsets.UTF_8);
-    }
 
     private static void send(final Response response, final Callback callback, final int status, final JsonNode body)
         throws IOException

@@ -196,7 +196,7 @@ final class BatchBench implements Callable<Integer>
     static Run run(final Llama model, final KvBlockPool.KvType type, final int b, final int pp, final int tg)
     {
         final int bt = 16;
-        final long blockBytes = 2L * model.config().layers() * bt * model.config().kvDim() * type.bytes();
+        final long blockBytes = KvBlockPool.blockBytes(model.config(), type, bt);
         final int perSeq = (pp + tg + bt - 1) / bt;
         try (KvBlockPool pool = new KvBlockPool(model.config(), type, bt, blockBytes * perSeq * b))
         {
@@ -260,7 +260,7 @@ final class BatchBench implements Callable<Integer>
                 final float[][] logits = model.execute(new ForwardBatch(rows, segs), pool);
                 for (int s = 0; s < b; s++)
                 {
-                    rows[s] = argmax(logits[s]);
+                    rows[s] = RuntimeBench.argmax(logits[s]);
                 }
             }
             final long p2 = System.nanoTime();
@@ -303,18 +303,5 @@ final class BatchBench implements Callable<Integer>
                 String.join(" ", cmd));
         }
         return result;
-    }
-
-    private static int argmax(final float[] a)
-    {
-        int best = 0;
-        for (int i = 1; i < a.length; i++)
-        {
-            if (a[i] > a[best])
-            {
-                best = i;
-            }
-        }
-        return best;
     }
 }

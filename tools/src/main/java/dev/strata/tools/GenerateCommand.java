@@ -231,7 +231,7 @@ final class GenerateCommand implements Callable<Integer>
             weights.config().contextLength();
         final KvBlockPool.KvType type = KvBlockPool.KvType.parse(kvType);
         final int blockTokens = 16;
-        final long blockBytes = 2L * weights.config().layers() * blockTokens * weights.config().kvDim() * type.bytes();
+        final long blockBytes = KvBlockPool.blockBytes(weights.config(), type, blockTokens);
         final long kvBytes = kvMemory != null ? Sizes.parse(kvMemory) :
             blockBytes * ((Math.min(maxContext, ids.length + Math.max(1, maxTokens)) + blockTokens - 1) / blockTokens);
         if (maxTokens == 0)

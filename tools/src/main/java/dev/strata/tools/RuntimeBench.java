@@ -141,7 +141,7 @@ final class RuntimeBench implements Callable<Integer>
         return 0;
     }
 
-    private static int argmax(final float[] a)
+    static int argmax(final float[] a)
     {
         int best = 0;
         for (int i = 1; i < a.length; i++)

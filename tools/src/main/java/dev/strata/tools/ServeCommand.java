@@ -155,7 +155,7 @@ final class ServeCommand implements Callable<Integer>
                         System.currentTimeMillis() / 1000), List.of(model.getFileName().toString())))))
             {
                 err.printf("serving %s (context %d, KV pool %s in %d blocks) at http://%s:%d/v1 %s%n", name,
-                    engine.maxContext(), Sizes.format(engine.stats().kvBlocks() * engine.kvBlockBytes()),
+                    engine.maxContext(), Sizes.format(engine.stats().kvBlocks() * engine.stats().kvBlockBytes()),
                     engine.stats().kvBlocks(), host, server.port(), key != null ? "(API key required)" : "");
                 if (template.isFallback())
                 {

@@ -253,12 +253,6 @@ public final class Engine implements AutoCloseable
         return ctx.maxContext;
     }
 
-    /** Bytes of one KV block, and blocks in the pool. */
-    public long kvBlockBytes()
-    {
-        return kv.blockBytes();
-    }
-
     /**
      * Queues a request. Throws {@link IllegalArgumentException} at once if it can never run (a token outside the
      * vocabulary, a prompt that fills the context, a sequence larger than the whole KV pool).
@@ -380,33 +374,12 @@ public final class Engine implements AutoCloseable
         final boolean penalties = r.presencePenalty() != 0f || r.frequencyPenalty() != 0f;
         if (penalties)
         {
-            if (s.generatedCounts == null)
-            {
-                s.generatedCounts = new int[logits.length];
-            }
-            for (int i = s.promptLength; i < s.length; i++)
-            {
-                final int t = s.tokens[i];
-                if (t < logits.length && s.generatedCounts[t] > 0)
-                {
-                    // once per distinct token: the count is cleared below and rebuilt after sampling
-                    logits[t] -= r.presencePenalty() + r.frequencyPenalty() * s.generatedCounts[t];
-                    s.generatedCounts[t] = -s.generatedCounts[t];
-                }
-            }
-            for (int i = s.promptLength; i < s.length; i++)
-            {
-                final int t = s.tokens[i];
-                if (t < logits.length && s.generatedCounts[t] < 0)
-                {
-                    s.generatedCounts[t] = -s.generatedCounts[t];
-                }
-            }
+            s.penalize(logits, r.presencePenalty(), r.frequencyPenalty());
         }
         final int token = s.sampler.sample(logits);
-        if (penalties && token < s.generatedCounts.length)
+        if (penalties)
         {
-            s.generatedCounts[token]++;
+            s.countGenerated(token, logits.length);
         }
         s.sampler.accept(token);
         s.append(token);
@@ -527,10 +500,5 @@ public final class Engine implements AutoCloseable
             Thread.currentThread().interrupt();
         }
         kv.close();
-    }
-
-    List<Sequence> sequences()
-    {
-        return scheduler.all();
     }
 }

@@ -5,7 +5,6 @@ import dev.strata.compute.model.KvBlockPool;
 
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.List;
 import java.util.function.IntPredicate;
 
@@ -393,11 +392,5 @@ final class Scheduler
             }
         }
         return failed;
-    }
-
-    /** Iterates over sequences in no particular order (for cancellation by id). */
-    Iterator<Sequence> iterator()
-    {
-        return all().iterator();
     }
 }

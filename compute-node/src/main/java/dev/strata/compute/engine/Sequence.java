@@ -38,8 +38,10 @@ final class Sequence
     /** Characters of {@link #text} already handed to the listener. */
     int emitted;
     boolean finished;
-    /** Times each token was generated, when the request has presence or frequency penalties. */
-    int[] generatedCounts;
+    /** Times each token was generated, and the distinct tokens generated, when the request has penalties. */
+    private int[] generatedCounts;
+    private int[] distinct = new int[16];
+    private int distinctCount;
 
     Sequence(final long id, final GenerationRequest request, final GenerationListener listener, final Sampler sampler,
         final StreamingDecoder decoder, final long submittedNanos)
@@ -95,6 +97,33 @@ final class Sequence
     int pending()
     {
         return length - computed;
+    }
+
+    /** OpenAI's presence and frequency penalties over the tokens generated so far. */
+    void penalize(final float[] logits, final float presence, final float frequency)
+    {
+        for (int i = 0; i < distinctCount; i++)
+        {
+            final int t = distinct[i];
+            logits[t] -= presence + frequency * generatedCounts[t];
+        }
+    }
+
+    /** Counts a generated token for {@link #penalize}. */
+    void countGenerated(final int token, final int vocab)
+    {
+        if (generatedCounts == null)
+        {
+            generatedCounts = new int[vocab];
+        }
+        if (generatedCounts[token]++ == 0)
+        {
+            if (distinctCount == distinct.length)
+            {
+                distinct = Arrays.copyOf(distinct, distinctCount * 2);
+            }
+            distinct[distinctCount++] = token;
+        }
     }
 
     int[] generatedTokens()

@@ -33,11 +33,12 @@ final class StopStrings
     {
         int held = 0;
         final int n = text.length();
+        final String s = stops.isEmpty() ? "" : text.toString();
         for (final String stop : stops)
         {
             for (int k = Math.min(stop.length() - 1, n); k > held; k--)
             {
-                if (stop.regionMatches(0, text.toString(), n - k, k))
+                if (stop.regionMatches(0, s, n - k, k))
                 {
                     held = k;
                     break;

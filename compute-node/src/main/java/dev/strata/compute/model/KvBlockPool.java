@@ -127,7 +127,7 @@ public final class KvBlockPool implements AutoCloseable
         this.kvDim = config.kvDim();
         this.blockTokens = blockTokens;
         this.type = Objects.requireNonNull(type, "type");
-        this.blockBytes = 2L * layers * blockTokens * kvDim * type.bytes;
+        this.blockBytes = blockBytes(config, type, blockTokens);
         final long count = budgetBytes / blockBytes;
         if (count < 1)
         {
@@ -146,6 +146,12 @@ public final class KvBlockPool implements AutoCloseable
             freeList[i] = blocks - 1 - i; // lowest ids first
         }
         this.freeCount = blocks;
+    }
+
+    /** Bytes of one block: every layer's keys and values of {@code blockTokens} positions. */
+    public static long blockBytes(final ModelConfig config, final KvType type, final int blockTokens)
+    {
+        return 2L * config.layers() * blockTokens * config.kvDim() * type.bytes;
     }
 
     public int blockTokens()

@@ -492,29 +492,39 @@ public final class Llama
                 final int h = i % heads;
                 final int pos = startPos + t;
                 final int qo = (row0 + t) * c.qDim() + h * hs;
-                final int ko = (h / group) * hs;
-                float max = Float.NEGATIVE_INFINITY;
-                for (int p = 0; p <= pos; p++)
-                {
-                    final float score = MatOps.dot(q, qo, kv.keyPage(l, p), kv.offset(p) + ko, hs) * scale;
-                    s[p] = score;
-                    max = Math.max(max, score);
-                }
-                float sum = 0f;
-                for (int p = 0; p <= pos; p++)
-                {
-                    final float e = (float)Math.exp(s[p] - max);
-                    s[p] = e;
-                    sum += e;
-                }
-                final float inv = 1f / sum;
-                java.util.Arrays.fill(att, qo, qo + hs, 0f);
-                for (int p = 0; p <= pos; p++)
-                {
-                    MatOps.axpy(s[p] * inv, kv.valuePage(l, p), kv.offset(p) + ko, att, qo, hs);
-                }
+                attendHead(kv, l, q, qo, (h / group) * hs, pos, hs, scale, s, att);
             }
         });
+    }
+
+    /**
+     * One query head ({@code q[qo .. qo+hs)}) over positions {@code [0, pos]} of {@code kv} at layer {@code l}, the
+     * head's keys and values at {@code offset(p) + ko}: scaled scores, softmax, weighted sum of the values into
+     * {@code att[qo ..]}. {@code s} holds at least {@code pos + 1} scores.
+     */
+    static void attendHead(final KvPages kv, final int l, final float[] q, final int qo, final int ko, final int pos,
+        final int hs, final float scale, final float[] s, final float[] att)
+    {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int p = 0; p <= pos; p++)
+        {
+            final float score = MatOps.dot(q, qo, kv.keyPage(l, p), kv.offset(p) + ko, hs) * scale;
+            s[p] = score;
+            max = Math.max(max, score);
+        }
+        float sum = 0f;
+        for (int p = 0; p <= pos; p++)
+        {
+            final float e = (float)Math.exp(s[p] - max);
+            s[p] = e;
+            sum += e;
+        }
+        final float inv = 1f / sum;
+        java.util.Arrays.fill(att, qo, qo + hs, 0f);
+        for (int p = 0; p <= pos; p++)
+        {
+            MatOps.axpy(s[p] * inv, kv.valuePage(l, p), kv.offset(p) + ko, att, qo, hs);
+        }
     }
 
     private void ropeTables(final int n)

@@ -1,9 +1,6 @@
 package dev.strata.compute.model;
 
-import dev.strata.compute.tensor.MatOps;
 import dev.strata.compute.tensor.ThreadPool;
-
-import java.util.Arrays;
 
 /**
  * Attention of a batched step over keys and values in a {@link KvBlockPool}, sequence by sequence:
@@ -25,9 +22,11 @@ final class PagedAttention
     final KvBlockPool pool;
     private final Llama llama;
     private final ModelConfig c;
-    private final Gathered gathered = new Gathered();
-    /** Per thread: a sequence's keys and values of a layer (positions x kvDim), and scores (positions). */
-    private final ThreadLocal<float[][]> scratch = ThreadLocal.withInitial(() -> new float[3][0]);
+    /** A prompt chunk's sequence, gathered by all threads. */
+    private final FloatPage gathered = new FloatPage();
+    /** Per thread: a decode segment's sequence, and its scores. */
+    private final ThreadLocal<FloatPage> pages = ThreadLocal.withInitial(FloatPage::new);
+    private final ThreadLocal<float[]> scores = ThreadLocal.withInitial(() -> new float[0]);
     private int[] small = new int[0];
 
     PagedAttention(final Llama llama, final KvBlockPool pool)
@@ -68,7 +67,7 @@ final class PagedAttention
         {
             if (s.rows() >= GATHER_ROWS)
             {
-                gathered.fill(threads, l, s);
+                gathered.fill(threads, l, s.blockTable(), s.endPos());
                 llama.attention(l, s.row0(), s.rows(), s.startPos(), gathered);
             }
         }
@@ -78,92 +77,69 @@ final class PagedAttention
     private void attendSegment(final int l, final ForwardBatch.Segment s, final float[] q, final float[] att)
     {
         final int hs = c.headSize();
-        final int kvDim = c.kvDim();
         final int group = c.heads() / c.kvHeads();
-        final int qDim = c.qDim();
-        final int bt = pool.blockTokens();
-        final int positions = s.endPos();
         final float scale = (float)(1.0 / Math.sqrt(hs));
-        final float[][] tl = scratch.get();
-        if (tl[0].length < positions * kvDim)
+        final FloatPage page = pages.get();
+        page.fill(null, l, s.blockTable(), s.endPos());
+        float[] sc = scores.get();
+        if (sc.length < s.endPos())
         {
-            final int cap = Math.max(positions, 256) * 2;
-            tl[0] = new float[cap * kvDim];
-            tl[1] = new float[cap * kvDim];
-            tl[2] = new float[cap];
-        }
-        final float[] keys = tl[0];
-        final float[] values = tl[1];
-        final float[] scores = tl[2];
-        final int[] table = s.blockTable();
-        for (int p0 = 0; p0 < positions; p0 += bt)
-        {
-            final int n = Math.min(bt, positions - p0);
-            final int block = table[p0 / bt];
-            // slots of a block are contiguous: one read of n positions x kvDim
-            pool.read(block, l, 0, 0, 0, n * kvDim, keys, p0 * kvDim);
-            pool.read(block, l, 1, 0, 0, n * kvDim, values, p0 * kvDim);
+            sc = new float[Math.max(s.endPos(), 256) * 2];
+            scores.set(sc);
         }
         for (int t = 0; t < s.rows(); t++)
         {
-            final int pos = s.startPos() + t;
             for (int h = 0; h < c.heads(); h++)
             {
-                final int qo = (s.row0() + t) * qDim + h * hs;
-                final int ko = (h / group) * hs;
-                float max = Float.NEGATIVE_INFINITY;
-                for (int p = 0; p <= pos; p++)
-                {
-                    final float score = MatOps.dot(q, qo, keys, p * kvDim + ko, hs) * scale;
-                    scores[p] = score;
-                    max = Math.max(max, score);
-                }
-                float sum = 0f;
-                for (int p = 0; p <= pos; p++)
-                {
-                    final float e = (float)Math.exp(scores[p] - max);
-                    scores[p] = e;
-                    sum += e;
-                }
-                final float inv = 1f / sum;
-                Arrays.fill(att, qo, qo + hs, 0f);
-                for (int p = 0; p <= pos; p++)
-                {
-                    MatOps.axpy(scores[p] * inv, values, p * kvDim + ko, att, qo, hs);
-                }
+                Llama.attendHead(page, l, q, (s.row0() + t) * c.qDim() + h * hs, (h / group) * hs, s.startPos() + t,
+                    hs, scale, sc, att);
             }
         }
     }
 
-    /** One sequence's keys and values of one layer as a single float page. */
-    private final class Gathered implements KvPages
+    /**
+     * One sequence's keys and values of one layer as a single float page ({@code positions x kvDim}), read from its
+     * blocks a block at a time (a block's positions are contiguous in its layout).
+     */
+    private final class FloatPage implements KvPages
     {
         private float[] keys = new float[0];
         private float[] values = new float[0];
         private int positions;
 
-        void fill(final ThreadPool threads, final int l, final ForwardBatch.Segment s)
+        /** Reads positions {@code [0, positions)} of layer {@code l}; on {@code threads} when given, else here. */
+        void fill(final ThreadPool threads, final int l, final int[] table, final int positions)
         {
             final int kvDim = c.kvDim();
             final int bt = pool.blockTokens();
-            positions = s.endPos();
+            this.positions = positions;
             if (keys.length < positions * kvDim)
             {
-                keys = new float[positions * kvDim * 2];
-                values = new float[positions * kvDim * 2];
+                final int cap = Math.max(positions, 256) * 2;
+                keys = new float[cap * kvDim];
+                values = new float[cap * kvDim];
             }
             final float[] k = keys;
             final float[] v = values;
-            final int[] table = s.blockTable();
-            threads.parallelFor(positions, (p0, p1) ->
+            final int blocks = pool.blocksFor(positions);
+            final ThreadPool.RangeTask read = (b0, b1) ->
             {
-                for (int p = p0; p < p1; p++)
+                for (int b = b0; b < b1; b++)
                 {
-                    final int block = table[p / bt];
-                    pool.read(block, l, 0, p % bt, 0, kvDim, k, p * kvDim);
-                    pool.read(block, l, 1, p % bt, 0, kvDim, v, p * kvDim);
+                    final int p0 = b * bt;
+                    final int n = Math.min(bt, positions - p0);
+                    pool.read(table[b], l, 0, 0, 0, n * kvDim, k, p0 * kvDim);
+                    pool.read(table[b], l, 1, 0, 0, n * kvDim, v, p0 * kvDim);
                 }
-            });
+            };
+            if (threads != null)
+            {
+                threads.parallelFor(blocks, read);
+            }
+            else
+            {
+                read.run(0, blocks);
+            }
         }
 
         @Override

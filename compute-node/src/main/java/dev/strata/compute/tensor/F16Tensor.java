@@ -56,20 +56,6 @@ final class F16Tensor extends WeightTensor
     @Override
     public void dequantize(final int row, final int col0, final int n, final float[] dst, final int dstOffset)
     {
-        final long base = row * rowBytes + 2L * col0;
-        int i = 0;
-        if (VECTOR_OK)
-        {
-            final int upper = F.loopBound(n);
-            for (; i < upper; i += LANES)
-            {
-                Vectors.halfToFloat(ShortVector.fromMemorySegment(S, data, base + 2L * i, ByteOrder.LITTLE_ENDIAN))
-                    .intoArray(dst, dstOffset + i);
-            }
-        }
-        for (; i < n; i++)
-        {
-            dst[dstOffset + i] = Float.float16ToFloat(data.get(SHORT_LE, base + 2L * i));
-        }
+        HalfFloats.toFloats(data, row * rowBytes + 2L * col0, dst, dstOffset, n);
     }
 }

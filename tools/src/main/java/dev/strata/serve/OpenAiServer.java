@@ -5,7 +5,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.strata.compute.engine.Completion;
-import dev.strata.compute.engine.Engine;
+import dev.strata.compute.engine.GenerationService;
+import dev.strata.compute.engine.RequestHandle;
 import dev.strata.compute.engine.FinishReason;
 import dev.strata.compute.engine.GenerationListener;
 import dev.strata.compute.engine.GenerationRequest;
@@ -352,7 +353,7 @@ public final class OpenAiServer implements AutoCloseable
             request.getHeaders().get("X-Strata-Version"), p.user()))
         {
             final ServedModel model = lease.model();
-            final Engine engine = model.engine();
+            final GenerationService engine = model.engine();
             final Tokenizer tokenizer = model.tokenizer();
             final int[] prompt;
             if (chat)
@@ -364,10 +365,10 @@ public final class OpenAiServer implements AutoCloseable
                 prompt = p.promptTokens();
                 for (final int t : prompt)
                 {
-                    if (t < 0 || t >= engine.config().vocabSize())
+                    if (t < 0 || t >= engine.vocabSize())
                     {
                         throw ApiError.invalid("prompt", "token id " + t + " outside the vocabulary [0, " +
-                            engine.config().vocabSize() + ")");
+                            engine.vocabSize() + ")");
                     }
                 }
             }
@@ -408,7 +409,7 @@ public final class OpenAiServer implements AutoCloseable
                 throw ApiError.invalid(null, e.getMessage());
             }
             final BlockingQueue<Object> events = new LinkedBlockingQueue<>();
-            final Engine.Handle handle;
+            final RequestHandle handle;
             try
             {
                 handle = engine.submit(g, new GenerationListener()
@@ -509,7 +510,7 @@ public final class OpenAiServer implements AutoCloseable
     }
 
     private void stream(final Response response, final Callback callback, final ParsedRequest p,
-        final ServedModel model, final Engine.Handle handle, final BlockingQueue<Object> events, final String id,
+        final ServedModel model, final RequestHandle handle, final BlockingQueue<Object> events, final String id,
         final long created) throws Exception
     {
         response.setStatus(200);

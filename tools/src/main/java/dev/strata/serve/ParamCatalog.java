@@ -308,7 +308,7 @@ public final class ParamCatalog implements ModelCatalog, AutoCloseable
         {
             try
             {
-                l.served().engine().close();
+                ((Engine)l.served().engine()).close();
                 l.weights().close();
                 l.remote().close();
             }

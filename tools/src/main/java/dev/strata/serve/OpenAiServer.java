@@ -68,6 +68,7 @@ public final class OpenAiServer implements AutoCloseable
         private int maxBodyBytes = 8 << 20;
         private int maxWaiting = 256;
         private int maxThreads = 256;
+        private ClusterRouter cluster;
 
         public Context host(final String host)
         {
@@ -119,6 +120,13 @@ public final class OpenAiServer implements AutoCloseable
         public Context maxThreads(final int maxThreads)
         {
             this.maxThreads = maxThreads;
+            return this;
+        }
+
+        /** The router of a split deployment: {@code GET /v1/nodes} lists its nodes, {@code POST} switches roles. */
+        public Context cluster(final ClusterRouter cluster)
+        {
+            this.cluster = cluster;
             return this;
         }
 
@@ -281,6 +289,36 @@ public final class OpenAiServer implements AutoCloseable
             {
                 requireMethod(method, "POST");
                 generate(request, response, callback, true);
+            }
+            case "/v1/nodes" ->
+            {
+                if (ctx.cluster == null)
+                {
+                    throw new ApiError(404, "invalid_request_error", null, "not_found", "this server has no nodes: " +
+                        "it runs its engine in-process (strata serve --prefill N --decode M starts nodes)");
+                }
+                if (method.equals("POST"))
+                {
+                    final ObjectNode body = readBody(request);
+                    if ( !body.path("node").isTextual() || !body.path("role").isTextual())
+                    {
+                        throw ApiError.invalid(null, "expected {\"node\": NAME, \"role\": prefill|decode|both}");
+                    }
+                    try
+                    {
+                        ctx.cluster.setRole(body.get("node").asText(),
+                            dev.strata.compute.cluster.Msg.Role.parse(body.get("role").asText())).join();
+                    }
+                    catch (final IllegalArgumentException | java.util.concurrent.CompletionException e)
+                    {
+                        throw ApiError.invalid("node", (e.getCause() != null ? e.getCause() : e).getMessage());
+                    }
+                }
+                else
+                {
+                    requireMethod(method, "GET");
+                }
+                send(response, callback, 200, JSON.valueToTree(ctx.cluster.view()));
             }
             default -> throw new ApiError(404, "invalid_request_error", null, "not_found", "no such path: " + path);
         }

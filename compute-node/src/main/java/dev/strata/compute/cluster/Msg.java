@@ -31,7 +31,8 @@ import java.io.UncheckedIOException;
 })
 public sealed interface Msg
 {
-    ObjectMapper JSON = new ObjectMapper();
+    ObjectMapper JSON = new ObjectMapper()
+        .configure(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES, false);
 
     static byte[] encode(final Msg m)
     {

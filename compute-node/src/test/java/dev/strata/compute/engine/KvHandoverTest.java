@@ -135,6 +135,56 @@ class KvHandoverTest
         }
     }
 
+    /**
+     * A request moved to another node continues from its prompt plus the tokens it had generated, prefilled
+     * again: the prefill must give those tokens the keys and values their decode steps gave them, or greedy decoding
+     * drifts. Checked on the Java kernels and, where the library was built, on the native ones (whose batched
+     * product is bit-identical to the single-token one for that reason), with F16 KV.
+     */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"java", "native"})
+    void shouldContinueARequestPrefilledAgainWithTheTokensItWouldHaveHad(final String kernels) throws Exception
+    {
+        final String before = System.getProperty(dev.strata.compute.tensor.Kernels.PROPERTY);
+        System.setProperty(dev.strata.compute.tensor.Kernels.PROPERTY, kernels);
+        try
+        {
+            org.junit.jupiter.api.Assumptions.assumeTrue(kernels.equals("java") ||
+                dev.strata.compute.tensor.Kernels.fromSystemProperties() instanceof
+                    dev.strata.compute.tensor.NativeKernels, "no native kernels in this build");
+            final Path model = dir.resolve("wide.gguf");
+            final int v = SyntheticModel.write(model, SyntheticModel.Shape.parse(
+                "dim=384,layers=6,heads=6,kv=3,ffn=1024,context=2048"), GgmlType.Q8_0, null, 9);
+            try (GgufFile f = GgufFile.open(model); GgufWeightSource w = new GgufWeightSource(f, false);
+                Engine e = Engine.launch(new Engine.Context().weights(w).pool(pool).modelVersion("v")
+                    .kvType(KvBlockPool.KvType.F16).kvMemory(64L << 20).maxPrefillTokens(64)))
+            {
+                final int[] prompt = new Random(1).ints(40, 3, v).toArray();
+                final int[] full = e.generate(new GenerationRequest(prompt, SamplerConfig.greedy(), 200, null, null,
+                    -1, 0f, 0f, true)).tokens();
+                for (final int moved : new int[]{1, 20, 77})
+                {
+                    final int[] again = Arrays.copyOf(prompt, prompt.length + moved);
+                    System.arraycopy(full, 0, again, prompt.length, moved);
+                    final int[] rest = e.generate(new GenerationRequest(again, SamplerConfig.greedy(), 200 - moved,
+                        null, null, -1, 0f, 0f, true)).tokens();
+                    assertArrayEquals(Arrays.copyOfRange(full, moved, 200), rest, kernels + ", moved after " + moved);
+                }
+            }
+        }
+        finally
+        {
+            if (before == null)
+            {
+                System.clearProperty(dev.strata.compute.tensor.Kernels.PROPERTY);
+            }
+            else
+            {
+                System.setProperty(dev.strata.compute.tensor.Kernels.PROPERTY, before);
+            }
+        }
+    }
+
     @Test
     void shouldRefuseAReservationThatWouldEatTheHeadroomAndHoldNothing() throws Exception
     {

@@ -226,7 +226,12 @@ class SplitServeProcessTest
         final JsonNode rejoined = awaitRejoined("decode", decodePid);
         final long requestsBefore = rejoined.path("requests").asLong();
         assertEquals(expected, post(body(prompt, 300, false)).path("choices").get(0).path("text").asText());
-        assertTrue(node("decode").path("requests").asLong() > requestsBefore, "the restarted node took work");
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (node("decode").path("requests").asLong() <= requestsBefore) // reported with its next heartbeat
+        {
+            assertTrue(System.nanoTime() < deadline, "the restarted node took no work: " + nodes());
+            Thread.sleep(50);
+        }
     }
 
     @Test

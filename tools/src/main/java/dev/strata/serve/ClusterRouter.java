@@ -150,6 +150,21 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         /** Prompt tokens sent to it since its last heartbeat (its queue as the router knows it before it reports). */
         long assignedTokens;
         int assignedBlocks;
+        /** Requests moved away while it was silent: cancelled on it if it comes back. */
+        final List<Long> abandoned = new ArrayList<>();
+
+        /** A node on this host whose process is gone: dead at once, whatever its last heartbeat. */
+        boolean processGone()
+        {
+            return NodeAgent.HOST.equals(hb.host()) && ProcessHandle.of(hb.pid()).map(p -> !p.isAlive()).orElse(true);
+        }
+
+        /** A node on this host whose process still runs: silence is load (GC, JIT, a busy core), not death. */
+        boolean processAlive()
+        {
+            return NodeAgent.HOST.equals(hb.host()) && ProcessHandle.of(hb.pid()).map(ProcessHandle::isAlive)
+                .orElse(false);
+        }
     }
 
     private final class Req implements RequestHandle
@@ -490,6 +505,14 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
                 n.pub = ctx.aeron.addPublication(h.channel(), h.controlStream());
             }
             n.role = h.role();
+            if (n.hb != null && n.hb.pid() == h.pid())
+            {
+                for (final long wire : n.abandoned)
+                {
+                    sendTo(n.pub, h.node(), new Msg.Cancel(wire)); // moved while it was silent
+                }
+            }
+            n.abandoned.clear();
             LOG.info("node " + h.node() + " (pid " + h.pid() + ", " + h.role() + ") joined");
             maxContext = h.maxContext();
             vocabSize = h.vocabSize();
@@ -706,16 +729,29 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
     {
         for (final Node n : nodes.values())
         {
-            if (n.alive && now - n.seen > TimeUnit.MILLISECONDS.toNanos(ctx.nodeTimeoutMillis))
+            if (!n.alive)
+            {
+                continue;
+            }
+            final long silent = now - n.seen;
+            final long timeout = TimeUnit.MILLISECONDS.toNanos(ctx.nodeTimeoutMillis);
+            final boolean gone = n.processGone();
+            // a local node whose process runs gets five timeouts before it counts as hung
+            if (gone || (silent > timeout && !(n.processAlive() && silent <= 5 * timeout)))
             {
                 n.alive = false;
-                LOG.warning("node " + n.hb.node() + " (pid " + n.hb.pid() + ") missed its heartbeats for " +
-                    ctx.nodeTimeoutMillis + " ms: out of rotation");
+                LOG.warning("node " + n.hb.node() + " (pid " + n.hb.pid() + ") " + (gone ? "exited" :
+                    "missed its heartbeats for " + TimeUnit.NANOSECONDS.toMillis(silent) + " ms") +
+                    ": out of rotation");
                 for (final Req r : new ArrayList<>(active))
                 {
                     if (!r.finished && (n.hb.node().equals(r.prefillNode) || n.hb.node().equals(r.decodeNode)))
                     {
                         failovers++;
+                        if (!gone)
+                        {
+                            n.abandoned.add(r.wire);
+                        }
                         cancelOnNodes(r);
                         redispatch(r, "node " + n.hb.node() + " is gone");
                     }
@@ -767,19 +803,24 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
 
     private void send(final Node n, final Msg m)
     {
+        sendTo(n.pub, n.hb.node(), m);
+    }
+
+    private static void sendTo(final Publication pub, final String node, final Msg m)
+    {
         final byte[] bytes = Msg.encode(m);
         final UnsafeBuffer buffer = new UnsafeBuffer(bytes);
         final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(500);
         while (true)
         {
-            final long result = n.pub.offer(buffer, 0, bytes.length);
+            final long result = pub.offer(buffer, 0, bytes.length);
             if (result > 0)
             {
                 return;
             }
             if (result == Publication.CLOSED || System.nanoTime() - deadline > 0)
             {
-                LOG.warning("router: could not send " + m.getClass().getSimpleName() + " to " + n.hb.node() + " (" +
+                LOG.warning("router: could not send " + m.getClass().getSimpleName() + " to " + node + " (" +
                     Publication.errorString(result) + ")");
                 return;
             }

@@ -115,7 +115,8 @@ final class ClusterLauncher
                         "--model", model.toAbsolutePath().toString(), "--threads", Integer.toString(threads),
                         "--kv-memory", cmd.kvMemory, "--kv-type", cmd.kvType, "--max-batch",
                         Integer.toString(cmd.maxBatch), "--max-prefill-tokens", Integer.toString(cmd.maxPrefillTokens),
-                        "--context", Integer.toString(cmd.context)));
+                        "--context", Integer.toString(cmd.context),
+                        cmd.batchInvariant ? "--batch-invariant" : "--no-batch-invariant"));
                     final Child child = new Child(node, command);
                     children.add(child);
                     start(child);

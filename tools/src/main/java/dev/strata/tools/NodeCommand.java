@@ -81,6 +81,12 @@ final class NodeCommand implements Callable<Integer>
     @Option(names = "--context", description = "Most positions per sequence (default: the model's).")
     int context;
 
+    @Option(names = "--batch-invariant", negatable = true, defaultValue = "true", fallbackValue = "true",
+        description = "Attention with the same arithmetic however tokens are batched, so a request moved to another " +
+            "node after a failure continues with the same tokens (default: on; --no-batch-invariant for the " +
+            "faster blocked prefill attention).")
+    boolean batchInvariant;
+
     @Override
     public Integer call() throws Exception
     {
@@ -127,7 +133,7 @@ final class NodeCommand implements Callable<Integer>
             try (Engine engine = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
                     .modelVersion(ServeCommand.fileVersion(model)).kvType(KvBlockPool.KvType.parse(kvType))
                     .kvMemory(Sizes.parse(kvMemory)).maxBatchSize(maxBatch).maxPrefillTokens(maxPrefillTokens)
-                    .maxContext(context).name("strata-engine-" + r.name().toLowerCase(java.util.Locale.ROOT)));
+                    .maxContext(context).batchInvariant(batchInvariant).name("strata-engine-" + r.name().toLowerCase(java.util.Locale.ROOT)));
                 NodeAgent agent = NodeAgent.launch(new NodeAgent.Context().engine(engine).aeron(transport.aeron())
                     .node(nodeId).role(r).router(routerChannel, NodeAgent.ROUTER_STREAM)
                     .listen(channel, NodeAgent.defaultStream(ProcessHandle.current().pid()))))

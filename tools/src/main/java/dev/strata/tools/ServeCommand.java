@@ -116,6 +116,11 @@ final class ServeCommand implements Callable<Integer>
         "there are enough), 'none', or lists per node separated by '/', e.g. 0/1 or 0-1/2-3 (default: auto).")
     String cpus = "auto";
 
+    @Option(names = "--batch-invariant", negatable = true, defaultValue = "true", fallbackValue = "true",
+        description = "Node processes attend with the same arithmetic however tokens are batched, so a request " +
+            "moved after a node failure continues with the same tokens (default: on).")
+    boolean batchInvariant;
+
     @Option(names = "--node-timeout-ms", defaultValue = "2000", description = "A node that sends no heartbeat for " +
         "this long is out of rotation and its requests move (default: ${DEFAULT-VALUE}).")
     long nodeTimeoutMillis;

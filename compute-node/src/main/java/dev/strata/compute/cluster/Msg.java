@@ -107,7 +107,7 @@ public sealed interface Msg
      * Node → router, every heartbeat interval: who the node is, where it listens, and its load. The first one
      * registers the node; missing them takes it out of rotation.
      */
-    record Heartbeat(String node, Role role, long pid, String channel, int controlStream, int kvStream,
+    record Heartbeat(String node, Role role, long pid, String host, String channel, int controlStream, int kvStream,
         String version, int maxContext, int vocabSize, long queueTokens, int running, int waiting, int kvBlocks,
         int kvFree, long kvBytesSent, long kvBytesReceived, long kvTransfers, long kvRetries, long kvSendNanos,
         long requests) implements Msg

@@ -136,6 +136,21 @@ public final class NodeAgent implements AutoCloseable
         }
     }
 
+    /** This machine's name, so that a router on the same host can watch a node's process as well as its beats. */
+    public static final String HOST = hostName();
+
+    private static String hostName()
+    {
+        try
+        {
+            return java.net.InetAddress.getLocalHost().getHostName();
+        }
+        catch (final java.io.IOException e)
+        {
+            return "unknown";
+        }
+    }
+
     /** The router's stream. */
     public static final int ROUTER_STREAM = 0x5100;
 
@@ -288,7 +303,8 @@ public final class NodeAgent implements AutoCloseable
     private void heartbeat()
     {
         final Engine.Stats s = engine.stats();
-        send(router, new Msg.Heartbeat(ctx.node, role, ProcessHandle.current().pid(), ctx.channel, ctx.controlStream,
+        send(router, new Msg.Heartbeat(ctx.node, role, ProcessHandle.current().pid(), HOST, ctx.channel,
+            ctx.controlStream,
             ctx.controlStream + 1, engine.modelVersion(), engine.maxContext(), engine.vocabSize(), queueTokens.get(),
             s.running(), s.waiting(), s.kvBlocks(), s.kvBlocks() - s.kvBlocksInUse(), kvBytesSent.get(),
             kvBytesReceived.get(), kvTransfers.get(), kvRetries.get(), kvSendNanos.get(), requests.get()));
@@ -613,6 +629,7 @@ public final class NodeAgent implements AutoCloseable
                 return;
             }
             running.put(t.id(), h);
+            requests.incrementAndGet();
             send(reply, new Msg.KvAck(t.id(), ctx.node, t.attempt(), true, null));
             return;
         }

@@ -46,6 +46,7 @@ public final class Engine implements GenerationService, AutoCloseable
         private int maxPrefillBatchSize = 8;
         private int maxContext;
         private String name = "strata-engine";
+        private boolean batchInvariant;
 
         /** The model's weights (required). */
         public Context weights(final WeightSource weights)
@@ -126,6 +127,16 @@ public final class Engine implements GenerationService, AutoCloseable
         public Context maxContext(final int maxContext)
         {
             this.maxContext = maxContext;
+            return this;
+        }
+
+        /**
+         * Attention with the same arithmetic for every token however it is batched (see
+         * {@link Llama#batchInvariant}): nodes of a split deployment use it so a moved request continues exactly.
+         */
+        public Context batchInvariant(final boolean on)
+        {
+            this.batchInvariant = on;
             return this;
         }
 
@@ -221,6 +232,7 @@ public final class Engine implements GenerationService, AutoCloseable
         try
         {
             this.llama = new Llama(ctx.weights, ctx.pool, limits.maxRows());
+            llama.batchInvariant(ctx.batchInvariant);
             this.scheduler = new Scheduler(kv, limits, ctx.modelVersion, ctx.endOfGeneration);
             this.stats = snapshot();
             this.thread = Thread.ofPlatform().name(ctx.name).daemon().unstarted(this::run);

@@ -150,8 +150,7 @@ class KvHandoverTest
         try
         {
             org.junit.jupiter.api.Assumptions.assumeTrue(kernels.equals("java") ||
-                dev.strata.compute.tensor.Kernels.fromSystemProperties() instanceof
-                    dev.strata.compute.tensor.NativeKernels, "no native kernels in this build");
+                dev.strata.compute.tensor.Kernels.fromSystemProperties().isNative(), "no native kernels in this build");
             final Path model = dir.resolve("wide.gguf");
             final int v = SyntheticModel.write(model, SyntheticModel.Shape.parse(
                 "dim=384,layers=6,heads=6,kv=3,ffn=1024,context=2048"), GgmlType.Q8_0, null, 9);

@@ -38,7 +38,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 /**
- * {@code strata serve --prefill 1 --decode 1} as real processes: the router and two {@code strata node} children.
+ * {@code strata serve --prefill 1 --decode 1} as real processes: the router (with the embedded parameter service the
+ * model is imported into) and two {@code strata node} children that stream the weights from it.
  * A decode node killed with SIGKILL in the middle of a streamed request: the stream goes on with the text of the
  * uninterrupted run, no gap and no repeat; a prefill node killed during a long prefill: the request completes the
  * same; a killed node is started again, rejoins and takes work.
@@ -71,7 +72,8 @@ class SplitServeProcessTest
         command.addAll(ParamServerProcessTest.stackJvmFlags());
         command.add("-Xmx512m");
         command.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "serve", "--model",
-            model.toString(), "--prefill", "1", "--decode", "1", "--port", "0", "--kv-memory", "64M",
+            model.toString(), "--data-dir", dir.resolve("data").toString(), "--prefill", "1", "--decode", "1",
+            "--port", "0", "--kv-memory", "64M",
             "--node-timeout-ms", "1000", "--max-prefill-tokens", "64"));
         server = new ProcessBuilder(command).redirectErrorStream(true)
             .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();

@@ -62,12 +62,17 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         private Aeron aeron;
         private String channel = "aeron:ipc";
         private int stream = NodeAgent.ROUTER_STREAM;
+        private String udpListen;
         private Tokenizer tokenizer;
         private IntPredicate endOfGeneration;
         private String version;
         private long nodeTimeoutMillis = 2_000;
         private int splitMinPrompt = 16;
         private int maxMoves = 3;
+        private boolean autoRatio;
+        private long ratioWindowMillis = 10_000;
+        private long ttftTargetMillis = 2_000;
+        private long tpotTargetMillis = 200;
 
         public Context aeron(final Aeron aeron)
         {
@@ -80,6 +85,13 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         {
             this.channel = channel;
             this.stream = stream;
+            return this;
+        }
+
+        /** Also listen on a UDP channel, for nodes on other hosts ({@code aeron:udp?endpoint=HOST:PORT}). */
+        public Context udpListen(final String channel)
+        {
+            this.udpListen = channel;
             return this;
         }
 
@@ -109,9 +121,29 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             return this;
         }
 
+        /**
+         * Follow the load: when one pool stays the bottleneck for a whole window (prefill: the time from dispatch to
+         * the KV at the decode node above {@code ttftTargetMillis} while decode keeps under half its target;
+         * decode: time per output token above {@code tpotTargetMillis} while prefill keeps under half its target),
+         * the least busy node of the other pool switches role (never the last of a pool).
+         */
+        public Context autoRatio(final boolean on, final long windowMillis, final long ttftTargetMillis,
+            final long tpotTargetMillis)
+        {
+            this.autoRatio = on;
+            this.ratioWindowMillis = windowMillis;
+            this.ttftTargetMillis = ttftTargetMillis;
+            this.tpotTargetMillis = tpotTargetMillis;
+            return this;
+        }
+
         Context conclude()
         {
             Objects.requireNonNull(aeron, "aeron");
+            if (autoRatio && (ratioWindowMillis <= 0 || ttftTargetMillis <= 0 || tpotTargetMillis <= 0))
+            {
+                throw new IllegalArgumentException("auto ratio needs a positive window and targets");
+            }
             Objects.requireNonNull(tokenizer, "tokenizer");
             Objects.requireNonNull(version, "version");
             if (endOfGeneration == null)
@@ -136,7 +168,8 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
 
     /** The router's own counters. */
     public record RouterView(long requests, long split, long whole, long failovers, long retries, long roleSwitches,
-        long kvBytes, double kvGBps, int active, int pending, List<NodeView> nodes)
+        long kvBytes, long kvTransferMillis, double kvGBps, double prefillDelayMillis, double tpotMillis,
+        int active, int pending, List<NodeView> nodes)
     {
     }
 
@@ -178,6 +211,8 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         final long submitted = System.nanoTime();
         long firstToken;
         long firstDispatched;
+        long dispatched;
+        long lastToken;
         long wire;
         String prefillNode;
         String decodeNode;
@@ -221,6 +256,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
 
     private final Context ctx;
     private final Subscription inbound;
+    private final Subscription udpInbound;
     private final Map<String, Node> nodes = new LinkedHashMap<>();
     private final Map<Long, Req> byWire = new HashMap<>();
     private final List<Req> active = new ArrayList<>();
@@ -242,12 +278,22 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
     private long kvBytes;
     private long kvNanos;
     private MeterRegistry registry;
+    private long tpotNanos;
+    private long tpotCount;
+    private long prefillDelayNanos;
+    private long prefillCount;
+    private long nextRatioCheck;
+    private long bottleneckSince;
+    private int bottleneck;
+    private volatile double lastTpotMillis;
+    private volatile double lastPrefillDelayMillis;
     private Counter transferBytesCounter;
 
     private ClusterRouter(final Context ctx)
     {
         this.ctx = ctx;
         this.inbound = ctx.aeron.addSubscription(ctx.channel, ctx.stream);
+        this.udpInbound = ctx.udpListen == null ? null : ctx.aeron.addSubscription(ctx.udpListen, ctx.stream);
         this.view = snapshot();
         this.thread = Thread.ofPlatform().name("strata-router").daemon().unstarted(this::run);
         thread.start();
@@ -427,6 +473,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
                 LOG.log(java.util.logging.Level.WARNING, "router: a node message failed", e);
             }
         });
+        final FragmentAssembler udpHandler = new FragmentAssembler(handler.delegate());
         long nextCheck = 0;
         while (!closed)
         {
@@ -438,12 +485,21 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
                 work++;
             }
             work += inbound.poll(handler, 64);
+            if (udpInbound != null)
+            {
+                work += udpInbound.poll(udpHandler, 64);
+            }
             final long now = System.nanoTime();
             if (now - nextCheck >= 0)
             {
                 nextCheck = now + TimeUnit.MILLISECONDS.toNanos(50);
                 checkNodes(now);
                 retryPending(now);
+                if (now - nextRatioCheck >= 0)
+                {
+                    nextRatioCheck = now + TimeUnit.SECONDS.toNanos(1);
+                    balance(now);
+                }
                 view = snapshot();
             }
             if (work == 0)
@@ -533,6 +589,13 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             return; // a node the request left, or an ended request
         }
         final int token = t.token();
+        final long now = System.nanoTime();
+        if (r.lastToken != 0)
+        {
+            tpotNanos += now - r.lastToken;
+            tpotCount++;
+        }
+        r.lastToken = now;
         r.generated.addInt(token);
         if (r.firstToken == 0)
         {
@@ -614,6 +677,11 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         {
             transferBytesCounter.increment(p.bytes());
         }
+        if (r != null && r.dispatched != 0)
+        {
+            prefillDelayNanos += System.nanoTime() - r.dispatched;
+            prefillCount++;
+        }
         if (r != null)
         {
             r.prefillNode = null; // the prefill half is over: a prefill node's death no longer concerns it
@@ -648,9 +716,11 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             return;
         }
         final Node prefill = prompt.length >= ctx.splitMinPrompt ? pick(true) : null;
+        r.dispatched = System.nanoTime();
+        r.lastToken = 0;
         if (r.firstDispatched == 0)
         {
-            r.firstDispatched = System.nanoTime();
+            r.firstDispatched = r.dispatched;
         }
         final Msg.Spec spec = Msg.Spec.of(r.request.withoutStopStrings().withPrompt(prompt, remaining));
         final long wire = nextWire++;
@@ -722,6 +792,62 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             }
             dispatch(r);
         }
+    }
+
+    /**
+     * The dynamic prefill/decode ratio: once a second, the last second's mean prefill delay (dispatch to KV at the
+     * decode node) and time per output token; a pool that stays the bottleneck for the window gets a node of the
+     * other pool.
+     */
+    private void balance(final long now)
+    {
+        final double tpot = tpotCount == 0 ? 0 : tpotNanos / 1e6 / tpotCount;
+        final double prefill = prefillCount == 0 ? 0 : prefillDelayNanos / 1e6 / prefillCount;
+        lastTpotMillis = tpot;
+        lastPrefillDelayMillis = prefill;
+        tpotNanos = tpotCount = prefillDelayNanos = prefillCount = 0;
+        if (!ctx.autoRatio)
+        {
+            return;
+        }
+        final int which = prefill > ctx.ttftTargetMillis && tpot < ctx.tpotTargetMillis / 2.0 ? 1 :
+            tpot > ctx.tpotTargetMillis && prefill < ctx.ttftTargetMillis / 2.0 ? 2 : 0;
+        if (which == 0 || which != bottleneck)
+        {
+            bottleneck = which;
+            bottleneckSince = now;
+            return;
+        }
+        if (now - bottleneckSince < TimeUnit.MILLISECONDS.toNanos(ctx.ratioWindowMillis))
+        {
+            return;
+        }
+        // prefill is the bottleneck: a decode node becomes a prefill node, and the other way round
+        final Msg.Role from = which == 1 ? Msg.Role.DECODE : Msg.Role.PREFILL;
+        final Msg.Role to = which == 1 ? Msg.Role.PREFILL : Msg.Role.DECODE;
+        Node pick = null;
+        int pool = 0;
+        for (final Node n : nodes.values())
+        {
+            if (n.alive && n.role == from)
+            {
+                pool++;
+                if (pick == null || n.hb.running() + n.hb.queueTokens() < pick.hb.running() + pick.hb.queueTokens())
+                {
+                    pick = n;
+                }
+            }
+        }
+        bottleneckSince = now; // a window after each switch before the next
+        if (pool < 2)
+        {
+            return;
+        }
+        LOG.info(String.format("%s is the bottleneck (prefill delay %.0f ms, TPOT %.0f ms): node %s switches to %s",
+            which == 1 ? "prefill" : "decode", prefill, tpot, pick.hb.node(), to));
+        send(pick, new Msg.SetRole(to));
+        pick.role = to;
+        roleSwitches++;
     }
 
     /** Takes nodes that missed their heartbeats out of rotation and moves their requests. */
@@ -842,7 +968,8 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
                 h.requests(), TimeUnit.NANOSECONDS.toMillis(now - n.seen)));
         }
         return new RouterView(requests, split, whole, failovers, retries, roleSwitches, kvBytes,
-            kvNanos == 0 ? 0 : (double)kvBytes / kvNanos, active.size(), pending.size(), List.copyOf(list));
+            TimeUnit.NANOSECONDS.toMillis(kvNanos), kvNanos == 0 ? 0 : (double)kvBytes / kvNanos, lastPrefillDelayMillis,
+            lastTpotMillis, active.size(), pending.size(), List.copyOf(list));
     }
 
     @Override
@@ -865,6 +992,6 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         {
             CloseHelper.quietClose(n.pub);
         }
-        CloseHelper.quietClose(inbound);
+        CloseHelper.quietCloseAll(inbound, udpInbound);
     }
 }

@@ -43,13 +43,19 @@ final class ClusterLauncher
     {
         final String name;
         final List<String> command;
+        final String token;
         volatile Process process;
         int restarts;
+        long started;
+        int quickFailures;
+        long notBefore;
+        boolean abandoned;
 
-        Child(final String name, final List<String> command)
+        Child(final String name, final List<String> command, final String token)
         {
             this.name = name;
             this.command = command;
+            this.token = token;
         }
     }
 
@@ -59,14 +65,91 @@ final class ClusterLauncher
         this.err = err;
     }
 
+    /** Where the nodes get the weights, and what the router needs of the model. */
+    private record Source(String name, String version, Tokenizer tokenizer, ChatTemplate template,
+        List<String> nodeArgs, String token, List<AutoCloseable> resources) implements AutoCloseable
+    {
+        @Override
+        public void close() throws Exception
+        {
+            for (int i = resources.size() - 1; i >= 0; i--)
+            {
+                resources.get(i).close();
+            }
+        }
+    }
+
+    /**
+     * {@code --direct}: every node maps the file. Otherwise the nodes stream the version's weights from the
+     * parameter service: the embedded one over {@code --data-dir} (a file is imported first), or
+     * {@code --param-server}.
+     */
+    private Source source() throws Exception
+    {
+        final List<AutoCloseable> resources = new ArrayList<>();
+        try
+        {
+            if (cmd.direct)
+            {
+                final Path model = Path.of(cmd.model);
+                if (!Files.isRegularFile(model))
+                {
+                    throw new IllegalArgumentException("--direct serves a GGUF file: " + model + " is not one");
+                }
+                final GgufFile file = GgufFile.open(model);
+                resources.add(file);
+                return new Source(cmd.servedName != null ? cmd.servedName : model.getFileName().toString()
+                    .replaceFirst("(?i)\\.gguf$", ""), ServeCommand.fileVersion(model),
+                    Tokenizer.fromGguf(file.metadata()), ChatTemplate.fromMetadata(file.metadata()),
+                    List.of("--model", model.toAbsolutePath().toString()), null, resources);
+            }
+            final String token;
+            final String admin;
+            if (cmd.paramServer != null)
+            {
+                token = cmd.token != null ? cmd.token : System.getenv("STRATA_TOKEN");
+                admin = cmd.paramServer;
+            }
+            else
+            {
+                final Path data = cmd.dataDir != null ? cmd.dataDir : Path.of(System.getProperty("user.home"),
+                    ".strata", "data");
+                Files.createDirectories(data);
+                token = cmd.adminToken(data);
+                final dev.strata.paramserver.ParamService service = dev.strata.paramserver.ParamService.launch(
+                    new dev.strata.paramserver.ParamService.Context().dataDir(data).adminPort(
+                        cmd.adminPort != null ? cmd.adminPort : cmd.port == 0 ? 0 : cmd.port + 1).token(token));
+                resources.add(service);
+                admin = "127.0.0.1:" + service.adminPort();
+                err.printf("parameter service: http://%s, data %s%n", admin, data);
+            }
+            final dev.strata.paramclient.ParamClient client = new dev.strata.paramclient.ParamClient(admin, token);
+            final String ref = Files.isRegularFile(Path.of(cmd.model)) ?
+                ServeCommand.importFile(client, Path.of(cmd.model), cmd.servedName, err) : cmd.model;
+            final ModelCommand.Ref r = ModelCommand.Ref.parse(ref);
+            final int number = r.number(client);
+            final dev.strata.compute.stream.RemoteModel remote = dev.strata.compute.stream.RemoteModel.open(client,
+                r.model(), String.valueOf(number), "router-" + ProcessHandle.current().pid(), 60_000);
+            resources.add(remote);
+            // the version string the nodes' engines use (ParamCatalog): the pinned version and its manifest
+            final String version = remote.pinned() + ":" + dev.strata.transport.BlockId.of(remote.manifest()
+                .encode()).hex();
+            return new Source(r.model(), version, Tokenizer.fromGguf(remote.metadata()),
+                ChatTemplate.fromMetadata(remote.metadata()), List.of("--param-server", admin, "--model",
+                    r.model() + "@" + number), token, resources);
+        }
+        catch (final Exception e)
+        {
+            for (int i = resources.size() - 1; i >= 0; i--)
+            {
+                resources.get(i).close();
+            }
+            throw e;
+        }
+    }
+
     int run(final String apiKey, final CountDownLatch stop) throws Exception
     {
-        final Path model = Path.of(cmd.model);
-        if (!Files.isRegularFile(model))
-        {
-            throw new IllegalArgumentException("--prefill/--decode/--both serve a GGUF file: " + model +
-                " is not one (nodes map the file; a model of the parameter service is not supported here yet)");
-        }
         if (cmd.prefillNodes < 0 || cmd.decodeNodes < 0 || cmd.bothNodes < 0)
         {
             throw new IllegalArgumentException("node counts must not be negative");
@@ -78,19 +161,21 @@ final class ClusterLauncher
         final int count = cmd.prefillNodes + cmd.decodeNodes + cmd.bothNodes;
         final int cores = Runtime.getRuntime().availableProcessors();
         final int threads = cmd.nodeThreads != null ? cmd.nodeThreads : Math.max(1, cores / count);
-        final String name = cmd.servedName != null ? cmd.servedName : model.getFileName().toString()
-            .replaceFirst("(?i)\\.gguf$", "");
-        final String version = ServeCommand.fileVersion(model);
         final String aeronDir = (Files.isDirectory(Path.of("/dev/shm")) ? "/dev/shm" :
             System.getProperty("java.io.tmpdir")) + File.separator + "strata-serve-" + ProcessHandle.current().pid();
         final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
-        try (Transport transport = Transport.launch(new TransportContext().aeronDirectory(aeronDir));
-            GgufFile file = GgufFile.open(model))
+        try (Source source = source();
+            Transport transport = Transport.launch(new TransportContext().aeronDirectory(aeronDir)))
         {
-            final Tokenizer tokenizer = Tokenizer.fromGguf(file.metadata());
-            final ChatTemplate template = ChatTemplate.fromMetadata(file.metadata());
+            final String name = source.name();
+            final String version = source.version();
+            final Tokenizer tokenizer = source.tokenizer();
+            final ChatTemplate template = source.template();
             try (ClusterRouter router = ClusterRouter.launch(new ClusterRouter.Context().aeron(transport.aeron())
-                .tokenizer(tokenizer).version(version).nodeTimeoutMillis(cmd.nodeTimeoutMillis)).bindTo(registry))
+                .tokenizer(tokenizer).version(version).nodeTimeoutMillis(cmd.nodeTimeoutMillis)
+                .udpListen(cmd.clusterListen == null ? null : NodeCommand.udp(cmd.clusterListen))
+                .autoRatio(cmd.autoRatio, cmd.ratioWindowSeconds * 1000, cmd.ttftTargetMillis, cmd.tpotTargetMillis))
+                .bindTo(registry))
             {
                 final String[] pins = pins(count, cores);
                 int i = 0;
@@ -112,12 +197,13 @@ final class ClusterLauncher
                     }
                     command.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "node",
                         "--role", role, "--node-id", node, "--router", "aeron:ipc", "--aeron-dir", aeronDir,
-                        "--model", model.toAbsolutePath().toString(), "--threads", Integer.toString(threads),
+                        "--threads", Integer.toString(threads),
                         "--kv-memory", cmd.kvMemory, "--kv-type", cmd.kvType, "--max-batch",
                         Integer.toString(cmd.maxBatch), "--max-prefill-tokens", Integer.toString(cmd.maxPrefillTokens),
                         "--context", Integer.toString(cmd.context),
                         cmd.batchInvariant ? "--batch-invariant" : "--no-batch-invariant"));
-                    final Child child = new Child(node, command);
+                    command.addAll(source.nodeArgs());
+                    final Child child = new Child(node, command, source.token());
                     children.add(child);
                     start(child);
                     err.printf("node %s: pid %d%s%n", node, child.process.pid(), pins[i] != null ? ", CPUs " +
@@ -131,7 +217,7 @@ final class ClusterLauncher
                 try (OpenAiServer server = OpenAiServer.launch(new OpenAiServer.Context().host(cmd.host)
                     .port(cmd.port).apiKey(apiKey).registry(registry).cluster(router)
                     .catalog(new SingleModelCatalog(new ServedModel(name, router, tokenizer, template,
-                        System.currentTimeMillis() / 1000), List.of(model.getFileName().toString())))))
+                        System.currentTimeMillis() / 1000), List.of(cmd.model)))))
                 {
                     err.printf("serving %s at http://%s:%d/v1 with %d prefill, %d decode, %d both node processes " +
                         "(%d threads each); strata nodes --router http://%s:%d lists them%n", name, cmd.host,
@@ -228,7 +314,13 @@ final class ClusterLauncher
 
     private void start(final Child child) throws java.io.IOException
     {
-        child.process = new ProcessBuilder(child.command).inheritIO().start();
+        final ProcessBuilder pb = new ProcessBuilder(child.command).inheritIO();
+        if (child.token != null)
+        {
+            pb.environment().put("STRATA_TOKEN", child.token); // not on the command line: ps shows that
+        }
+        child.process = pb.start();
+        child.started = System.nanoTime();
     }
 
     /** Starts a node again when its process ends while serving. */
@@ -239,8 +331,29 @@ final class ClusterLauncher
             for (final Child c : children)
             {
                 final Process p = c.process;
-                if (!p.isAlive() && !stopping)
+                if (!p.isAlive() && !stopping && !c.abandoned)
                 {
+                    final long now = System.nanoTime();
+                    if (c.notBefore == 0)
+                    {
+                        // exited within 10 s of its start: back off 1, 2, 4, 8 s, and give up after 5 in a row
+                        c.quickFailures = now - c.started < TimeUnit.SECONDS.toNanos(10) ? c.quickFailures + 1 : 0;
+                        if (c.quickFailures >= 5)
+                        {
+                            c.abandoned = true;
+                            err.printf("node %s exited %d times right after starting (last exit %d): not starting " +
+                                "it again; see its output above%n", c.name, c.quickFailures, p.exitValue());
+                            err.flush();
+                            continue;
+                        }
+                        c.notBefore = now + TimeUnit.SECONDS.toNanos(c.quickFailures == 0 ? 0 :
+                            1L << (c.quickFailures - 1));
+                    }
+                    if (now - c.notBefore < 0)
+                    {
+                        continue;
+                    }
+                    c.notBefore = 0;
                     c.restarts++;
                     err.printf("node %s (pid %d) exited with %d: starting it again (restart %d)%n", c.name, p.pid(),
                         p.exitValue(), c.restarts);

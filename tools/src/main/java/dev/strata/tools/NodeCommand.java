@@ -57,8 +57,19 @@ final class NodeCommand implements Callable<Integer>
         "instead of an embedded one.")
     String aeronDir;
 
-    @Option(names = {"-m", "--model"}, required = true, description = "The GGUF file (the router's).")
-    Path model;
+    @Option(names = {"-m", "--model"}, required = true, description = "The GGUF file (the router's), or with " +
+        "--param-server NAME@VERSION, NAME:LABEL or NAME of a model in the parameter service.")
+    String model;
+
+    @Option(names = "--param-server", paramLabel = "HOST:PORT", description = "Stream the weights from this " +
+        "parameter service (its admin API) instead of mapping a file.")
+    String paramServer;
+
+    @Option(names = "--token", description = "The parameter service's token (default: $STRATA_TOKEN).")
+    String token;
+
+    @Option(names = "--memory-budget", description = "Memory for the streamed weights (default: the whole model).")
+    String memoryBudget;
 
     @Option(names = "--node-id", description = "Name of the node (default: ROLE-PID).")
     String nodeId;
@@ -124,26 +135,41 @@ final class NodeCommand implements Callable<Integer>
             }
         }, "strata-node-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
-        try (Transport transport = Transport.launch(tc);
-            GgufWeightSource weights = new GgufWeightSource(GgufFile.open(model), true);
-            ThreadPool pool = new ThreadPool(threads))
+        try (Transport transport = Transport.launch(tc); ThreadPool pool = new ThreadPool(threads))
         {
-            final var metadata = weights.file().metadata();
-            final Tokenizer tokenizer = Tokenizer.fromGguf(metadata);
-            try (Engine engine = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
-                    .modelVersion(ServeCommand.fileVersion(model)).kvType(KvBlockPool.KvType.parse(kvType))
-                    .kvMemory(Sizes.parse(kvMemory)).maxBatchSize(maxBatch).maxPrefillTokens(maxPrefillTokens)
-                    .maxContext(context).batchInvariant(batchInvariant).name("strata-engine-" + r.name().toLowerCase(java.util.Locale.ROOT)));
-                NodeAgent agent = NodeAgent.launch(new NodeAgent.Context().engine(engine).aeron(transport.aeron())
-                    .node(nodeId).role(r).router(routerChannel, NodeAgent.ROUTER_STREAM)
-                    .listen(channel, NodeAgent.defaultStream(ProcessHandle.current().pid()))))
+            if (paramServer != null)
             {
-                err.printf("node %s (%s) pid %d: %s, KV pool %s in %d blocks, router %s%n", agent.node(),
-                    r.name().toLowerCase(java.util.Locale.ROOT), ProcessHandle.current().pid(), model.getFileName(),
-                    Sizes.format(engine.stats().kvBlocks() * engine.stats().kvBlockBytes()), engine.stats().kvBlocks(),
-                    routerChannel);
-                err.flush();
-                stop.await();
+                final dev.strata.paramclient.ParamClient client = new dev.strata.paramclient.ParamClient(paramServer,
+                    token != null ? token : System.getenv("STRATA_TOKEN"));
+                final ModelCommand.Ref ref = ModelCommand.Ref.parse(model);
+                final long budget = memoryBudget == null ? Long.MAX_VALUE / 4 : Sizes.parse(memoryBudget);
+                final String name = nodeId != null ? nodeId : r.name().toLowerCase(java.util.Locale.ROOT) + "-" +
+                    ProcessHandle.current().pid();
+                try (dev.strata.serve.ParamCatalog catalog = new dev.strata.serve.ParamCatalog(client, name,
+                    dev.strata.compute.stream.StreamingWeightSource.Options.defaults(budget), c -> settings(c.pool(pool))))
+                {
+                    final dev.strata.serve.ServedModel served = catalog.launch(ref.model(), ref.number(client));
+                    runAgent(err, r, (Engine)served.engine(), transport, routerChannel, channel, served.id());
+                    stop.await();
+                    agent.close(); // before the engine: no message handled by a closed engine
+                }
+            }
+            else
+            {
+                final Path file = Path.of(model);
+                try (GgufWeightSource weights = new GgufWeightSource(GgufFile.open(file), true))
+                {
+                    final Tokenizer tokenizer = Tokenizer.fromGguf(weights.file().metadata());
+                    try (Engine engine = Engine.launch(settings(new Engine.Context().pool(pool)).weights(weights)
+                        .tokenizer(tokenizer).modelVersion(ServeCommand.fileVersion(file))
+                        .name("strata-engine-" + r.name().toLowerCase(java.util.Locale.ROOT))))
+                    {
+                        runAgent(err, r, engine, transport, routerChannel, channel, file.getFileName().toString());
+                        stop.await();
+                        agent.close();
+                    agent.close(); // before the engine: no message handled by a closed engine
+                    }
+                }
             }
         }
         finally
@@ -151,6 +177,28 @@ final class NodeCommand implements Callable<Integer>
             closed.countDown();
         }
         return 0;
+    }
+
+    private NodeAgent agent;
+
+    private Engine.Context settings(final Engine.Context c)
+    {
+        return c.kvType(KvBlockPool.KvType.parse(kvType)).kvMemory(Sizes.parse(kvMemory)).maxBatchSize(maxBatch)
+            .maxPrefillTokens(maxPrefillTokens).maxContext(context).batchInvariant(batchInvariant);
+    }
+
+    /** Starts the node's agent; the caller closes it before the engine. */
+    private void runAgent(final PrintWriter err, final Msg.Role r, final Engine engine, final Transport transport,
+        final String routerChannel, final String channel, final String what)
+    {
+        agent = NodeAgent.launch(new NodeAgent.Context().engine(engine).aeron(transport.aeron()).node(nodeId).role(r)
+            .router(routerChannel, NodeAgent.ROUTER_STREAM)
+            .listen(channel, NodeAgent.defaultStream(ProcessHandle.current().pid())));
+        err.printf("node %s (%s) pid %d: %s, KV pool %s in %d blocks, router %s%n", agent.node(),
+            r.name().toLowerCase(java.util.Locale.ROOT), ProcessHandle.current().pid(), what,
+            Sizes.format(engine.stats().kvBlocks() * engine.stats().kvBlockBytes()), engine.stats().kvBlocks(),
+            routerChannel);
+        err.flush();
     }
 
     static String udp(final String hostPort)

@@ -121,6 +121,26 @@ final class ServeCommand implements Callable<Integer>
             "moved after a node failure continues with the same tokens (default: on).")
     boolean batchInvariant;
 
+    @Option(names = "--cluster-listen", paramLabel = "HOST:PORT", description = "The router also listens here " +
+        "(UDP) for nodes on other hosts: strata node --router HOST:PORT --listen THEIR_HOST:PORT.")
+    String clusterListen;
+
+    @Option(names = "--auto-ratio", description = "Let the router move nodes between the prefill and decode pools " +
+        "when one pool stays the bottleneck for --ratio-window-s (targets --ttft-target-ms, --tpot-target-ms).")
+    boolean autoRatio;
+
+    @Option(names = "--ratio-window-s", defaultValue = "10", description = "How long a pool must stay the " +
+        "bottleneck before a node switches (default: ${DEFAULT-VALUE}).")
+    long ratioWindowSeconds;
+
+    @Option(names = "--ttft-target-ms", defaultValue = "2000", description = "Prefill delay (dispatch to KV at the " +
+        "decode node) above which prefill is the bottleneck (default: ${DEFAULT-VALUE}).")
+    long ttftTargetMillis;
+
+    @Option(names = "--tpot-target-ms", defaultValue = "200", description = "Time per output token above which " +
+        "decode is the bottleneck (default: ${DEFAULT-VALUE}).")
+    long tpotTargetMillis;
+
     @Option(names = "--node-timeout-ms", defaultValue = "2000", description = "A node that sends no heartbeat for " +
         "this long is out of rotation and its requests move (default: ${DEFAULT-VALUE}).")
     long nodeTimeoutMillis;
@@ -296,7 +316,7 @@ final class ServeCommand implements Callable<Integer>
     }
 
     /** --token, $STRATA_TOKEN, or the data directory's token file (created, mode 0600, on first start). */
-    private String adminToken(final Path data) throws java.io.IOException
+    String adminToken(final Path data) throws java.io.IOException
     {
         if (token != null)
         {

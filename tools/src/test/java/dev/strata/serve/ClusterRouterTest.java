@@ -108,7 +108,12 @@ class ClusterRouterTest
 
     private ClusterRouter router(final int nodes) throws Exception
     {
-        final ClusterRouter r = ClusterRouter.launch(new ClusterRouter.Context().aeron(transport.aeron())
+        return router(nodes, new ClusterRouter.Context());
+    }
+
+    private ClusterRouter router(final int nodes, final ClusterRouter.Context context) throws Exception
+    {
+        final ClusterRouter r = ClusterRouter.launch(context.aeron(transport.aeron())
             .tokenizer(tokenizer).version(VERSION).nodeTimeoutMillis(5_000));
         closeables.add(r);
         r.awaitNodes(nodes, 30_000);
@@ -343,6 +348,36 @@ class ClusterRouterTest
         assertEquals(2, router.view().roleSwitches());
         awaitTrue(() -> router.view().nodes().stream().anyMatch(x -> x.node().equals("d2") &&
             x.role().equals("prefill")), "d2 reports its new role");
+    }
+
+    @Test
+    void shouldGiveThePrefillPoolADecodeNodeWhenPrefillStaysTheBottleneck() throws Exception
+    {
+        node("p", Msg.Role.PREFILL, engine(VERSION, 8L << 20));
+        node("d1", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        node("d2", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        // a prefill target of 1 ms that no prefill meets, a decode target that every token meets
+        final ClusterRouter router = router(3, new ClusterRouter.Context().autoRatio(true, 500, 1, 600_000));
+        final Random random = new Random(9);
+        final List<GenerationRequest> requests = new ArrayList<>();
+        final List<RequestHandle> handles = new ArrayList<>();
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (router.view().roleSwitches() == 0)
+        {
+            assertTrue(System.nanoTime() < deadline, "no switch: " + router.view());
+            final GenerationRequest r = request(random, 40 + random.nextInt(40), SamplerConfig.greedy(), List.of());
+            requests.add(r);
+            handles.add(router.submit(r, c -> { }));
+            Thread.sleep(50);
+        }
+        for (int i = 0; i < handles.size(); i++)
+        {
+            final Completion c = handles.get(i).completion().get(180, TimeUnit.SECONDS);
+            assertArrayEquals(colocated(requests.get(i)).tokens(), c.tokens(), "request " + i);
+        }
+        awaitTrue(() -> router.view().nodes().stream().filter(x -> x.role().equals("prefill")).count() == 2,
+            "two prefill nodes reported: " + router.view().nodes());
+        assertEquals(1, router.view().roleSwitches(), "the last decode node never switches");
     }
 
     private static void awaitTrue(final BooleanSupplier condition, final String what) throws InterruptedException

@@ -295,7 +295,14 @@ public final class NodeAgent implements AutoCloseable
             }
             if (work == 0)
             {
-                idle.idle();
+                if (imports.isEmpty())
+                {
+                    idle.idle(); // 1 ms: control messages at token rates
+                }
+                else
+                {
+                    Thread.yield(); // a transfer is arriving: keep draining the KV stream
+                }
             }
         }
     }

@@ -21,7 +21,6 @@ import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import org.agrona.CloseHelper;
 import org.agrona.collections.IntArrayList;
-import org.agrona.concurrent.UnsafeBuffer;
 
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -934,23 +933,11 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
 
     private static void sendTo(final Publication pub, final String node, final Msg m)
     {
-        final byte[] bytes = Msg.encode(m);
-        final UnsafeBuffer buffer = new UnsafeBuffer(bytes);
-        final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(500);
-        while (true)
+        final String failure = Msg.offer(pub, m, 500);
+        if (failure != null)
         {
-            final long result = pub.offer(buffer, 0, bytes.length);
-            if (result > 0)
-            {
-                return;
-            }
-            if (result == Publication.CLOSED || System.nanoTime() - deadline > 0)
-            {
-                LOG.warning("router: could not send " + m.getClass().getSimpleName() + " to " + node + " (" +
-                    Publication.errorString(result) + ")");
-                return;
-            }
-            Thread.yield();
+            LOG.warning("router: could not send " + m.getClass().getSimpleName() + " to " + node + " (" + failure +
+                ")");
         }
     }
 

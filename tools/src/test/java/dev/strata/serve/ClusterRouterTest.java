@@ -99,8 +99,13 @@ class ClusterRouterTest
 
     private NodeAgent node(final String name, final Msg.Role role, final Engine engine)
     {
+        return node(name, role, engine, "aeron:ipc");
+    }
+
+    private NodeAgent node(final String name, final Msg.Role role, final Engine engine, final String channel)
+    {
         final NodeAgent a = NodeAgent.launch(new NodeAgent.Context().engine(engine).aeron(transport.aeron())
-            .node(name).role(role).router("aeron:ipc", NodeAgent.ROUTER_STREAM).listen("aeron:ipc", streams += 2)
+            .node(name).role(role).router("aeron:ipc", NodeAgent.ROUTER_STREAM).listen(channel, streams += 2)
             .heartbeatMillis(50));
         closeables.add(a);
         return a;
@@ -202,6 +207,40 @@ class ClusterRouterTest
         assertTrue(v.kvBytes() > 0);
         awaitTrue(() -> router.view().nodes().stream().allMatch(x -> x.kvFree() == x.kvBlocks() ||
             x.node().equals("d")), "the prefill node freed its blocks");
+    }
+
+    @Test
+    void shouldMoveKvOverUdpBetweenNodesThatListenOnUdp() throws Exception
+    {
+        node("p", Msg.Role.PREFILL, engine(VERSION, 8L << 20), "aeron:udp?endpoint=127.0.0.1:" + freePort());
+        node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20), "aeron:udp?endpoint=127.0.0.1:" + freePort());
+        final ClusterRouter router = router(2);
+        final Random random = new Random(12);
+        for (final int length : new int[]{20, 90})
+        {
+            final GenerationRequest r = request(random, length, SamplerConfig.greedy(), List.of());
+            final StringBuilder streamed = new StringBuilder();
+            assertSame(colocated(r), run(router, r, streamed), streamed.toString(), "over UDP, prompt " + length);
+        }
+        awaitTrue(() -> router.view().nodes().stream().anyMatch(x -> x.node().equals("d") &&
+            x.kvBytesReceived() > 0), "the decode node received KV over UDP");
+    }
+
+    /** A free UDP port whose successor (the node's KV endpoint) is free too. */
+    private static int freePort() throws java.io.IOException
+    {
+        while (true)
+        {
+            try (java.net.DatagramSocket s = new java.net.DatagramSocket(0);
+                java.net.DatagramSocket next = new java.net.DatagramSocket(s.getLocalPort() + 1))
+            {
+                return s.getLocalPort();
+            }
+            catch (final java.net.SocketException e)
+            {
+                // the next port is taken: try another pair
+            }
+        }
     }
 
     @Test

@@ -58,6 +58,31 @@ public sealed interface Msg
         }
     }
 
+    /**
+     * Offers one message, waiting out back-pressure and a publication that is still connecting for up to
+     * {@code timeoutMillis}; returns null once sent, else why not (Aeron's reason).
+     */
+    static String offer(final io.aeron.Publication p, final Msg m, final long timeoutMillis)
+    {
+        final byte[] bytes = encode(m);
+        final org.agrona.concurrent.UnsafeBuffer buffer = new org.agrona.concurrent.UnsafeBuffer(bytes);
+        final long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(timeoutMillis);
+        while (true)
+        {
+            final long result = p.offer(buffer, 0, bytes.length);
+            if (result > 0)
+            {
+                return null;
+            }
+            if (result == io.aeron.Publication.CLOSED || result == io.aeron.Publication.MAX_POSITION_EXCEEDED ||
+                System.nanoTime() - deadline > 0)
+            {
+                return io.aeron.Publication.errorString(result);
+            }
+            Thread.yield();
+        }
+    }
+
     /** A node's roles: which halves of requests the router sends it. */
     enum Role
     {

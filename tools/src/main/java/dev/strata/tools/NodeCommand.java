@@ -57,7 +57,7 @@ final class NodeCommand implements Callable<Integer>
         "instead of an embedded one.")
     String aeronDir;
 
-    @Option(names = {"-m", "--model"}, required = true, description = "The GGUF file (the router's), or with " +
+    @Option(names = {"-m", "--model"}, description = "The GGUF file (the router's), or with " +
         "--param-server NAME@VERSION, NAME:LABEL or NAME of a model in the parameter service.")
     String model;
 
@@ -102,6 +102,11 @@ final class NodeCommand implements Callable<Integer>
     public Integer call() throws Exception
     {
         final PrintWriter err = spec.commandLine().getErr();
+        if (model == null)
+        {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "Missing required option: " +
+                "'--model=<model>'");
+        }
         final Msg.Role r = Msg.Role.parse(role);
         final boolean ipc = router.startsWith("aeron:ipc");
         if (ipc && aeronDir == null)

@@ -182,6 +182,8 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         /** Prompt tokens sent to it since its last heartbeat (its queue as the router knows it before it reports). */
         long assignedTokens;
         int assignedBlocks;
+        /** The first blocks of prompts sent to it lately (their chain hash): its prefix cache likely holds them. */
+        final java.util.LinkedHashSet<Long> recentPrefixes = new java.util.LinkedHashSet<>();
         /** Requests moved away while it was silent: cancelled on it if it comes back. */
         final List<Long> abandoned = new ArrayList<>();
 
@@ -218,6 +220,8 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         int moves;
         int cachedTokens;
         boolean finished;
+        /** Its last token arrived (length or a stop token): it ends with the node's Done, which carries its counts. */
+        FinishReason ending;
 
         Req(final long id, final GenerationRequest request, final GenerationListener listener)
         {
@@ -620,13 +624,9 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             cancelOnNodes(r);
             finish(r, FinishReason.STOP, null);
         }
-        else if (stopToken)
+        else if (stopToken || last)
         {
-            finish(r, FinishReason.STOP, null);
-        }
-        else if (last)
-        {
-            finish(r, FinishReason.LENGTH, null);
+            r.ending = stopToken ? FinishReason.STOP : FinishReason.LENGTH;
         }
     }
 
@@ -638,7 +638,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             return;
         }
         r.cachedTokens += d.cachedTokens();
-        final FinishReason reason = FinishReason.valueOf(d.reason());
+        final FinishReason reason = r.ending != null ? r.ending : FinishReason.valueOf(d.reason());
         if (reason == FinishReason.ERROR && r.moves < ctx.maxMoves && d.error() != null &&
             d.error().startsWith("forward pass failed"))
         {
@@ -698,6 +698,11 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
     /** Sends a request (prompt plus what it generated so far) to the nodes that should run it now. */
     private void dispatch(final Req r)
     {
+        if (r.ending != null)
+        {
+            finish(r, r.ending, null); // every token arrived; only the node's Done was lost with it
+            return;
+        }
         final int[] prompt = new int[r.request.prompt().length + r.generated.size()];
         System.arraycopy(r.request.prompt(), 0, prompt, 0, r.request.prompt().length);
         for (int i = 0; i < r.generated.size(); i++)
@@ -705,7 +710,9 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             prompt[r.request.prompt().length + i] = r.generated.getInt(i);
         }
         final int remaining = r.request.maxTokens() - r.generated.size();
-        final Node decode = pick(false);
+        final long prefix = prompt.length > PREFIX_TOKENS ?
+            dev.strata.compute.model.KvBlockPool.chainHash(0L, prompt, 0, PREFIX_TOKENS) : 0L;
+        final Node decode = pickDecode(prefix);
         if (decode == null)
         {
             if (!pending.contains(r))
@@ -726,6 +733,15 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         r.wire = wire;
         byWire.put(wire, r);
         r.decodeNode = decode.hb.node();
+        if (prefix != 0L)
+        {
+            decode.recentPrefixes.remove(prefix);
+            decode.recentPrefixes.add(prefix);
+            if (decode.recentPrefixes.size() > 1024)
+            {
+                decode.recentPrefixes.remove(decode.recentPrefixes.iterator().next());
+            }
+        }
         decode.assignedBlocks += (prompt.length + remaining + 15) / 16;
         if (prefill != null && prefill != decode)
         {
@@ -763,6 +779,33 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             }
         }
         return best;
+    }
+
+    /** Tokens of the prompt start that identify a shared prefix for placement (one KV block). */
+    private static final int PREFIX_TOKENS = 16;
+
+    /**
+     * The decode node for a request: the one with the most free KV blocks, unless a node that was sent the same
+     * prompt start lately (its prefix cache likely holds those blocks, which then need no transfer) has at least half
+     * as many free.
+     */
+    private Node pickDecode(final long prefix)
+    {
+        final Node most = pick(false);
+        if (most == null || prefix == 0L)
+        {
+            return most;
+        }
+        Node affine = null;
+        for (final Node n : nodes.values())
+        {
+            if (n.alive && n.role.decodes() && n.recentPrefixes.contains(prefix) &&
+                (affine == null || free(n) > free(affine)))
+            {
+                affine = n;
+            }
+        }
+        return affine != null && free(affine) * 2 >= free(most) ? affine : most;
     }
 
     private static long queue(final Node n)

@@ -463,7 +463,7 @@ public final class Engine implements GenerationService, AutoCloseable
             {
                 try
                 {
-                    scheduler.addImported(s, imported.blocks(), imported.tokens());
+                    scheduler.addImported(s, imported.blocks(), imported.tokens(), imported.cachedBlocks());
                 }
                 catch (final IllegalArgumentException e)
                 {

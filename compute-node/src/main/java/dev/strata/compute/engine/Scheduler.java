@@ -127,7 +127,7 @@ final class Scheduler
     }
 
     /** Queues a sequence whose first {@code tokens} positions are in {@code blocks} already (a KV transfer). */
-    void addImported(final Sequence s, final int[] blocks, final int tokens)
+    void addImported(final Sequence s, final int[] blocks, final int tokens, final int cachedBlocks)
     {
         if (tokens >= s.length || pool.blocksFor(tokens) > blocks.length)
         {
@@ -139,7 +139,8 @@ final class Scheduler
             s.addBlock(b);
         }
         s.computed = tokens;
-        s.cachedTokens = tokens;
+        // only what this pool's prefix cache held counts as cached; the rest was computed on another node
+        s.cachedTokens = Math.min(tokens, cachedBlocks * pool.blockTokens());
         waiting.addLast(s);
     }
 

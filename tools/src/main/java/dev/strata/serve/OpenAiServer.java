@@ -229,6 +229,7 @@ public final class OpenAiServer implements AutoCloseable
         }
         catch (final ApiError e)
         {
+            drain(request, e.status);
             error(response, callback, e);
         }
         catch (final Exception e)
@@ -236,6 +237,32 @@ public final class OpenAiServer implements AutoCloseable
             LOG.log(Level.WARNING, "request failed", e);
             error(response, callback, new ApiError(500, "server_error", null, null, e.getClass().getSimpleName() +
                 ": " + e.getMessage()));
+        }
+    }
+
+    /**
+     * Reads what is left of a refused request's body (a 401 is decided before the body is read), so that a client
+     * still writing it reads the answer rather than a reset connection; a body over the limit (413) is not read.
+     */
+    private void drain(final Request request, final int status)
+    {
+        if (status == 413 || request.getLength() > ctx.maxBodyBytes)
+        {
+            return;
+        }
+        try (InputStream in = Content.Source.asInputStream(request))
+        {
+            final byte[] skip = new byte[8192];
+            long left = ctx.maxBodyBytes;
+            int n;
+            while (left > 0 && (n = in.read(skip, 0, (int)Math.min(skip.length, left))) > 0)
+            {
+                left -= n;
+            }
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            // the answer goes out either way
         }
     }
 

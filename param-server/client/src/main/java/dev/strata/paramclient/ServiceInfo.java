@@ -53,9 +53,13 @@ public final class ServiceInfo
         }
     }
 
-    /** {@code POST /v1/models/{m}/uploads}: the version being uploaded, and whether an earlier upload resumed. */
+    /**
+     * {@code POST /v1/models/{m}/uploads}: the version being uploaded, whether an earlier upload resumed, and whether
+     * that version is committed already with this manifest (the upload then only re-sends blocks the service lacks,
+     * which heals quarantined ones, and its commit changes nothing).
+     */
     @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
-    public record UploadBegun(int version, boolean resumed)
+    public record UploadBegun(int version, boolean resumed, boolean committed)
     {
     }
 

@@ -266,7 +266,8 @@ final class AdminServer implements AutoCloseable
                 final Map.Entry<ModelRegistry.Version, Boolean> v = service.beginUpload(model,
                     query.getValue("manifest"));
                 json(response, callback, v.getValue() ? 200 : 201,
-                    new ServiceInfo.UploadBegun(v.getKey().number(), v.getValue()));
+                    new ServiceInfo.UploadBegun(v.getKey().number(), v.getValue(),
+                        v.getKey().state() != VersionState.UPLOADING));
             }
             case "rollback" ->
             {

@@ -425,7 +425,8 @@ public final class ParamService implements AutoCloseable
      */
     public boolean putBlock(final BlockId claimed, final byte[] bytes) throws IOException
     {
-        if (object.contains(claimed))
+        // a stored copy counts only if it is good: a bad one is quarantined by the scrub and replaced below
+        if (object.contains(claimed) && store.scrub(claimed))
         {
             return false;
         }
@@ -435,7 +436,11 @@ public final class ParamService implements AutoCloseable
 
     // ---- versions
 
-    /** Starts (or resumes, for the same manifest) an upload; returns the version and whether it resumed. */
+    /**
+     * Starts (or resumes, for the same manifest) an upload; returns the version and whether it resumed. A manifest
+     * a visible version already has names that version (not uploading): the upload then sends only the blocks the
+     * service lacks, such as quarantined ones, and its commit is a no-op, so re-uploading a file heals its version.
+     */
     public synchronized Map.Entry<ModelRegistry.Version, Boolean> beginUpload(final String model,
         final String manifestDigest) throws IOException
     {
@@ -445,17 +450,28 @@ public final class ParamService implements AutoCloseable
         {
             return Map.entry(existing, true);
         }
+        final ModelRegistry.Version committed = visibleWithManifest(model, manifestDigest);
+        if (committed != null)
+        {
+            return Map.entry(committed, true);
+        }
         return Map.entry(registryLog.execute(new RegistryCommand.CreateVersion(model, manifestDigest)), false);
     }
 
     /**
      * Commits an uploaded version: the manifest must hash to the digest the upload began with, name this model,
-     * and every block it names must be durable in the object tier.
+     * and every block it names must be durable in the object tier. A model's first committed version (or any
+     * committed while it has no active version) becomes its active version (label {@code stable}), a logged promote.
      */
     public synchronized ModelRegistry.Version commit(final String model, final int version, final byte[] encoded)
         throws IOException
     {
         final String digest = BlockId.of(encoded).hex();
+        final ModelRegistry.Version done = visibleWithManifest(model, digest);
+        if (done != null && done.number() == version && missing(Manifest.decode(encoded).allBlocks()).isEmpty())
+        {
+            return done; // committed already (by a concurrent upload of the same file, or a heal): nothing to do
+        }
         final Manifest manifest;
         try
         {
@@ -477,7 +493,12 @@ public final class ParamService implements AutoCloseable
                 " blocks are not uploaded yet (first: " + missing.getFirst() + ")");
         }
         manifests.write(digest, encoded);
-        final ModelRegistry.Version committed = registryLog.execute(new RegistryCommand.Commit(model, version, digest));
+        ModelRegistry.Version committed = registryLog.execute(new RegistryCommand.Commit(model, version, digest));
+        if (registryLog.registry().active(model) == null)
+        {
+            // the first committed version of a model with no active one becomes active, so the bare name works
+            committed = registryLog.execute(new RegistryCommand.Promote(model, version));
+        }
         publishCatalog();
         collectGarbage(); // what a delete during this upload left
         return committed;
@@ -498,6 +519,25 @@ public final class ParamService implements AutoCloseable
             }
         }
         return v;
+    }
+
+    /** The newest visible (committed, not deleted) version of a model with this manifest, or null. Holds the lock. */
+    private ModelRegistry.Version visibleWithManifest(final String model, final String digest)
+    {
+        if (!registryLog.registry().models().contains(model))
+        {
+            return null;
+        }
+        ModelRegistry.Version found = null;
+        for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
+        {
+            if (v.state() != VersionState.UPLOADING && v.state() != VersionState.DELETED &&
+                v.manifestDigest().equals(digest))
+            {
+                found = v;
+            }
+        }
+        return found;
     }
 
     /** The manifest of a committed (not uploading, not deleted) version, or null. */

@@ -266,12 +266,13 @@ public final class ParamService implements AutoCloseable
             opened.add(metrics::close);
         }
         memory = add(opened, new MemoryTier(ctx.memoryBudgetBytes, EvictionPolicy.costAware()));
-        ssd = add(opened, new RocksDbTier(ctx.dataDir.resolve("ssd"), ctx.ssdBudgetBytes));
+        ssd = add(opened, RocksDbTier.openOrReplace(ctx.dataDir.resolve("ssd"), ctx.ssdBudgetBytes));
         final S3 s3 = ctx.s3;
         object = add(opened, s3 == null ? new DirectoryObjectTier(ctx.dataDir.resolve("objects")) :
             new dev.strata.tiering.S3ObjectTier(s3.endpoint(), s3.region(), s3.bucket(), s3.accessKey(),
                 s3.secretKey(), s3.prefix()));
-        index = add(opened, BlockIndex.open(ctx.dataDir.resolve("block-index.dat"), 4_000_000));
+        index = add(opened, BlockIndex.open(ctx.dataDir.resolve("block-index.dat"),
+            Math.max(object.ids().size(), ssd.ids().size())));
         store = add(opened, TieredBlockStore.open(new TieredBlockStore.Context()
             .memory(memory).ssd(ssd).object(object).index(index).maxBlockBytes(MAX_BLOCK_BYTES).prefetchThreads(2)
             .meterRegistry(metrics)));

@@ -53,15 +53,18 @@ final class ModelCommand implements Runnable
             description = "Admin address of the parameter service (default: $STRATA_SERVER, else localhost:7070).")
         String server;
 
-        @Option(names = "--token", paramLabel = "TOKEN", description = "Bearer token (default: $STRATA_TOKEN).")
+        @Option(names = "--token", paramLabel = "TOKEN", description = "Bearer token (default: $STRATA_TOKEN, " +
+            "else the file named by $STRATA_TOKEN_FILE).")
         String token;
+
+        @Option(names = "--token-file", paramLabel = "FILE", description = "Read the token from this file.")
+        Path tokenFile;
 
         ParamClient client()
         {
             final String s = server != null ? server :
                 System.getenv().getOrDefault("STRATA_SERVER", "localhost:7070");
-            final String t = token != null ? token : System.getenv("STRATA_TOKEN");
-            return new ParamClient(s, t);
+            return new ParamClient(s, Tokens.resolve(token, tokenFile, "STRATA_TOKEN"));
         }
     }
 

@@ -161,7 +161,7 @@ class ParamServiceTest
     void shouldRequireTheTokenForBlockPullsAndHintsWhenReadsAreProtected() throws Exception
     {
         service.close();
-        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN).protectReads(true));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
         server = "localhost:" + service.adminPort();
         upload(v1, "--label", "stable");
         final ParamClient client = new ParamClient(server, TOKEN);

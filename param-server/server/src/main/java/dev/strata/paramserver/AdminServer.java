@@ -48,6 +48,9 @@ import java.util.Map;
  * POST   /v1/models/{m}/versions/{v}/leases?node=N&amp;ttl_ms=T, DELETE the same to release           [token]
  * POST   /v1/gc                                    delete every stored block no committed version uses  [token]
  * </pre>
+ * Tokens: the admin token is accepted everywhere and needed for mutations; with reads protected (the default when a
+ * token is set) every read above, apart from {@code /health} and {@code /metrics}, needs the admin token or the
+ * read-only token, which also takes and releases leases (what a compute node does) and is refused (403) elsewhere.
  * Answers are the records of {@link ServiceInfo}. Errors are {@code {"error": "..."}} with a status chosen by the
  * exception's type: 400 (bad input: {@link IllegalArgumentException}, a registry {@code INVALID}), 401 (token),
  * 404 (a registry {@code NOT_FOUND}), 409 (a registry {@code CONFLICT}), 413 (too large), 500 (anything else). Model names are validated by the registry (no path traversal, at most 64 characters).
@@ -60,6 +63,7 @@ final class AdminServer implements AutoCloseable
 
     private final ParamService service;
     private final byte[] token;
+    private final byte[] readToken;
     private final boolean protectReads;
     private final Server server;
     private final ServerConnector connector;
@@ -76,17 +80,19 @@ final class AdminServer implements AutoCloseable
         }
     }
 
-    AdminServer(final ParamService service, final int port, final String token, final boolean protectReads)
-        throws Exception
+    AdminServer(final ParamService service, final String bind, final int port, final String token,
+        final String readToken, final boolean protectReads) throws Exception
     {
         this.service = service;
         this.token = token == null ? null : token.getBytes(StandardCharsets.UTF_8);
+        this.readToken = readToken == null ? null : readToken.getBytes(StandardCharsets.UTF_8);
         this.protectReads = protectReads;
         final QueuedThreadPool threads = new QueuedThreadPool(32, 2);
         threads.setName("strata-admin");
         threads.setDaemon(true);
         server = new Server(threads);
         connector = new ServerConnector(server);
+        connector.setHost(bind);
         connector.setPort(port);
         server.addConnector(connector);
         server.setHandler(new Handler.Abstract()
@@ -243,6 +249,7 @@ final class AdminServer implements AutoCloseable
     {
         if (p.length == 3 && method.equals("GET"))
         {
+            requireRead(request);
             final List<ServiceInfo.ModelSummary> list = new ArrayList<>();
             for (final String name : service.models())
             {
@@ -286,6 +293,7 @@ final class AdminServer implements AutoCloseable
         if (p.length == 5)
         {
             requireMethod(method, "GET");
+            requireRead(request);
             final List<ServiceInfo.Version> list = new ArrayList<>();
             for (final ModelRegistry.Version v : service.versions(model))
             {
@@ -305,6 +313,7 @@ final class AdminServer implements AutoCloseable
                 return;
             }
             requireMethod(method, "GET");
+            requireRead(request);
             final ModelRegistry.Version v = service.resolve(model, ref);
             final Manifest manifest = service.manifest(v);
             long bytes = 0;
@@ -360,7 +369,7 @@ final class AdminServer implements AutoCloseable
             }
             case "leases" ->
             {
-                requireToken(request);
+                requireNodeToken(request);
                 final String node = query.getValue("node");
                 if (method.equals("POST"))
                 {
@@ -422,28 +431,51 @@ final class AdminServer implements AutoCloseable
         }
     }
 
+    /** A mutation: the admin token only (a read-only token is refused with 403). */
     private void requireToken(final Request request)
     {
         if (token == null)
         {
             return;
         }
-        final String auth = request.getHeaders().get(HttpHeader.AUTHORIZATION);
-        final byte[] given = auth != null && auth.startsWith("Bearer ") ?
-            auth.substring(7).getBytes(StandardCharsets.UTF_8) : new byte[0];
-        if (!MessageDigest.isEqual(token, given))
+        final byte[] given = given(request);
+        if (MessageDigest.isEqual(token, given))
         {
-            throw new HttpError(401, auth == null ? "this operation needs a token (Authorization: Bearer ...)" :
-                "wrong token");
+            return;
         }
+        if (readToken != null && MessageDigest.isEqual(readToken, given))
+        {
+            throw new HttpError(403, "this token is read-only (reads and leases); this operation needs the admin " +
+                "token");
+        }
+        throw new HttpError(401, given.length == 0 ? "this operation needs a token (Authorization: Bearer ...)" :
+            "wrong token");
     }
 
+    /** A read, unless reads are open: the admin token or the read-only token. */
     private void requireRead(final Request request)
     {
         if (protectReads)
         {
-            requireToken(request);
+            requireNodeToken(request);
         }
+    }
+
+    /** What a compute node does (reads, leases): the admin token or the read-only token. */
+    private void requireNodeToken(final Request request)
+    {
+        if (token == null || readToken != null && MessageDigest.isEqual(readToken, given(request)))
+        {
+            return;
+        }
+        requireToken(request);
+    }
+
+    private static byte[] given(final Request request)
+    {
+        final String auth = request.getHeaders().get(HttpHeader.AUTHORIZATION);
+        return auth != null && auth.startsWith("Bearer ") ? auth.substring(7).getBytes(StandardCharsets.UTF_8) :
+            new byte[0];
     }
 
     private static byte[] body(final Request request, final int limit) throws IOException

@@ -72,7 +72,9 @@ public final class ParamService implements AutoCloseable
         private Path dataDir;
         private int adminPort;
         private String token;
-        private boolean protectReads;
+        private String readToken;
+        private boolean openReads;
+        private String bindAddress = "127.0.0.1";
         private long memoryBudgetBytes = 1L << 30;
         private long ssdBudgetBytes = 16L << 30;
         private String udpEndpoint = "localhost:0";
@@ -96,18 +98,45 @@ public final class ParamService implements AutoCloseable
             return this;
         }
 
-        /** The bearer token mutations need; null (the default) is an open service, for tests and development. */
+        /**
+         * The admin token: every call accepts it, mutations need it. With a token, reads (models, versions, manifests,
+         * blocks over HTTP and Aeron, hints, endpoints) need a token too unless {@link #openReads}. Null (the default)
+         * is an open service, for tests and development.
+         */
         public Context token(final String t)
         {
             this.token = t;
             return this;
         }
 
-        /** Require the token for weight reads too (manifests, blocks over HTTP and Aeron, hints). */
-        public Context protectReads(final boolean protect)
+        /**
+         * A second, read-only token for compute nodes: it reads (as above) and takes and releases leases, and
+         * nothing else, so that a node does not hold the admin token. None by default.
+         */
+        public Context readToken(final String t)
         {
-            this.protectReads = protect;
+            this.readToken = t;
             return this;
+        }
+
+        /** Let anyone who reaches the service read weights (a trusted network); reads need a token by default. */
+        public Context openReads(final boolean open)
+        {
+            this.openReads = open;
+            return this;
+        }
+
+        /** The interface the admin API listens on ({@code 127.0.0.1} by default; {@code 0.0.0.0} for all). */
+        public Context bindAddress(final String address)
+        {
+            this.bindAddress = address;
+            return this;
+        }
+
+        /** Whether reads need a token: a token is set and reads were not opened. */
+        public boolean protectsReads()
+        {
+            return token != null && !token.isEmpty() && !openReads;
         }
 
         /** The memory tier's budget (1 GiB by default). */
@@ -199,9 +228,17 @@ public final class ParamService implements AutoCloseable
             {
                 throw new IllegalArgumentException("invalid linkBytesPerSecond=" + linkBytesPerSecond);
             }
-            if (protectReads && (token == null || token.isEmpty()))
+            if (readToken != null && (token == null || token.isEmpty()))
             {
-                throw new IllegalArgumentException("invalid protectReads=true without a token");
+                throw new IllegalArgumentException("invalid readToken: a read token needs an admin token");
+            }
+            if (readToken != null && (readToken.length() < 8 || readToken.equals(token)))
+            {
+                throw new IllegalArgumentException("invalid readToken: at least 8 characters, and not the admin token");
+            }
+            if (bindAddress == null || bindAddress.isBlank())
+            {
+                throw new IllegalArgumentException("invalid bindAddress=" + bindAddress);
             }
             concluded = true;
             return this;
@@ -292,7 +329,7 @@ public final class ParamService implements AutoCloseable
         endpoints = new ServiceInfo.Endpoints(transport.context().aeronDirectory(), TransportContext.IPC_CHANNEL,
             udpChannel, REQUEST_STREAM);
         blockServer = new BlockServer(store, List.of(ipc, udp), transport.aeron(), catalog)
-            .requireToken(ctx.protectReads ? ctx.token : null).linkBytesPerSecond(ctx.linkBytesPerSecond);
+            .requireToken(ctx.protectsReads() ? ctx.token : null, ctx.protectsReads() ? ctx.readToken : null).linkBytesPerSecond(ctx.linkBytesPerSecond);
         blockServerRunner = add(opened, new AgentRunner(new BackoffIdleStrategy(), blockServer::onAgentError, null,
             blockServer));
         AgentRunner.startOnThread(blockServerRunner);
@@ -306,7 +343,8 @@ public final class ParamService implements AutoCloseable
         Gauge.builder("strata.agent.errors", blockServer, BlockServer::errors).register(metrics);
         Gauge.builder("strata.models", this, s -> s.models().size()).register(metrics);
 
-        admin = add(opened, new AdminServer(this, ctx.adminPort, ctx.token, ctx.protectReads));
+        admin = add(opened, new AdminServer(this, ctx.bindAddress, ctx.adminPort, ctx.token, ctx.readToken,
+            ctx.protectsReads()));
     }
 
     private static <T extends AutoCloseable> T add(final List<AutoCloseable> opened, final T resource)

@@ -60,6 +60,8 @@ final class AdminServer implements AutoCloseable
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final int MAX_MANIFEST_BYTES = 64 << 20;
     private static final int MAX_ID_LIST_BYTES = 16 << 20;
+    /** Threads of the admin API's pool. */
+    static final int THREADS = 32;
 
     private final ParamService service;
     private final byte[] token;
@@ -67,6 +69,9 @@ final class AdminServer implements AutoCloseable
     private final boolean protectReads;
     private final Server server;
     private final ServerConnector connector;
+    /** Requests reading a body now: bounded, so that slow bodies never hold every thread. */
+    private final java.util.concurrent.Semaphore bodySlots;
+    private final long maxBodyNanos;
 
     /** An error with its HTTP status. */
     static final class HttpError extends RuntimeException
@@ -81,19 +86,27 @@ final class AdminServer implements AutoCloseable
     }
 
     AdminServer(final ParamService service, final String bind, final int port, final String token,
-        final String readToken, final boolean protectReads) throws Exception
+        final String readToken, final boolean protectReads, final int uploadSlots, final long maxBodyMillis)
+        throws Exception
     {
+        this.bodySlots = new java.util.concurrent.Semaphore(uploadSlots);
+        this.maxBodyNanos = java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(maxBodyMillis);
         this.service = service;
         this.token = token == null ? null : token.getBytes(StandardCharsets.UTF_8);
         this.readToken = readToken == null ? null : readToken.getBytes(StandardCharsets.UTF_8);
         this.protectReads = protectReads;
-        final QueuedThreadPool threads = new QueuedThreadPool(32, 2);
+        final QueuedThreadPool threads = new QueuedThreadPool(THREADS, 2);
         threads.setName("strata-admin");
         threads.setDaemon(true);
         server = new Server(threads);
+        io.micrometer.core.instrument.Gauge.builder("strata.admin.threads.busy", threads,
+            QueuedThreadPool::getBusyThreads).register(service.metrics());
+        io.micrometer.core.instrument.Gauge.builder("strata.admin.upload.slots.used", bodySlots,
+            s -> uploadSlots - s.availablePermits()).register(service.metrics());
         connector = new ServerConnector(server);
         connector.setHost(bind);
         connector.setPort(port);
+        connector.setIdleTimeout(maxBodyMillis); // a body that stops arriving fails its read after this
         server.addConnector(connector);
         server.setHandler(new Handler.Abstract()
         {
@@ -478,21 +491,51 @@ final class AdminServer implements AutoCloseable
             new byte[0];
     }
 
-    private static byte[] body(final Request request, final int limit) throws IOException
+    /**
+     * Reads a request body of at most {@code limit} bytes within the body time limit, holding one of the body slots:
+     * with none free the request is answered 503 at once (the client retries), and a body still arriving at the
+     * deadline (or one that stops arriving: the idle timeout fails the read) is answered 408.
+     */
+    private byte[] body(final Request request, final int limit) throws IOException
     {
         final long declared = request.getLength();
         if (declared > limit)
         {
             throw new HttpError(413, "request body of " + declared + " bytes is over the limit of " + limit);
         }
+        if (!bodySlots.tryAcquire())
+        {
+            throw new HttpError(503, "busy: every upload slot is taken; retry shortly");
+        }
+        final long deadline = System.nanoTime() + maxBodyNanos;
         try (InputStream in = Content.Source.asInputStream(request))
         {
-            final byte[] bytes = in.readNBytes(limit + 1);
-            if (bytes.length > limit)
+            final java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream(
+                (int)Math.min(Math.max(declared, 0), limit) + 1);
+            final byte[] chunk = new byte[64 << 10];
+            int n;
+            while ((n = in.read(chunk, 0, (int)Math.min(chunk.length, limit + 1L - out.size()))) > 0)
             {
-                throw new HttpError(413, "request body is over the limit of " + limit + " bytes");
+                out.write(chunk, 0, n);
+                if (out.size() > limit)
+                {
+                    throw new HttpError(413, "request body is over the limit of " + limit + " bytes");
+                }
+                if (System.nanoTime() - deadline > 0)
+                {
+                    throw new HttpError(408, "request body took longer than " + maxBodyNanos / 1_000_000 + " ms");
+                }
             }
-            return bytes;
+            return out.toByteArray();
+        }
+        catch (final IOException ex)
+        {
+            // the idle timeout, or a client gone: either way the body did not arrive
+            throw new HttpError(408, "request body did not arrive: " + ex);
+        }
+        finally
+        {
+            bodySlots.release();
         }
     }
 

@@ -75,6 +75,8 @@ public final class ParamService implements AutoCloseable
         private String readToken;
         private boolean openReads;
         private String bindAddress = "127.0.0.1";
+        private int uploadSlots = 16;
+        private long maxBodyMillis = 30_000;
         private long memoryBudgetBytes = 1L << 30;
         private long ssdBudgetBytes = 16L << 30;
         private String udpEndpoint = "localhost:0";
@@ -130,6 +132,27 @@ public final class ParamService implements AutoCloseable
         public Context bindAddress(final String address)
         {
             this.bindAddress = address;
+            return this;
+        }
+
+        /**
+         * Requests with a body (block uploads, commits, missing-block lists) served at once (16 by default, of the
+         * admin API's 32 threads): one more is answered 503 at once, so that slow uploads never take the threads
+         * health checks, lease renewals and reads need.
+         */
+        public Context uploadSlots(final int slots)
+        {
+            this.uploadSlots = slots;
+            return this;
+        }
+
+        /**
+         * The longest a request body may take to arrive (30 s by default; also the connection idle timeout): a body
+         * still arriving after it is answered 408 and its connection closed.
+         */
+        public Context maxBodyMillis(final long millis)
+        {
+            this.maxBodyMillis = millis;
             return this;
         }
 
@@ -235,6 +258,15 @@ public final class ParamService implements AutoCloseable
             if (readToken != null && (readToken.length() < 8 || readToken.equals(token)))
             {
                 throw new IllegalArgumentException("invalid readToken: at least 8 characters, and not the admin token");
+            }
+            if (uploadSlots < 1 || uploadSlots > AdminServer.THREADS - 8)
+            {
+                throw new IllegalArgumentException("invalid uploadSlots=" + uploadSlots + " (1.." +
+                    (AdminServer.THREADS - 8) + ": the rest of the admin API's threads stay for reads and leases)");
+            }
+            if (maxBodyMillis < 100)
+            {
+                throw new IllegalArgumentException("invalid maxBodyMillis=" + maxBodyMillis + " (at least 100)");
             }
             if (bindAddress == null || bindAddress.isBlank())
             {
@@ -344,7 +376,7 @@ public final class ParamService implements AutoCloseable
         Gauge.builder("strata.models", this, s -> s.models().size()).register(metrics);
 
         admin = add(opened, new AdminServer(this, ctx.bindAddress, ctx.adminPort, ctx.token, ctx.readToken,
-            ctx.protectsReads()));
+            ctx.protectsReads(), ctx.uploadSlots, ctx.maxBodyMillis));
     }
 
     private static <T extends AutoCloseable> T add(final List<AutoCloseable> opened, final T resource)

@@ -99,6 +99,7 @@ final class AdminServer implements AutoCloseable
         threads.setName("strata-admin");
         threads.setDaemon(true);
         server = new Server(threads);
+        server.setErrorHandler(new JsonErrors());
         io.micrometer.core.instrument.Gauge.builder("strata.admin.threads.busy", threads,
             QueuedThreadPool::getBusyThreads).register(service.metrics());
         io.micrometer.core.instrument.Gauge.builder("strata.admin.upload.slots.used", bodySlots,
@@ -118,6 +119,44 @@ final class AdminServer implements AutoCloseable
             }
         });
         server.start();
+    }
+
+    /**
+     * Errors Jetty answers itself (a malformed request line, a URI or headers too long, a failure outside the
+     * handler) as the API's JSON error body instead of Jetty's HTML page.
+     */
+    private static final class JsonErrors extends org.eclipse.jetty.server.handler.ErrorHandler
+    {
+        @Override
+        protected void generateResponse(final Request request, final Response response, final int code,
+            final String message, final Throwable cause, final Callback callback) throws IOException
+        {
+            response.getHeaders().put(HttpHeader.CONTENT_TYPE, "application/json");
+            response.write(true, ByteBuffer.wrap(JSON.writeValueAsBytes(new ServiceInfo.Error(describe(code,
+                message)))), callback);
+        }
+
+        @Override
+        public ByteBuffer badMessageError(final int status, final String reason,
+            final org.eclipse.jetty.http.HttpFields.Mutable fields)
+        {
+            fields.put(HttpHeader.CONTENT_TYPE, "application/json");
+            try
+            {
+                return ByteBuffer.wrap(JSON.writeValueAsBytes(new ServiceInfo.Error(describe(status, reason))));
+            }
+            catch (final IOException ex)
+            {
+                return ByteBuffer.wrap("{\"error\":\"bad request\"}".getBytes(StandardCharsets.US_ASCII));
+            }
+        }
+
+        private static String describe(final int status, final String message)
+        {
+            final String reason = org.eclipse.jetty.http.HttpStatus.getMessage(status);
+            return message == null || message.isBlank() ? status + " " + reason : status + " " + reason + ": " +
+                message;
+        }
     }
 
     int port()
@@ -276,7 +315,7 @@ final class AdminServer implements AutoCloseable
         {
             throw new HttpError(404, "no such endpoint");
         }
-        final String model = ModelRegistry.checkName(p[3]);
+        final String model = ModelRegistry.checkName(decoded(p[3]));
         switch (p[4])
         {
             case "uploads" ->
@@ -398,6 +437,19 @@ final class AdminServer implements AutoCloseable
                 json(response, callback, 200, new ServiceInfo.Leases(service.leases(model, number(ref))));
             }
             default -> throw new HttpError(404, "no such endpoint");
+        }
+    }
+
+    /** A path segment percent-decoded (UTF-8), so that errors show names as they were typed. */
+    private static String decoded(final String segment)
+    {
+        try
+        {
+            return java.net.URLDecoder.decode(segment.replace("+", "%2B"), StandardCharsets.UTF_8);
+        }
+        catch (final IllegalArgumentException ex)
+        {
+            return segment;
         }
     }
 

@@ -309,7 +309,7 @@ public final class ParamService implements AutoCloseable
     private ParamService(final Context ctx, final List<AutoCloseable> opened) throws Exception
     {
         this.ctx = ctx;
-        Files.createDirectories(ctx.dataDir);
+        createPrivateDirectory(ctx.dataDir);
         lockChannel = FileChannel.open(ctx.dataDir.resolve("lock"), StandardOpenOption.CREATE,
             StandardOpenOption.WRITE);
         opened.add(lockChannel);
@@ -377,6 +377,46 @@ public final class ParamService implements AutoCloseable
 
         admin = add(opened, new AdminServer(this, ctx.bindAddress, ctx.adminPort, ctx.token, ctx.readToken,
             ctx.protectsReads(), ctx.uploadSlots, ctx.maxBodyMillis));
+    }
+
+    /**
+     * Creates the data directory readable by its owner only (0700): blocks are model weights. An existing directory
+     * open to others is narrowed to 0700, with a warning.
+     */
+    private static void createPrivateDirectory(final Path dir) throws IOException
+    {
+        final java.util.Set<java.nio.file.attribute.PosixFilePermission> owner =
+            java.nio.file.attribute.PosixFilePermissions.fromString("rwx------");
+        if (!Files.exists(dir))
+        {
+            if (dir.getParent() != null)
+            {
+                Files.createDirectories(dir.getParent());
+            }
+            try
+            {
+                Files.createDirectory(dir, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(owner));
+                Files.setPosixFilePermissions(dir, owner); // the umask may have narrowed the attribute
+            }
+            catch (final UnsupportedOperationException notPosix)
+            {
+                Files.createDirectories(dir);
+            }
+            return;
+        }
+        try
+        {
+            if (!Files.getPosixFilePermissions(dir).equals(owner))
+            {
+                Files.setPosixFilePermissions(dir, owner);
+                System.getLogger(ParamService.class.getName()).log(System.Logger.Level.WARNING, "data directory " +
+                    dir + " was open to other users: narrowed to 0700");
+            }
+        }
+        catch (final UnsupportedOperationException notPosix)
+        {
+            // no POSIX permissions on this file system
+        }
     }
 
     private static <T extends AutoCloseable> T add(final List<AutoCloseable> opened, final T resource)

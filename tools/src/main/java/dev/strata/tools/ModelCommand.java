@@ -294,11 +294,12 @@ final class ModelCommand implements Runnable
                 out().println(JSON.writeValueAsString(models));
                 return 0;
             }
-            out().printf("%-32s %8s %8s %8s%n", "MODEL", "VERSIONS", "STABLE", "CANARY");
+            out().printf("%-32s %8s %8s %8s  %s%n", "MODEL", "VERSIONS", "STABLE", "CANARY", "UPLOADING");
             for (final ServiceInfo.ModelSummary m : models)
             {
-                out().printf("%-32s %8d %8s %8s%n", m.name(), m.versions(), m.stable() == null ? "-" : m.stable(),
-                    m.canary() == null ? "-" : m.canary());
+                out().printf("%-32s %8d %8s %8s  %s%n", m.name(), m.versions(), m.stable() == null ? "-" : m.stable(),
+                    m.canary() == null ? "-" : m.canary(), m.uploading() == null || m.uploading().isEmpty() ? "-" :
+                        m.uploading().stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(",")));
             }
             return 0;
         }

@@ -29,9 +29,12 @@ public final class ServiceInfo
     {
     }
 
-    /** One entry of {@code GET /v1/models}; {@code stable} and {@code canary} are null when unset. */
+    /**
+     * One entry of {@code GET /v1/models}; {@code stable} and {@code canary} are null when unset; {@code uploading}
+     * lists the versions whose upload has not committed (in progress, or abandoned until they expire).
+     */
     @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
-    public record ModelSummary(String name, int versions, Integer stable, Integer canary)
+    public record ModelSummary(String name, int versions, Integer stable, Integer canary, List<Integer> uploading)
     {
     }
 

@@ -305,8 +305,10 @@ final class AdminServer implements AutoCloseable
             final List<ServiceInfo.ModelSummary> list = new ArrayList<>();
             for (final String name : service.models())
             {
-                list.add(new ServiceInfo.ModelSummary(name, service.versions(name).size(), labelled(name, "stable"),
-                    labelled(name, "canary")));
+                final List<ModelRegistry.Version> versions = service.versions(name);
+                list.add(new ServiceInfo.ModelSummary(name, versions.size(), labelled(name, "stable"),
+                    labelled(name, "canary"), versions.stream().filter(v -> v.state() == VersionState.UPLOADING)
+                        .map(ModelRegistry.Version::number).toList()));
             }
             json(response, callback, 200, list);
             return;

@@ -77,6 +77,7 @@ public final class ParamService implements AutoCloseable
         private String bindAddress = "127.0.0.1";
         private int uploadSlots = 16;
         private long maxBodyMillis = 30_000;
+        private long uploadExpiryMillis = java.util.concurrent.TimeUnit.HOURS.toMillis(24);
         private long memoryBudgetBytes = 1L << 30;
         private long ssdBudgetBytes = 16L << 30;
         private String udpEndpoint = "localhost:0";
@@ -153,6 +154,16 @@ public final class ParamService implements AutoCloseable
         public Context maxBodyMillis(final long millis)
         {
             this.maxBodyMillis = millis;
+            return this;
+        }
+
+        /**
+         * How long an upload may stay uncommitted (24 h by default, counted from its begin or last resume in this
+         * process): an older one is abandoned and deleted at the next begin or gc, so it no longer blocks gc.
+         */
+        public Context uploadExpiryMillis(final long millis)
+        {
+            this.uploadExpiryMillis = millis;
             return this;
         }
 
@@ -264,6 +275,10 @@ public final class ParamService implements AutoCloseable
                 throw new IllegalArgumentException("invalid uploadSlots=" + uploadSlots + " (1.." +
                     (AdminServer.THREADS - 8) + ": the rest of the admin API's threads stay for reads and leases)");
             }
+            if (uploadExpiryMillis < 1)
+            {
+                throw new IllegalArgumentException("invalid uploadExpiryMillis=" + uploadExpiryMillis);
+            }
             if (maxBodyMillis < 100)
             {
                 throw new IllegalArgumentException("invalid maxBodyMillis=" + maxBodyMillis + " (at least 100)");
@@ -278,6 +293,7 @@ public final class ParamService implements AutoCloseable
     }
 
     private final Context ctx;
+    private final long startedNanos = System.nanoTime();
     private final FileChannel lockChannel;
     private final FileLock lock;
     private final PrometheusMeterRegistry metrics;
@@ -291,6 +307,8 @@ public final class ParamService implements AutoCloseable
     private final ManifestStore manifests;
     /** The blocks of every visible version, a snapshot the block server reads without a lock. */
     private final VersionCatalog catalog = new VersionCatalog();
+    /** When each uncommitted upload ({@code model@n}) began or last resumed in this process. Guarded by this. */
+    private final Map<String, Long> uploadsTouched = new java.util.HashMap<>();
     /** Blocks of deleted versions not yet collected (an upload was in progress). Guarded by this. */
     private final Set<BlockId> pendingGarbage = new HashSet<>();
     private long blocksCollected;
@@ -555,6 +573,47 @@ public final class ParamService implements AutoCloseable
     public synchronized Map.Entry<ModelRegistry.Version, Boolean> beginUpload(final String model,
         final String manifestDigest) throws IOException
     {
+        expireUploads();
+        final Map.Entry<ModelRegistry.Version, Boolean> begun = beginOrResume(model, manifestDigest);
+        if (begun.getKey().state() == VersionState.UPLOADING)
+        {
+            uploadsTouched.put(model + "@" + begun.getKey().number(), System.nanoTime());
+        }
+        return begun;
+    }
+
+    /**
+     * Deletes uploads uncommitted for longer than the expiry (counted from their begin or last resume in this process;
+     * an upload left by an earlier process counts from this one's start). Holds the lock.
+     */
+    private void expireUploads() throws IOException
+    {
+        final long now = System.nanoTime();
+        final long expiry = java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(ctx.uploadExpiryMillis);
+        for (final String model : registryLog.registry().models())
+        {
+            for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
+            {
+                if (v.state() != VersionState.UPLOADING)
+                {
+                    continue;
+                }
+                final String key = model + "@" + v.number();
+                final long since = uploadsTouched.computeIfAbsent(key, k -> startedNanos);
+                if (now - since > expiry)
+                {
+                    registryLog.execute(new RegistryCommand.Delete(model, v.number(), System.currentTimeMillis()));
+                    uploadsTouched.remove(key);
+                    System.getLogger(ParamService.class.getName()).log(System.Logger.Level.INFO, "upload " + key +
+                        " expired uncommitted: deleted");
+                }
+            }
+        }
+    }
+
+    private Map.Entry<ModelRegistry.Version, Boolean> beginOrResume(final String model, final String manifestDigest)
+        throws IOException
+    {
         final ModelRegistry.Version existing = registryLog.registry().uploading(ModelRegistry.checkName(model),
             manifestDigest);
         if (existing != null)
@@ -605,6 +664,7 @@ public final class ParamService implements AutoCloseable
         }
         manifests.write(digest, encoded);
         ModelRegistry.Version committed = registryLog.execute(new RegistryCommand.Commit(model, version, digest));
+        uploadsTouched.remove(model + "@" + version);
         if (registryLog.registry().active(model) == null)
         {
             // the first committed version of a model with no active one becomes active, so the bare name works
@@ -698,6 +758,7 @@ public final class ParamService implements AutoCloseable
      */
     public synchronized long[] sweep() throws IOException
     {
+        expireUploads();
         final Set<BlockId> live = liveBlocks();
         final Set<BlockId> stored = new HashSet<>(object.ids());
         stored.addAll(ssd.ids());
@@ -742,7 +803,9 @@ public final class ParamService implements AutoCloseable
                 if (v.state() == VersionState.UPLOADING)
                 {
                     throw new RegistryException(RegistryException.Kind.CONFLICT, "an upload is in progress (" + model + "@" + v.number() + "): " +
-                        "collect after it commits, or delete it");
+                        "collect after it commits, or delete it (strata model rm " + model + "@" + v.number() +
+                        "); an abandoned upload expires " + java.time.Duration.ofMillis(ctx.uploadExpiryMillis) +
+                        " after its begin");
                 }
                 if (v.state() != VersionState.DELETED)
                 {

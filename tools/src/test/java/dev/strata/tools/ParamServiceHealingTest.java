@@ -297,6 +297,28 @@ class ParamServiceHealingTest
     }
 
     @Test
+    void shouldStartAndRemoveAVersionWhoseManifestIsDamaged() throws Exception
+    {
+        upload(v1);
+        upload(v2);
+        final String digest = new ParamClient(server, TOKEN).show("llama", "2").manifest();
+        service.close();
+        final Path manifest = data.resolve("manifests").resolve(digest);
+        final byte[] bytes = Files.readAllBytes(manifest);
+        bytes[bytes.length / 2] ^= 1;
+        Files.write(manifest, bytes);
+
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
+        server = "localhost:" + service.adminPort();
+        final CliTest.Run rm = cli("model", "rm", "llama@2");
+        assertEquals(0, rm.code(), rm.out() + rm.err());
+        assertEquals("deleted", new ParamClient(server, TOKEN).versions("llama").get(1).state());
+        assertEquals(0, cli("model", "gc").code());
+        assertEquals(0, cli("model", "verify", "llama@1").code());
+        assertExportsIdentical("llama@1");
+    }
+
+    @Test
     void shouldRefuseABadCanaryWeightBeforeUploadingAnything() throws Exception
     {
         final CliTest.Run r = cli("model", "upload", v1.toString(), "--name", "llama", "--label", "canary",

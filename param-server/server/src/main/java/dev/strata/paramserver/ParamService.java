@@ -677,8 +677,20 @@ public final class ParamService implements AutoCloseable
 
     public synchronized ModelRegistry.Version execute(final RegistryCommand command) throws IOException
     {
-        final Manifest deleted = command instanceof RegistryCommand.Delete d ? committedManifest(d.model(), d.version())
-            : null;
+        Manifest deleted = null;
+        if (command instanceof RegistryCommand.Delete d)
+        {
+            try
+            {
+                deleted = committedManifest(d.model(), d.version());
+            }
+            catch (final IOException ex)
+            {
+                // a version whose manifest is damaged can still be removed; its blocks are left to gc
+                System.getLogger(ParamService.class.getName()).log(System.Logger.Level.WARNING, "deleting " +
+                    d.model() + "@" + d.version() + " without collecting its blocks: " + ex.getMessage());
+            }
+        }
         final ModelRegistry.Version v = registryLog.execute(command);
         publishCatalog();
         if (command instanceof RegistryCommand.Delete)

@@ -112,8 +112,9 @@ public final class TransportContext
      * Deletes the default-named driver directories under {@code base} whose process is gone: a process killed with
      * SIGKILL cannot delete its own (tens of MB of RAM each under /dev/shm). A directory is named
      * {@code strata-aeron-<pid>-<random>}, so its owner is known: it is removed when that process no longer runs.
-     * Directories of the older {@code strata-aeron-<uuid>} form are removed when their driver's heartbeat (the
-     * {@code cnc.dat} file's modification) is older than a minute and no driver answers in it.
+     * Directories of the older {@code strata-aeron-<uuid>} form (no owner named) are removed only when the
+     * directory and its {@code cnc.dat} were last modified over a minute ago and the driver's heartbeat in it is
+     * older than 10 s (a live driver beats every second or so, even on a loaded machine).
      *
      * @return directories removed.
      */
@@ -140,7 +141,7 @@ public final class TransportContext
                 final long age = System.currentTimeMillis() - dir.lastModified();
                 final File cnc = new File(dir, "cnc.dat");
                 stale = age > 60_000 && (!cnc.exists() || System.currentTimeMillis() - cnc.lastModified() > 60_000 &&
-                    !io.aeron.CommonContext.isDriverActive(dir, 1_000, msg -> { }));
+                    !io.aeron.CommonContext.isDriverActive(dir, 10_000, msg -> { }));
             }
             if (stale)
             {

@@ -38,7 +38,7 @@ class ParamServerProcessTest
 {
     private static final String TOKEN = "process-test-token";
     private static final ObjectMapper JSON = new ObjectMapper();
-    private static final Pattern ADMIN = Pattern.compile("admin http://localhost:(\\d+)");
+    private static final Pattern ADMIN = Pattern.compile("admin http://[^:]+:(\\d+)");
 
     @TempDir
     Path dir;

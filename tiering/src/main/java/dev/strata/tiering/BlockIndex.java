@@ -5,6 +5,7 @@ import dev.strata.transport.BlockId;
 import net.openhft.chronicle.map.ChronicleMap;
 
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -16,11 +17,24 @@ import java.util.Set;
  * <p>
  * The index is a cache of facts the tiers own: after a crash it may lag behind them, so
  * {@link #reconcile} rebuilds the tier bits from what each tier actually lists at start-up.
+ * <p>
+ * <b>Crash safety.</b> Chronicle Map keeps its segment locks in the mapped file, so a process killed while it held
+ * one leaves the file locked for every later process (each access then spins until Chronicle's 60 s dead-lock
+ * timeout). The index is derived data, so {@link #open} does not try to repair such a file: a file that was not
+ * closed cleanly (no {@code .clean} marker next to it, written by {@link #close} and removed by {@link #open}),
+ * that is too small for the blocks the tiers hold, or that cannot be opened is deleted and created empty, and
+ * {@link #reconcile} fills it from the tiers. Access statistics survive clean restarts only.
+ * <p>
+ * <b>Size.</b> The file is sized for twice the blocks the tiers hold at open (at least {@value #MIN_ENTRIES}
+ * entries) and may grow to {@value #MAX_BLOAT}x that before the next start sizes it again; an update that does not
+ * fit is dropped (the store keeps working, and the next start rebuilds a larger index).
  */
 public final class BlockIndex implements AutoCloseable
 {
     /** Tier bits. */
     public static final int SSD_BIT = 1, OBJECT_BIT = 2;
+    static final long MIN_ENTRIES = 16_384;
+    static final int MAX_BLOAT = 8;
 
     /**
      * One block's entry.
@@ -35,30 +49,107 @@ public final class BlockIndex implements AutoCloseable
     }
 
     private final ChronicleMap<byte[], long[]> map;
+    private final Path file;
+    private final long entries;
+    private final String rebuiltBecause;
 
-    private BlockIndex(final ChronicleMap<byte[], long[]> map)
+    private BlockIndex(final ChronicleMap<byte[], long[]> map, final Path file, final long entries,
+        final String rebuiltBecause)
     {
         this.map = map;
+        this.file = file;
+        this.entries = entries;
+        this.rebuiltBecause = rebuiltBecause;
     }
 
     /**
-     * Opens (or creates) the index file.
+     * Opens the index file, or creates it empty when it is absent, was not closed cleanly, is too small or cannot be
+     * opened (see the class comment). The caller must be the file's only user (the parameter service holds its data
+     * directory's lock).
      *
-     * @param maxEntries blocks the index is sized for (Chronicle Map files do not grow without bound).
+     * @param expectedBlocks blocks the tiers hold now: the file is sized for twice as many.
      */
-    public static BlockIndex open(final Path file, final long maxEntries) throws IOException
+    public static BlockIndex open(final Path file, final long expectedBlocks) throws IOException
     {
-        if (maxEntries <= 0)
+        if (expectedBlocks < 0)
         {
-            throw new IllegalArgumentException("invalid maxEntries=" + maxEntries);
+            throw new IllegalArgumentException("invalid expectedBlocks=" + expectedBlocks);
         }
-        final ChronicleMap<byte[], long[]> map = ChronicleMap.of(byte[].class, long[].class)
+        final Path marker = marker(file);
+        String reason = null;
+        long entries = Math.max(MIN_ENTRIES, 2 * expectedBlocks);
+        if (!Files.exists(file))
+        {
+            reason = "absent";
+        }
+        else if (!Files.exists(marker))
+        {
+            reason = "not closed cleanly (a crash may have left a segment locked)";
+        }
+        else
+        {
+            final long sized = readEntries(marker);
+            if (sized < 2 * expectedBlocks || sized > 16 * Math.max(MIN_ENTRIES, 2 * expectedBlocks))
+            {
+                reason = "sized for " + sized + " entries, " + expectedBlocks + " blocks are stored";
+            }
+            else
+            {
+                entries = sized;
+            }
+        }
+        Files.deleteIfExists(marker); // a crash from here on leaves no marker: the next open rebuilds
+        if (reason == null)
+        {
+            try
+            {
+                return new BlockIndex(builder(entries).createPersistedTo(file.toFile()), file, entries, null);
+            }
+            catch (final IOException | RuntimeException ex)
+            {
+                reason = "cannot be opened: " + ex;
+            }
+        }
+        Files.deleteIfExists(file);
+        if (!reason.equals("absent"))
+        {
+            System.getLogger(BlockIndex.class.getName()).log(System.Logger.Level.INFO, "block index " + file + " " +
+                reason + ": rebuilt from the tiers");
+        }
+        return new BlockIndex(builder(entries).createPersistedTo(file.toFile()), file, entries, reason);
+    }
+
+    private static net.openhft.chronicle.map.ChronicleMapBuilder<byte[], long[]> builder(final long entries)
+    {
+        return ChronicleMap.of(byte[].class, long[].class)
             .name("strata-block-index")
             .averageKey(new byte[BlockId.DIGEST_BYTES + 8])
             .averageValue(new long[4])
-            .entries(maxEntries)
-            .createPersistedTo(file.toFile());
-        return new BlockIndex(map);
+            .entries(entries)
+            .maxBloatFactor(MAX_BLOAT);
+    }
+
+    private static Path marker(final Path file)
+    {
+        return file.resolveSibling(file.getFileName() + ".clean");
+    }
+
+    private static long readEntries(final Path marker)
+    {
+        try
+        {
+            return Long.parseLong(Files.readString(marker).strip());
+        }
+        catch (final IOException | NumberFormatException ex)
+        {
+            return -1;
+        }
+    }
+
+    /** Why this open created the index empty (null when it reopened a cleanly closed one). */
+    public String rebuiltBecause()
+    {
+        return rebuiltBecause;
     }
 
     public Entry get(final BlockId id)
@@ -160,9 +251,21 @@ public final class BlockIndex implements AutoCloseable
         return new BlockId(digest, length);
     }
 
+    /** Closes the map, then marks the file as cleanly closed (so the next {@link #open} reuses it). */
     @Override
     public void close()
     {
-        map.close();
+        if (map.isOpen())
+        {
+            map.close();
+            try
+            {
+                Files.writeString(marker(file), entries + "\n");
+            }
+            catch (final IOException ex)
+            {
+                // no marker: the next open rebuilds the index, which is only slower
+            }
+        }
     }
 }

@@ -21,24 +21,38 @@ interface IndexUpdates
     {
     }
 
+    /** Updates of an index; one that fails (the index is full) is dropped: the index is derived, the tiers are not. */
     record Of(BlockIndex index) implements IndexUpdates
     {
         @Override
         public void stored(final BlockId id, final int bit)
         {
-            index.stored(id, bit);
+            guarded(() -> index.stored(id, bit));
         }
 
         @Override
         public void removed(final BlockId id, final int bit)
         {
-            index.removed(id, bit);
+            guarded(() -> index.removed(id, bit));
         }
 
         @Override
         public void accessed(final BlockId id)
         {
-            index.accessed(id);
+            guarded(() -> index.accessed(id));
+        }
+
+        private static void guarded(final Runnable update)
+        {
+            try
+            {
+                update.run();
+            }
+            catch (final RuntimeException ex)
+            {
+                System.getLogger(BlockIndex.class.getName()).log(System.Logger.Level.WARNING,
+                    "block index update dropped: " + ex);
+            }
         }
     }
 }

@@ -109,6 +109,7 @@ public final class TieredBlockStore implements AutoCloseable
     private final AtomicLong fetches = new AtomicLong();
     private final AtomicLong prefetched = new AtomicLong();
     private final AtomicLong expired = new AtomicLong();
+    private final AtomicLong quarantined = new AtomicLong();
     private final AtomicLong sequence = new AtomicLong();
     private final IndexUpdates index;
     private final BlockCodec codec = new BlockCodec(true);
@@ -273,6 +274,7 @@ public final class TieredBlockStore implements AutoCloseable
             .register(registry);
         FunctionCounter.builder("strata.tier.prefetch.done", prefetched, AtomicLong::get).register(registry);
         FunctionCounter.builder("strata.tier.prefetch.expired", expired, AtomicLong::get).register(registry);
+        FunctionCounter.builder("strata.tier.quarantined", quarantined, AtomicLong::get).register(registry);
     }
 
     private void indexStored(final BlockId id, final int bit)
@@ -440,9 +442,15 @@ public final class TieredBlockStore implements AutoCloseable
             try
             {
                 final long t0 = System.nanoTime();
-                final MemorySegment stored = ssd.get(id);
+                final MemorySegment stored = ssdCopy(id);
                 latency[SSD].record(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
-                if (stored != null)
+                if (stored == DAMAGED)
+                {
+                    corrupt.incrementAndGet(SSD);
+                    dropCopy(ssd, id, BlockIndex.SSD_BIT);
+                    ssdCorrupt = true;
+                }
+                else if (stored != null)
                 {
                     final MemorySegment bytes = codec.decode(stored);
                     if (bytes != null && id.matches(bytes))
@@ -452,7 +460,7 @@ public final class TieredBlockStore implements AutoCloseable
                         return bytes;
                     }
                     corrupt.incrementAndGet(SSD);
-                    ssd.delete(id);
+                    dropCopy(ssd, id, BlockIndex.SSD_BIT);
                     ssdCorrupt = true;
                 }
                 misses.incrementAndGet(SSD);
@@ -488,8 +496,10 @@ public final class TieredBlockStore implements AutoCloseable
         {
             misses.incrementAndGet(OBJECT);
             corrupt.incrementAndGet(OBJECT);
+            quarantine(id);
             throw new BlockStoreException(BlockStoreException.Reason.CORRUPT,
-                "block " + id + " is corrupt in the object tier and no good copy is left", ssdFailure);
+                "block " + id + " is corrupt in the object tier and no good copy is left: it was dropped (upload " +
+                    "the block again to heal it)", ssdFailure);
         }
         hits.incrementAndGet(OBJECT);
         readBytes.addAndGet(OBJECT, bytes.byteSize());
@@ -505,9 +515,62 @@ public final class TieredBlockStore implements AutoCloseable
         return bytes;
     }
 
+    /** What {@link #ssdCopy} returns for a copy the SSD tier itself found damaged. */
+    private static final MemorySegment DAMAGED = MemorySegment.ofArray(new byte[0]);
+
+    /** The SSD tier's stored copy, null when it has none, {@link #DAMAGED} when its own checksums fail. */
+    private MemorySegment ssdCopy(final BlockId id) throws IOException
+    {
+        try
+        {
+            return ssd.get(id);
+        }
+        catch (final CorruptCopyException ex)
+        {
+            return DAMAGED;
+        }
+    }
+
+    /** Deletes one tier's bad copy; a tier that cannot delete it now is left for the next scrub. */
+    private void dropCopy(final Tier tier, final BlockId id, final int bit)
+    {
+        try
+        {
+            tier.delete(id);
+            index.removed(id, bit);
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            System.getLogger(TieredBlockStore.class.getName()).log(System.Logger.Level.WARNING,
+                "cannot drop the bad " + tier.name() + " copy of " + id + ": " + ex.getMessage());
+        }
+    }
+
+    /**
+     * A block found with no good copy left: every stored copy is dropped, so that the block stops counting as
+     * present ({@link #contains} is false) and an upload of its bytes stores it again. Quarantined blocks are
+     * counted ({@code strata.tier.quarantined}).
+     */
+    private void quarantine(final BlockId id)
+    {
+        dropCopy(object, id, BlockIndex.OBJECT_BIT);
+        if (!(ssd instanceof AbsentTier))
+        {
+            dropCopy(ssd, id, BlockIndex.SSD_BIT);
+        }
+        quarantined.incrementAndGet();
+    }
+
+    /** Blocks dropped because no good copy was left. */
+    public long quarantined()
+    {
+        return quarantined.get();
+    }
+
     /**
      * Checks every tier's copy of a block and rewrites bad or missing copies in the SSD and object tiers from a
-     * good one (the memory copy included).
+     * good one (the memory copy included). With no good copy left, the bad copies are dropped (quarantined): the
+     * block is then missing, and uploading its bytes again heals it.
      *
      * @return whether a good copy exists.
      */
@@ -531,10 +594,12 @@ public final class TieredBlockStore implements AutoCloseable
         }
         final Tier[] lower = {ssd, object};
         final boolean[] bad = new boolean[lower.length];
+        boolean anyStored = false;
         for (int i = 0; i < lower.length; i++)
         {
-            final MemorySegment stored = lower[i].get(id);
-            final MemorySegment copy = stored == null ? null : codec.decode(stored);
+            final MemorySegment stored = lower[i] == ssd ? ssdCopy(id) : lower[i].get(id);
+            anyStored |= stored != null;
+            final MemorySegment copy = stored == null || stored == DAMAGED ? null : codec.decode(stored);
             if (copy != null && id.matches(copy))
             {
                 good = good == null ? copy : good;
@@ -550,6 +615,10 @@ public final class TieredBlockStore implements AutoCloseable
         }
         if (good == null)
         {
+            if (anyStored)
+            {
+                quarantine(id);
+            }
             return false;
         }
         final MemorySegment encoded = codec.encode(good);

@@ -86,8 +86,13 @@ final class GenerateCommand implements Callable<Integer>
         "service: stream the weights of --model NAME[@V|:label] from it.")
     String paramServer;
 
-    @Option(names = "--token", description = "Token for the parameter service (default: $STRATA_TOKEN).")
+    @Option(names = "--token", description = "Token for the parameter service: its read-only node token is " +
+        "enough (default: $STRATA_TOKEN, else the file named by $STRATA_TOKEN_FILE).")
     String token;
+
+    @Option(names = "--token-file", paramLabel = "FILE", description = "Read the parameter service token from this " +
+        "file (not shown by ps).")
+    java.nio.file.Path tokenFile;
 
     @Option(names = "--memory-budget", paramLabel = "BYTES", description = "Node memory for streamed weights " +
         "(K, M, G suffixes; default: the whole model).")
@@ -148,7 +153,7 @@ final class GenerateCommand implements Callable<Integer>
     {
         final ModelCommand.Ref ref = ModelCommand.Ref.parse(modelOptions.model.toString());
         final dev.strata.paramclient.ParamClient admin = new dev.strata.paramclient.ParamClient(paramServer,
-            token != null ? token : System.getenv("STRATA_TOKEN"));
+            Tokens.resolve(token, tokenFile, "STRATA_TOKEN"));
         final dev.strata.compute.stream.StreamingWeightSource.Options defaults =
             dev.strata.compute.stream.StreamingWeightSource.Options.defaults(Long.MAX_VALUE);
         final String node = "node-" + ProcessHandle.current().pid() + "-" + java.util.UUID.randomUUID().toString()

@@ -53,15 +53,18 @@ final class ModelCommand implements Runnable
             description = "Admin address of the parameter service (default: $STRATA_SERVER, else localhost:7070).")
         String server;
 
-        @Option(names = "--token", paramLabel = "TOKEN", description = "Bearer token (default: $STRATA_TOKEN).")
+        @Option(names = "--token", paramLabel = "TOKEN", description = "Bearer token (default: $STRATA_TOKEN, " +
+            "else the file named by $STRATA_TOKEN_FILE).")
         String token;
+
+        @Option(names = "--token-file", paramLabel = "FILE", description = "Read the token from this file.")
+        Path tokenFile;
 
         ParamClient client()
         {
             final String s = server != null ? server :
                 System.getenv().getOrDefault("STRATA_SERVER", "localhost:7070");
-            final String t = token != null ? token : System.getenv("STRATA_TOKEN");
-            return new ParamClient(s, t);
+            return new ParamClient(s, Tokens.resolve(token, tokenFile, "STRATA_TOKEN"));
         }
     }
 
@@ -161,6 +164,11 @@ final class ModelCommand implements Runnable
             {
                 throw new CommandLine.ParameterException(spec.commandLine(), "--label is stable or canary, not " + label);
             }
+            if (canaryWeight < 1 || canaryWeight > 99)
+            {
+                throw new CommandLine.ParameterException(spec.commandLine(), "--canary-weight is 1..99 percent, not " +
+                    canaryWeight);
+            }
             final long rate = limitRate == null ? 0 : Sizes.parse(limitRate);
             final ParamClient client = client();
             try (GgufFile gguf = GgufFile.open(file))
@@ -207,14 +215,34 @@ final class ModelCommand implements Runnable
                     }
                 }, bar::update, rate > 0 ? 1 : parallel);
                 bar.finish();
-                client.commit(name, version, manifest);
+                // a version committed meanwhile by a concurrent upload of the same file commits again as a no-op
+                final ServiceInfo.Version committed = client.commit(name, version, manifest);
+                String note = "";
                 if ("stable".equals(label))
                 {
                     client.promote(name, version);
                 }
                 else if ("canary".equals(label))
                 {
-                    client.canary(name, version, canaryWeight);
+                    if (committed.state().equals("active"))
+                    {
+                        note = "; not made a canary: it is the model's first version, so it is the active one";
+                    }
+                    else
+                    {
+                        client.canary(name, version, canaryWeight);
+                    }
+                }
+                // report the state the version is in now: a concurrent upload may have promoted another after it
+                final String state = client.show(name, String.valueOf(version)).state();
+                if ("stable".equals(label) && !state.equals("active"))
+                {
+                    note = "; promoted, but another version was promoted after it: " + name + "@" + version + " is " +
+                        state + " and " + name + " resolves to " + name + "@" + client.show(name, "stable").version();
+                }
+                else if (label == null && state.equals("active") && !begun.committed())
+                {
+                    note = "; active: the model's first version, so '" + name + "' resolves to it";
                 }
                 if (json)
                 {
@@ -224,15 +252,27 @@ final class ModelCommand implements Runnable
                     summary.put("blocks_total", result.blocksTotal());
                     summary.put("blocks_new", result.blocksNew());
                     summary.put("bytes_new", result.bytesNew());
-                    summary.put("resumed", resumed);
+                    summary.put("resumed", resumed && !begun.committed());
+                    summary.put("already_committed", begun.committed());
                     summary.put("label", label);
+                    summary.put("state", state);
+                    if (!note.isEmpty())
+                    {
+                        summary.put("note", note.substring(2));
+                    }
                     out().println(JSON.writeValueAsString(summary));
+                }
+                else if (begun.committed())
+                {
+                    out().printf("%s@%d has this file's manifest already (%s): %d blocks, %d were missing and sent " +
+                        "(%s)%s%n", name, version, state, result.blocksTotal(), result.blocksNew(),
+                        Sizes.format(result.bytesNew()), result.blocksNew() > 0 ? ", the version is healed" : "");
                 }
                 else
                 {
-                    out().printf("%s@%d committed%s: %d blocks, %d new (%s)%s%n", name, version,
-                        label == null ? "" : " as " + label, result.blocksTotal(), result.blocksNew(),
-                        Sizes.format(result.bytesNew()), resumed ? ", resumed an interrupted upload" : "");
+                    out().printf("%s@%d committed (%s): %d blocks, %d new (%s)%s%s%n", name, version, state,
+                        result.blocksTotal(), result.blocksNew(), Sizes.format(result.bytesNew()),
+                        resumed ? ", resumed an interrupted upload" : "", note);
                 }
             }
             return 0;
@@ -254,11 +294,12 @@ final class ModelCommand implements Runnable
                 out().println(JSON.writeValueAsString(models));
                 return 0;
             }
-            out().printf("%-32s %8s %8s %8s%n", "MODEL", "VERSIONS", "STABLE", "CANARY");
+            out().printf("%-32s %8s %8s %8s  %s%n", "MODEL", "VERSIONS", "STABLE", "CANARY", "UPLOADING");
             for (final ServiceInfo.ModelSummary m : models)
             {
-                out().printf("%-32s %8d %8s %8s%n", m.name(), m.versions(), m.stable() == null ? "-" : m.stable(),
-                    m.canary() == null ? "-" : m.canary());
+                out().printf("%-32s %8d %8s %8s  %s%n", m.name(), m.versions(), m.stable() == null ? "-" : m.stable(),
+                    m.canary() == null ? "-" : m.canary(), m.uploading() == null || m.uploading().isEmpty() ? "-" :
+                        m.uploading().stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(",")));
             }
             return 0;
         }
@@ -429,6 +470,13 @@ final class ModelCommand implements Runnable
                 out().printf("%s: %d blocks checked, %d good, %d repaired, %d lost%n", r, report.blocks(),
                     report.good(), report.repaired(), lost);
                 report.lost().forEach(id -> out().println("lost: " + id));
+            }
+            if (lost > 0)
+            {
+                err().printf("%d block(s) of %s had no good copy in any tier: they were quarantined (dropped) and are " +
+                    "missing now. To heal the version, upload the file it was made from again: strata model upload " +
+                    "FILE.gguf --name %s (only the missing blocks are sent; the version is not duplicated)%n", lost, r,
+                    r.model());
             }
             return lost == 0 ? 0 : 5;
         }

@@ -23,13 +23,33 @@ final class ParamServerCommand implements Callable<Integer>
     @Option(names = "--admin-port", defaultValue = "7070", description = "HTTP admin port (0: any free port).")
     int adminPort;
 
-    @Option(names = "--token", description = "Token for mutating calls (default: $STRATA_TOKEN).")
+    @Option(names = "--bind", defaultValue = "127.0.0.1", paramLabel = "ADDR", description = "Interface the admin " +
+        "API listens on (default ${DEFAULT-VALUE}; 0.0.0.0 for every interface).")
+    String bind;
+
+    @Option(names = "--token", description = "Admin token (default: $STRATA_TOKEN, else the file named by " +
+        "$STRATA_TOKEN_FILE). Prefer --token-file: a value here shows in ps.")
     String token;
+
+    @Option(names = "--token-file", paramLabel = "FILE", description = "Read the admin token from this file.")
+    Path tokenFile;
+
+    @Option(names = "--read-token", description = "A read-only token for compute nodes: reads and leases only " +
+        "(default: $STRATA_READ_TOKEN, else the file named by $STRATA_READ_TOKEN_FILE).")
+    String readToken;
+
+    @Option(names = "--read-token-file", paramLabel = "FILE", description = "Read the read-only token from this file.")
+    Path readTokenFile;
 
     @Option(names = "--insecure-no-token", description = "Run without a token (local development only).")
     boolean noToken;
 
-    @Option(names = "--protect-reads", description = "Also require the token to read manifests and blocks.")
+    @Option(names = "--open-reads", description = "Let anyone who reaches the service read models, manifests and " +
+        "blocks without a token (a trusted network only). By default reads need the admin or the read-only token.")
+    boolean openReads;
+
+    @Option(names = "--protect-reads", hidden = true, description = "Reads are protected by default (kept for old " +
+        "scripts).")
     boolean protectReads;
 
     @Option(names = "--memory-budget", defaultValue = "1G", description = "Memory tier budget (default ${DEFAULT-VALUE}).")
@@ -71,14 +91,19 @@ final class ParamServerCommand implements Callable<Integer>
             }
             s3 = new ParamService.S3(s3Endpoint, s3Region, s3Bucket, s3Prefix, access, secret);
         }
-        final String t = token != null ? token : System.getenv("STRATA_TOKEN");
+        if (protectReads && openReads)
+        {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--protect-reads and --open-reads conflict");
+        }
+        final String t = Tokens.resolve(token, tokenFile, "STRATA_TOKEN");
         if ((t == null || t.isEmpty()) && !noToken)
         {
-            throw new CommandLine.ParameterException(spec.commandLine(),
-                "a token is required (--token or STRATA_TOKEN), or --insecure-no-token for local development");
+            throw new CommandLine.ParameterException(spec.commandLine(), "a token is required (--token-file, " +
+                "--token, STRATA_TOKEN or STRATA_TOKEN_FILE), or --insecure-no-token for local development");
         }
+        final String rt = noToken ? null : Tokens.resolve(readToken, readTokenFile, "STRATA_READ_TOKEN");
         final ParamService service = ParamService.launch(new ParamService.Context().dataDir(dataDir)
-            .adminPort(adminPort).token(noToken ? null : t).protectReads(protectReads)
+            .bindAddress(bind).adminPort(adminPort).token(noToken ? null : t).readToken(rt).openReads(openReads)
             .memoryBudgetBytes(Sizes.parse(memoryBudget)).ssdBudgetBytes(Sizes.parse(ssdBudget))
             .udpEndpoint(aeronEndpoint).s3(s3));
         final CountDownLatch stopped = new CountDownLatch(1);
@@ -88,9 +113,11 @@ final class ParamServerCommand implements Callable<Integer>
             stopped.countDown();
         }, "strata-shutdown"));
         final dev.strata.paramclient.ServiceInfo.Endpoints e = service.endpoints();
-        spec.commandLine().getOut().printf("strata param-server: admin http://localhost:%d (GET /health), " +
-            "aeron %s and %s stream %d, data %s, objects %s%n", service.adminPort(), e.udpChannel(), e.ipcChannel(),
-            e.streamId(), dataDir.toAbsolutePath(), s3 == null ? dataDir.resolve("objects").toAbsolutePath() : s3);
+        spec.commandLine().getOut().printf("strata param-server: admin http://%s:%d (GET /health), " +
+            "aeron %s and %s stream %d, data %s, objects %s; reads %s%n", bind, service.adminPort(), e.udpChannel(),
+            e.ipcChannel(), e.streamId(), dataDir.toAbsolutePath(), s3 == null ?
+                dataDir.resolve("objects").toAbsolutePath() : s3, noToken || openReads ? "open to anyone" :
+                rt != null ? "need the admin or the read-only token" : "need the token");
         spec.commandLine().getOut().flush();
         stopped.await();
         return 0;

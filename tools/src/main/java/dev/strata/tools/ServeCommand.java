@@ -61,6 +61,10 @@ final class ServeCommand implements Callable<Integer>
         "data directory, mode 0600).")
     String token;
 
+    @Option(names = "--token-file", paramLabel = "FILE", description = "Read the token from this file (with " +
+        "--param-server, that service's read-only node token is enough unless FILE.gguf must be uploaded).")
+    Path tokenFile;
+
     @Option(names = "--memory-budget", description = "Node memory for each served version's weights (default: " +
         "the whole model).")
     String memoryBudget;
@@ -237,11 +241,12 @@ final class ServeCommand implements Callable<Integer>
     {
         if (paramServer != null)
         {
-            final String t = token != null ? token : System.getenv("STRATA_TOKEN");
+            final String t = Tokens.resolve(token, tokenFile, "STRATA_TOKEN");
             try (ThreadPool pool = new ThreadPool(threads))
             {
                 return route(err, apiKeyValue, stop, new dev.strata.paramclient.ParamClient(paramServer, t), pool,
-                    null, paramServer + " (token from " + (token != null ? "--token" : "$STRATA_TOKEN") + ")");
+                    null, paramServer + " (token from " + (token != null ? "--token" : tokenFile != null ?
+                        tokenFile.toString() : "the environment") + ")");
             }
             finally
             {
@@ -318,13 +323,10 @@ final class ServeCommand implements Callable<Integer>
     /** --token, $STRATA_TOKEN, or the data directory's token file (created, mode 0600, on first start). */
     String adminToken(final Path data) throws java.io.IOException
     {
-        if (token != null)
+        final String given = Tokens.resolve(token, tokenFile, "STRATA_TOKEN");
+        if (given != null)
         {
-            return token;
-        }
-        if (System.getenv("STRATA_TOKEN") != null)
-        {
-            return System.getenv("STRATA_TOKEN");
+            return given;
         }
         final Path file = data.resolve(TOKEN_FILE);
         if (!Files.exists(file))

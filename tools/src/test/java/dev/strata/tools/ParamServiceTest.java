@@ -143,7 +143,7 @@ class ParamServiceTest
             .aeronDirectory(endpoints.aeronDir())))
         {
             final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
-                endpoints.streamId(), null, TIMEOUT);
+                endpoints.streamId(), null, TIMEOUT).token(TOKEN); // reads are protected by default
             assertTensorsIdentical(v1, pinned, blocks);
             blocks.close();
         }
@@ -151,7 +151,7 @@ class ParamServiceTest
         try (Transport udp = Transport.launch(new TransportContext()))
         {
             final BlockClient blocks = BlockClient.connect(udp.aeron(), endpoints.udpChannel(),
-                endpoints.streamId(), "localhost", TIMEOUT);
+                endpoints.streamId(), "localhost", TIMEOUT).token(TOKEN); // reads are protected by default
             assertTensorsIdentical(v1, pinned, blocks);
             blocks.close();
         }
@@ -161,7 +161,7 @@ class ParamServiceTest
     void shouldRequireTheTokenForBlockPullsAndHintsWhenReadsAreProtected() throws Exception
     {
         service.close();
-        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN).protectReads(true));
+        service = ParamService.launch(new ParamService.Context().dataDir(data).token(TOKEN));
         server = "localhost:" + service.adminPort();
         upload(v1, "--label", "stable");
         final ParamClient client = new ParamClient(server, TOKEN);
@@ -378,7 +378,7 @@ class ParamServiceTest
             .aeronDirectory(endpoints.aeronDir())))
         {
             final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
-                endpoints.streamId(), null, TIMEOUT);
+                endpoints.streamId(), null, TIMEOUT).token(TOKEN); // reads are protected by default
             assertTrue(blocks.hint("llama@1", wanted, TIMEOUT));
             awaitCondition(() -> wanted.stream().allMatch(id -> service.store().memory().contains(id)),
                 "hinted blocks were promoted to memory");
@@ -486,7 +486,7 @@ class ParamServiceTest
                 .aeronDirectory(endpoints.aeronDir())))
             {
                 final BlockClient blocks = BlockClient.connect(ipc.aeron(), endpoints.ipcChannel(),
-                    endpoints.streamId(), null, TIMEOUT);
+                    endpoints.streamId(), null, TIMEOUT).token(TOKEN); // reads are protected by default
                 while (!done.get())
                 {
                     // pin whatever is stable now, then read the tensor of that version only

@@ -15,6 +15,8 @@ public final class TransportContext
     public static final String EMBEDDED_DRIVER_PROP = "strata.aeron.embedded";
     public static final String THREADING_PROP = "strata.aeron.threading";
     public static final String IPC_CHANNEL = "aeron:ipc";
+    /** The default driver directory's name: this prefix, the owner's pid, a dash and a random part. */
+    public static final String DIR_PREFIX = "strata-aeron-";
 
     private String aeronDirectory = System.getProperty(AERON_DIR_PROP);
     private boolean embeddedDriver = Boolean.parseBoolean(System.getProperty(EMBEDDED_DRIVER_PROP, "true"));
@@ -23,7 +25,10 @@ public final class TransportContext
         System.getProperty(THREADING_PROP, "SHARED_NETWORK"));
     private boolean concluded;
 
-    /** The media driver's directory; by default a fresh one under /dev/shm when it exists (else the temp dir). */
+    /**
+     * The media driver's directory; by default a fresh one under /dev/shm when it exists (else the temp dir), named
+     * for this process ({@code strata-aeron-<pid>-<random>}), after removing those of processes that are gone.
+     */
     public TransportContext aeronDirectory(final String dir)
     {
         this.aeronDirectory = dir;
@@ -95,10 +100,56 @@ public final class TransportContext
             }
             final Path shm = Path.of("/dev/shm");
             final String base = Files.isDirectory(shm) ? shm.toString() : System.getProperty("java.io.tmpdir");
-            aeronDirectory = base + File.separator + "strata-aeron-" + UUID.randomUUID();
+            removeStaleDirectories(Path.of(base));
+            aeronDirectory = base + File.separator + DIR_PREFIX + ProcessHandle.current().pid() + "-" +
+                UUID.randomUUID().toString().substring(0, 8);
         }
         concluded = true;
         return this;
+    }
+
+    /**
+     * Deletes the default-named driver directories under {@code base} whose process is gone: a process killed with
+     * SIGKILL cannot delete its own (tens of MB of RAM each under /dev/shm). A directory is named
+     * {@code strata-aeron-<pid>-<random>}, so its owner is known: it is removed when that process no longer runs.
+     * Directories of the older {@code strata-aeron-<uuid>} form (no owner named) are removed only when the
+     * directory and its {@code cnc.dat} were last modified over a minute ago and the driver's heartbeat in it is
+     * older than 10 s (a live driver beats every second or so, even on a loaded machine).
+     *
+     * @return directories removed.
+     */
+    public static int removeStaleDirectories(final Path base)
+    {
+        int removed = 0;
+        final File[] entries = base.toFile().listFiles((d, name) -> name.startsWith(DIR_PREFIX));
+        if (entries == null)
+        {
+            return 0;
+        }
+        for (final File dir : entries)
+        {
+            final String rest = dir.getName().substring(DIR_PREFIX.length());
+            final int dash = rest.indexOf('-');
+            boolean stale;
+            if (dash > 0 && rest.substring(0, dash).chars().allMatch(Character::isDigit))
+            {
+                final long pid = Long.parseLong(rest.substring(0, dash));
+                stale = ProcessHandle.of(pid).map(ph -> !ph.isAlive()).orElse(true);
+            }
+            else
+            {
+                final long age = System.currentTimeMillis() - dir.lastModified();
+                final File cnc = new File(dir, "cnc.dat");
+                stale = age > 60_000 && (!cnc.exists() || System.currentTimeMillis() - cnc.lastModified() > 60_000 &&
+                    !io.aeron.CommonContext.isDriverActive(dir, 10_000, msg -> { }));
+            }
+            if (stale)
+            {
+                org.agrona.IoUtil.delete(dir, true);
+                removed += dir.exists() ? 0 : 1;
+            }
+        }
+        return removed;
     }
 
     /** A UDP channel on {@code host:port} (for example {@code localhost:40123}). */

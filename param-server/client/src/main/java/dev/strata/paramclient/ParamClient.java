@@ -141,9 +141,38 @@ public final class ParamClient
         return missing;
     }
 
+    /**
+     * Uploads one block. A service whose upload slots are all taken answers 503: the call retries with a growing
+     * pause (up to about a minute in all) before it gives up.
+     */
     public void putBlock(final BlockId id, final byte[] bytes) throws IOException
     {
-        send(request("/v1/blocks/" + id).PUT(HttpRequest.BodyPublishers.ofByteArray(bytes)));
+        long pauseMillis = 50;
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                send(request("/v1/blocks/" + id).PUT(HttpRequest.BodyPublishers.ofByteArray(bytes)));
+                return;
+            }
+            catch (final ServiceException ex)
+            {
+                if (ex.status() != 503 || attempt == 30)
+                {
+                    throw ex;
+                }
+            }
+            try
+            {
+                Thread.sleep(pauseMillis);
+            }
+            catch (final InterruptedException ex)
+            {
+                Thread.currentThread().interrupt();
+                throw new java.io.InterruptedIOException("upload interrupted");
+            }
+            pauseMillis = Math.min(pauseMillis * 2, 2_000);
+        }
     }
 
     public byte[] getBlock(final BlockId id) throws IOException

@@ -29,9 +29,12 @@ public final class ServiceInfo
     {
     }
 
-    /** One entry of {@code GET /v1/models}; {@code stable} and {@code canary} are null when unset. */
+    /**
+     * One entry of {@code GET /v1/models}; {@code stable} and {@code canary} are null when unset; {@code uploading}
+     * lists the versions whose upload has not committed (in progress, or abandoned until they expire).
+     */
     @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
-    public record ModelSummary(String name, int versions, Integer stable, Integer canary)
+    public record ModelSummary(String name, int versions, Integer stable, Integer canary, List<Integer> uploading)
     {
     }
 
@@ -53,9 +56,13 @@ public final class ServiceInfo
         }
     }
 
-    /** {@code POST /v1/models/{m}/uploads}: the version being uploaded, and whether an earlier upload resumed. */
+    /**
+     * {@code POST /v1/models/{m}/uploads}: the version being uploaded, whether an earlier upload resumed, and whether
+     * that version is committed already with this manifest (the upload then only re-sends blocks the service lacks,
+     * which heals quarantined ones, and its commit changes nothing).
+     */
     @JsonNaming(PropertyNamingStrategies.SnakeCaseStrategy.class)
-    public record UploadBegun(int version, boolean resumed)
+    public record UploadBegun(int version, boolean resumed, boolean committed)
     {
     }
 

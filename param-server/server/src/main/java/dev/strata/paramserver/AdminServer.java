@@ -48,6 +48,9 @@ import java.util.Map;
  * POST   /v1/models/{m}/versions/{v}/leases?node=N&amp;ttl_ms=T, DELETE the same to release           [token]
  * POST   /v1/gc                                    delete every stored block no committed version uses  [token]
  * </pre>
+ * Tokens: the admin token is accepted everywhere and needed for mutations; with reads protected (the default when a
+ * token is set) every read above, apart from {@code /health} and {@code /metrics}, needs the admin token or the
+ * read-only token, which also takes and releases leases (what a compute node does) and is refused (403) elsewhere.
  * Answers are the records of {@link ServiceInfo}. Errors are {@code {"error": "..."}} with a status chosen by the
  * exception's type: 400 (bad input: {@link IllegalArgumentException}, a registry {@code INVALID}), 401 (token),
  * 404 (a registry {@code NOT_FOUND}), 409 (a registry {@code CONFLICT}), 413 (too large), 500 (anything else). Model names are validated by the registry (no path traversal, at most 64 characters).
@@ -57,12 +60,18 @@ final class AdminServer implements AutoCloseable
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final int MAX_MANIFEST_BYTES = 64 << 20;
     private static final int MAX_ID_LIST_BYTES = 16 << 20;
+    /** Threads of the admin API's pool. */
+    static final int THREADS = 32;
 
     private final ParamService service;
     private final byte[] token;
+    private final byte[] readToken;
     private final boolean protectReads;
     private final Server server;
     private final ServerConnector connector;
+    /** Requests reading a body now: bounded, so that slow bodies never hold every thread. */
+    private final java.util.concurrent.Semaphore bodySlots;
+    private final long maxBodyNanos;
 
     /** An error with its HTTP status. */
     static final class HttpError extends RuntimeException
@@ -76,18 +85,29 @@ final class AdminServer implements AutoCloseable
         }
     }
 
-    AdminServer(final ParamService service, final int port, final String token, final boolean protectReads)
+    AdminServer(final ParamService service, final String bind, final int port, final String token,
+        final String readToken, final boolean protectReads, final int uploadSlots, final long maxBodyMillis)
         throws Exception
     {
+        this.bodySlots = new java.util.concurrent.Semaphore(uploadSlots);
+        this.maxBodyNanos = java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(maxBodyMillis);
         this.service = service;
         this.token = token == null ? null : token.getBytes(StandardCharsets.UTF_8);
+        this.readToken = readToken == null ? null : readToken.getBytes(StandardCharsets.UTF_8);
         this.protectReads = protectReads;
-        final QueuedThreadPool threads = new QueuedThreadPool(32, 2);
+        final QueuedThreadPool threads = new QueuedThreadPool(THREADS, 2);
         threads.setName("strata-admin");
         threads.setDaemon(true);
         server = new Server(threads);
+        server.setErrorHandler(new JsonErrors());
+        io.micrometer.core.instrument.Gauge.builder("strata.admin.threads.busy", threads,
+            QueuedThreadPool::getBusyThreads).register(service.metrics());
+        io.micrometer.core.instrument.Gauge.builder("strata.admin.upload.slots.used", bodySlots,
+            s -> uploadSlots - s.availablePermits()).register(service.metrics());
         connector = new ServerConnector(server);
+        connector.setHost(bind);
         connector.setPort(port);
+        connector.setIdleTimeout(maxBodyMillis); // a body that stops arriving fails its read after this
         server.addConnector(connector);
         server.setHandler(new Handler.Abstract()
         {
@@ -99,6 +119,44 @@ final class AdminServer implements AutoCloseable
             }
         });
         server.start();
+    }
+
+    /**
+     * Errors Jetty answers itself (a malformed request line, a URI or headers too long, a failure outside the
+     * handler) as the API's JSON error body instead of Jetty's HTML page.
+     */
+    private static final class JsonErrors extends org.eclipse.jetty.server.handler.ErrorHandler
+    {
+        @Override
+        protected void generateResponse(final Request request, final Response response, final int code,
+            final String message, final Throwable cause, final Callback callback) throws IOException
+        {
+            response.getHeaders().put(HttpHeader.CONTENT_TYPE, "application/json");
+            response.write(true, ByteBuffer.wrap(JSON.writeValueAsBytes(new ServiceInfo.Error(describe(code,
+                message)))), callback);
+        }
+
+        @Override
+        public ByteBuffer badMessageError(final int status, final String reason,
+            final org.eclipse.jetty.http.HttpFields.Mutable fields)
+        {
+            fields.put(HttpHeader.CONTENT_TYPE, "application/json");
+            try
+            {
+                return ByteBuffer.wrap(JSON.writeValueAsBytes(new ServiceInfo.Error(describe(status, reason))));
+            }
+            catch (final IOException ex)
+            {
+                return ByteBuffer.wrap("{\"error\":\"bad request\"}".getBytes(StandardCharsets.US_ASCII));
+            }
+        }
+
+        private static String describe(final int status, final String message)
+        {
+            final String reason = org.eclipse.jetty.http.HttpStatus.getMessage(status);
+            return message == null || message.isBlank() ? status + " " + reason : status + " " + reason + ": " +
+                message;
+        }
     }
 
     int port()
@@ -243,11 +301,14 @@ final class AdminServer implements AutoCloseable
     {
         if (p.length == 3 && method.equals("GET"))
         {
+            requireRead(request);
             final List<ServiceInfo.ModelSummary> list = new ArrayList<>();
             for (final String name : service.models())
             {
-                list.add(new ServiceInfo.ModelSummary(name, service.versions(name).size(), labelled(name, "stable"),
-                    labelled(name, "canary")));
+                final List<ModelRegistry.Version> versions = service.versions(name);
+                list.add(new ServiceInfo.ModelSummary(name, versions.size(), labelled(name, "stable"),
+                    labelled(name, "canary"), versions.stream().filter(v -> v.state() == VersionState.UPLOADING)
+                        .map(ModelRegistry.Version::number).toList()));
             }
             json(response, callback, 200, list);
             return;
@@ -256,7 +317,7 @@ final class AdminServer implements AutoCloseable
         {
             throw new HttpError(404, "no such endpoint");
         }
-        final String model = ModelRegistry.checkName(p[3]);
+        final String model = ModelRegistry.checkName(decoded(p[3]));
         switch (p[4])
         {
             case "uploads" ->
@@ -266,7 +327,8 @@ final class AdminServer implements AutoCloseable
                 final Map.Entry<ModelRegistry.Version, Boolean> v = service.beginUpload(model,
                     query.getValue("manifest"));
                 json(response, callback, v.getValue() ? 200 : 201,
-                    new ServiceInfo.UploadBegun(v.getKey().number(), v.getValue()));
+                    new ServiceInfo.UploadBegun(v.getKey().number(), v.getValue(),
+                        v.getKey().state() != VersionState.UPLOADING));
             }
             case "rollback" ->
             {
@@ -285,6 +347,7 @@ final class AdminServer implements AutoCloseable
         if (p.length == 5)
         {
             requireMethod(method, "GET");
+            requireRead(request);
             final List<ServiceInfo.Version> list = new ArrayList<>();
             for (final ModelRegistry.Version v : service.versions(model))
             {
@@ -304,6 +367,7 @@ final class AdminServer implements AutoCloseable
                 return;
             }
             requireMethod(method, "GET");
+            requireRead(request);
             final ModelRegistry.Version v = service.resolve(model, ref);
             final Manifest manifest = service.manifest(v);
             long bytes = 0;
@@ -359,7 +423,7 @@ final class AdminServer implements AutoCloseable
             }
             case "leases" ->
             {
-                requireToken(request);
+                requireNodeToken(request);
                 final String node = query.getValue("node");
                 if (method.equals("POST"))
                 {
@@ -375,6 +439,19 @@ final class AdminServer implements AutoCloseable
                 json(response, callback, 200, new ServiceInfo.Leases(service.leases(model, number(ref))));
             }
             default -> throw new HttpError(404, "no such endpoint");
+        }
+    }
+
+    /** A path segment percent-decoded (UTF-8), so that errors show names as they were typed. */
+    private static String decoded(final String segment)
+    {
+        try
+        {
+            return java.net.URLDecoder.decode(segment.replace("+", "%2B"), StandardCharsets.UTF_8);
+        }
+        catch (final IllegalArgumentException ex)
+        {
+            return segment;
         }
     }
 
@@ -421,45 +498,98 @@ final class AdminServer implements AutoCloseable
         }
     }
 
+    /** A mutation: the admin token only (a read-only token is refused with 403). */
     private void requireToken(final Request request)
     {
         if (token == null)
         {
             return;
         }
-        final String auth = request.getHeaders().get(HttpHeader.AUTHORIZATION);
-        final byte[] given = auth != null && auth.startsWith("Bearer ") ?
-            auth.substring(7).getBytes(StandardCharsets.UTF_8) : new byte[0];
-        if (!MessageDigest.isEqual(token, given))
+        final byte[] given = given(request);
+        if (MessageDigest.isEqual(token, given))
         {
-            throw new HttpError(401, auth == null ? "this operation needs a token (Authorization: Bearer ...)" :
-                "wrong token");
+            return;
         }
+        if (readToken != null && MessageDigest.isEqual(readToken, given))
+        {
+            throw new HttpError(403, "this token is read-only (reads and leases); this operation needs the admin " +
+                "token");
+        }
+        throw new HttpError(401, given.length == 0 ? "this operation needs a token (Authorization: Bearer ...)" :
+            "wrong token");
     }
 
+    /** A read, unless reads are open: the admin token or the read-only token. */
     private void requireRead(final Request request)
     {
         if (protectReads)
         {
-            requireToken(request);
+            requireNodeToken(request);
         }
     }
 
-    private static byte[] body(final Request request, final int limit) throws IOException
+    /** What a compute node does (reads, leases): the admin token or the read-only token. */
+    private void requireNodeToken(final Request request)
+    {
+        if (token == null || readToken != null && MessageDigest.isEqual(readToken, given(request)))
+        {
+            return;
+        }
+        requireToken(request);
+    }
+
+    private static byte[] given(final Request request)
+    {
+        final String auth = request.getHeaders().get(HttpHeader.AUTHORIZATION);
+        return auth != null && auth.startsWith("Bearer ") ? auth.substring(7).getBytes(StandardCharsets.UTF_8) :
+            new byte[0];
+    }
+
+    /**
+     * Reads a request body of at most {@code limit} bytes within the body time limit, holding one of the body slots:
+     * with none free the request is answered 503 at once (the client retries), and a body still arriving at the
+     * deadline (or one that stops arriving: the idle timeout fails the read) is answered 408.
+     */
+    private byte[] body(final Request request, final int limit) throws IOException
     {
         final long declared = request.getLength();
         if (declared > limit)
         {
             throw new HttpError(413, "request body of " + declared + " bytes is over the limit of " + limit);
         }
+        if (!bodySlots.tryAcquire())
+        {
+            throw new HttpError(503, "busy: every upload slot is taken; retry shortly");
+        }
+        final long deadline = System.nanoTime() + maxBodyNanos;
         try (InputStream in = Content.Source.asInputStream(request))
         {
-            final byte[] bytes = in.readNBytes(limit + 1);
-            if (bytes.length > limit)
+            final java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream(
+                (int)Math.min(Math.max(declared, 0), limit) + 1);
+            final byte[] chunk = new byte[64 << 10];
+            int n;
+            while ((n = in.read(chunk, 0, (int)Math.min(chunk.length, limit + 1L - out.size()))) > 0)
             {
-                throw new HttpError(413, "request body is over the limit of " + limit + " bytes");
+                out.write(chunk, 0, n);
+                if (out.size() > limit)
+                {
+                    throw new HttpError(413, "request body is over the limit of " + limit + " bytes");
+                }
+                if (System.nanoTime() - deadline > 0)
+                {
+                    throw new HttpError(408, "request body took longer than " + maxBodyNanos / 1_000_000 + " ms");
+                }
             }
-            return bytes;
+            return out.toByteArray();
+        }
+        catch (final IOException ex)
+        {
+            // the idle timeout, or a client gone: either way the body did not arrive
+            throw new HttpError(408, "request body did not arrive: " + ex);
+        }
+        finally
+        {
+            bodySlots.release();
         }
     }
 

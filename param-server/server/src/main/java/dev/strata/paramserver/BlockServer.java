@@ -164,7 +164,13 @@ public final class BlockServer implements Agent
      */
     public BlockServer requireToken(final String required)
     {
-        this.token = new TokenCheck(required);
+        return requireToken(required, null);
+    }
+
+    /** As {@link #requireToken(String)}, also accepting a second (read-only) token. */
+    public BlockServer requireToken(final String required, final String alsoAccepted)
+    {
+        this.token = new TokenCheck(required, alsoAccepted);
         return this;
     }
 

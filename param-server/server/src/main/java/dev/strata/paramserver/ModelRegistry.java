@@ -78,7 +78,11 @@ public final class ModelRegistry
             case RegistryCommand.Promote c ->
             {
                 final Version v = require(c.model(), c.version(), VersionState.COMMITTED, VersionState.CANARY,
-                    VersionState.RETIRED);
+                    VersionState.RETIRED, VersionState.ACTIVE);
+                if (v.state() == VersionState.ACTIVE)
+                {
+                    yield v; // already the active version: nothing changes
+                }
                 final Version active = find(c.model(), VersionState.ACTIVE);
                 if (active != null)
                 {
@@ -176,6 +180,12 @@ public final class ModelRegistry
             }
         }
         return null;
+    }
+
+    /** The active version of a model (label {@code stable}), or null when it has none. */
+    public Version active(final String model)
+    {
+        return models.containsKey(model) ? find(model, VersionState.ACTIVE) : null;
     }
 
     /** Model names, sorted. */

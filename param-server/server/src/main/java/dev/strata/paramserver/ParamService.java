@@ -72,7 +72,12 @@ public final class ParamService implements AutoCloseable
         private Path dataDir;
         private int adminPort;
         private String token;
-        private boolean protectReads;
+        private String readToken;
+        private boolean openReads;
+        private String bindAddress = "127.0.0.1";
+        private int uploadSlots = 16;
+        private long maxBodyMillis = 30_000;
+        private long uploadExpiryMillis = java.util.concurrent.TimeUnit.HOURS.toMillis(24);
         private long memoryBudgetBytes = 1L << 30;
         private long ssdBudgetBytes = 16L << 30;
         private String udpEndpoint = "localhost:0";
@@ -96,18 +101,76 @@ public final class ParamService implements AutoCloseable
             return this;
         }
 
-        /** The bearer token mutations need; null (the default) is an open service, for tests and development. */
+        /**
+         * The admin token: every call accepts it, mutations need it. With a token, reads (models, versions, manifests,
+         * blocks over HTTP and Aeron, hints, endpoints) need a token too unless {@link #openReads}. Null (the default)
+         * is an open service, for tests and development.
+         */
         public Context token(final String t)
         {
             this.token = t;
             return this;
         }
 
-        /** Require the token for weight reads too (manifests, blocks over HTTP and Aeron, hints). */
-        public Context protectReads(final boolean protect)
+        /**
+         * A second, read-only token for compute nodes: it reads (as above) and takes and releases leases, and
+         * nothing else, so that a node does not hold the admin token. None by default.
+         */
+        public Context readToken(final String t)
         {
-            this.protectReads = protect;
+            this.readToken = t;
             return this;
+        }
+
+        /** Let anyone who reaches the service read weights (a trusted network); reads need a token by default. */
+        public Context openReads(final boolean open)
+        {
+            this.openReads = open;
+            return this;
+        }
+
+        /** The interface the admin API listens on ({@code 127.0.0.1} by default; {@code 0.0.0.0} for all). */
+        public Context bindAddress(final String address)
+        {
+            this.bindAddress = address;
+            return this;
+        }
+
+        /**
+         * Requests with a body (block uploads, commits, missing-block lists) served at once (16 by default, of the
+         * admin API's 32 threads): one more is answered 503 at once, so that slow uploads never take the threads
+         * health checks, lease renewals and reads need.
+         */
+        public Context uploadSlots(final int slots)
+        {
+            this.uploadSlots = slots;
+            return this;
+        }
+
+        /**
+         * The longest a request body may take to arrive (30 s by default; also the connection idle timeout): a body
+         * still arriving after it is answered 408 and its connection closed.
+         */
+        public Context maxBodyMillis(final long millis)
+        {
+            this.maxBodyMillis = millis;
+            return this;
+        }
+
+        /**
+         * How long an upload may stay uncommitted (24 h by default, counted from its begin or last resume in this
+         * process): an older one is abandoned and deleted at the next begin or gc, so it no longer blocks gc.
+         */
+        public Context uploadExpiryMillis(final long millis)
+        {
+            this.uploadExpiryMillis = millis;
+            return this;
+        }
+
+        /** Whether reads need a token: a token is set and reads were not opened. */
+        public boolean protectsReads()
+        {
+            return token != null && !token.isEmpty() && !openReads;
         }
 
         /** The memory tier's budget (1 GiB by default). */
@@ -199,9 +262,30 @@ public final class ParamService implements AutoCloseable
             {
                 throw new IllegalArgumentException("invalid linkBytesPerSecond=" + linkBytesPerSecond);
             }
-            if (protectReads && (token == null || token.isEmpty()))
+            if (readToken != null && (token == null || token.isEmpty()))
             {
-                throw new IllegalArgumentException("invalid protectReads=true without a token");
+                throw new IllegalArgumentException("invalid readToken: a read token needs an admin token");
+            }
+            if (readToken != null && (readToken.length() < 8 || readToken.equals(token)))
+            {
+                throw new IllegalArgumentException("invalid readToken: at least 8 characters, and not the admin token");
+            }
+            if (uploadSlots < 1 || uploadSlots > AdminServer.THREADS - 8)
+            {
+                throw new IllegalArgumentException("invalid uploadSlots=" + uploadSlots + " (1.." +
+                    (AdminServer.THREADS - 8) + ": the rest of the admin API's threads stay for reads and leases)");
+            }
+            if (uploadExpiryMillis < 1)
+            {
+                throw new IllegalArgumentException("invalid uploadExpiryMillis=" + uploadExpiryMillis);
+            }
+            if (maxBodyMillis < 100)
+            {
+                throw new IllegalArgumentException("invalid maxBodyMillis=" + maxBodyMillis + " (at least 100)");
+            }
+            if (bindAddress == null || bindAddress.isBlank())
+            {
+                throw new IllegalArgumentException("invalid bindAddress=" + bindAddress);
             }
             concluded = true;
             return this;
@@ -209,6 +293,7 @@ public final class ParamService implements AutoCloseable
     }
 
     private final Context ctx;
+    private final long startedNanos = System.nanoTime();
     private final FileChannel lockChannel;
     private final FileLock lock;
     private final PrometheusMeterRegistry metrics;
@@ -222,6 +307,8 @@ public final class ParamService implements AutoCloseable
     private final ManifestStore manifests;
     /** The blocks of every visible version, a snapshot the block server reads without a lock. */
     private final VersionCatalog catalog = new VersionCatalog();
+    /** When each uncommitted upload ({@code model@n}) began or last resumed in this process. Guarded by this. */
+    private final Map<String, Long> uploadsTouched = new java.util.HashMap<>();
     /** Blocks of deleted versions not yet collected (an upload was in progress). Guarded by this. */
     private final Set<BlockId> pendingGarbage = new HashSet<>();
     private long blocksCollected;
@@ -240,7 +327,7 @@ public final class ParamService implements AutoCloseable
     private ParamService(final Context ctx, final List<AutoCloseable> opened) throws Exception
     {
         this.ctx = ctx;
-        Files.createDirectories(ctx.dataDir);
+        createPrivateDirectory(ctx.dataDir);
         lockChannel = FileChannel.open(ctx.dataDir.resolve("lock"), StandardOpenOption.CREATE,
             StandardOpenOption.WRITE);
         opened.add(lockChannel);
@@ -266,12 +353,13 @@ public final class ParamService implements AutoCloseable
             opened.add(metrics::close);
         }
         memory = add(opened, new MemoryTier(ctx.memoryBudgetBytes, EvictionPolicy.costAware()));
-        ssd = add(opened, new RocksDbTier(ctx.dataDir.resolve("ssd"), ctx.ssdBudgetBytes));
+        ssd = add(opened, RocksDbTier.openOrReplace(ctx.dataDir.resolve("ssd"), ctx.ssdBudgetBytes));
         final S3 s3 = ctx.s3;
         object = add(opened, s3 == null ? new DirectoryObjectTier(ctx.dataDir.resolve("objects")) :
             new dev.strata.tiering.S3ObjectTier(s3.endpoint(), s3.region(), s3.bucket(), s3.accessKey(),
                 s3.secretKey(), s3.prefix()));
-        index = add(opened, BlockIndex.open(ctx.dataDir.resolve("block-index.dat"), 4_000_000));
+        index = add(opened, BlockIndex.open(ctx.dataDir.resolve("block-index.dat"),
+            Math.max(object.ids().size(), ssd.ids().size())));
         store = add(opened, TieredBlockStore.open(new TieredBlockStore.Context()
             .memory(memory).ssd(ssd).object(object).index(index).maxBlockBytes(MAX_BLOCK_BYTES).prefetchThreads(2)
             .meterRegistry(metrics)));
@@ -291,7 +379,7 @@ public final class ParamService implements AutoCloseable
         endpoints = new ServiceInfo.Endpoints(transport.context().aeronDirectory(), TransportContext.IPC_CHANNEL,
             udpChannel, REQUEST_STREAM);
         blockServer = new BlockServer(store, List.of(ipc, udp), transport.aeron(), catalog)
-            .requireToken(ctx.protectReads ? ctx.token : null).linkBytesPerSecond(ctx.linkBytesPerSecond);
+            .requireToken(ctx.protectsReads() ? ctx.token : null, ctx.protectsReads() ? ctx.readToken : null).linkBytesPerSecond(ctx.linkBytesPerSecond);
         blockServerRunner = add(opened, new AgentRunner(new BackoffIdleStrategy(), blockServer::onAgentError, null,
             blockServer));
         AgentRunner.startOnThread(blockServerRunner);
@@ -305,7 +393,48 @@ public final class ParamService implements AutoCloseable
         Gauge.builder("strata.agent.errors", blockServer, BlockServer::errors).register(metrics);
         Gauge.builder("strata.models", this, s -> s.models().size()).register(metrics);
 
-        admin = add(opened, new AdminServer(this, ctx.adminPort, ctx.token, ctx.protectReads));
+        admin = add(opened, new AdminServer(this, ctx.bindAddress, ctx.adminPort, ctx.token, ctx.readToken,
+            ctx.protectsReads(), ctx.uploadSlots, ctx.maxBodyMillis));
+    }
+
+    /**
+     * Creates the data directory readable by its owner only (0700): blocks are model weights. An existing directory
+     * open to others is narrowed to 0700, with a warning.
+     */
+    private static void createPrivateDirectory(final Path dir) throws IOException
+    {
+        final java.util.Set<java.nio.file.attribute.PosixFilePermission> owner =
+            java.nio.file.attribute.PosixFilePermissions.fromString("rwx------");
+        if (!Files.exists(dir))
+        {
+            if (dir.getParent() != null)
+            {
+                Files.createDirectories(dir.getParent());
+            }
+            try
+            {
+                Files.createDirectory(dir, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(owner));
+                Files.setPosixFilePermissions(dir, owner); // the umask may have narrowed the attribute
+            }
+            catch (final UnsupportedOperationException notPosix)
+            {
+                Files.createDirectories(dir);
+            }
+            return;
+        }
+        try
+        {
+            if (!Files.getPosixFilePermissions(dir).equals(owner))
+            {
+                Files.setPosixFilePermissions(dir, owner);
+                System.getLogger(ParamService.class.getName()).log(System.Logger.Level.WARNING, "data directory " +
+                    dir + " was open to other users: narrowed to 0700");
+            }
+        }
+        catch (final UnsupportedOperationException notPosix)
+        {
+            // no POSIX permissions on this file system
+        }
     }
 
     private static <T extends AutoCloseable> T add(final List<AutoCloseable> opened, final T resource)
@@ -425,7 +554,8 @@ public final class ParamService implements AutoCloseable
      */
     public boolean putBlock(final BlockId claimed, final byte[] bytes) throws IOException
     {
-        if (object.contains(claimed))
+        // a stored copy counts only if it is good: a bad one is quarantined by the scrub and replaced below
+        if (object.contains(claimed) && store.scrub(claimed))
         {
             return false;
         }
@@ -435,9 +565,54 @@ public final class ParamService implements AutoCloseable
 
     // ---- versions
 
-    /** Starts (or resumes, for the same manifest) an upload; returns the version and whether it resumed. */
+    /**
+     * Starts (or resumes, for the same manifest) an upload; returns the version and whether it resumed. A manifest
+     * a visible version already has names that version (not uploading): the upload then sends only the blocks the
+     * service lacks, such as quarantined ones, and its commit is a no-op, so re-uploading a file heals its version.
+     */
     public synchronized Map.Entry<ModelRegistry.Version, Boolean> beginUpload(final String model,
         final String manifestDigest) throws IOException
+    {
+        expireUploads();
+        final Map.Entry<ModelRegistry.Version, Boolean> begun = beginOrResume(model, manifestDigest);
+        if (begun.getKey().state() == VersionState.UPLOADING)
+        {
+            uploadsTouched.put(model + "@" + begun.getKey().number(), System.nanoTime());
+        }
+        return begun;
+    }
+
+    /**
+     * Deletes uploads uncommitted for longer than the expiry (counted from their begin or last resume in this process;
+     * an upload left by an earlier process counts from this one's start). Holds the lock.
+     */
+    private void expireUploads() throws IOException
+    {
+        final long now = System.nanoTime();
+        final long expiry = java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(ctx.uploadExpiryMillis);
+        for (final String model : registryLog.registry().models())
+        {
+            for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
+            {
+                if (v.state() != VersionState.UPLOADING)
+                {
+                    continue;
+                }
+                final String key = model + "@" + v.number();
+                final long since = uploadsTouched.computeIfAbsent(key, k -> startedNanos);
+                if (now - since > expiry)
+                {
+                    registryLog.execute(new RegistryCommand.Delete(model, v.number(), System.currentTimeMillis()));
+                    uploadsTouched.remove(key);
+                    System.getLogger(ParamService.class.getName()).log(System.Logger.Level.INFO, "upload " + key +
+                        " expired uncommitted: deleted");
+                }
+            }
+        }
+    }
+
+    private Map.Entry<ModelRegistry.Version, Boolean> beginOrResume(final String model, final String manifestDigest)
+        throws IOException
     {
         final ModelRegistry.Version existing = registryLog.registry().uploading(ModelRegistry.checkName(model),
             manifestDigest);
@@ -445,17 +620,28 @@ public final class ParamService implements AutoCloseable
         {
             return Map.entry(existing, true);
         }
+        final ModelRegistry.Version committed = visibleWithManifest(model, manifestDigest);
+        if (committed != null)
+        {
+            return Map.entry(committed, true);
+        }
         return Map.entry(registryLog.execute(new RegistryCommand.CreateVersion(model, manifestDigest)), false);
     }
 
     /**
      * Commits an uploaded version: the manifest must hash to the digest the upload began with, name this model,
-     * and every block it names must be durable in the object tier.
+     * and every block it names must be durable in the object tier. A model's first committed version (or any
+     * committed while it has no active version) becomes its active version (label {@code stable}), a logged promote.
      */
     public synchronized ModelRegistry.Version commit(final String model, final int version, final byte[] encoded)
         throws IOException
     {
         final String digest = BlockId.of(encoded).hex();
+        final ModelRegistry.Version done = visibleWithManifest(model, digest);
+        if (done != null && done.number() == version && missing(Manifest.decode(encoded).allBlocks()).isEmpty())
+        {
+            return done; // committed already (by a concurrent upload of the same file, or a heal): nothing to do
+        }
         final Manifest manifest;
         try
         {
@@ -477,7 +663,13 @@ public final class ParamService implements AutoCloseable
                 " blocks are not uploaded yet (first: " + missing.getFirst() + ")");
         }
         manifests.write(digest, encoded);
-        final ModelRegistry.Version committed = registryLog.execute(new RegistryCommand.Commit(model, version, digest));
+        ModelRegistry.Version committed = registryLog.execute(new RegistryCommand.Commit(model, version, digest));
+        uploadsTouched.remove(model + "@" + version);
+        if (registryLog.registry().active(model) == null)
+        {
+            // the first committed version of a model with no active one becomes active, so the bare name works
+            committed = registryLog.execute(new RegistryCommand.Promote(model, version));
+        }
         publishCatalog();
         collectGarbage(); // what a delete during this upload left
         return committed;
@@ -485,8 +677,20 @@ public final class ParamService implements AutoCloseable
 
     public synchronized ModelRegistry.Version execute(final RegistryCommand command) throws IOException
     {
-        final Manifest deleted = command instanceof RegistryCommand.Delete d ? committedManifest(d.model(), d.version())
-            : null;
+        Manifest deleted = null;
+        if (command instanceof RegistryCommand.Delete d)
+        {
+            try
+            {
+                deleted = committedManifest(d.model(), d.version());
+            }
+            catch (final IOException ex)
+            {
+                // a version whose manifest is damaged can still be removed; its blocks are left to gc
+                System.getLogger(ParamService.class.getName()).log(System.Logger.Level.WARNING, "deleting " +
+                    d.model() + "@" + d.version() + " without collecting its blocks: " + ex.getMessage());
+            }
+        }
         final ModelRegistry.Version v = registryLog.execute(command);
         publishCatalog();
         if (command instanceof RegistryCommand.Delete)
@@ -498,6 +702,25 @@ public final class ParamService implements AutoCloseable
             }
         }
         return v;
+    }
+
+    /** The newest visible (committed, not deleted) version of a model with this manifest, or null. Holds the lock. */
+    private ModelRegistry.Version visibleWithManifest(final String model, final String digest)
+    {
+        if (!registryLog.registry().models().contains(model))
+        {
+            return null;
+        }
+        ModelRegistry.Version found = null;
+        for (final ModelRegistry.Version v : registryLog.registry().versionsOf(model))
+        {
+            if (v.state() != VersionState.UPLOADING && v.state() != VersionState.DELETED &&
+                v.manifestDigest().equals(digest))
+            {
+                found = v;
+            }
+        }
+        return found;
     }
 
     /** The manifest of a committed (not uploading, not deleted) version, or null. */
@@ -547,6 +770,7 @@ public final class ParamService implements AutoCloseable
      */
     public synchronized long[] sweep() throws IOException
     {
+        expireUploads();
         final Set<BlockId> live = liveBlocks();
         final Set<BlockId> stored = new HashSet<>(object.ids());
         stored.addAll(ssd.ids());
@@ -591,7 +815,9 @@ public final class ParamService implements AutoCloseable
                 if (v.state() == VersionState.UPLOADING)
                 {
                     throw new RegistryException(RegistryException.Kind.CONFLICT, "an upload is in progress (" + model + "@" + v.number() + "): " +
-                        "collect after it commits, or delete it");
+                        "collect after it commits, or delete it (strata model rm " + model + "@" + v.number() +
+                        "); an abandoned upload expires " + java.time.Duration.ofMillis(ctx.uploadExpiryMillis) +
+                        " after its begin");
                 }
                 if (v.state() != VersionState.DELETED)
                 {

@@ -10,13 +10,26 @@ import java.nio.charset.StandardCharsets;
 final class TokenCheck
 {
     private final byte[] token;
+    private final byte[] other;
     private final byte[] scratch;
 
     /** @param token the required token; null or empty when reads are open. */
     TokenCheck(final String token)
     {
+        this(token, null);
+    }
+
+    /**
+     * @param token the required token (the admin token); null or empty when reads are open.
+     * @param other a second token also accepted (the read-only token); may be null.
+     */
+    TokenCheck(final String token, final String other)
+    {
         this.token = token == null || token.isEmpty() ? null : token.getBytes(StandardCharsets.US_ASCII);
-        this.scratch = new byte[this.token == null ? 0 : this.token.length];
+        this.other = this.token == null || other == null || other.isEmpty() ? null :
+            other.getBytes(StandardCharsets.US_ASCII);
+        this.scratch = new byte[this.token == null ? 0 :
+            Math.max(this.token.length, this.other == null ? 0 : this.other.length)];
     }
 
     /** Whether a token is required at all. */
@@ -41,14 +54,19 @@ final class TokenCheck
         {
             return true;
         }
-        if (length != token.length || copied != length)
+        return equal(token, length, copied) | (other != null && equal(other, length, copied));
+    }
+
+    private boolean equal(final byte[] expected, final int length, final int copied)
+    {
+        if (length != expected.length || copied != length)
         {
             return false;
         }
         int diff = 0;
         for (int i = 0; i < length; i++)
         {
-            diff |= token[i] ^ scratch[i];
+            diff |= expected[i] ^ scratch[i];
         }
         return diff == 0;
     }

@@ -40,7 +40,21 @@ final class VersionCatalog implements BlockServer.Catalog
                 }
                 final String key = model + "@" + v.number();
                 final Set<BlockId> known = previous.get(key);
-                next.put(key, known != null ? known : Set.copyOf(manifests.manifest(v).allBlocks()));
+                if (known != null)
+                {
+                    next.put(key, known);
+                    continue;
+                }
+                try
+                {
+                    next.put(key, Set.copyOf(manifests.manifest(v).allBlocks()));
+                }
+                catch (final IOException ex)
+                {
+                    // a version whose manifest cannot be read is not served; the rest of the service is
+                    System.getLogger(VersionCatalog.class.getName()).log(System.Logger.Level.WARNING,
+                        key + " is not served: " + ex.getMessage() + " (remove it with strata model rm " + key + ")");
+                }
             }
         }
         snapshot = Map.copyOf(next);

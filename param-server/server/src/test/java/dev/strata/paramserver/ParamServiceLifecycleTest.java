@@ -31,7 +31,9 @@ class ParamServiceLifecycleTest
         assertTrue(assertThrows(IllegalArgumentException.class, () -> new ParamService.Context().dataDir(dir)
             .adminPort(70_000).conclude()).getMessage().startsWith("invalid adminPort=70000"));
         assertTrue(assertThrows(IllegalArgumentException.class, () -> new ParamService.Context().dataDir(dir)
-            .protectReads(true).conclude()).getMessage().startsWith("invalid protectReads=true"));
+            .readToken("read-only-token").conclude()).getMessage().startsWith("invalid readToken"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> new ParamService.Context().dataDir(dir)
+            .token("same-token").readToken("same-token").conclude()).getMessage().startsWith("invalid readToken"));
         assertTrue(assertThrows(IllegalArgumentException.class, () -> new ParamService.Context().dataDir(dir)
             .udpEndpoint("nowhere").conclude()).getMessage().startsWith("invalid udpEndpoint=nowhere"));
     }

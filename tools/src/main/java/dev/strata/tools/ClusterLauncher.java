@@ -161,12 +161,12 @@ final class ClusterLauncher
         final int count = cmd.prefillNodes + cmd.decodeNodes + cmd.bothNodes;
         final int cores = Runtime.getRuntime().availableProcessors();
         final int threads = cmd.nodeThreads != null ? cmd.nodeThreads : Math.max(1, cores / count);
-        final String aeronDir = (Files.isDirectory(Path.of("/dev/shm")) ? "/dev/shm" :
-            System.getProperty("java.io.tmpdir")) + File.separator + "strata-serve-" + ProcessHandle.current().pid();
         final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
         try (Source source = source();
-            Transport transport = Transport.launch(new TransportContext().aeronDirectory(aeronDir)))
+            // the driver's directory is named for this process, so a later start sweeps it if this one is killed
+            Transport transport = Transport.launch(new TransportContext()))
         {
+            final String aeronDir = transport.context().aeronDirectory();
             final String name = source.name();
             final String version = source.version();
             final Tokenizer tokenizer = source.tokenizer();

@@ -63,6 +63,8 @@ final class AdminServer implements AutoCloseable
     private final boolean protectReads;
     private final Server server;
     private final ServerConnector connector;
+    /** The dashboard's pages and endpoints ({@code /dashboard}, {@code /v1/dashboard/...}), once attached. */
+    private volatile Dashboard dashboard;
 
     /** An error with its HTTP status. */
     static final class HttpError extends RuntimeException
@@ -99,6 +101,12 @@ final class AdminServer implements AutoCloseable
             }
         });
         server.start();
+    }
+
+    /** Serves the dashboard's paths from now on. */
+    void dashboard(final Dashboard d)
+    {
+        this.dashboard = d;
     }
 
     int port()
@@ -143,6 +151,11 @@ final class AdminServer implements AutoCloseable
 
     private void route(final Request request, final Response response, final Callback callback) throws Exception
     {
+        final Dashboard d = dashboard;
+        if (d != null && d.handle(request, response, callback))
+        {
+            return;
+        }
         final String method = request.getMethod();
         final String path = request.getHttpURI().getPath();
         final String[] p = path.split("/", -1); // p[0] is ""

@@ -162,6 +162,18 @@ public final class ParamService implements AutoCloseable
             return this;
         }
 
+        /** The data directory. */
+        public Path dataDirPath()
+        {
+            return dataDir;
+        }
+
+        /** The block server's bandwidth cap at launch (0: none). */
+        public long linkBytes()
+        {
+            return linkBytesPerSecond;
+        }
+
         /**
          * Validates every setting once.
          *
@@ -231,6 +243,7 @@ public final class ParamService implements AutoCloseable
     private final AgentRunner blockServerRunner;
     private final ServiceInfo.Endpoints endpoints;
     private final AdminServer admin;
+    private final Dashboard dashboard;
 
     /**
      * Opens, in order, the data directory's lock, the tiers, the index and store, the registry log, the transport
@@ -306,6 +319,8 @@ public final class ParamService implements AutoCloseable
         Gauge.builder("strata.models", this, s -> s.models().size()).register(metrics);
 
         admin = add(opened, new AdminServer(this, ctx.adminPort, ctx.token, ctx.protectReads));
+        dashboard = add(opened, new Dashboard(this, ctx.token, ctx.protectReads, System::currentTimeMillis));
+        admin.dashboard(dashboard);
     }
 
     private static <T extends AutoCloseable> T add(final List<AutoCloseable> opened, final T resource)
@@ -391,6 +406,18 @@ public final class ParamService implements AutoCloseable
     public PrometheusMeterRegistry metrics()
     {
         return metrics;
+    }
+
+    /** The transport the service's Aeron endpoints live on (its own or the shared one). */
+    dev.strata.transport.Transport transportForDashboard()
+    {
+        return transport;
+    }
+
+    /** The dashboard: node statistics history, knobs, replay. */
+    Dashboard dashboard()
+    {
+        return dashboard;
     }
 
     public TieredBlockStore store()

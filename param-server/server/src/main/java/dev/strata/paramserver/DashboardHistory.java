@@ -1,0 +1,311 @@
+package dev.strata.paramserver;
+
+import com.fasterxml.jackson.core.JsonGenerator;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The dashboard's short history: one sample a second for {@link #SECONDS} seconds (15 minutes), for the service
+ * itself, for every (node, model version) that reports, and per model version a heat map of unit accesses.
+ * <p>
+ * Memory: a series is {@code fields x 900} doubles plus its times (16 nodes of 20 fields: 2.3 MB); a heat map is
+ * {@code 900 x units} longs per version. Written by the collector's thread, read by the HTTP threads; each series
+ * is guarded by its own monitor, so a reader copies one series at a time and never holds the writer long.
+ */
+final class DashboardHistory
+{
+    /** Seconds kept. */
+    static final int SECONDS = 900;
+
+    /** What the service samples every second. */
+    static final String[] SERVICE_FIELDS = {
+        "memory_hits", "memory_misses", "ssd_hits", "ssd_misses", "object_hits", "object_misses",
+        "memory_used_bytes", "ssd_used_bytes", "object_used_bytes", "memory_hit_rate", "ssd_hit_rate",
+        "object_hit_rate", "blocks_served_per_s", "served_bytes_per_s", "link_bytes_per_second"};
+
+    /** What a node's report becomes, per second. */
+    static final String[] NODE_FIELDS = {
+        "accesses_per_s", "demand_fetches_per_s", "hit_rate", "accuracy", "coverage", "timeliness",
+        "stall_ms_per_token", "tokens_per_s", "fetched_bytes_per_s", "wasted_bytes_per_s", "cancelled_per_s",
+        "lookahead", "budget_bytes", "used_bytes", "budget_use", "fragmentation_pct", "fetch_p50_ms", "fetch_p99_ms",
+        "fetches", "report_cpu_pct"};
+
+    /** A ring of samples: times (epoch seconds) and one row per field. */
+    static final class Series
+    {
+        final String[] fields;
+        final long[] times = new long[SECONDS];
+        final double[][] values;
+        int next;
+        int size;
+
+        Series(final String[] fields)
+        {
+            this.fields = fields;
+            this.values = new double[fields.length][SECONDS];
+        }
+
+        /** Adds a sample; a second already sampled is overwritten. */
+        synchronized void add(final long second, final double[] row)
+        {
+            int slot = -1;
+            if (size > 0 && times[(next - 1 + SECONDS) % SECONDS] == second)
+            {
+                slot = (next - 1 + SECONDS) % SECONDS;
+            }
+            if (slot < 0)
+            {
+                slot = next;
+                next = (next + 1) % SECONDS;
+                size = Math.min(SECONDS, size + 1);
+            }
+            times[slot] = second;
+            for (int f = 0; f < fields.length; f++)
+            {
+                values[f][slot] = row[f];
+            }
+        }
+
+        /** The newest sample's time, or 0. */
+        synchronized long last()
+        {
+            return size == 0 ? 0 : times[(next - 1 + SECONDS) % SECONDS];
+        }
+
+        /** Writes {@code {"t": [...], "fields": {name: [...]}}} for the samples after {@code since}. */
+        void write(final JsonGenerator json, final long since) throws IOException
+        {
+            final long[] t;
+            final double[][] v;
+            synchronized (this)
+            {
+                int first = 0;
+                while (first < size && times[(next - size + first + SECONDS) % SECONDS] <= since)
+                {
+                    first++;
+                }
+                final int n = size - first;
+                t = new long[n];
+                v = new double[fields.length][n];
+                for (int i = 0; i < n; i++)
+                {
+                    final int slot = (next - size + first + i + SECONDS) % SECONDS;
+                    t[i] = times[slot];
+                    for (int f = 0; f < fields.length; f++)
+                    {
+                        v[f][i] = values[f][slot];
+                    }
+                }
+            }
+            json.writeArrayFieldStart("t");
+            for (final long s : t)
+            {
+                json.writeNumber(s);
+            }
+            json.writeEndArray();
+            json.writeObjectFieldStart("fields");
+            for (int f = 0; f < fields.length; f++)
+            {
+                json.writeArrayFieldStart(fields[f]);
+                for (final double d : v[f])
+                {
+                    number(json, d);
+                }
+                json.writeEndArray();
+            }
+            json.writeEndObject();
+        }
+    }
+
+    /** Accesses per unit per second for one model version, summed over its nodes. */
+    static final class Heat
+    {
+        final int layers;
+        final int experts;
+        final long[] seconds = new long[SECONDS];
+        final long[][] counts;
+
+        Heat(final int layers, final int experts)
+        {
+            this.layers = layers;
+            this.experts = experts;
+            this.counts = new long[SECONDS][layers + layers * experts];
+        }
+
+        int units()
+        {
+            return counts[0].length;
+        }
+
+        synchronized void add(final long second, final int unit, final long count)
+        {
+            final int slot = (int)(second % SECONDS);
+            if (seconds[slot] != second)
+            {
+                seconds[slot] = second;
+                java.util.Arrays.fill(counts[slot], 0);
+            }
+            if (unit >= 0 && unit < counts[slot].length)
+            {
+                counts[slot][unit] += count;
+            }
+        }
+
+        void write(final JsonGenerator json, final long since, final long now) throws IOException
+        {
+            json.writeNumberField("layers", layers);
+            json.writeNumberField("experts", experts);
+            final List<Long> t = new ArrayList<>();
+            final List<long[]> rows = new ArrayList<>();
+            synchronized (this)
+            {
+                for (long s = Math.max(since + 1, now - SECONDS + 1); s <= now; s++)
+                {
+                    final int slot = (int)(s % SECONDS);
+                    if (seconds[slot] == s)
+                    {
+                        t.add(s);
+                        rows.add(counts[slot].clone());
+                    }
+                }
+            }
+            json.writeArrayFieldStart("t");
+            for (final long s : t)
+            {
+                json.writeNumber(s);
+            }
+            json.writeEndArray();
+            json.writeArrayFieldStart("counts");
+            for (final long[] row : rows)
+            {
+                json.writeArray(row, 0, row.length);
+            }
+            json.writeEndArray();
+        }
+    }
+
+    /** One reporting node of one version: its series and what its last report held. */
+    static final class NodeEntry
+    {
+        final String node;
+        final String version;
+        final Series series = new Series(NODE_FIELDS);
+        /** The last report's figures (for the deltas and for {@code /metrics}). */
+        volatile NodeReport last;
+        volatile double[] lastRow = new double[NODE_FIELDS.length];
+        /** Accesses per unit, cumulative (for {@code /metrics}). */
+        volatile long[] unitTotals = new long[0];
+
+        NodeEntry(final String node, final String version)
+        {
+            this.node = node;
+            this.version = version;
+        }
+    }
+
+    /**
+     * One report, as decoded.
+     *
+     * @param units   unit numbers with accesses since the node's previous report.
+     * @param counts  those accesses.
+     */
+    record NodeReport(String node, String version, long timestampMillis, long settingsGeneration, long accesses,
+        long demandFetches, long prefetchIssued, long cancelled, long wastedBytes, long fetchedBytes, long stallNanos,
+        long tokens, double accuracy, double coverage, double timeliness, int lookahead, long budgetBytes,
+        long usedBytes, long unusableBytes, long fetchCount, long fetchP50Nanos, long fetchP99Nanos,
+        long reportCpuNanos, int layers, int experts, int[] units, long[] counts)
+    {
+    }
+
+    final Series service = new Series(SERVICE_FIELDS);
+    private final Map<String, NodeEntry> nodes = new LinkedHashMap<>();
+    private final Map<String, Heat> heat = new LinkedHashMap<>();
+
+    /** Records a node's report at {@code second} (the service's clock); returns its entry. */
+    NodeEntry onReport(final long second, final NodeReport r)
+    {
+        final NodeEntry e;
+        final Heat h;
+        synchronized (this)
+        {
+            e = nodes.computeIfAbsent(r.node() + "|" + r.version(), k -> new NodeEntry(r.node(), r.version()));
+            final Heat existing = heat.get(r.version());
+            h = existing != null && existing.layers == r.layers() && existing.experts == r.experts() ? existing :
+                new Heat(Math.max(1, r.layers()), r.experts());
+            heat.put(r.version(), h);
+        }
+        final NodeReport p = e.last;
+        final double dt = p == null ? 1 : Math.max(1e-3, (r.timestampMillis() - p.timestampMillis()) / 1e3);
+        final double[] row = new double[NODE_FIELDS.length];
+        final long accesses = p == null ? r.accesses() : r.accesses() - p.accesses();
+        final long demand = p == null ? r.demandFetches() : r.demandFetches() - p.demandFetches();
+        final long tokens = p == null ? r.tokens() : r.tokens() - p.tokens();
+        final long stall = p == null ? r.stallNanos() : r.stallNanos() - p.stallNanos();
+        row[0] = accesses / dt;
+        row[1] = demand / dt;
+        row[2] = accesses == 0 ? Double.NaN : 1.0 - (double)demand / accesses;
+        row[3] = r.accuracy();
+        row[4] = r.coverage();
+        row[5] = r.timeliness();
+        row[6] = tokens == 0 ? Double.NaN : stall / 1e6 / tokens;
+        row[7] = tokens / dt;
+        row[8] = (p == null ? r.fetchedBytes() : r.fetchedBytes() - p.fetchedBytes()) / dt;
+        row[9] = (p == null ? r.wastedBytes() : r.wastedBytes() - p.wastedBytes()) / dt;
+        row[10] = (p == null ? r.cancelled() : r.cancelled() - p.cancelled()) / dt;
+        row[11] = r.lookahead();
+        row[12] = r.budgetBytes();
+        row[13] = r.usedBytes();
+        row[14] = r.budgetBytes() == 0 ? Double.NaN : (double)r.usedBytes() / r.budgetBytes();
+        row[15] = r.usedBytes() == 0 ? 0 : 100.0 * r.unusableBytes() / r.usedBytes();
+        row[16] = r.fetchP50Nanos() < 0 ? Double.NaN : r.fetchP50Nanos() / 1e6;
+        row[17] = r.fetchP99Nanos() < 0 ? Double.NaN : r.fetchP99Nanos() / 1e6;
+        row[18] = r.fetchCount();
+        row[19] = p == null ? Double.NaN :
+            100.0 * (r.reportCpuNanos() - p.reportCpuNanos()) / 1e9 / dt;
+        e.series.add(second, row);
+        e.lastRow = row;
+        long[] totals = e.unitTotals;
+        if (totals.length < h.units())
+        {
+            totals = java.util.Arrays.copyOf(totals, h.units());
+        }
+        for (int i = 0; i < r.units().length; i++)
+        {
+            h.add(second, r.units()[i], r.counts()[i]);
+            if (r.units()[i] >= 0 && r.units()[i] < totals.length)
+            {
+                totals[r.units()[i]] += r.counts()[i];
+            }
+        }
+        e.unitTotals = totals;
+        e.last = r;
+        return e;
+    }
+
+    synchronized List<NodeEntry> nodes()
+    {
+        return List.copyOf(nodes.values());
+    }
+
+    synchronized Map<String, Heat> heat()
+    {
+        return Map.copyOf(heat);
+    }
+
+    /** NaN and infinities as null: JSON has no such numbers. */
+    static void number(final JsonGenerator json, final double d) throws IOException
+    {
+        if (Double.isFinite(d))
+        {
+            json.writeNumber(d);
+        }
+        else
+        {
+            json.writeNull();
+        }
+    }
+}

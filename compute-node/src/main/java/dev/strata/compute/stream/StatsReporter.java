@@ -3,7 +3,6 @@ package dev.strata.compute.stream;
 import dev.strata.paramclient.ServiceInfo;
 import dev.strata.prefetch.PrefetchSettings;
 import dev.strata.prefetch.PrefetchStats;
-import dev.strata.transport.StatsStreams;
 import dev.strata.transport.Transport;
 import dev.strata.transport.TransportContext;
 import dev.strata.transport.sbe.MessageHeaderDecoder;
@@ -139,7 +138,7 @@ public final class StatsReporter implements Agent
             return;
         }
         disconnect();
-        final ServiceInfo.Endpoints e = source.model().admin().endpoints();
+        final ServiceInfo.Endpoints e = source.model().admin().statsEndpoints();
         final Aeron aeron;
         if (shared != null)
         {
@@ -151,7 +150,7 @@ public final class StatsReporter implements Agent
             aeron = own.aeron();
         }
         final boolean ipc = mode == BlockChannel.Mode.IPC;
-        publication = aeron.addPublication(ipc ? e.ipcChannel() : e.udpChannel(), StatsStreams.STATS_STREAM);
+        publication = aeron.addPublication(ipc ? e.ipcChannel() : e.udpChannel(), e.streamId());
         settingsSubscription = aeron.addSubscription(ipc ? TransportContext.IPC_CHANNEL :
             "aeron:udp?endpoint=" + localHost + ":0", responseStream);
         responseChannel = ipc ? TransportContext.IPC_CHANNEL : settingsSubscription.tryResolveChannelEndpointPort();

@@ -47,6 +47,7 @@ import java.util.stream.Stream;
  * admin server hands it the requests under {@code /dashboard} and {@code /v1/dashboard}.
  * <pre>
  * GET  /dashboard                          the page (uPlot from its WebJar, served from the jar)
+ * GET  /v1/dashboard/endpoints             where nodes send their reports (Aeron IPC and UDP, stream 1002)
  * GET  /v1/dashboard/series?since=S        history after epoch second S (all 15 minutes without it)
  * GET  /v1/dashboard/settings              the knobs
  * POST /v1/dashboard/settings   [token]    change knobs: {"lookahead": 3, "predictor": "layer-order", ...}
@@ -75,6 +76,7 @@ final class Dashboard implements AutoCloseable
     private final List<Subscription> subscriptions = new ArrayList<>();
     private final PrometheusMeterRegistry metrics;
     private final Set<String> registered = new HashSet<>();
+    private final dev.strata.paramclient.ServiceInfo.Endpoints endpoints;
     /** The service's cumulative figures at the previous sample. */
     private final double[] previous = new double[8];
 
@@ -93,7 +95,14 @@ final class Dashboard implements AutoCloseable
         {
             final var transport = service.transportForDashboard();
             subscriptions.add(transport.subscription(TransportContext.IPC_CHANNEL, StatsStreams.STATS_STREAM));
-            subscriptions.add(transport.subscription(service.endpoints().udpChannel(), StatsStreams.STATS_STREAM));
+            // an endpoint of its own on the block server's host (a second subscription to the block server's resolved
+            // address would be a second bind of its port); nodes find it through /v1/dashboard/endpoints
+            final String host = service.context().udpEndpointSetting();
+            final Subscription udp = transport.subscription("aeron:udp?endpoint=" +
+                host.substring(0, host.lastIndexOf(':')) + ":0", StatsStreams.STATS_STREAM);
+            subscriptions.add(udp);
+            endpoints = new dev.strata.paramclient.ServiceInfo.Endpoints(service.endpoints().aeronDir(),
+                TransportContext.IPC_CHANNEL, resolve(udp), StatsStreams.STATS_STREAM);
             collector = new NodeStatsCollector(subscriptions, transport.aeron(), history, knobs, this::sample, clock,
                 protectReads ? token : null);
             runner = new AgentRunner(new BackoffIdleStrategy(100, 10, 1_000, 1_000_000),
@@ -109,6 +118,22 @@ final class Dashboard implements AutoCloseable
         Gauge.builder("strata.dashboard.reports", collector, NodeStatsCollector::reports).register(metrics);
         Gauge.builder("strata.dashboard.reports.rejected", collector, NodeStatsCollector::rejected).register(metrics);
         Gauge.builder("strata.dashboard.settings.generation", knobs, DashboardKnobs::generation).register(metrics);
+    }
+
+    /** The collector's UDP channel once the driver has bound it (bounded wait). */
+    private static String resolve(final Subscription udp) throws IOException
+    {
+        final long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+        String channel;
+        while ((channel = udp.tryResolveChannelEndpointPort()) == null)
+        {
+            if (System.nanoTime() > deadline)
+            {
+                throw new IOException("could not bind the statistics endpoint " + udp.channel());
+            }
+            Thread.yield();
+        }
+        return channel;
     }
 
     @Override
@@ -233,6 +258,11 @@ final class Dashboard implements AutoCloseable
         final Fields query = Request.extractQueryParameters(request);
         switch (p[0])
         {
+            case "endpoints" ->
+            {
+                requireMethod(method, "GET");
+                json(response, callback, 200, endpoints);
+            }
             case "series" ->
             {
                 requireMethod(method, "GET");

@@ -168,6 +168,12 @@ public final class ParamService implements AutoCloseable
             return dataDir;
         }
 
+        /** The UDP endpoint as configured ({@code host:port}, port 0 for any). */
+        public String udpEndpointSetting()
+        {
+            return udpEndpoint;
+        }
+
         /** The block server's bandwidth cap at launch (0: none). */
         public long linkBytes()
         {

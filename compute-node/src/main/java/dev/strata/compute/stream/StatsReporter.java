@@ -71,7 +71,8 @@ public final class StatsReporter implements Agent
      * @param source         the streaming source whose settings are changed and whose gauges are read.
      * @param node           the node's name (its lease name).
      * @param token          the service's token (sent in case the service protects reads), or null.
-     * @param shared         the node's transport, or null: then an Aeron client of the service's driver (IPC only).
+     * @param shared         the node's transport, or null: then an Aeron client of the service's driver (IPC), or
+     *                       a media driver of the reporter's own (UDP).
      * @param clockMillis    wall clock in milliseconds.
      * @param intervalMillis time between reports.
      */
@@ -79,10 +80,6 @@ public final class StatsReporter implements Agent
         final BlockChannel.Mode mode, final String localHost, final Transport shared, final LongSupplier clockMillis,
         final long intervalMillis)
     {
-        if (shared == null && mode == BlockChannel.Mode.UDP)
-        {
-            throw new IllegalArgumentException("a UDP reporter needs the node's transport");
-        }
         if (intervalMillis < 1)
         {
             throw new IllegalArgumentException("invalid intervalMillis=" + intervalMillis);
@@ -146,7 +143,11 @@ public final class StatsReporter implements Agent
         }
         else
         {
-            own = Transport.launch(new TransportContext().embeddedDriver(false).aeronDirectory(e.aeronDir()));
+            if (own == null)
+            {
+                own = Transport.launch(mode == BlockChannel.Mode.IPC ?
+                    new TransportContext().embeddedDriver(false).aeronDirectory(e.aeronDir()) : new TransportContext());
+            }
             aeron = own.aeron();
         }
         final boolean ipc = mode == BlockChannel.Mode.IPC;
@@ -169,11 +170,27 @@ public final class StatsReporter implements Agent
         publication = null;
         settingsSubscription = null;
         responseChannel = null;
-        if (own != null)
+        if (own != null && mode == BlockChannel.Mode.IPC) // the service's driver may have gone with it
         {
             closeQuietly(own);
             own = null;
         }
+    }
+
+    /**
+     * Starts a reporter for {@code source} on a thread of its own (polling for settings every 20 ms, reporting every
+     * second); closing the returned handle stops it and closes what it opened.
+     */
+    public static AutoCloseable start(final StreamingWeightSource source, final String node, final String token,
+        final BlockChannel.Mode mode, final String localHost, final Transport shared, final long intervalMillis)
+    {
+        final StatsReporter reporter = new StatsReporter(source, node, token, mode, localHost, shared,
+            System::currentTimeMillis, intervalMillis);
+        final org.agrona.concurrent.AgentRunner runner = new org.agrona.concurrent.AgentRunner(
+            new org.agrona.concurrent.SleepingMillisIdleStrategy(20),
+            ex -> LOG.log(System.Logger.Level.WARNING, "stats reporter", ex), null, reporter);
+        org.agrona.concurrent.AgentRunner.startOnThread(runner);
+        return runner::close;
     }
 
     private static void closeQuietly(final AutoCloseable c)
@@ -294,6 +311,11 @@ public final class StatsReporter implements Agent
     public void onClose()
     {
         disconnect();
+        if (own != null)
+        {
+            closeQuietly(own);
+            own = null;
+        }
     }
 
     @Override

@@ -49,10 +49,14 @@ final class DashboardHistory
             this.values = new double[fields.length][SECONDS];
         }
 
-        /** Adds a sample; a second already sampled is overwritten. */
+        /** Adds a sample; a second already sampled is overwritten, one older than the newest is dropped. */
         synchronized void add(final long second, final double[] row)
         {
             int slot = -1;
+            if (size > 0 && times[(next - 1 + SECONDS) % SECONDS] > second)
+            {
+                return; // older than what is kept: samples stay in order
+            }
             if (size > 0 && times[(next - 1 + SECONDS) % SECONDS] == second)
             {
                 slot = (next - 1 + SECONDS) % SECONDS;
@@ -296,12 +300,20 @@ final class DashboardHistory
         return Map.copyOf(heat);
     }
 
-    /** NaN and infinities as null: JSON has no such numbers. */
+    /**
+     * NaN and infinities as null (JSON has no such numbers); whole numbers as integers, others at float precision
+     * (7 digits, plenty for a plot, and about twice as fast to write as a double: the JSON of 16 nodes x 15 minutes is
+     * 300 thousand numbers).
+     */
     static void number(final JsonGenerator json, final double d) throws IOException
     {
-        if (Double.isFinite(d))
+        if (d == Math.rint(d) && Math.abs(d) < 1e15)
         {
-            json.writeNumber(d);
+            json.writeNumber((long)d);
+        }
+        else if (Double.isFinite(d))
+        {
+            json.writeNumber((float)d);
         }
         else
         {

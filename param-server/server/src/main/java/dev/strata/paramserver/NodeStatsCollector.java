@@ -182,7 +182,7 @@ final class NodeStatsCollector implements Agent
         // a report is filed under the second the node took it, when that is within the window (a node reporting late,
         // or a backlog after a pause, lands where it belongs); otherwise under the service's clock
         final long nowMillis = clockMillis.getAsLong();
-        final boolean plausible = at >= nowMillis - DashboardHistory.SECONDS * 1000L && at <= nowMillis + 5_000;
+        final boolean plausible = at >= nowMillis - (DashboardHistory.SECONDS + 60) * 1000L && at <= nowMillis + 5_000;
         history.onReport((plausible ? at : nowMillis) / 1000, new DashboardHistory.NodeReport(node, version, at,
             generation, accesses, demand, issued, cancelled, wasted, fetched, stall, tokens, accuracy, coverage,
             timeliness, lookahead, budget, used, unusable, fetchCount, p50, p99, cpu, layers, experts,

@@ -10,6 +10,8 @@
   const perf = { updates: 0, draws: 0, lastDrawMs: 0, maxDrawMs: 0, totalDrawMs: 0, fetchMs: 0, maxFetchMs: 0,
     behind: 0, lastUpdateAt: 0, maxIntervalMs: 0, errors: 0 };
   window.strataPerf = perf;
+  window.strataState = state;
+  perf.markersDrawn = 0;
   window.strataPlots = {};
   const plots = {};
 
@@ -48,6 +50,7 @@
       ctx.lineTo(x, u.bbox.top + u.bbox.height);
       ctx.stroke();
       ctx.fillText(e.knob + "=" + e.to, x + 2, u.bbox.top + 10);
+      perf.markersDrawn++;
     }
     ctx.restore();
   }
@@ -232,6 +235,17 @@
       perf.fetchMs = fetched;
       perf.maxFetchMs = Math.max(perf.maxFetchMs, fetched);
       state.thresholds = d.thresholds;
+      if (state.since > 0 && d.nodes.some(n => !state.nodes.has(n.node + " " + n.version))) {
+        // a node new to the page may come with history older than what was asked for (a backlog, or a node that
+        // reported late): take the whole window again rather than only what is new
+        state.service = { t: [], fields: {} };
+        state.nodes.clear();
+        state.heat.clear();
+        state.since = 0;
+        perf.reloads = (perf.reloads || 0) + 1;
+        setTimeout(update, 0);
+        return;
+      }
       append(state.service, d.service);
       for (const n of d.nodes) {
         const k = n.node + " " + n.version;

@@ -308,6 +308,8 @@ class DashboardTest
                     }
                 });
                 final JsonNode events = series(port).get("events");
+                System.out.printf("[dashboard] from the service taking the change to the node applying it: %d ms%n",
+                    node.reporter().appliedAtMillis() - events.get(0).get("atMillis").asLong());
                 assertEquals(1, events.size());
                 assertEquals("adaptive", events.get(0).get("from").asText());
             }

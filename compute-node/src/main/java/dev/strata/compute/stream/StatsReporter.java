@@ -66,6 +66,7 @@ public final class StatsReporter implements Agent
     private long reports;
     private long cpuNanos;
     private volatile String lastError;
+    private volatile long appliedAtMillis;
 
     /**
      * @param source         the streaming source whose settings are changed and whose gauges are read.
@@ -280,6 +281,7 @@ public final class StatsReporter implements Agent
                 ex.getMessage());
         }
         generation = gen; // refused or applied: not asked again until the next change
+        appliedAtMillis = clockMillis.getAsLong();
         nextReport = 0; // report at once, so the change shows within the second
     }
 
@@ -293,6 +295,12 @@ public final class StatsReporter implements Agent
     public long generation()
     {
         return generation;
+    }
+
+    /** When the last pushed settings were taken (applied or refused), on the reporter's clock; 0 before. */
+    public long appliedAtMillis()
+    {
+        return appliedAtMillis;
     }
 
     /** CPU time the reporter's own work took so far. */

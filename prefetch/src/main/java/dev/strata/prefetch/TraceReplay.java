@@ -30,6 +30,27 @@ public final class TraceReplay
         {
             return accesses == 0 ? Double.NaN : (double)hits / accesses;
         }
+
+        /** The figures by their names in the CLI's and the admin API's JSON (-1: not known for a recorded run). */
+        public java.util.Map<String, Object> fields()
+        {
+            final java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
+            m.put("budget_bytes", settings.budgetBytes());
+            m.put("lookahead", settings.lookahead());
+            m.put("prefetch", settings.prefetch());
+            m.put("link_bytes_per_second", settings.linkBytesPerSecond());
+            m.put("accesses", accesses);
+            m.put("hits", hits);
+            m.put("misses", misses);
+            m.put("late", late);
+            m.put("hit_rate", Double.isFinite(hitRate()) ? hitRate() : null);
+            m.put("prefetches", prefetches);
+            m.put("wasted", wasted);
+            m.put("bytes_moved", bytesMoved);
+            m.put("stall_ms", stallMillis);
+            m.put("stall_ms_per_token", Double.isFinite(stallMillisPerToken) ? stallMillisPerToken : null);
+            return m;
+        }
     }
 
     private TraceReplay()

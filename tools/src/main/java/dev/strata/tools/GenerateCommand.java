@@ -100,6 +100,15 @@ final class GenerateCommand implements Callable<Integer>
         "recorded trace (from --expert-trace-out) before the first token.")
     java.nio.file.Path expertTraceIn;
 
+    @Option(names = "--access-trace-out", paramLabel = "FILE", description = "Write every layer access of this " +
+        "generation, with timings and what it found, for `strata trace replay` and the dashboard's what-if replay " +
+        "(with --param-server).")
+    java.nio.file.Path accessTraceOut;
+
+    @Option(names = "--lookahead", paramLabel = "N", description = "Prefetch a fixed N layers ahead (default: adaptive;" +
+        " with --param-server).")
+    int lookahead;
+
     @Option(names = "--expert-trace-out", paramLabel = "FILE", description = "Write the experts this generation " +
         "used, in order, as a trace for --expert-trace-in (mixture-of-experts models).")
     java.nio.file.Path expertTraceOut;
@@ -171,6 +180,15 @@ final class GenerateCommand implements Callable<Integer>
                     throw new IllegalArgumentException("--expert-trace-out: " + model.pinned() + " streams no " +
                         "experts one by one (not a mixture-of-experts model)");
                 }
+                if (lookahead != 0)
+                {
+                    weights.apply(new dev.strata.prefetch.PrefetchSettings(lookahead,
+                        dev.strata.prefetch.PrefetchSettings.Kind.LEARNED, 0));
+                }
+                if (accessTraceOut != null)
+                {
+                    weights.recordTrace(1 << 24);
+                }
                 err.printf("streaming %s (%s) into a budget of %s%n", model.pinned(),
                     Sizes.format(model.totalBytes()), Sizes.format(budget));
                 run(model.metadata(), weights, pool, model.pinned().toString(), samplerConfig, out, err);
@@ -179,6 +197,17 @@ final class GenerateCommand implements Callable<Integer>
                     "%.2f, coverage %.2f, timeliness %.2f, wasted %s, stall %.1f ms/token%n",
                     Sizes.format(r.fetchedBytes()), Sizes.format(weights.peakBytes()), Sizes.format(budget),
                     r.accuracy(), r.coverage(), r.timeliness(), Sizes.format(r.wastedBytes()), r.stallMillisPerToken());
+                if (accessTraceOut != null)
+                {
+                    // the link's bandwidth as this run saw it: bytes fetched over the time the forward pass waited,
+                    // at least 1 MB/s (an estimate for the replay's stall figures; hits and misses do not use it)
+                    final double stallSeconds = r.stallMillisPerToken() * r.tokens() / 1e3;
+                    final long link = Math.max(1_000_000L, stallSeconds > 0 && r.fetchedBytes() > 0 ?
+                        (long)(r.fetchedBytes() / stallSeconds) : 1_000_000_000L);
+                    final dev.strata.prefetch.LayerTrace trace = weights.layerTrace(link);
+                    trace.write(accessTraceOut);
+                    err.printf("access trace: %d layer accesses written to %s%n", trace.size(), accessTraceOut);
+                }
                 if (expertTraceOut != null)
                 {
                     final dev.strata.prefetch.AccessTrace trace = weights.expertTrace();

@@ -379,6 +379,22 @@ class DashboardTest
                 assertNotEquals(recorded.misses(), answer.get("replays").get(1).get("misses").asLong(),
                     "without prefetch the same trace needs more demand fetches");
                 assertEquals(401, http(port, "POST", "/v1/dashboard/replay", "{\"trace\": \"n3.trace\"}", null).statusCode());
+
+                // and from the CLI: strata trace replay
+                final Path demandFile = data.resolve("demand.trace");
+                demandOnly.write(demandFile);
+                final CliTest.Run cli = CliTest.run("trace", "replay", demandFile.toString(), "--settings",
+                    "prefetch=false", "--settings", "lookahead=1,prefetch=true", "--json");
+                assertEquals(0, cli.code(), cli.err());
+                final JsonNode out = JSON.readTree(cli.out());
+                assertEquals(demandRecorded.hits(), out.get("recorded").get("hits").asLong());
+                assertEquals(demandRecorded.misses(), out.get("replays").get(0).get("misses").asLong(),
+                    "the recorded settings (demand fetching) reproduce the recorded misses");
+                assertTrue(out.get("replays").get(1).get("misses").asLong() < demandRecorded.misses(),
+                    "prefetching one layer ahead would have saved demand fetches");
+                final CliTest.Run bad = CliTest.run("trace", "replay", demandFile.toString(), "--settings", "lookahead=99");
+                assertEquals(1, bad.code());
+                assertTrue(bad.err().contains("invalid lookahead=99"), bad.err());
             }
         }
     }

@@ -426,22 +426,7 @@ final class Dashboard implements AutoCloseable
 
     static Map<String, Object> describe(final TraceReplay.Result r)
     {
-        final Map<String, Object> m = new java.util.LinkedHashMap<>();
-        m.put("budget_bytes", r.settings().budgetBytes());
-        m.put("lookahead", r.settings().lookahead());
-        m.put("prefetch", r.settings().prefetch());
-        m.put("link_bytes_per_second", r.settings().linkBytesPerSecond());
-        m.put("accesses", r.accesses());
-        m.put("hits", r.hits());
-        m.put("misses", r.misses());
-        m.put("late", r.late());
-        m.put("hit_rate", Double.isFinite(r.hitRate()) ? r.hitRate() : null);
-        m.put("prefetches", r.prefetches());
-        m.put("wasted", r.wasted());
-        m.put("bytes_moved", r.bytesMoved());
-        m.put("stall_ms", r.stallMillis());
-        m.put("stall_ms_per_token", Double.isFinite(r.stallMillisPerToken()) ? r.stallMillisPerToken() : null);
-        return m;
+        return r.fields();
     }
 
     /** The history after epoch second {@code since}, as JSON. */

@@ -251,6 +251,24 @@ class DashboardTest
                     "layer 0's accesses on /metrics (" + layer0 + ") are at most the node's own (" +
                         node.stats().unitAccesses()[0] + ")");
                 assertEquals(1L << 30, prom.get("strata_node_budget_bytes{node=n1, version=small@1}"), 0.0);
+                // the Grafana dashboard in the repository asks for meters that exist
+                final JsonNode grafana = JSON.readTree(Path.of("..", "docs", "grafana", "strata-prefetch.json").toFile());
+                final java.util.Set<String> asked = new java.util.TreeSet<>();
+                final java.util.List<JsonNode> queries = new java.util.ArrayList<>(grafana.findValues("expr"));
+                assertTrue(queries.size() > 15, "panels and the annotation have queries");
+                for (final JsonNode expr : queries)
+                {
+                    final Matcher m = Pattern.compile("strata_[a-z0-9_]+").matcher(expr.asText());
+                    while (m.find())
+                    {
+                        asked.add(m.group());
+                    }
+                }
+                for (final String name : asked)
+                {
+                    assertTrue(prom.keySet().stream().anyMatch(k -> k.equals(name + "{}") || k.startsWith(name + "{")),
+                        "Grafana asks for " + name + ", which /metrics does not have");
+                }
                 final double cpu = last(n, "report_cpu_pct");
                 System.out.printf("[dashboard] reporting CPU on the node: %.4f%% of one core (last second)%n", cpu);
             }

@@ -124,6 +124,7 @@ final class Dashboard implements AutoCloseable
         Gauge.builder("strata.dashboard.reports", collector, NodeStatsCollector::reports).register(metrics);
         Gauge.builder("strata.dashboard.reports.rejected", collector, NodeStatsCollector::rejected).register(metrics);
         Gauge.builder("strata.dashboard.settings.generation", knobs, DashboardKnobs::generation).register(metrics);
+        Gauge.builder("strata.dashboard.knob.changes", knobs, DashboardKnobs::changes).register(metrics);
     }
 
     /** The collector's UDP channel once the driver has bound it (bounded wait). */

@@ -32,6 +32,7 @@ final class DashboardKnobs
     private long generation;
     private long linkBytesPerSecond;
     private final List<Event> events = new ArrayList<>();
+    private long changes;
 
     /** @param linkCap applies a bandwidth cap in bytes per second (0: none) to the block server. */
     DashboardKnobs(final long initialLinkBytesPerSecond, final LongConsumer linkCap)
@@ -54,6 +55,12 @@ final class DashboardKnobs
     synchronized long linkBytesPerSecond()
     {
         return linkBytesPerSecond;
+    }
+
+    /** Knob changes since the service started (for an annotation query in Grafana). */
+    synchronized long changes()
+    {
+        return changes;
     }
 
     synchronized List<Event> events()
@@ -155,6 +162,7 @@ final class DashboardKnobs
             settings = next;
             generation++;
         }
+        changes += made.size();
         for (final Event ev : made)
         {
             LOG.log(System.Logger.Level.INFO, "knob " + ev.knob() + ": " + ev.from() + " -> " + ev.to() + " by " + by);

@@ -15,15 +15,31 @@
   window.strataPlots = {};
   const plots = {};
 
+  /** Adds samples to a series (by time; a later copy of a second replaces the earlier), then trims to the window. */
   function append(dst, src) {
-    for (const t of src.t) dst.t.push(t);
-    for (const [k, v] of Object.entries(src.fields)) {
-      if (!dst.fields[k]) dst.fields[k] = [];
-      for (const x of v) dst.fields[k].push(x);
-    }
-    // pad fields that appeared late, then trim to the window
-    for (const k of Object.keys(dst.fields)) {
-      while (dst.fields[k].length < dst.t.length) dst.fields[k].unshift(null);
+    const keys = Object.keys(src.fields);
+    for (const k of keys) if (!dst.fields[k]) dst.fields[k] = dst.t.map(() => null);
+    const last = dst.t.length ? dst.t[dst.t.length - 1] : -Infinity;
+    if (src.t.length && src.t[0] > last) {
+      // the usual case: only newer seconds
+      for (const x of src.t) dst.t.push(x);
+      for (const k of Object.keys(dst.fields)) {
+        const v = src.fields[k];
+        for (let i = 0; i < src.t.length; i++) dst.fields[k].push(v ? v[i] : null);
+      }
+    } else if (src.t.length) {
+      // samples filed late (a backlog, the last second again): merge by time
+      const at = new Map();
+      dst.t.forEach((x, i) => at.set(x, { src: false, i: i }));
+      src.t.forEach((x, i) => at.set(x, { src: true, i: i }));
+      const t = Array.from(at.keys()).sort((a, b) => a - b);
+      const fields = {};
+      for (const k of Object.keys(dst.fields)) {
+        fields[k] = t.map(x => { const e = at.get(x); const v = e.src ? src.fields[k] : dst.fields[k];
+          return v ? v[e.i] : null; });
+      }
+      dst.t = t;
+      dst.fields = fields;
     }
     const cut = dst.t.length ? dst.t[dst.t.length - 1] - WINDOW : 0;
     let drop = 0;
@@ -32,6 +48,17 @@
       dst.t.splice(0, drop);
       for (const k of Object.keys(dst.fields)) dst.fields[k].splice(0, drop);
     }
+  }
+
+  /** The same for a heat map's rows. */
+  function appendHeat(dst, src) {
+    const at = new Map();
+    dst.t.forEach((x, i) => at.set(x, dst.counts[i]));
+    src.t.forEach((x, i) => at.set(x, src.counts[i]));
+    const t = Array.from(at.keys()).sort((a, b) => a - b);
+    const cut = t.length ? t[t.length - 1] - WINDOW : 0;
+    dst.t = t.filter(x => x > cut);
+    dst.counts = dst.t.map(x => at.get(x));
   }
 
   function markers(u) {
@@ -235,17 +262,6 @@
       perf.fetchMs = fetched;
       perf.maxFetchMs = Math.max(perf.maxFetchMs, fetched);
       state.thresholds = d.thresholds;
-      if (state.since > 0 && d.nodes.some(n => !state.nodes.has(n.node + " " + n.version))) {
-        // a node new to the page may come with history older than what was asked for (a backlog, or a node that
-        // reported late): take the whole window again rather than only what is new
-        state.service = { t: [], fields: {} };
-        state.nodes.clear();
-        state.heat.clear();
-        state.since = 0;
-        perf.reloads = (perf.reloads || 0) + 1;
-        setTimeout(update, 0);
-        return;
-      }
       append(state.service, d.service);
       for (const n of d.nodes) {
         const k = n.node + " " + n.version;
@@ -254,18 +270,11 @@
       }
       for (const h of d.heat) {
         if (!state.heat.has(h.version)) state.heat.set(h.version, { layers: h.layers, experts: h.experts, t: [], counts: [] });
-        const dst = state.heat.get(h.version);
-        h.t.forEach((s, i) => { dst.t.push(s); dst.counts.push(h.counts[i]); });
-        while (dst.t.length && dst.t[0] <= dst.t[dst.t.length - 1] - WINDOW) { dst.t.shift(); dst.counts.shift(); }
+        if (h.t.length) appendHeat(state.heat.get(h.version), h);
       }
       state.versions = d.versions;
       state.events = d.events;
-      let newest = state.since;
-      for (const x of d.service.t) newest = Math.max(newest, x);
-      for (const n of d.nodes) for (const x of n.t) newest = Math.max(newest, x);
-      // the newest second may still get reports: ask for it again
-      state.since = Math.max(state.since, newest - 1);
-      dedupe();
+      state.since = d.revision;
       showKnobs(d.settings);
       draw();
       perf.updates++;
@@ -276,27 +285,6 @@
       document.getElementById("status").textContent = "update failed: " + e.message;
     }
     setTimeout(update, Math.max(0, 1000 - (performance.now() - t0)));
-  }
-
-  /** Samples asked for again (the last second) replace the earlier copy. */
-  function dedupe() {
-    const fix = s => {
-      for (let i = s.t.length - 1; i > 0; i--) {
-        if (s.t[i] <= s.t[i - 1]) {
-          // keep the later copy of a second
-          let j = i - 1;
-          while (j >= 0 && s.t[j] >= s.t[i]) j--;
-          const n = i - 1 - j;
-          s.t.splice(j + 1, n);
-          if (s.fields) for (const k of Object.keys(s.fields)) s.fields[k].splice(j + 1, n);
-          if (s.counts) s.counts.splice(j + 1, n);
-          i = j + 1;
-        }
-      }
-    };
-    fix(state.service);
-    for (const s of state.nodes.values()) fix(s);
-    for (const h of state.heat.values()) fix(h);
   }
 
   let knobsShown = false;

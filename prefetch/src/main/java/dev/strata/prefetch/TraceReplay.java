@@ -31,7 +31,7 @@ public final class TraceReplay
             return accesses == 0 ? Double.NaN : (double)hits / accesses;
         }
 
-        /** The figures by their names in the CLI's and the admin API's JSON (-1: not known for a recorded run). */
+        /** The figures by their names in the CLI's and the admin API's JSON (null: not known for a recorded run). */
         public java.util.Map<String, Object> fields()
         {
             final java.util.Map<String, Object> m = new java.util.LinkedHashMap<>();
@@ -44,9 +44,9 @@ public final class TraceReplay
             m.put("misses", misses);
             m.put("late", late);
             m.put("hit_rate", Double.isFinite(hitRate()) ? hitRate() : null);
-            m.put("prefetches", prefetches);
-            m.put("wasted", wasted);
-            m.put("bytes_moved", bytesMoved);
+            m.put("prefetches", prefetches < 0 ? null : prefetches);
+            m.put("wasted", wasted < 0 ? null : wasted);
+            m.put("bytes_moved", bytesMoved < 0 ? null : bytesMoved);
             m.put("stall_ms", stallMillis);
             m.put("stall_ms_per_token", Double.isFinite(stallMillisPerToken) ? stallMillisPerToken : null);
             return m;

@@ -48,7 +48,8 @@ import java.util.stream.Stream;
  * <pre>
  * GET  /dashboard                          the page (uPlot from its WebJar, served from the jar)
  * GET  /v1/dashboard/endpoints             where nodes send their reports (Aeron IPC and UDP, stream 1002)
- * GET  /v1/dashboard/series?since=S        history after epoch second S (all 15 minutes without it)
+ * GET  /v1/dashboard/series?since=R        samples filed after revision R (all 15 minutes without it); the
+ *                                          answer's "revision" is the R to ask with next
  * GET  /v1/dashboard/settings              the knobs
  * POST /v1/dashboard/settings   [token]    change knobs: {"lookahead": 3, "predictor": "layer-order", ...}
  * GET  /v1/dashboard/traces                recorded traces under DATA/traces
@@ -430,15 +431,18 @@ final class Dashboard implements AutoCloseable
         return r.fields();
     }
 
-    /** The history after epoch second {@code since}, as JSON. */
+    /** The samples filed after revision {@code since}, as JSON. */
     byte[] series(final long since) throws IOException
     {
         final ByteArrayOutputStream out = new ByteArrayOutputStream(1 << 16);
         final long now = clockMillis.getAsLong();
+        // read first: a sample filed while this answer is written may come again in the next, never be missed
+        final long revision = DashboardHistory.revision();
         try (JsonGenerator json = SERIES_JSON.createGenerator(out, JsonEncoding.UTF8))
         {
             json.writeStartObject();
             json.writeNumberField("now_ms", now);
+            json.writeNumberField("revision", revision);
             json.writeNumberField("window_seconds", DashboardHistory.SECONDS);
             json.writeObjectFieldStart("thresholds");
             json.writeNumberField("param_load_p99_ms", THRESHOLDS[0]);

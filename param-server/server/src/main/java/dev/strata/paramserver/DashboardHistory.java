@@ -34,11 +34,22 @@ final class DashboardHistory
         "lookahead", "budget_bytes", "used_bytes", "budget_use", "fragmentation_pct", "fetch_p50_ms", "fetch_p99_ms",
         "fetches", "report_cpu_pct"};
 
+    /** Increases with every sample filed: a reader asks for what changed after the revision it saw last. */
+    private static final java.util.concurrent.atomic.AtomicLong REVISIONS = new java.util.concurrent.atomic.AtomicLong();
+
+    /** The revision of the newest sample filed so far. */
+    static long revision()
+    {
+        return REVISIONS.get();
+    }
+
     /** A ring of samples: times (epoch seconds) and one row per field. */
     static final class Series
     {
         final String[] fields;
         final long[] times = new long[SECONDS];
+        /** When each sample was filed ({@link #revision()}). */
+        final long[] revisions = new long[SECONDS];
         final double[][] values;
         int next;
         int size;
@@ -68,6 +79,7 @@ final class DashboardHistory
                 size = Math.min(SECONDS, size + 1);
             }
             times[slot] = second;
+            revisions[slot] = REVISIONS.incrementAndGet();
             for (int f = 0; f < fields.length; f++)
             {
                 values[f][slot] = row[f];
@@ -80,29 +92,37 @@ final class DashboardHistory
             return size == 0 ? 0 : times[(next - 1 + SECONDS) % SECONDS];
         }
 
-        /** Writes {@code {"t": [...], "fields": {name: [...]}}} for the samples after {@code since}. */
+        /**
+         * Writes {@code {"t": [...], "fields": {name: [...]}}} for the samples filed after revision {@code since}
+         * (oldest first; a sample filed late, for an earlier second, comes in its place by time).
+         */
         void write(final JsonGenerator json, final long since) throws IOException
         {
             final long[] t;
             final double[][] v;
             synchronized (this)
             {
-                int first = 0;
-                while (first < size && times[(next - size + first + SECONDS) % SECONDS] <= since)
+                int n = 0;
+                for (int i = 0; i < size; i++)
                 {
-                    first++;
+                    n += revisions[(next - size + i + SECONDS) % SECONDS] > since ? 1 : 0;
                 }
-                final int n = size - first;
                 t = new long[n];
                 v = new double[fields.length][n];
-                for (int i = 0; i < n; i++)
+                int k = 0;
+                for (int i = 0; i < size; i++)
                 {
-                    final int slot = (next - size + first + i + SECONDS) % SECONDS;
-                    t[i] = times[slot];
+                    final int slot = (next - size + i + SECONDS) % SECONDS;
+                    if (revisions[slot] <= since)
+                    {
+                        continue;
+                    }
+                    t[k] = times[slot];
                     for (int f = 0; f < fields.length; f++)
                     {
-                        v[f][i] = values[f][slot];
+                        v[f][k] = values[f][slot];
                     }
+                    k++;
                 }
             }
             json.writeArrayFieldStart("t");
@@ -131,6 +151,7 @@ final class DashboardHistory
         final int layers;
         final int experts;
         final long[] seconds = new long[SECONDS];
+        final long[] revisions = new long[SECONDS];
         final long[][] counts;
 
         Heat(final int layers, final int experts)
@@ -157,6 +178,7 @@ final class DashboardHistory
             {
                 counts[slot][unit] += count;
             }
+            revisions[slot] = REVISIONS.incrementAndGet();
         }
 
         void write(final JsonGenerator json, final long since, final long now) throws IOException
@@ -167,10 +189,10 @@ final class DashboardHistory
             final List<long[]> rows = new ArrayList<>();
             synchronized (this)
             {
-                for (long s = Math.max(since + 1, now - SECONDS + 1); s <= now; s++)
+                for (long s = now - SECONDS + 1; s <= now; s++)
                 {
                     final int slot = (int)(s % SECONDS);
-                    if (seconds[slot] == s)
+                    if (seconds[slot] == s && revisions[slot] > since)
                     {
                         t.add(s);
                         rows.add(counts[slot].clone());

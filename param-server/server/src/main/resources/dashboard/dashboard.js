@@ -295,6 +295,9 @@
     document.getElementById("k-predictor").value = s.predictor;
     document.getElementById("k-budget").value = s.node_budget_bytes;
     document.getElementById("k-link").value = s.link_bytes_per_second;
+    document.getElementById("k-memory").value = s.memory_budget_bytes;
+    document.getElementById("k-ssd").value = s.ssd_budget_bytes;
+    document.getElementById("k-eviction").value = s.eviction_policy;
   }
 
   function headers() {
@@ -310,7 +313,10 @@
       lookahead: Number(document.getElementById("k-lookahead").value),
       predictor: document.getElementById("k-predictor").value,
       node_budget_bytes: Number(document.getElementById("k-budget").value),
-      link_bytes_per_second: Number(document.getElementById("k-link").value)
+      link_bytes_per_second: Number(document.getElementById("k-link").value),
+      memory_budget_bytes: Number(document.getElementById("k-memory").value),
+      ssd_budget_bytes: Number(document.getElementById("k-ssd").value),
+      eviction_policy: document.getElementById("k-eviction").value
     };
     const res = await fetch("/v1/dashboard/settings", { method: "POST", headers: headers(), body: JSON.stringify(body) });
     const d = await res.json();

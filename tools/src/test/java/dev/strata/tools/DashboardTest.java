@@ -330,6 +330,27 @@ class DashboardTest
                     node.reporter().appliedAtMillis() - events.get(0).get("atMillis").asLong());
                 assertEquals(1, events.size());
                 assertEquals("adaptive", events.get(0).get("from").asText());
+
+                // the service's own knobs: memory budget and eviction policy of its memory tier
+                final HttpResponse<String> fifo = http(port, "POST", "/v1/dashboard/settings",
+                    "{\"eviction_policy\": \"fifo\"}", TOKEN);
+                assertEquals(400, fifo.statusCode());
+                assertEquals("invalid eviction_policy=\"fifo\" (lru, lfu or cost)",
+                    JSON.readTree(fifo.body()).get("error").asText());
+                final HttpResponse<String> small = http(port, "POST", "/v1/dashboard/settings",
+                    "{\"memory_budget_bytes\": 1000}", TOKEN);
+                assertEquals(400, small.statusCode());
+                assertTrue(JSON.readTree(small.body()).get("error").asText().startsWith("invalid memory_budget_bytes=1000"));
+                final HttpResponse<String> tiers = http(port, "POST", "/v1/dashboard/settings",
+                    "{\"memory_budget_bytes\": 134217728, \"eviction_policy\": \"lru\"}", TOKEN);
+                assertEquals(200, tiers.statusCode(), tiers.body());
+                assertEquals(2, JSON.readTree(tiers.body()).get("changed").size());
+                assertEquals(134217728.0, prometheus(http(port, "GET", "/metrics", null, null).body())
+                    .get("strata_tier_memory_budget_bytes{}"), 0.0, "the memory tier's budget changed");
+                final JsonNode knobs = JSON.readTree(http(port, "GET", "/v1/dashboard/settings", null, null).body());
+                assertEquals("lru", knobs.get("settings").get("eviction_policy").asText());
+                assertEquals(3, knobs.get("events").size());
+                assertEquals(1, knobs.get("settings").get("generation").asInt(), "service knobs are not node settings");
             }
         }
     }

@@ -94,8 +94,33 @@ final class Dashboard implements AutoCloseable
         this.metrics = service.metrics();
         this.traces = service.context().dataDirPath().resolve("traces");
         Files.createDirectories(traces);
-        this.knobs = new DashboardKnobs(service.context().linkBytes(),
-            bytes -> service.blockServer().linkBytesPerSecond(bytes));
+        this.knobs = new DashboardKnobs(service.context().linkBytes(), service.context().memoryBudget(),
+            service.context().ssdBudget(), "cost", new DashboardKnobs.ServiceKnobs()
+            {
+                @Override
+                public void linkBytesPerSecond(final long bytes)
+                {
+                    service.blockServer().linkBytesPerSecond(bytes);
+                }
+
+                @Override
+                public void memoryBudgetBytes(final long bytes)
+                {
+                    service.memoryTier().budgetBytes(bytes);
+                }
+
+                @Override
+                public void ssdBudgetBytes(final long bytes)
+                {
+                    service.ssdTier().budgetBytes(bytes);
+                }
+
+                @Override
+                public void evictionPolicy(final String name)
+                {
+                    service.memoryTier().policy(dev.strata.tiering.EvictionPolicy.named(name));
+                }
+            });
         try
         {
             final var transport = service.transportForDashboard();

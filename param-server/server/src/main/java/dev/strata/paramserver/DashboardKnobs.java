@@ -8,11 +8,11 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.function.LongConsumer;
 
 /**
  * The knobs an operator turns from the dashboard or the admin API: the nodes' prefetch settings (look-ahead,
- * predictor, node memory budget; pushed to every reporting node) and the block server's bandwidth cap. A change is
+ * predictor, node memory budget; pushed to every reporting node), the block server's bandwidth cap, and the
+ * service's memory and SSD budgets and memory eviction policy. A change is
  * validated whole before anything is applied (a bad value refuses the whole change, naming the value), logged, and
  * kept as an event the plots draw as a marker. Thread-safe.
  */
@@ -22,23 +22,45 @@ final class DashboardKnobs
     /** Events kept (markers). */
     private static final int MAX_EVENTS = 1000;
 
+    /** Where the service's own knobs act (the tiers and the block server). */
+    interface ServiceKnobs
+    {
+        void linkBytesPerSecond(long bytes);
+
+        void memoryBudgetBytes(long bytes);
+
+        void ssdBudgetBytes(long bytes);
+
+        void evictionPolicy(String name);
+    }
+
+    /** The least a tier budget may be: the largest block. */
+    private static final long MIN_TIER_BUDGET = ParamService.MAX_BLOCK_BYTES;
+
     /** One change of one knob, at {@code atMillis}, from a client address. */
     record Event(long atMillis, String knob, String from, String to, String by)
     {
     }
 
-    private final LongConsumer linkCap;
+    private final ServiceKnobs service;
     private PrefetchSettings settings = PrefetchSettings.DEFAULTS;
     private long generation;
     private long linkBytesPerSecond;
+    private long memoryBudgetBytes;
+    private long ssdBudgetBytes;
+    private String evictionPolicy;
     private final List<Event> events = new ArrayList<>();
     private long changes;
 
-    /** @param linkCap applies a bandwidth cap in bytes per second (0: none) to the block server. */
-    DashboardKnobs(final long initialLinkBytesPerSecond, final LongConsumer linkCap)
+    /** The service's knobs start at what it was launched with. */
+    DashboardKnobs(final long linkBytesPerSecond, final long memoryBudgetBytes, final long ssdBudgetBytes,
+        final String evictionPolicy, final ServiceKnobs service)
     {
-        this.linkBytesPerSecond = initialLinkBytesPerSecond;
-        this.linkCap = linkCap;
+        this.linkBytesPerSecond = linkBytesPerSecond;
+        this.memoryBudgetBytes = memoryBudgetBytes;
+        this.ssdBudgetBytes = ssdBudgetBytes;
+        this.evictionPolicy = evictionPolicy;
+        this.service = service;
     }
 
     synchronized PrefetchSettings settings()
@@ -77,13 +99,18 @@ final class DashboardKnobs
         m.put("predictor", settings.predictor().label());
         m.put("node_budget_bytes", settings.nodeBudgetBytes());
         m.put("link_bytes_per_second", linkBytesPerSecond);
+        m.put("memory_budget_bytes", memoryBudgetBytes);
+        m.put("ssd_budget_bytes", ssdBudgetBytes);
+        m.put("eviction_policy", evictionPolicy);
         return m;
     }
 
     /**
      * Applies a change: a JSON object with any of {@code lookahead} (0 adaptive, 1..64), {@code predictor}
      * ({@code learned}, {@code layer-order}, {@code none}), {@code node_budget_bytes} (0: each node's own, else at
-     * least 64 MiB), {@code link_bytes_per_second} (0: no cap, else at least 1 MB/s).
+     * least 64 MiB), {@code link_bytes_per_second} (0: no cap, else at least 1 MB/s), {@code memory_budget_bytes} and
+     * {@code ssd_budget_bytes} of the service (at least the largest block, 64 MiB), {@code eviction_policy} of its
+     * memory tier ({@code lru}, {@code lfu}, {@code cost}).
      *
      * @return the events it produced (empty when nothing changed).
      * @throws IllegalArgumentException naming the first bad value or unknown knob; nothing is applied then.
@@ -92,11 +119,13 @@ final class DashboardKnobs
     {
         if (body == null || !body.isObject() || body.isEmpty())
         {
-            throw new IllegalArgumentException("a change is a JSON object of knobs: lookahead, predictor, " +
-                "node_budget_bytes, link_bytes_per_second");
+            throw new IllegalArgumentException("a change is a JSON object of knobs: " + KNOBS);
         }
         PrefetchSettings next = settings;
         long link = linkBytesPerSecond;
+        long memory = memoryBudgetBytes;
+        long ssd = ssdBudgetBytes;
+        String policy = evictionPolicy;
         for (final Iterator<Map.Entry<String, JsonNode>> it = body.fields(); it.hasNext(); )
         {
             final Map.Entry<String, JsonNode> e = it.next();
@@ -132,8 +161,17 @@ final class DashboardKnobs
                     }
                     link = b;
                 }
-                default -> throw new IllegalArgumentException("unknown knob '" + e.getKey() +
-                    "' (lookahead, predictor, node_budget_bytes, link_bytes_per_second)");
+                case "memory_budget_bytes" -> memory = integer(e.getKey(), v, MIN_TIER_BUDGET, Long.MAX_VALUE);
+                case "ssd_budget_bytes" -> ssd = integer(e.getKey(), v, MIN_TIER_BUDGET, Long.MAX_VALUE);
+                case "eviction_policy" ->
+                {
+                    if (!v.isTextual() || !List.of("lru", "lfu", "cost").contains(v.asText()))
+                    {
+                        throw new IllegalArgumentException("invalid eviction_policy=" + v + " (lru, lfu or cost)");
+                    }
+                    policy = v.asText();
+                }
+                default -> throw new IllegalArgumentException("unknown knob '" + e.getKey() + "' (" + KNOBS + ")");
             }
         }
         final List<Event> made = new ArrayList<>();
@@ -154,8 +192,27 @@ final class DashboardKnobs
         {
             made.add(new Event(nowMillis, "link_bytes_per_second", Long.toString(linkBytesPerSecond),
                 Long.toString(link), by));
-            linkCap.accept(link);
+            service.linkBytesPerSecond(link);
             linkBytesPerSecond = link;
+        }
+        if (memory != memoryBudgetBytes)
+        {
+            made.add(new Event(nowMillis, "memory_budget_bytes", Long.toString(memoryBudgetBytes), Long.toString(memory),
+                by));
+            service.memoryBudgetBytes(memory);
+            memoryBudgetBytes = memory;
+        }
+        if (ssd != ssdBudgetBytes)
+        {
+            made.add(new Event(nowMillis, "ssd_budget_bytes", Long.toString(ssdBudgetBytes), Long.toString(ssd), by));
+            service.ssdBudgetBytes(ssd);
+            ssdBudgetBytes = ssd;
+        }
+        if (!policy.equals(evictionPolicy))
+        {
+            made.add(new Event(nowMillis, "eviction_policy", evictionPolicy, policy, by));
+            service.evictionPolicy(policy);
+            evictionPolicy = policy;
         }
         if (!next.equals(settings))
         {
@@ -174,6 +231,9 @@ final class DashboardKnobs
         }
         return made;
     }
+
+    private static final String KNOBS = "lookahead, predictor, node_budget_bytes, link_bytes_per_second, " +
+        "memory_budget_bytes, ssd_budget_bytes, eviction_policy";
 
     private static String lookahead(final int depth)
     {

@@ -174,6 +174,18 @@ public final class ParamService implements AutoCloseable
             return udpEndpoint;
         }
 
+        /** The memory tier's budget at launch. */
+        public long memoryBudget()
+        {
+            return memoryBudgetBytes;
+        }
+
+        /** The SSD tier's budget at launch. */
+        public long ssdBudget()
+        {
+            return ssdBudgetBytes;
+        }
+
         /** The block server's bandwidth cap at launch (0: none). */
         public long linkBytes()
         {
@@ -418,6 +430,18 @@ public final class ParamService implements AutoCloseable
     dev.strata.transport.Transport transportForDashboard()
     {
         return transport;
+    }
+
+    /** The memory tier, for the dashboard's knobs (budget, eviction policy). */
+    MemoryTier memoryTier()
+    {
+        return memory;
+    }
+
+    /** The SSD tier, for the dashboard's budget knob. */
+    RocksDbTier ssdTier()
+    {
+        return ssd;
     }
 
     /** The dashboard: node statistics history, knobs, replay. */

@@ -31,10 +31,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.function.LongSupplier;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
@@ -79,7 +77,8 @@ final class Dashboard implements AutoCloseable
     private final AgentRunner runner;
     private final List<Subscription> subscriptions = new ArrayList<>();
     private final PrometheusMeterRegistry metrics;
-    private final Set<String> registered = new HashSet<>();
+    /** Meters registered per node and version, removed with the node when it stops reporting. */
+    private final Map<String, List<io.micrometer.core.instrument.Meter>> registered = new java.util.HashMap<>();
     private final io.micrometer.core.instrument.Timer seriesTimer;
     private final dev.strata.paramclient.ServiceInfo.Endpoints endpoints;
     /** The service's cumulative figures at the previous sample. */
@@ -223,6 +222,16 @@ final class Dashboard implements AutoCloseable
         System.arraycopy(now, 0, previous, 0, now.length);
         history.service.add(second, row);
         registerNodeMeters();
+        // nodes come and go (a restarted node has a new name): one silent for the whole window leaves the history and
+        // /metrics, so neither grows with every node that ever reported
+        for (final DashboardHistory.NodeEntry gone : history.expire(second - DashboardHistory.SECONDS))
+        {
+            final List<io.micrometer.core.instrument.Meter> meters = registered.remove(gone.node + "|" + gone.version);
+            if (meters != null)
+            {
+                meters.forEach(metrics::remove);
+            }
+        }
     }
 
     /** Registers Prometheus meters for nodes seen since the last sample (per node and version; per unit). */
@@ -231,16 +240,17 @@ final class Dashboard implements AutoCloseable
         for (final DashboardHistory.NodeEntry e : history.nodes())
         {
             final String key = e.node + "|" + e.version;
-            if (registered.contains(key) || e.last == null)
+            if (registered.containsKey(key) || e.last == null)
             {
                 continue;
             }
-            registered.add(key);
+            final List<io.micrometer.core.instrument.Meter> meters = new ArrayList<>();
+            registered.put(key, meters);
             for (int f = 0; f < DashboardHistory.NODE_FIELDS.length; f++)
             {
                 final int field = f;
-                Gauge.builder("strata.node." + DashboardHistory.NODE_FIELDS[f].replace('_', '.'), e,
-                    n -> n.lastRow[field]).tag("node", e.node).tag("version", e.version).register(metrics);
+                meters.add(Gauge.builder("strata.node." + DashboardHistory.NODE_FIELDS[f].replace('_', '.'), e,
+                    n -> n.lastRow[field]).tag("node", e.node).tag("version", e.version).register(metrics));
             }
             final DashboardHistory.NodeReport r = e.last;
             final int units = r.layers() + r.layers() * r.experts();
@@ -248,12 +258,12 @@ final class Dashboard implements AutoCloseable
             {
                 final int unit = u;
                 final boolean expert = u >= r.layers();
-                FunctionCounter.builder("strata.node.unit.accesses", e,
+                meters.add(FunctionCounter.builder("strata.node.unit.accesses", e,
                         n -> unit < n.unitTotals.length ? n.unitTotals[unit] : 0)
                     .tag("node", e.node).tag("version", e.version)
                     .tag("layer", Integer.toString(expert ? (u - r.layers()) / r.experts() : u))
                     .tag("expert", expert ? Integer.toString((u - r.layers()) % r.experts()) : "none")
-                    .register(metrics);
+                    .register(metrics));
             }
         }
     }

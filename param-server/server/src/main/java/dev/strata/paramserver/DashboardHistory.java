@@ -312,6 +312,33 @@ final class DashboardHistory
         return e;
     }
 
+    /**
+     * Drops the nodes whose newest sample is at or before {@code cutoff} (epoch seconds), and the heat maps of versions
+     * none of the remaining nodes runs.
+     *
+     * @return the nodes dropped.
+     */
+    synchronized List<NodeEntry> expire(final long cutoff)
+    {
+        final List<NodeEntry> gone = new ArrayList<>();
+        nodes.values().removeIf(e ->
+        {
+            final boolean stale = e.series.last() <= cutoff;
+            if (stale)
+            {
+                gone.add(e);
+            }
+            return stale;
+        });
+        if (!gone.isEmpty())
+        {
+            final java.util.Set<String> live = new java.util.HashSet<>();
+            nodes.values().forEach(e -> live.add(e.version));
+            heat.keySet().retainAll(live);
+        }
+        return gone;
+    }
+
     synchronized List<NodeEntry> nodes()
     {
         return List.copyOf(nodes.values());

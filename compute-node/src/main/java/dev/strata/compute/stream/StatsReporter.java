@@ -62,6 +62,7 @@ public final class StatsReporter implements Agent
     private String responseChannel;
     private long[] lastUnits = new long[0];
     private long nextReport;
+    private long nextConnect;
     private long generation;
     private long reports;
     private long cpuNanos;
@@ -103,6 +104,11 @@ public final class StatsReporter implements Agent
         int work = 0;
         try
         {
+            if (publication == null && clockMillis.getAsLong() < nextConnect)
+            {
+                cpuNanos += THREADS.getCurrentThreadCpuTime() - cpuStart;
+                return 0; // the service was away: look it up again once an interval, not at every poll
+            }
             connect();
             work += settingsSubscription.poll(onSettings, 4);
             final long now = clockMillis.getAsLong();
@@ -119,6 +125,7 @@ public final class StatsReporter implements Agent
             lastError = ex.toString();
             disconnect();
             nextReport = clockMillis.getAsLong() + intervalMillis;
+            nextConnect = nextReport;
         }
         cpuNanos += THREADS.getCurrentThreadCpuTime() - cpuStart;
         return work;

@@ -48,6 +48,8 @@ public final class PrefetchStats
     private long[] latencies = new long[256];
     private int latencyCount;
     private long latencyDropped;
+    private final AtomicLong fetchNanosTotal = new AtomicLong();
+    private final AtomicLong fetchesTimed = new AtomicLong();
     private static final int MAX_LATENCIES = 1 << 16;
 
     /** The figures at one moment. */
@@ -141,6 +143,8 @@ public final class PrefetchStats
     /** A unit fetch completed after {@code nanos} (from its request to its last block). */
     public synchronized void fetchLatency(final long nanos)
     {
+        fetchNanosTotal.addAndGet(nanos);
+        fetchesTimed.incrementAndGet();
         if (latencyCount == latencies.length)
         {
             if (latencies.length >= MAX_LATENCIES)
@@ -171,6 +175,16 @@ public final class PrefetchStats
         }
         final int rank = (int)Math.ceil(q * sorted.length);
         return sorted[Math.clamp(rank - 1, 0, sorted.length - 1)];
+    }
+
+    /**
+     * Bytes fetched over the time fetches took (request to last block, summed): the link as the node saw it, queueing
+     * behind other fetches included; 0 before any fetch was timed.
+     */
+    public long observedLinkBytesPerSecond()
+    {
+        final long nanos = fetchNanosTotal.get();
+        return nanos == 0 ? 0 : (long)(fetchedBytes.get() * 1e9 / nanos);
     }
 
     /** Stall time so far, in nanoseconds. */

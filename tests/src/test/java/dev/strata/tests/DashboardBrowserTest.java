@@ -203,7 +203,7 @@ class DashboardBrowserTest
                         assertTrue(System.nanoTime() - t0 < 30_000_000_000L, "nodes did not report");
                         Thread.sleep(50);
                     }
-                    final LayerTrace trace = n1.weights().layerTrace(1_000_000_000L);
+                    final LayerTrace trace = n1.weights().layerTrace(n1.stats().observedLinkBytesPerSecond());
                     n1.weights().apply(PrefetchSettings.DEFAULTS); // back to what the service pushes
                     final Path traceFile = dir.resolve("n1.trace");
                     trace.write(traceFile);

@@ -199,11 +199,10 @@ final class GenerateCommand implements Callable<Integer>
                     r.accuracy(), r.coverage(), r.timeliness(), Sizes.format(r.wastedBytes()), r.stallMillisPerToken());
                 if (accessTraceOut != null)
                 {
-                    // the link's bandwidth as this run saw it: bytes fetched over the time the forward pass waited,
-                    // at least 1 MB/s (an estimate for the replay's stall figures; hits and misses do not use it)
-                    final double stallSeconds = r.stallMillisPerToken() * r.tokens() / 1e3;
-                    final long link = Math.max(1_000_000L, stallSeconds > 0 && r.fetchedBytes() > 0 ?
-                        (long)(r.fetchedBytes() / stallSeconds) : 1_000_000_000L);
+                    // the link as this run saw it (bytes over the time fetches took), for the replay's stall
+                    // estimate; hits and misses do not depend on it
+                    final long observed = stats.observedLinkBytesPerSecond();
+                    final long link = observed > 0 ? Math.max(1_000_000L, observed) : 1_000_000_000L;
                     final dev.strata.prefetch.LayerTrace trace = weights.layerTrace(link);
                     trace.write(accessTraceOut);
                     err.printf("access trace: %d layer accesses written to %s%n", trace.size(), accessTraceOut);

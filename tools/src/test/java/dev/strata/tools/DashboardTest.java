@@ -393,9 +393,12 @@ class DashboardTest
                 weights.apply(new PrefetchSettings(1, PrefetchSettings.Kind.LEARNED, budget));
                 weights.recordTrace(1 << 20);
                 StreamingGenerationTest.generate(weights, PROMPT, 24, t -> true);
-                final LayerTrace trace = weights.layerTrace(1_000_000_000L);
+                final LayerTrace trace = weights.layerTrace(node.stats().observedLinkBytesPerSecond());
                 final TraceReplay.Result recorded = TraceReplay.recorded(trace);
                 final TraceReplay.Result replayed = TraceReplay.replay(trace, trace.settings());
+                System.out.printf("[dashboard] stall per token, recorded %.3f ms, estimated by the replay %.3f ms (link " +
+                    "as observed: %.2f GB/s)%n", recorded.stallMillisPerToken(), replayed.stallMillisPerToken(),
+                    trace.settings().linkBytesPerSecond() / 1e9);
                 assertEquals(recorded.accesses(), replayed.accesses());
                 assertEquals(recorded.hits(), replayed.hits(), "hits, recorded " + recorded + " replayed " + replayed);
                 assertEquals(recorded.misses(), replayed.misses());

@@ -740,7 +740,8 @@ public final class StreamingWeightSource implements WeightSource
 
     /**
      * The layer accesses recorded since {@link #recordTrace}, with the settings they ran under; the link's bandwidth
-     * is {@code linkBytesPerSecond} (the caller's measurement or assumption). Null when nothing is recorded.
+     * is {@code linkBytesPerSecond} (the caller's measurement or assumption; 0 or less: 1 GB/s). Null when nothing is
+     * recorded.
      */
     public synchronized LayerTrace layerTrace(final long linkBytesPerSecond)
     {
@@ -756,7 +757,8 @@ public final class StreamingWeightSource implements WeightSource
         }
         return r.trace(new LayerTrace.Settings(layout.globals().bytes(), sizes, pool.budgetBytes(),
             planner.fixedLookahead(), options.maxLookahead(),
-            options.prefetch() && settings.predictor() != PrefetchSettings.Kind.NONE, linkBytesPerSecond));
+            options.prefetch() && settings.predictor() != PrefetchSettings.Kind.NONE,
+            linkBytesPerSecond > 0 ? linkBytesPerSecond : 1_000_000_000L));
     }
 
     /** Prefetch hints sent to the service. */

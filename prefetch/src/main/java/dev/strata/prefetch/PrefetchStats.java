@@ -49,6 +49,7 @@ public final class PrefetchStats
     private int latencyCount;
     private long latencyDropped;
     private final AtomicLong fetchNanosTotal = new AtomicLong();
+    private final AtomicLong sampled = new AtomicLong();
     private final AtomicLong fetchesTimed = new AtomicLong();
     private static final int MAX_LATENCIES = 1 << 16;
 
@@ -185,6 +186,18 @@ public final class PrefetchStats
     {
         final long nanos = fetchNanosTotal.get();
         return nanos == 0 ? 0 : (long)(fetchedBytes.get() * 1e9 / nanos);
+    }
+
+    /** The engine sampled {@code count} tokens in one step (a batched step decodes one per sequence). */
+    public void sampled(final int count)
+    {
+        sampled.addAndGet(count);
+    }
+
+    /** Tokens sampled so far (0 where the forward pass does not count them; {@link Report#tokens} are passes). */
+    public long sampledTokens()
+    {
+        return sampled.get();
     }
 
     /** Stall time so far, in nanoseconds. */

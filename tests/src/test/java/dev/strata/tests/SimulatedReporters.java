@@ -80,7 +80,7 @@ final class SimulatedReporters implements AutoCloseable
             .accuracy(0.9).coverage(0.8 + node / 100.0).timeliness(0.7).lookahead(1 + node % 4)
             .budgetBytes(1L << 30).usedBytes(900L << 20).unusableBytes((second % 20) << 20)
             .fetchCount(layers).fetchP50Nanos(5_000_000L + node * 100_000L).fetchP99Nanos(20_000_000L + second * 10_000L)
-            .reportCpuNanos(second * 50_000L).layers(layers).experts(0);
+            .reportCpuNanos(second * 50_000L).layers(layers).experts(0).sampledTokens(0);
         final NodeStatsEncoder.UnitsEncoder units = encoder.unitsCount(layers);
         for (int l = 0; l < layers; l++)
         {

@@ -231,7 +231,8 @@ public final class StatsReporter implements Agent
             .timeliness(r.timeliness()).lookahead(g.lookahead()).budgetBytes(g.budgetBytes()).usedBytes(g.usedBytes())
             .unusableBytes(g.unusableBytes()).fetchCount(latencies.length)
             .fetchP50Nanos(PrefetchStats.quantile(latencies, 0.5)).fetchP99Nanos(PrefetchStats.quantile(latencies, 0.99))
-            .reportCpuNanos(cpuNanos).layers(stats.layers()).experts(stats.experts());
+            .reportCpuNanos(cpuNanos).layers(stats.layers()).experts(stats.experts())
+            .sampledTokens(stats.sampledTokens());
         int changed = 0;
         for (int u = 0; u < units.length; u++)
         {

@@ -761,6 +761,12 @@ public final class StreamingWeightSource implements WeightSource
             linkBytesPerSecond > 0 ? linkBytesPerSecond : 1_000_000_000L));
     }
 
+    @Override
+    public void tokensSampled(final int count)
+    {
+        stats.sampled(count);
+    }
+
     /** Prefetch hints sent to the service. */
     public long hintsSent()
     {

@@ -243,7 +243,7 @@ final class DashboardHistory
         long demandFetches, long prefetchIssued, long cancelled, long wastedBytes, long fetchedBytes, long stallNanos,
         long tokens, double accuracy, double coverage, double timeliness, int lookahead, long budgetBytes,
         long usedBytes, long unusableBytes, long fetchCount, long fetchP50Nanos, long fetchP99Nanos,
-        long reportCpuNanos, int layers, int experts, int[] units, long[] counts)
+        long reportCpuNanos, int layers, int experts, long sampledTokens, int[] units, long[] counts)
     {
     }
 
@@ -270,6 +270,10 @@ final class DashboardHistory
         final long accesses = p == null ? r.accesses() : r.accesses() - p.accesses();
         final long demand = p == null ? r.demandFetches() : r.demandFetches() - p.demandFetches();
         final long tokens = p == null ? r.tokens() : r.tokens() - p.tokens();
+        // decode tokens: what the engine sampled where it counts them (a batched step decodes one per sequence),
+        // else the forward passes
+        final long decoded = r.sampledTokens() > 0 ?
+            (p == null ? r.sampledTokens() : r.sampledTokens() - p.sampledTokens()) : tokens;
         final long stall = p == null ? r.stallNanos() : r.stallNanos() - p.stallNanos();
         row[0] = accesses / dt;
         row[1] = demand / dt;
@@ -278,7 +282,7 @@ final class DashboardHistory
         row[4] = r.coverage();
         row[5] = r.timeliness();
         row[6] = tokens == 0 ? Double.NaN : stall / 1e6 / tokens;
-        row[7] = tokens / dt;
+        row[7] = decoded / dt;
         row[8] = (p == null ? r.fetchedBytes() : r.fetchedBytes() - p.fetchedBytes()) / dt;
         row[9] = (p == null ? r.wastedBytes() : r.wastedBytes() - p.wastedBytes()) / dt;
         row[10] = (p == null ? r.cancelled() : r.cancelled() - p.cancelled()) / dt;

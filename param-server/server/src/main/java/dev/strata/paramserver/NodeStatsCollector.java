@@ -161,6 +161,7 @@ final class NodeStatsCollector implements Agent
         final long cpu = decoder.reportCpuNanos();
         final int layers = decoder.layers();
         final int experts = decoder.experts();
+        final long sampled = decoder.sampledTokens();
         units.clear();
         counts.clear();
         for (final NodeStatsDecoder.UnitsDecoder u : decoder.units())
@@ -185,7 +186,7 @@ final class NodeStatsCollector implements Agent
         final boolean plausible = at >= nowMillis - (DashboardHistory.SECONDS + 60) * 1000L && at <= nowMillis + 5_000;
         history.onReport((plausible ? at : nowMillis) / 1000, new DashboardHistory.NodeReport(node, version, at,
             generation, accesses, demand, issued, cancelled, wasted, fetched, stall, tokens, accuracy, coverage,
-            timeliness, lookahead, budget, used, unusable, fetchCount, p50, p99, cpu, layers, experts,
+            timeliness, lookahead, budget, used, unusable, fetchCount, p50, p99, cpu, layers, experts, sampled,
             units.toIntArray(), counts.toLongArray()));
         reports++;
         if (channel.startsWith("aeron:"))

@@ -20,8 +20,28 @@ class DashboardHistoryTest
         final long demand, final long tokens, final long stallNanos, final long unit0)
     {
         return new DashboardHistory.NodeReport(node, "m@1", atMillis, 0, accesses, demand, 0, 0, 0, 0, stallNanos,
-            tokens, 0.5, 0.25, 1.0, 2, 1000, 800, 200, 3, 5_000_000, 9_000_000, 0, 4, 0, new int[]{0},
+            tokens, 0.5, 0.25, 1.0, 2, 1000, 800, 200, 3, 5_000_000, 9_000_000, 0, 4, 0, 0, new int[]{0},
             new long[]{unit0});
+    }
+
+    @Test
+    void shouldCountSampledTokensWhereTheEngineCountsThem() throws Exception
+    {
+        final DashboardHistory h = new DashboardHistory();
+        final DashboardHistory.NodeReport first = report("c", 300_000, 40, 0, 10, 0, 1);
+        h.onReport(300, withSampled(first, 80));
+        final DashboardHistory.NodeEntry e = h.onReport(301, withSampled(report("c", 301_000, 80, 0, 20, 0, 1), 400));
+        // 10 batched steps decoded 320 tokens: 32 sequences a step
+        assertEquals(320, write(e.series, 0).get("fields").get("tokens_per_s").get(1).asDouble(), 1e-9);
+    }
+
+    private static DashboardHistory.NodeReport withSampled(final DashboardHistory.NodeReport r, final long sampled)
+    {
+        return new DashboardHistory.NodeReport(r.node(), r.version(), r.timestampMillis(), r.settingsGeneration(),
+            r.accesses(), r.demandFetches(), r.prefetchIssued(), r.cancelled(), r.wastedBytes(), r.fetchedBytes(),
+            r.stallNanos(), r.tokens(), r.accuracy(), r.coverage(), r.timeliness(), r.lookahead(), r.budgetBytes(),
+            r.usedBytes(), r.unusableBytes(), r.fetchCount(), r.fetchP50Nanos(), r.fetchP99Nanos(), r.reportCpuNanos(),
+            r.layers(), r.experts(), sampled, r.units(), r.counts());
     }
 
     private static JsonNode write(final DashboardHistory.Series series, final long since) throws Exception

@@ -83,7 +83,7 @@ class NodeStatsCollectorTest
             .demandFetches(0).prefetchIssued(0).cancelled(0).wastedBytes(0).fetchedBytes(0).stallNanos(0)
             .tokens(tokens).accuracy(Double.NaN).coverage(Double.NaN).timeliness(Double.NaN).lookahead(1)
             .budgetBytes(100).usedBytes(50).unusableBytes(0).fetchCount(0).fetchP50Nanos(-1).fetchP99Nanos(-1)
-            .reportCpuNanos(0).layers(4).experts(0);
+            .reportCpuNanos(0).layers(4).experts(0).sampledTokens(0);
         e.unitsCount(1).next().unit(2).accessCount(tokens);
         e.node("n").modelVersion("m@1").responseChannel(TransportContext.IPC_CHANNEL).token("");
         while (node.offer(buffer, 0, MessageHeaderEncoder.ENCODED_LENGTH + e.encodedLength()) < 0)

@@ -43,7 +43,6 @@ public interface WeightSource extends AutoCloseable
     {
     }
 
-    @Override
     /**
      * The engine sampled {@code count} tokens in the step that just ran (one per sequence with logits): a batched step
      * decodes several tokens per pass over the weights. For statistics only; nothing by default.
@@ -52,5 +51,6 @@ public interface WeightSource extends AutoCloseable
     {
     }
 
+    @Override
     void close();
 }

@@ -617,30 +617,58 @@ static void unpack_q8_0(const uint8_t *w, int nb, uint8_t *ub, float *dw)
     }
 }
 
-/* One token against R unpacked rows (R = 4 or 1, a constant after inlining); nb is even. */
+/*
+ * One token against R unpacked rows (R = 4 or 1, a constant after inlining); nb is even. The float accumulation
+ * follows dot_q4_0/dot_q8_0 step for step (two accumulators taking alternate pairs of blocks, their sum reduced, then
+ * the blocks after the last group of four added one by one), so a row gives the same bits batched as alone: a
+ * sequence's keys and values do not depend on whether it was prefilled in a batch or decoded token by token (a
+ * request moved to another node and prefilled again continues with the same tokens).
+ */
 static inline __attribute__((always_inline)) void mm_token(const int R, const uint8_t *ub, const float *dw, int cols,
     int nb, const int8_t *y, const float *dx, const int32_t *aux, float *out)
 {
-    __m512 acc[MM_ROWS];
+    __m512 acc0[MM_ROWS];
+    __m512 acc1[MM_ROWS];
     for (int r = 0; r < R; r++)
     {
-        acc[r] = _mm512_setzero_ps();
+        acc0[r] = _mm512_setzero_ps();
+        acc1[r] = _mm512_setzero_ps();
     }
-    for (int p = 0; p < nb / 2; p++)
+    const int groups = nb / 4;
+    for (int g = 0; g < groups; g++)
     {
-        const __m512i yv = _mm512_loadu_si512(y + 64 * p);
-        const __m512i av = _mm512_loadu_si512(aux + 16 * p);
-        const __m512 dxv = scale2(dx[2 * p], dx[2 * p + 1]);
+        const int p = 2 * g;
+        const __m512i yv0 = _mm512_loadu_si512(y + 64 * p);
+        const __m512i av0 = _mm512_loadu_si512(aux + 16 * p);
+        const __m512 dxv0 = scale2(dx[2 * p], dx[2 * p + 1]);
+        const __m512i yv1 = _mm512_loadu_si512(y + 64 * (p + 1));
+        const __m512i av1 = _mm512_loadu_si512(aux + 16 * (p + 1));
+        const __m512 dxv1 = scale2(dx[2 * p + 2], dx[2 * p + 3]);
         for (int r = 0; r < R; r++)
         {
-            const __m512i sv = _mm512_dpbusd_epi32(av, _mm512_loadu_si512(ub + (size_t)r * cols + 64 * p), yv);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sv),
-                _mm512_mul_ps(_mm512_loadu_ps(dw + (size_t)r * nb * 8 + 16 * p), dxv), acc[r]);
+            const __m512i s0 = _mm512_dpbusd_epi32(av0, _mm512_loadu_si512(ub + (size_t)r * cols + 64 * p), yv0);
+            acc0[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0),
+                _mm512_mul_ps(_mm512_loadu_ps(dw + (size_t)r * nb * 8 + 16 * p), dxv0), acc0[r]);
+            const __m512i s1 = _mm512_dpbusd_epi32(av1, _mm512_loadu_si512(ub + (size_t)r * cols + 64 * (p + 1)),
+                yv1);
+            acc1[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1),
+                _mm512_mul_ps(_mm512_loadu_ps(dw + (size_t)r * nb * 8 + 16 * (p + 1)), dxv1), acc1[r]);
         }
     }
     for (int r = 0; r < R; r++)
     {
-        out[r] = hsum512(acc[r]);
+        float sum = hsum512(_mm512_add_ps(acc0[r], acc1[r]));
+        for (int b = groups * 4; b < nb; b++)
+        {
+            const __m256i s = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(aux + b * 8)),
+                _mm256_loadu_si256((const __m256i *)(ub + (size_t)r * cols + 32 * b)),
+                _mm256_loadu_si256((const __m256i *)(y + 32 * b)));
+            const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+            const int32_t si = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
+            sum += (float)si * (dw[(size_t)r * nb * 8 + 8 * b] * dx[b]);
+        }
+        out[r] = sum;
     }
 }
 

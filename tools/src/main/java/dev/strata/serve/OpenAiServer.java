@@ -5,7 +5,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.strata.compute.engine.Completion;
-import dev.strata.compute.engine.Engine;
+import dev.strata.compute.engine.GenerationService;
+import dev.strata.compute.engine.RequestHandle;
 import dev.strata.compute.engine.FinishReason;
 import dev.strata.compute.engine.GenerationListener;
 import dev.strata.compute.engine.GenerationRequest;
@@ -67,6 +68,7 @@ public final class OpenAiServer implements AutoCloseable
         private int maxBodyBytes = 8 << 20;
         private int maxWaiting = 256;
         private int maxThreads = 256;
+        private ClusterRouter cluster;
 
         public Context host(final String host)
         {
@@ -118,6 +120,13 @@ public final class OpenAiServer implements AutoCloseable
         public Context maxThreads(final int maxThreads)
         {
             this.maxThreads = maxThreads;
+            return this;
+        }
+
+        /** The router of a split deployment: {@code GET /v1/nodes} lists its nodes, {@code POST} switches roles. */
+        public Context cluster(final ClusterRouter cluster)
+        {
+            this.cluster = cluster;
             return this;
         }
 
@@ -281,6 +290,36 @@ public final class OpenAiServer implements AutoCloseable
                 requireMethod(method, "POST");
                 generate(request, response, callback, true);
             }
+            case "/v1/nodes" ->
+            {
+                if (ctx.cluster == null)
+                {
+                    throw new ApiError(404, "invalid_request_error", null, "not_found", "this server has no nodes: " +
+                        "it runs its engine in-process (strata serve --prefill N --decode M starts nodes)");
+                }
+                if (method.equals("POST"))
+                {
+                    final ObjectNode body = readBody(request);
+                    if ( !body.path("node").isTextual() || !body.path("role").isTextual())
+                    {
+                        throw ApiError.invalid(null, "expected {\"node\": NAME, \"role\": prefill|decode|both}");
+                    }
+                    try
+                    {
+                        ctx.cluster.setRole(body.get("node").asText(),
+                            dev.strata.compute.cluster.Msg.Role.parse(body.get("role").asText())).join();
+                    }
+                    catch (final IllegalArgumentException | java.util.concurrent.CompletionException e)
+                    {
+                        throw ApiError.invalid("node", (e.getCause() != null ? e.getCause() : e).getMessage());
+                    }
+                }
+                else
+                {
+                    requireMethod(method, "GET");
+                }
+                send(response, callback, 200, JSON.valueToTree(ctx.cluster.view()));
+            }
             default -> throw new ApiError(404, "invalid_request_error", null, "not_found", "no such path: " + path);
         }
     }
@@ -352,7 +391,7 @@ public final class OpenAiServer implements AutoCloseable
             request.getHeaders().get("X-Strata-Version"), p.user()))
         {
             final ServedModel model = lease.model();
-            final Engine engine = model.engine();
+            final GenerationService engine = model.engine();
             final Tokenizer tokenizer = model.tokenizer();
             final int[] prompt;
             if (chat)
@@ -364,10 +403,10 @@ public final class OpenAiServer implements AutoCloseable
                 prompt = p.promptTokens();
                 for (final int t : prompt)
                 {
-                    if (t < 0 || t >= engine.config().vocabSize())
+                    if (t < 0 || t >= engine.vocabSize())
                     {
                         throw ApiError.invalid("prompt", "token id " + t + " outside the vocabulary [0, " +
-                            engine.config().vocabSize() + ")");
+                            engine.vocabSize() + ")");
                     }
                 }
             }
@@ -408,7 +447,7 @@ public final class OpenAiServer implements AutoCloseable
                 throw ApiError.invalid(null, e.getMessage());
             }
             final BlockingQueue<Object> events = new LinkedBlockingQueue<>();
-            final Engine.Handle handle;
+            final RequestHandle handle;
             try
             {
                 handle = engine.submit(g, new GenerationListener()
@@ -509,7 +548,7 @@ public final class OpenAiServer implements AutoCloseable
     }
 
     private void stream(final Response response, final Callback callback, final ParsedRequest p,
-        final ServedModel model, final Engine.Handle handle, final BlockingQueue<Object> events, final String id,
+        final ServedModel model, final RequestHandle handle, final BlockingQueue<Object> events, final String id,
         final long created) throws Exception
     {
         response.setStatus(200);

@@ -311,7 +311,7 @@ public final class ParamCatalog implements ModelCatalog, AutoCloseable
         {
             try
             {
-                l.served().engine().close();
+                ((Engine)l.served().engine()).close();
                 try
                 {
                     l.reporter().close();

@@ -1,7 +1,7 @@
 package dev.strata.serve;
 
 import dev.strata.compute.engine.Completion;
-import dev.strata.compute.engine.Engine;
+import dev.strata.compute.engine.GenerationService;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -43,7 +43,7 @@ final class ServeMetrics
                 .register(registry);
             promptTokens = Counter.builder("strata.serve.prompt_tokens").tag("version", v).register(registry);
             completionTokens = Counter.builder("strata.serve.completion_tokens").tag("version", v).register(registry);
-            final Engine e = m.engine();
+            final GenerationService e = m.engine();
             Gauge.builder("strata.serve.queue_length", e, x -> x.stats().waiting()).tag("version", v)
                 .register(registry);
             Gauge.builder("strata.serve.running_batch", e, x -> x.stats().running()).tag("version", v)

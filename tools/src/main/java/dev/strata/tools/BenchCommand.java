@@ -4,7 +4,7 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /** {@code strata bench ...}: benchmarks that report against limits measured in the same run. */
-@Command(name = "bench", description = "Benchmarks.", subcommands = {RuntimeBench.class, BatchBench.class, ServeBench.class, TiersBench.class, TransportBench.class, StreamBench.class})
+@Command(name = "bench", description = "Benchmarks.", subcommands = {RuntimeBench.class, BatchBench.class, ServeBench.class, TiersBench.class, TransportBench.class, StreamBench.class, KvTransferBench.class})
 final class BenchCommand implements Runnable
 {
     @CommandLine.Spec

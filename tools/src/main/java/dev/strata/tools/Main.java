@@ -21,6 +21,8 @@ import picocli.CommandLine.Command;
     subcommands = {
         GenerateCommand.class,
         ServeCommand.class,
+        NodeCommand.class,
+        NodesCommand.class,
         ChatCommand.class,
         TokenizeCommand.class,
         SynthCommand.class,

@@ -73,6 +73,14 @@ final class ServeBench implements Callable<Integer>
         "len ± range.")
     int promptRange;
 
+    @Option(names = "--long-prompt-len", defaultValue = "0", description = "Interference: every --long-every-th " +
+        "request has a prompt of this many tokens instead (0: none).")
+    int longPromptLen;
+
+    @Option(names = "--long-every", defaultValue = "8", description = "Which requests get the long prompt " +
+        "(default: every ${DEFAULT-VALUE}th).")
+    int longEvery;
+
     @Option(names = "--output-len", defaultValue = "128", description = "Output tokens (default: ${DEFAULT-VALUE}).")
     int outputLen;
 
@@ -233,7 +241,8 @@ final class ServeBench implements Callable<Integer>
                 work.add(new Work(texts.get(random.nextInt(texts.size())), -1, maxTokens));
                 continue;
             }
-            final int len = promptLen + (promptRange == 0 ? 0 : random.nextInt(-promptRange, promptRange + 1));
+            final int drawn = promptLen + (promptRange == 0 ? 0 : random.nextInt(-promptRange, promptRange + 1));
+            final int len = longPromptLen > 0 && longEvery > 0 && i % longEvery == longEvery - 1 ? longPromptLen : drawn;
             final int[] ids = new int[len];
             for (int t = 0; t < len; t++)
             {

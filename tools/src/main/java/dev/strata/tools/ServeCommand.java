@@ -97,6 +97,54 @@ final class ServeCommand implements Callable<Integer>
     @Option(names = "--context", description = "Most positions per sequence (default: the model's).")
     int context;
 
+    @Option(names = "--prefill", description = "Start this many prefill node processes (split deployment: the " +
+        "model must be a GGUF file; this process is the router).")
+    int prefillNodes;
+
+    @Option(names = "--decode", description = "Start this many decode node processes (split deployment).")
+    int decodeNodes;
+
+    @Option(names = "--both", description = "Start this many node processes that run whole requests (colocated, " +
+        "through the same router).")
+    int bothNodes;
+
+    @Option(names = "--node-threads", description = "Compute threads of each node process (default: the " +
+        "processors divided among the nodes, at least 1).")
+    Integer nodeThreads;
+
+    @Option(names = "--cpus", description = "Pin node processes to CPUs with taskset: 'auto' (node i on CPU i when " +
+        "there are enough), 'none', or lists per node separated by '/', e.g. 0/1 or 0-1/2-3 (default: auto).")
+    String cpus = "auto";
+
+    @Option(names = "--batch-invariant", negatable = true, defaultValue = "true", fallbackValue = "true",
+        description = "Node processes attend with the same arithmetic however tokens are batched, so a request " +
+            "moved after a node failure continues with the same tokens (default: on).")
+    boolean batchInvariant;
+
+    @Option(names = "--cluster-listen", paramLabel = "HOST:PORT", description = "The router also listens here " +
+        "(UDP) for nodes on other hosts: strata node --router HOST:PORT --listen THEIR_HOST:PORT.")
+    String clusterListen;
+
+    @Option(names = "--auto-ratio", description = "Let the router move nodes between the prefill and decode pools " +
+        "when one pool stays the bottleneck for --ratio-window-s (targets --ttft-target-ms, --tpot-target-ms).")
+    boolean autoRatio;
+
+    @Option(names = "--ratio-window-s", defaultValue = "10", description = "How long a pool must stay the " +
+        "bottleneck before a node switches (default: ${DEFAULT-VALUE}).")
+    long ratioWindowSeconds;
+
+    @Option(names = "--ttft-target-ms", defaultValue = "2000", description = "Prefill delay (dispatch to KV at the " +
+        "decode node) above which prefill is the bottleneck (default: ${DEFAULT-VALUE}).")
+    long ttftTargetMillis;
+
+    @Option(names = "--tpot-target-ms", defaultValue = "200", description = "Time per output token above which " +
+        "decode is the bottleneck (default: ${DEFAULT-VALUE}).")
+    long tpotTargetMillis;
+
+    @Option(names = "--node-timeout-ms", defaultValue = "2000", description = "A node that sends no heartbeat for " +
+        "this long is out of rotation and its requests move (default: ${DEFAULT-VALUE}).")
+    long nodeTimeoutMillis;
+
     @Option(names = "--served-name", description = "Model id in the API (default: the file name without .gguf).")
     String servedName;
 
@@ -130,6 +178,17 @@ final class ServeCommand implements Callable<Integer>
             }
         }, "strata-serve-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
+        if (prefillNodes + decodeNodes + bothNodes > 0)
+        {
+            try
+            {
+                return new ClusterLauncher(this, err).run(key, stop);
+            }
+            finally
+            {
+                closed.countDown();
+            }
+        }
         if (!direct)
         {
             return embedded(err, key, stop, closed);
@@ -137,9 +196,7 @@ final class ServeCommand implements Callable<Integer>
         final Path model = Path.of(this.model);
         final String name = servedName != null ? servedName : model.getFileName().toString().replaceFirst(
             "(?i)\\.gguf$", "");
-        final Path file = model.toAbsolutePath();
-        final String version = "file:" + file + ":" + Files.size(file) + ":" +
-            Files.getLastModifiedTime(file).toMillis();
+        final String version = fileVersion(model);
         try (GgufWeightSource weights = new GgufWeightSource(GgufFile.open(model), true);
             ThreadPool pool = new ThreadPool(threads))
         {
@@ -251,8 +308,15 @@ final class ServeCommand implements Callable<Integer>
 
     static final String TOKEN_FILE = "admin-token";
 
+    /** The version of a model served from a file: its path, size and modification time. */
+    static String fileVersion(final Path model) throws java.io.IOException
+    {
+        final Path file = model.toAbsolutePath();
+        return "file:" + file + ":" + Files.size(file) + ":" + Files.getLastModifiedTime(file).toMillis();
+    }
+
     /** --token, $STRATA_TOKEN, or the data directory's token file (created, mode 0600, on first start). */
-    private String adminToken(final Path data) throws java.io.IOException
+    String adminToken(final Path data) throws java.io.IOException
     {
         if (token != null)
         {

@@ -6,7 +6,6 @@ import dev.strata.compute.model.ModelConfig;
 import dev.strata.compute.model.WeightSource;
 import dev.strata.compute.sampling.Sampler;
 import dev.strata.compute.tensor.ThreadPool;
-import dev.strata.compute.tokenizer.StreamingDecoder;
 import dev.strata.compute.tokenizer.Tokenizer;
 
 import java.util.List;
@@ -27,7 +26,7 @@ import java.util.logging.Logger;
  * A bad request is refused at {@link #submit} with an {@link IllegalArgumentException} and never reaches a step; a
  * step that fails ends its sequences with {@link FinishReason#ERROR} and the engine goes on with the others.
  */
-public final class Engine implements AutoCloseable
+public final class Engine implements GenerationService, AutoCloseable
 {
     private static final Logger LOG = Logger.getLogger(Engine.class.getName());
 
@@ -47,6 +46,7 @@ public final class Engine implements AutoCloseable
         private int maxPrefillBatchSize = 8;
         private int maxContext;
         private String name = "strata-engine";
+        private boolean batchInvariant;
 
         /** The model's weights (required). */
         public Context weights(final WeightSource weights)
@@ -130,6 +130,16 @@ public final class Engine implements AutoCloseable
             return this;
         }
 
+        /**
+         * Attention with the same arithmetic for every token however it is batched (see
+         * {@link Llama#batchInvariant}): nodes of a split deployment use it so a moved request continues exactly.
+         */
+        public Context batchInvariant(final boolean on)
+        {
+            this.batchInvariant = on;
+            return this;
+        }
+
         /** Name of the engine's thread. */
         public Context name(final String name)
         {
@@ -160,7 +170,7 @@ public final class Engine implements AutoCloseable
     }
 
     /** A submitted request: its id, its end, and a way to cancel it. */
-    public final class Handle
+    public final class Handle implements RequestHandle
     {
         private final Sequence sequence;
         private final CompletableFuture<Completion> completion;
@@ -171,18 +181,21 @@ public final class Engine implements AutoCloseable
             this.completion = completion;
         }
 
+        @Override
         public long id()
         {
             return sequence.id;
         }
 
         /** Completes when the request ends, however it ends. */
+        @Override
         public CompletableFuture<Completion> completion()
         {
             return completion;
         }
 
         /** Ends the request at the next step boundary and frees its KV blocks; harmless once it has ended. */
+        @Override
         public void cancel()
         {
             commands.add(() -> cancelNow(sequence));
@@ -219,6 +232,7 @@ public final class Engine implements AutoCloseable
         try
         {
             this.llama = new Llama(ctx.weights, ctx.pool, limits.maxRows());
+            llama.batchInvariant(ctx.batchInvariant);
             this.scheduler = new Scheduler(kv, limits, ctx.modelVersion, ctx.endOfGeneration);
             this.stats = snapshot();
             this.thread = Thread.ofPlatform().name(ctx.name).daemon().unstarted(this::run);
@@ -242,12 +256,142 @@ public final class Engine implements AutoCloseable
         return llama.config();
     }
 
+    @Override
+    public int vocabSize()
+    {
+        return llama.config().vocabSize();
+    }
+
+    /** The model version's digest this engine runs (its prefix cache and KV transfers are keyed by it). */
+    public String modelVersion()
+    {
+        return ctx.modelVersion;
+    }
+
+    /** The KV block pool, for transfers: read a held block's bytes, or write into a reserved one. */
+    public KvBlockPool kvPool()
+    {
+        return kv;
+    }
+
+    /**
+     * KV blocks held outside a running sequence: the keys and values of {@code tokens} positions, in position
+     * order. The holder gives them back with {@link #release(KvRun)} or passes them to {@link #submit(GenerationRequest,
+     * GenerationListener, KvRun)}.
+     *
+     * @param blocks        pool block ids.
+     * @param tokens        positions they hold.
+     * @param cachedBlocks  leading blocks that were found in this pool's prefix cache (a transfer skips them).
+     */
+    public record KvRun(int[] blocks, int tokens, int cachedBlocks)
+    {
+    }
+
+    /** The end of a {@link #prefill}: the blocks, or why there are none. */
+    public interface PrefillListener
+    {
+        /** On the engine thread: the KV of every token is in {@code kv}, which the listener now holds. */
+        void onPrefilled(KvRun kv);
+
+        void onFailed(String error);
+    }
+
+    /**
+     * Computes the keys and values of {@code tokens} (all of them; no logits, nothing sampled) through the same
+     * batches as other requests, and hands the blocks to the listener instead of freeing them: the prefill half of
+     * a request whose decode runs elsewhere. Returns a handle that cancels it.
+     */
+    public Handle prefill(final int[] tokens, final PrefillListener listener)
+    {
+        if (closed)
+        {
+            throw new IllegalStateException("engine closed");
+        }
+        final GenerationRequest request = GenerationRequest.of(tokens,
+            dev.strata.compute.sampling.SamplerConfig.greedy(), 1);
+        for (final int t : tokens)
+        {
+            if (t < 0 || t >= llama.config().vocabSize())
+            {
+                throw new IllegalArgumentException("token id " + t + " outside the vocabulary [0, " +
+                    llama.config().vocabSize() + ")");
+            }
+        }
+        scheduler.validate(request);
+        final CompletableFuture<Completion> done = new CompletableFuture<>();
+        final GenerationListener chained = new GenerationListener()
+        {
+            @Override
+            public void onComplete(final Completion completion)
+            {
+                try
+                {
+                    if (completion.reason() != FinishReason.STOP)
+                    {
+                        listener.onFailed(completion.error() != null ? completion.error() :
+                            "prefill ended: " + completion.reason());
+                    }
+                }
+                finally
+                {
+                    done.complete(completion);
+                }
+            }
+        };
+        final Sequence s = new Sequence(ids.incrementAndGet(), request, chained, Sampler.create(request.sampling()),
+            null, System.nanoTime(), true);
+        s.prefilled = listener;
+        commands.add(() -> scheduler.add(s));
+        LockSupport.unpark(thread);
+        return new Handle(s, done);
+    }
+
+    /** Gives back blocks held outside a sequence (a prefill's, or an unused reservation's). */
+    public void release(final KvRun run)
+    {
+        commands.add(() ->
+        {
+            for (final int id : run.blocks())
+            {
+                kv.release(id);
+            }
+        });
+        LockSupport.unpark(thread);
+    }
+
+    /**
+     * Reserves the blocks of a sequence whose first {@code tokens.length} positions will arrive from another node:
+     * the leading full blocks found in the prefix cache under this engine's version are taken from it (a transfer
+     * skips them), the others are allocated for the transfer to write. Completes with null when the pool cannot
+     * spare them now (the sender waits and retries: back-pressure, not failure): the pool keeps
+     * {@code headroomBlocks} free for the running sequences.
+     */
+    public CompletableFuture<KvRun> reserve(final int[] tokens, final int headroomBlocks)
+    {
+        final CompletableFuture<KvRun> result = new CompletableFuture<>();
+        commands.add(() ->
+        {
+            try
+            {
+                result.complete(scheduler.reserve(tokens, headroomBlocks));
+            }
+            catch (final RuntimeException e)
+            {
+                result.completeExceptionally(e);
+            }
+        });
+        LockSupport.unpark(thread);
+        return result;
+    }
+
+    @Override
     public Stats stats()
     {
         return stats;
     }
 
     /** Most positions of one sequence (prompt and generated). */
+    @Override
     public int maxContext()
     {
         return ctx.maxContext;
@@ -257,7 +401,18 @@ public final class Engine implements AutoCloseable
      * Queues a request. Throws {@link IllegalArgumentException} at once if it can never run (a token outside the
      * vocabulary, a prompt that fills the context, a sequence larger than the whole KV pool).
      */
+    @Override
     public Handle submit(final GenerationRequest request, final GenerationListener listener)
+    {
+        return submit(request, listener, null);
+    }
+
+    /**
+     * Queues a request whose first {@code kv.tokens()} positions already have their keys and values in the blocks of
+     * {@code kv} (from {@link #reserve}, filled by a transfer): only the rest of the prompt is computed here. The
+     * reservation's blocks pass to the request.
+     */
+    public Handle submit(final GenerationRequest request, final GenerationListener listener, final KvRun imported)
     {
         Objects.requireNonNull(listener, "listener");
         if (closed)
@@ -300,9 +455,30 @@ public final class Engine implements AutoCloseable
             }
         };
         final Sequence s = new Sequence(ids.incrementAndGet(), request, chained,
-            Sampler.create(request.sampling()), ctx.tokenizer == null ? null : new StreamingDecoder(ctx.tokenizer),
-            System.nanoTime());
-        commands.add(() -> scheduler.add(s));
+            Sampler.create(request.sampling()), ctx.tokenizer == null ? null :
+                new TextStream(ctx.tokenizer, request.stopStrings()), System.nanoTime(), false);
+        commands.add(() ->
+        {
+            if (imported != null)
+            {
+                try
+                {
+                    scheduler.addImported(s, imported.blocks(), imported.tokens());
+                }
+                catch (final IllegalArgumentException e)
+                {
+                    for (final int b : imported.blocks())
+                    {
+                        kv.release(b);
+                    }
+                    finish(s, FinishReason.ERROR, e.getMessage());
+                }
+            }
+            else
+            {
+                scheduler.add(s);
+            }
+        });
         LockSupport.unpark(thread);
         return new Handle(s, done);
     }
@@ -351,7 +527,12 @@ public final class Engine implements AutoCloseable
             ctx.weights.tokensSampled(sampled);
             for (final Scheduler.Finished f : scheduler.update(step, logits, this::sample))
             {
-                finish(f.sequence(), f.reason(), f.error());
+                final Sequence s = f.sequence();
+                if (s.prefillOnly)
+                {
+                    handOver(s);
+                }
+                finish(s, f.reason(), f.error());
             }
             stats = snapshot();
         }
@@ -401,62 +582,36 @@ public final class Engine implements AutoCloseable
             topTokens = lp.topTokens();
             topLogprobs = lp.topLogprobs();
         }
-        FinishReason reason = null;
-        String delta = "";
-        if (scheduler.isStopToken(s, token))
-        {
-            reason = FinishReason.STOP;
-            if (s.decoder != null)
-            {
-                s.text.append(s.decoder.flush());
-                delta = release(s, s.text.length());
-            }
-        }
-        else
-        {
-            if (s.decoder != null)
-            {
-                s.text.append(s.decoder.accept(token));
-                final int cut = StopStrings.find(s.text, r.stopStrings(), s.emitted);
-                if (cut >= 0)
-                {
-                    s.text.setLength(cut);
-                    reason = FinishReason.STOP;
-                    delta = release(s, cut);
-                }
-                else
-                {
-                    final boolean last = s.generated >= r.maxTokens() || s.length >= scheduler.limits().maxContext();
-                    if (last)
-                    {
-                        s.text.append(s.decoder.flush());
-                    }
-                    delta = release(s, last ? s.text.length() :
-                        s.text.length() - StopStrings.heldBack(s.text, r.stopStrings()));
-                }
-            }
-            if (reason == null && (s.generated >= r.maxTokens() || s.length >= scheduler.limits().maxContext()))
-            {
-                reason = FinishReason.LENGTH;
-            }
-        }
+        final boolean stopToken = scheduler.isStopToken(s, token);
+        final boolean last = s.generated >= r.maxTokens() || s.length >= scheduler.limits().maxContext();
+        final String delta = s.text == null ? "" : s.text.accept(token, stopToken, last);
+        final FinishReason reason = stopToken || (s.text != null && s.text.stopped()) ? FinishReason.STOP :
+            last ? FinishReason.LENGTH : null;
         s.listener.onToken(new TokenEvent(token, delta, logprob, topTokens, topLogprobs));
         return reason;
     }
 
-    private static String release(final Sequence s, final int upTo)
-    {
-        if (upTo <= s.emitted)
-        {
-            return "";
-        }
-        final String delta = s.text.substring(s.emitted, upTo);
-        s.emitted = upTo;
-        return delta;
-    }
-
     private static final int[] EMPTY_INTS = new int[0];
     private static final float[] EMPTY_FLOATS = new float[0];
+
+    /** Passes a finished prefill's blocks to its listener (or back to the pool if the listener fails). */
+    private void handOver(final Sequence s)
+    {
+        final KvRun run = new KvRun(java.util.Arrays.copyOf(s.blocks, s.blockCount), s.computed, 0);
+        s.blockCount = 0;
+        try
+        {
+            s.prefilled.onPrefilled(run);
+        }
+        catch (final RuntimeException e)
+        {
+            LOG.log(Level.WARNING, "prefill listener of request " + s.id + " failed", e);
+            for (final int b : run.blocks())
+            {
+                kv.release(b);
+            }
+        }
+    }
 
     private void cancelNow(final Sequence s)
     {
@@ -474,7 +629,7 @@ public final class Engine implements AutoCloseable
         }
         s.finished = true;
         final long now = System.nanoTime();
-        final Completion c = new Completion(s.generatedTokens(), s.text.toString(), reason, s.promptLength,
+        final Completion c = new Completion(s.generatedTokens(), s.text == null ? "" : s.text.text(), reason, s.promptLength,
             s.cachedTokens, s.preemptions, s.firstScheduledNanos == 0 ? 0 : s.firstScheduledNanos - s.submittedNanos,
             s.firstTokenNanos == 0 ? 0 : s.firstTokenNanos - s.submittedNanos, now - s.submittedNanos, error);
         try

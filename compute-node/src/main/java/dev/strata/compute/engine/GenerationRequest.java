@@ -76,6 +76,37 @@ public record GenerationRequest(int[] prompt, SamplerConfig sampling, int maxTok
         }
     }
 
+    /** Whether {@code token} ends this request: a stop token, or an end-of-generation token unless {@code ignoreEos}. */
+    public boolean stopsAt(final int token, final java.util.function.IntPredicate endOfGeneration)
+    {
+        if (!ignoreEos && endOfGeneration.test(token))
+        {
+            return true;
+        }
+        for (final int t : stopTokens)
+        {
+            if (t == token)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The same request with another prompt and token budget (a request moved to another node mid-way). */
+    public GenerationRequest withPrompt(final int[] newPrompt, final int newMaxTokens)
+    {
+        return new GenerationRequest(newPrompt, sampling, newMaxTokens, stopTokens, stopStrings, logprobs,
+            presencePenalty, frequencyPenalty, ignoreEos);
+    }
+
+    /** The same request without stop strings (a router applies them to the text it assembles). */
+    public GenerationRequest withoutStopStrings()
+    {
+        return new GenerationRequest(prompt, sampling, maxTokens, stopTokens, null, logprobs, presencePenalty,
+            frequencyPenalty, ignoreEos);
+    }
+
     /** A request with no stop strings, stop tokens or log probabilities. */
     public static GenerationRequest of(final int[] prompt, final SamplerConfig sampling, final int maxTokens)
     {

@@ -126,6 +126,59 @@ final class Scheduler
         waiting.addLast(s);
     }
 
+    /** Queues a sequence whose first {@code tokens} positions are in {@code blocks} already (a KV transfer). */
+    void addImported(final Sequence s, final int[] blocks, final int tokens)
+    {
+        if (tokens >= s.length || pool.blocksFor(tokens) > blocks.length)
+        {
+            throw new IllegalArgumentException("imported KV of " + tokens + " positions in " + blocks.length +
+                " blocks does not fit a sequence of " + s.length + " tokens");
+        }
+        for (final int b : blocks)
+        {
+            s.addBlock(b);
+        }
+        s.computed = tokens;
+        s.cachedTokens = tokens;
+        waiting.addLast(s);
+    }
+
+    /**
+     * Blocks for the KV of {@code tokens} that will arrive from elsewhere: leading full blocks found in the prefix
+     * cache, then fresh ones; null (nothing held) when fewer than {@code headroom} blocks would stay available.
+     */
+    Engine.KvRun reserve(final int[] tokens, final int headroom)
+    {
+        final int bt = pool.blockTokens();
+        final int needed = pool.blocksFor(tokens.length);
+        final int[] ids = new int[needed];
+        int cached = 0;
+        long parent = 0L;
+        for (int b = 0; b < tokens.length / bt; b++)
+        {
+            final int id = pool.lookup(version, parent, tokens, b * bt);
+            if (id < 0)
+            {
+                break;
+            }
+            ids[cached++] = id;
+            parent = KvBlockPool.chainHash(parent, tokens, b * bt, bt);
+        }
+        if (pool.available() - (needed - cached) < headroom)
+        {
+            for (int i = 0; i < cached; i++)
+            {
+                pool.release(ids[i]);
+            }
+            return null;
+        }
+        for (int i = cached; i < needed; i++)
+        {
+            ids[i] = pool.allocate();
+        }
+        return new Engine.KvRun(ids, tokens.length, cached);
+    }
+
     /** Removes a sequence wherever it is and frees its blocks; false if it is not here. */
     boolean remove(final Sequence s)
     {
@@ -228,7 +281,8 @@ final class Scheduler
         final int n, final int row)
     {
         System.arraycopy(s.tokens, s.computed, rowTokens, row, n);
-        segments.add(new ForwardBatch.Segment(row, n, s.computed, s.blocks, s.computed + n == s.length));
+        segments.add(new ForwardBatch.Segment(row, n, s.computed, s.blocks,
+            s.computed + n == s.length && !s.prefillOnly));
         seqs.add(s);
         if (s.firstScheduledNanos == 0)
         {
@@ -251,6 +305,16 @@ final class Scheduler
             final Sequence s = step.sequences()[i];
             s.computed += segs[i].rows();
             publishFullBlocks(s);
+            if (s.prefillOnly)
+            {
+                if (s.computed == s.length)
+                {
+                    // the blocks pass to the prefill's listener, not back to the pool
+                    running.remove(s);
+                    finished.add(new Finished(s, FinishReason.STOP, null));
+                }
+                continue;
+            }
             if (logits[i] == null)
             {
                 continue;
@@ -291,18 +355,7 @@ final class Scheduler
     /** Whether a token ends sequence {@code s}. */
     boolean isStopToken(final Sequence s, final int token)
     {
-        if (!s.request.ignoreEos() && endOfGeneration.test(token))
-        {
-            return true;
-        }
-        for (final int t : s.request.stopTokens())
-        {
-            if (t == token)
-            {
-                return true;
-            }
-        }
-        return false;
+        return s.request.stopsAt(token, endOfGeneration);
     }
 
     private void reuseCachedPrefix(final Sequence s)

@@ -1,7 +1,6 @@
 package dev.strata.compute.engine;
 
 import dev.strata.compute.sampling.Sampler;
-import dev.strata.compute.tokenizer.StreamingDecoder;
 
 import java.util.Arrays;
 
@@ -15,7 +14,10 @@ final class Sequence
     final GenerationRequest request;
     final GenerationListener listener;
     final Sampler sampler;
-    final StreamingDecoder decoder;
+    /** The text, or null without a tokenizer. */
+    final TextStream text;
+    /** Computes the KV of its tokens and stops there: no logits, no sampling; its blocks go to the listener. */
+    final boolean prefillOnly;
     final int promptLength;
     final long submittedNanos;
 
@@ -34,23 +36,23 @@ final class Sequence
     int preemptions;
     long firstScheduledNanos;
     long firstTokenNanos;
-    final StringBuilder text = new StringBuilder();
-    /** Characters of {@link #text} already handed to the listener. */
-    int emitted;
     boolean finished;
+    /** Where a prefill-only sequence's blocks go. */
+    Engine.PrefillListener prefilled;
     /** Times each token was generated, and the distinct tokens generated, when the request has penalties. */
     private int[] generatedCounts;
     private int[] distinct = new int[16];
     private int distinctCount;
 
     Sequence(final long id, final GenerationRequest request, final GenerationListener listener, final Sampler sampler,
-        final StreamingDecoder decoder, final long submittedNanos)
+        final TextStream text, final long submittedNanos, final boolean prefillOnly)
     {
+        this.prefillOnly = prefillOnly;
         this.id = id;
         this.request = request;
         this.listener = listener;
         this.sampler = sampler;
-        this.decoder = decoder;
+        this.text = text;
         this.promptLength = request.prompt().length;
         this.tokens = Arrays.copyOf(request.prompt(), promptLength + Math.min(request.maxTokens(), 1024));
         this.length = promptLength;

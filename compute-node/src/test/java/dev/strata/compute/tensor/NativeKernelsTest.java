@@ -163,6 +163,55 @@ class NativeKernelsTest
             String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
     }
 
+    /**
+     * Batch invariance: a token's products are the same bits whether it is computed alone or among many tokens
+     * (prefill), so a request prefilled again elsewhere (a failover) continues with the tokens it would have had.
+     * Column counts with a block count that is and is not a multiple of four, rows that fill and do not fill the
+     * batched kernel's groups of four.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"avx512vnni", "avx512bw", "avx2"})
+    void shouldGiveATokenTheSameBitsAloneAndInABatch(final String isa)
+    {
+        final NativeKernels k = kernels(isa);
+        final Random rnd = new Random(29);
+        final List<String> failures = new ArrayList<>();
+        for (final GgmlType type : new GgmlType[]{GgmlType.Q4_0, GgmlType.Q8_0})
+        {
+            for (final int cols : new int[]{128, 192, 320})
+            {
+                final int rows = 11;
+                final int tokens = 70;
+                final byte[] data = KernelConformance.randomData(type, rows, cols, rnd);
+                final WeightTensor w = WeightTensor.of("w", type, MemorySegment.ofArray(data), rows, cols);
+                final float[] x = KernelConformance.randomVector(rnd, 0, tokens * cols);
+                final NativeKernels.Activations all = new NativeKernels.Activations();
+                all.ensure(tokens, cols);
+                k.quantize(type, x, cols, 0, tokens, all);
+                final float[] batched = new float[tokens * rows];
+                k.product(w, 0, rows, all, tokens, batched, 0, rows);
+                for (int t = 0; t < tokens; t++)
+                {
+                    final NativeKernels.Activations one = new NativeKernels.Activations();
+                    one.ensure(1, cols);
+                    k.quantize(type, java.util.Arrays.copyOfRange(x, t * cols, (t + 1) * cols), cols, 0, 1, one);
+                    final float[] alone = new float[rows];
+                    k.product(w, 0, rows, one, 1, alone, 0, rows);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        if (Float.floatToRawIntBits(alone[r]) != Float.floatToRawIntBits(batched[t * rows + r]))
+                        {
+                            failures.add(type + " cols " + cols + " row " + r + " token " + t + ": alone " + alone[r] +
+                                " batched " + batched[t * rows + r]);
+                        }
+                    }
+                }
+            }
+        }
+        assertTrue(failures.isEmpty(), () -> failures.size() + " differences, first: " +
+            String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"avx512vnni", "avx512bw", "avx2"})
     void shouldMatchTheReferenceForF16(final String isa)

@@ -1,0 +1,730 @@
+package dev.strata.compute.cluster;
+
+import dev.strata.compute.engine.Completion;
+import dev.strata.compute.engine.Engine;
+import dev.strata.compute.engine.GenerationListener;
+import dev.strata.compute.engine.TokenEvent;
+import dev.strata.transport.bulk.BulkReceiver;
+import dev.strata.transport.bulk.BulkSender;
+import io.aeron.Aeron;
+import io.aeron.FragmentAssembler;
+import io.aeron.Publication;
+import io.aeron.Subscription;
+import org.agrona.CloseHelper;
+import org.agrona.concurrent.SleepingMillisIdleStrategy;
+import org.agrona.concurrent.YieldingIdleStrategy;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+/**
+ * A compute node in a split deployment: its engine, and the Aeron side that makes it one of the router's nodes.
+ * <ul>
+ * <li>Every {@code heartbeatMillis} it sends the router a {@link Msg.Heartbeat} (registration, load, KV use).</li>
+ * <li>{@link Msg.Run} in full mode runs a request here and streams its tokens to the router.</li>
+ * <li>In prefill mode the engine computes the KV of the prompt less its last token ({@link Engine#prefill}); a
+ * transfer thread offers it to the decode node, sends the blocks the decode node does not have as bulk chunks
+ * straight from the pool, waits for the acknowledgement, re-sends once on a damaged chunk, and frees the blocks.</li>
+ * <li>As a decode node it reserves blocks for an offer ({@link Engine#reserve}; no room is answered as
+ * back-pressure), receives the chunks into them, and submits the request with that KV: only the last prompt token
+ * is computed here, and every sampling step, so the tokens are those of a colocated run.</li>
+ * </ul>
+ * Blocks carry the model version: an offer from another version, KV type or block layout is refused.
+ */
+public final class NodeAgent implements AutoCloseable
+{
+    private static final Logger LOG = Logger.getLogger(NodeAgent.class.getName());
+
+    /** Settings of a node agent. */
+    public static final class Context
+    {
+        private Engine engine;
+        private Aeron aeron;
+        private String node;
+        private Msg.Role role = Msg.Role.BOTH;
+        private String routerChannel;
+        private int routerStream = ROUTER_STREAM;
+        private String channel = "aeron:ipc";
+        private int controlStream;
+        private long heartbeatMillis = 200;
+        private long transferTimeoutMillis = 30_000;
+
+        public Context engine(final Engine engine)
+        {
+            this.engine = engine;
+            return this;
+        }
+
+        public Context aeron(final Aeron aeron)
+        {
+            this.aeron = aeron;
+            return this;
+        }
+
+        public Context node(final String node)
+        {
+            this.node = node;
+            return this;
+        }
+
+        public Context role(final Msg.Role role)
+        {
+            this.role = role;
+            return this;
+        }
+
+        /** Where the router listens (its stream is {@link #ROUTER_STREAM} unless set). */
+        public Context router(final String channel, final int stream)
+        {
+            this.routerChannel = channel;
+            this.routerStream = stream;
+            return this;
+        }
+
+        /** Where this node listens: control messages on {@code stream}, KV chunks on {@code stream + 1}. */
+        public Context listen(final String channel, final int stream)
+        {
+            this.channel = channel;
+            this.controlStream = stream;
+            return this;
+        }
+
+        public Context heartbeatMillis(final long ms)
+        {
+            this.heartbeatMillis = ms;
+            return this;
+        }
+
+        public Context transferTimeoutMillis(final long ms)
+        {
+            this.transferTimeoutMillis = ms;
+            return this;
+        }
+
+        Context conclude()
+        {
+            Objects.requireNonNull(engine, "engine");
+            Objects.requireNonNull(aeron, "aeron");
+            Objects.requireNonNull(routerChannel, "router channel");
+            if (node == null || node.isBlank())
+            {
+                node = role.name().toLowerCase(java.util.Locale.ROOT) + "-" + ProcessHandle.current().pid();
+            }
+            if (controlStream == 0)
+            {
+                controlStream = defaultStream(ProcessHandle.current().pid());
+            }
+            if (heartbeatMillis <= 0 || transferTimeoutMillis <= 0)
+            {
+                throw new IllegalArgumentException("heartbeat and transfer timeouts must be positive");
+            }
+            return this;
+        }
+    }
+
+    /** This machine's name, so that a router on the same host can watch a node's process as well as its beats. */
+    public static final String HOST = hostName();
+
+    private static String hostName()
+    {
+        try
+        {
+            return java.net.InetAddress.getLocalHost().getHostName();
+        }
+        catch (final java.io.IOException e)
+        {
+            return "unknown";
+        }
+    }
+
+    /** The router's stream. */
+    public static final int ROUTER_STREAM = 0x5100;
+
+    /** A node's control stream by default: unique among the processes of one host (one media driver). */
+    public static int defaultStream(final long pid)
+    {
+        return 0x100000 + (int)(pid % 0x1000000) * 2;
+    }
+
+    /**
+     * The channel that bulk chunks use towards a node listening on {@code channel}: the largest MTU (one chunk per
+     * message, no reassembly copy) and 8 MiB terms. Measured (`strata bench kv`): with 64 MiB terms the first four
+     * 46 MB transfers ran at 0.1-0.3 GB/s while the kernel zero-filled the 192 MiB log page by page, and only then at
+     * 5-9 GB/s; 8 MiB terms are warm after the first 24 MiB.
+     */
+    public static String bulkChannel(final String channel)
+    {
+        if (channel.startsWith("aeron:ipc"))
+        {
+            return "aeron:ipc?mtu=65504|term-length=8m";
+        }
+        // UDP: the KV stream has its own endpoint (the control port + 1), whose socket gets 2 MiB buffers and
+        // receive window; a receive endpoint's socket is shared by its subscriptions, so it cannot be the control's
+        final java.util.regex.Matcher m = java.util.regex.Pattern.compile("endpoint=([^|:]+):(\\d+)").matcher(channel);
+        if (!m.find())
+        {
+            throw new IllegalArgumentException("a UDP channel needs endpoint=HOST:PORT: " + channel);
+        }
+        return "aeron:udp?endpoint=" + m.group(1) + ":" + (Integer.parseInt(m.group(2)) + 1) +
+            "|mtu=8192|term-length=8m|so-sndbuf=2m|so-rcvbuf=2m|rcv-wnd=2m";
+    }
+
+    private final Context ctx;
+    private final Engine engine;
+    private final Publication router;
+    private final Subscription control;
+    private final Subscription kv;
+    private final BulkReceiver receiver;
+    private final Map<String, Publication> peers = new ConcurrentHashMap<>();
+    private final Map<Long, Engine.Handle> running = new ConcurrentHashMap<>();
+    private final Map<Long, BlockingQueue<Msg>> replies = new ConcurrentHashMap<>();
+    private final Map<Long, Boolean> cancelled = new ConcurrentHashMap<>();
+    private final Map<Long, Import> imports = new ConcurrentHashMap<>();
+    private final ConcurrentLinkedQueue<Runnable> agentTasks = new ConcurrentLinkedQueue<>();
+    private final ExecutorService transfers;
+    private final Thread agent;
+    private final AtomicLong queueTokens = new AtomicLong();
+    private final AtomicLong kvBytesSent = new AtomicLong();
+    private final AtomicLong kvBytesReceived = new AtomicLong();
+    private final AtomicLong kvTransfers = new AtomicLong();
+    private final AtomicLong kvRetries = new AtomicLong();
+    private final AtomicLong kvSendNanos = new AtomicLong();
+    private final AtomicLong requests = new AtomicLong();
+    private volatile Msg.Role role;
+    private volatile boolean closed;
+    private long nextHeartbeat;
+
+    /** A transfer this node (as decode node) expects. */
+    private record Import(Msg.KvOffer offer, Engine.KvRun run, MemorySegment[] parts, int attempt, long deadline)
+    {
+    }
+
+    private NodeAgent(final Context ctx)
+    {
+        this.ctx = ctx;
+        this.engine = ctx.engine;
+        this.role = ctx.role;
+        final Aeron aeron = ctx.aeron;
+        Publication r = null;
+        Subscription c = null;
+        Subscription k = null;
+        try
+        {
+            r = aeron.addPublication(ctx.routerChannel, ctx.routerStream);
+            c = aeron.addSubscription(ctx.channel, ctx.controlStream);
+            k = aeron.addSubscription(bulkChannel(ctx.channel), ctx.controlStream + 1);
+        }
+        catch (final RuntimeException e)
+        {
+            CloseHelper.quietCloseAll(r, c, k);
+            throw e;
+        }
+        this.router = r;
+        this.control = c;
+        this.kv = k;
+        this.receiver = new BulkReceiver(this::onTransferDone);
+        this.transfers = Executors.newSingleThreadExecutor(Thread.ofPlatform().name(ctx.node + "-kv-send").daemon()
+            .factory());
+        this.agent = Thread.ofPlatform().name(ctx.node + "-agent").daemon().unstarted(this::run);
+        agent.start();
+    }
+
+    public static NodeAgent launch(final Context ctx)
+    {
+        return new NodeAgent(ctx.conclude());
+    }
+
+    public String node()
+    {
+        return ctx.node;
+    }
+
+    public Msg.Role role()
+    {
+        return role;
+    }
+
+    private void run()
+    {
+        final FragmentAssembler controlHandler = new FragmentAssembler((buffer, offset, length, header) ->
+        {
+            final byte[] bytes = new byte[length];
+            buffer.getBytes(offset, bytes);
+            final Msg m;
+            try
+            {
+                m = Msg.decode(bytes);
+            }
+            catch (final IllegalArgumentException e)
+            {
+                LOG.warning(ctx.node + ": dropped a message: " + e.getMessage());
+                return;
+            }
+            try
+            {
+                onMessage(m);
+            }
+            catch (final RuntimeException e)
+            {
+                LOG.log(Level.WARNING, ctx.node + ": handling " + m.getClass().getSimpleName() + " failed", e);
+            }
+        });
+        final SleepingMillisIdleStrategy idle = new SleepingMillisIdleStrategy(1);
+        while (!closed)
+        {
+            int work = 0;
+            try
+            {
+                Runnable task;
+                while ((task = agentTasks.poll()) != null)
+                {
+                    task.run();
+                    work++;
+                }
+                work += control.poll(controlHandler, 16);
+                work += kv.poll(receiver, 64);
+                final long now = System.nanoTime();
+                if (now - nextHeartbeat >= 0)
+                {
+                    nextHeartbeat = now + TimeUnit.MILLISECONDS.toNanos(ctx.heartbeatMillis);
+                    heartbeat();
+                    expireImports(now);
+                }
+            }
+            catch (final RuntimeException e)
+            {
+                LOG.log(Level.WARNING, ctx.node + ": agent error", e);
+            }
+            if (work == 0)
+            {
+                if (imports.isEmpty())
+                {
+                    idle.idle(); // 1 ms: control messages at token rates
+                }
+                else
+                {
+                    Thread.yield(); // a transfer is arriving: keep draining the KV stream
+                }
+            }
+        }
+    }
+
+    private void heartbeat()
+    {
+        final Engine.Stats s = engine.stats();
+        send(router, new Msg.Heartbeat(ctx.node, role, ProcessHandle.current().pid(), HOST, ctx.channel,
+            ctx.controlStream,
+            ctx.controlStream + 1, engine.modelVersion(), engine.maxContext(), engine.vocabSize(), queueTokens.get(),
+            s.running(), s.waiting(), s.kvBlocks(), s.kvBlocks() - s.kvBlocksInUse(), kvBytesSent.get(),
+            kvBytesReceived.get(), kvTransfers.get(), kvRetries.get(), kvSendNanos.get(), requests.get()));
+    }
+
+    private void onMessage(final Msg m)
+    {
+        switch (m)
+        {
+            case Msg.Run r -> onRun(r);
+            case Msg.Cancel c -> onCancel(c.id());
+            case Msg.KvOffer o -> onOffer(o);
+            case Msg.KvAccept a -> reply(a.id(), a);
+            case Msg.KvAck a -> reply(a.id(), a);
+            case Msg.SetRole s ->
+            {
+                LOG.info(ctx.node + ": role " + role + " -> " + s.role());
+                role = s.role();
+                heartbeat();
+            }
+            default -> LOG.warning(ctx.node + ": unexpected " + m.getClass().getSimpleName());
+        }
+    }
+
+    private void reply(final long id, final Msg m)
+    {
+        final BlockingQueue<Msg> q = replies.get(id);
+        if (q != null)
+        {
+            q.add(m);
+        }
+    }
+
+    private void onRun(final Msg.Run r)
+    {
+        requests.incrementAndGet();
+        if (!r.version().equals(engine.modelVersion()))
+        {
+            send(router, new Msg.Failed(r.id(), ctx.node, "version mismatch: the request is for " + r.version() +
+                ", this node runs " + engine.modelVersion()));
+            return;
+        }
+        final int[] prompt = r.spec().prompt();
+        if (!r.prefillOnly())
+        {
+            final Engine.Handle h;
+            try
+            {
+                h = engine.submit(r.spec().request(), toRouter(r.id()));
+            }
+            catch (final IllegalArgumentException | IllegalStateException e)
+            {
+                send(router, new Msg.Done(r.id(), ctx.node, "ERROR", e.getMessage(), 0, 0));
+                return;
+            }
+            running.put(r.id(), h);
+            return;
+        }
+        final int[] prefix = Arrays.copyOf(prompt, prompt.length - 1);
+        queueTokens.addAndGet(prefix.length);
+        final long started = System.nanoTime();
+        final Engine.Handle h;
+        try
+        {
+            h = engine.prefill(prefix, new Engine.PrefillListener()
+            {
+                @Override
+                public void onPrefilled(final Engine.KvRun run)
+                {
+                    queueTokens.addAndGet(-prefix.length);
+                    running.remove(r.id());
+                    transfers.execute(() -> transfer(r, prefix, run, System.nanoTime() - started));
+                }
+
+                @Override
+                public void onFailed(final String error)
+                {
+                    queueTokens.addAndGet(-prefix.length);
+                    running.remove(r.id());
+                    if (cancelled.remove(r.id()) == null)
+                    {
+                        send(router, new Msg.Failed(r.id(), ctx.node, "prefill failed: " + error));
+                    }
+                }
+            });
+        }
+        catch (final IllegalArgumentException | IllegalStateException e)
+        {
+            queueTokens.addAndGet(-prefix.length);
+            send(router, new Msg.Done(r.id(), ctx.node, "ERROR", e.getMessage(), 0, 0));
+            return;
+        }
+        running.put(r.id(), h);
+    }
+
+    private void onCancel(final long id)
+    {
+        cancelled.put(id, Boolean.TRUE);
+        final Engine.Handle h = running.remove(id);
+        if (h != null)
+        {
+            h.cancel();
+        }
+        final Import imp = imports.remove(id);
+        if (imp != null)
+        {
+            receiver.forget(id);
+            engine.release(imp.run());
+        }
+    }
+
+    /** Tokens and the end of a request that runs here, to the router. */
+    private GenerationListener toRouter(final long id)
+    {
+        return new GenerationListener()
+        {
+            @Override
+            public void onToken(final TokenEvent e)
+            {
+                send(router, new Msg.Token(id, ctx.node, e.token(), e.logprob(), e.topTokens(), e.topLogprobs()));
+            }
+
+            @Override
+            public void onComplete(final Completion c)
+            {
+                running.remove(id);
+                cancelled.remove(id);
+                if (c.reason() == dev.strata.compute.engine.FinishReason.CANCELLED && c.error() == null)
+                {
+                    return; // the router asked for it
+                }
+                send(router, new Msg.Done(id, ctx.node, c.reason().name(), c.error(), c.cachedTokens(),
+                    c.preemptions()));
+            }
+        };
+    }
+
+    // ---- prefill side: offer, send, await the acknowledgement (transfer thread) ----
+
+    private final Map<String, BulkSender> senders = new ConcurrentHashMap<>();
+
+    private void transfer(final Msg.Run r, final int[] prefix, final Engine.KvRun run, final long prefillNanos)
+    {
+        final long id = r.id();
+        final BlockingQueue<Msg> q = new LinkedBlockingQueue<>();
+        replies.put(id, q);
+        final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ctx.transferTimeoutMillis);
+        try
+        {
+            final Publication peer = peer(r.decodeChannel(), r.decodeStream());
+            final Msg.KvOffer offer = new Msg.KvOffer(id, ctx.node, ctx.channel, ctx.controlStream,
+                engine.modelVersion(), prefix, r.spec(), engine.kvPool().type().name(), engine.kvPool().blockTokens(),
+                engine.kvPool().blockBytes());
+            Msg.KvAccept accept = null;
+            long backoff = 5;
+            while (accept == null || !accept.ok())
+            {
+                if (cancelled.containsKey(id))
+                {
+                    return;
+                }
+                send(peer, offer);
+                final Msg m = q.poll(Math.max(1, TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime())),
+                    TimeUnit.MILLISECONDS);
+                if (!(m instanceof Msg.KvAccept a))
+                {
+                    fail(id, "decode node " + r.decodeNode() + " did not answer the KV offer in time");
+                    return;
+                }
+                accept = a;
+                if (!a.ok())
+                {
+                    if (!a.retry())
+                    {
+                        fail(id, "decode node " + r.decodeNode() + " refused the KV: " + a.reason());
+                        return;
+                    }
+                    if (System.nanoTime() - deadline > 0)
+                    {
+                        fail(id, "decode node " + r.decodeNode() + " had no room for " + ctx.transferTimeoutMillis +
+                            " ms: " + a.reason());
+                        return;
+                    }
+                    Thread.sleep(backoff); // back-pressure: wait for the decode node to free blocks
+                    backoff = Math.min(200, backoff * 2);
+                }
+            }
+            final int skipped = accept.cachedBlocks();
+            final MemorySegment[] parts = new MemorySegment[run.blocks().length - skipped];
+            for (int i = 0; i < parts.length; i++)
+            {
+                parts[i] = engine.kvPool().block(run.blocks()[skipped + i]);
+            }
+            final BulkSender sender = senders.computeIfAbsent(r.decodeChannel() + "|" + (r.decodeStream() + 1),
+                k -> new BulkSender(peer(bulkChannel(r.decodeChannel()), r.decodeStream() + 1),
+                    new YieldingIdleStrategy()).corruptChunks(FAULTS));
+            final long t0 = System.nanoTime();
+            long bytes = 0;
+            for (int attempt = 1; attempt <= 2; attempt++)
+            {
+                bytes += sender.send(id, attempt, parts, deadline, () -> cancelled.containsKey(id)).bytes();
+                final Msg m = q.poll(Math.max(1, TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime())),
+                    TimeUnit.MILLISECONDS);
+                if (m instanceof Msg.KvAck ack && ack.attempt() == attempt && ack.ok())
+                {
+                    final long nanos = System.nanoTime() - t0;
+                    kvBytesSent.addAndGet(bytes);
+                    kvTransfers.incrementAndGet();
+                    kvSendNanos.addAndGet(nanos);
+                    send(router, new Msg.Prefilled(id, ctx.node, r.decodeNode(), bytes, prefillNanos, nanos, attempt,
+                        skipped));
+                    return;
+                }
+                if (m == null)
+                {
+                    fail(id, "decode node " + r.decodeNode() + " did not acknowledge the KV in time");
+                    return;
+                }
+                kvRetries.incrementAndGet();
+                LOG.warning(ctx.node + ": KV of request " + id + " to " + r.decodeNode() + " attempt " + attempt +
+                    " failed (" + (m instanceof Msg.KvAck a ? a.reason() : m) + ")" + (attempt == 1 ? ": re-sending" :
+                    ""));
+            }
+            fail(id, "the KV reached decode node " + r.decodeNode() + " damaged twice");
+        }
+        catch (final TimeoutException | RuntimeException e)
+        {
+            if (!cancelled.containsKey(id))
+            {
+                fail(id, "KV transfer to " + r.decodeNode() + " failed: " + e.getMessage());
+            }
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+        }
+        finally
+        {
+            replies.remove(id);
+            cancelled.remove(id);
+            engine.release(run);
+        }
+    }
+
+    private void fail(final long id, final String why)
+    {
+        LOG.warning(ctx.node + ": request " + id + ": " + why);
+        send(router, new Msg.Failed(id, ctx.node, why));
+    }
+
+    /** Test hook: which chunks this node damages on the way out (none unless set by a test). */
+    static volatile java.util.function.IntPredicate FAULTS = c -> false;
+
+    /** Damages the chunks a predicate selects on every sender of this process (fault-injection tests). */
+    public static void injectChunkFaults(final java.util.function.IntPredicate which)
+    {
+        FAULTS = which;
+    }
+
+    // ---- decode side: reserve, receive, submit (agent thread) ----
+
+    private void onOffer(final Msg.KvOffer o)
+    {
+        final Publication reply = peer(o.replyChannel(), o.replyStream());
+        final String mismatch = !o.version().equals(engine.modelVersion()) ? "model version " + o.version() +
+            " is not this node's " + engine.modelVersion() :
+            !o.kvType().equals(engine.kvPool().type().name()) || o.blockTokens() != engine.kvPool().blockTokens() ||
+                o.blockBytes() != engine.kvPool().blockBytes() ? "KV layout " + o.kvType() + "/" + o.blockTokens() +
+                "/" + o.blockBytes() + " is not this node's " + engine.kvPool().type() + "/" +
+                engine.kvPool().blockTokens() + "/" + engine.kvPool().blockBytes() : null;
+        if (mismatch != null)
+        {
+            send(reply, new Msg.KvAccept(o.id(), ctx.node, false, false, 0, mismatch));
+            return;
+        }
+        if (imports.containsKey(o.id()))
+        {
+            return; // a repeated offer while the first is being served
+        }
+        final int headroom = Math.max(2, engine.stats().running());
+        engine.reserve(o.prefix(), headroom).whenComplete((run, error) -> agentTasks.add(() ->
+        {
+            if (error != null || run == null)
+            {
+                send(reply, new Msg.KvAccept(o.id(), ctx.node, false, error == null, 0, error != null ?
+                    error.toString() : "no room: " + engine.kvPool().available() + " KV blocks free"));
+                return;
+            }
+            final MemorySegment[] parts = new MemorySegment[run.blocks().length - run.cachedBlocks()];
+            for (int i = 0; i < parts.length; i++)
+            {
+                parts[i] = engine.kvPool().block(run.blocks()[run.cachedBlocks() + i]);
+            }
+            imports.put(o.id(), new Import(o, run, parts, 1, System.nanoTime() +
+                TimeUnit.MILLISECONDS.toNanos(ctx.transferTimeoutMillis)));
+            receiver.expect(o.id(), 1, parts);
+            send(reply, new Msg.KvAccept(o.id(), ctx.node, true, false, run.cachedBlocks(), null));
+        }));
+    }
+
+    private void onTransferDone(final BulkReceiver.Transfer t)
+    {
+        final Import imp = imports.get(t.id());
+        if (imp == null)
+        {
+            return;
+        }
+        final Publication reply = peer(imp.offer().replyChannel(), imp.offer().replyStream());
+        kvBytesReceived.addAndGet(t.bytes());
+        if (t.ok())
+        {
+            imports.remove(t.id());
+            final Engine.Handle h;
+            try
+            {
+                h = engine.submit(imp.offer().spec().request(), toRouter(t.id()), imp.run());
+            }
+            catch (final IllegalArgumentException | IllegalStateException e)
+            {
+                engine.release(imp.run());
+                send(reply, new Msg.KvAck(t.id(), ctx.node, t.attempt(), false, e.getMessage()));
+                return;
+            }
+            running.put(t.id(), h);
+            requests.incrementAndGet();
+            send(reply, new Msg.KvAck(t.id(), ctx.node, t.attempt(), true, null));
+            return;
+        }
+        final String why = t.error() != null ? t.error() : t.corruptChunks() + " of " + t.chunks() +
+            " chunks failed their checksum";
+        LOG.warning(ctx.node + ": KV of request " + t.id() + " attempt " + t.attempt() + ": " + why);
+        if (t.attempt() == 1)
+        {
+            imports.put(t.id(), new Import(imp.offer(), imp.run(), imp.parts(), 2, imp.deadline()));
+            receiver.expect(t.id(), 2, imp.parts());
+        }
+        else
+        {
+            imports.remove(t.id());
+            engine.release(imp.run());
+        }
+        send(reply, new Msg.KvAck(t.id(), ctx.node, t.attempt(), false, why));
+    }
+
+    private void expireImports(final long now)
+    {
+        for (final Map.Entry<Long, Import> e : imports.entrySet())
+        {
+            if (now - e.getValue().deadline() > 0 && imports.remove(e.getKey(), e.getValue()))
+            {
+                LOG.warning(ctx.node + ": KV of request " + e.getKey() + " did not arrive in time; blocks freed");
+                receiver.forget(e.getKey());
+                engine.release(e.getValue().run());
+            }
+        }
+    }
+
+    // ---- sending ----
+
+    private Publication peer(final String channel, final int stream)
+    {
+        return peers.computeIfAbsent(channel + "|" + stream, k -> ctx.aeron.addPublication(channel, stream));
+    }
+
+    /** Offers one message (waiting up to 2 s for back-pressure or a publication still connecting). */
+    private void send(final Publication p, final Msg m)
+    {
+        final String failure = Msg.offer(p, m, closed ? 0 : 2_000);
+        if (failure != null)
+        {
+            LOG.warning(ctx.node + ": could not send " + m.getClass().getSimpleName() + " to " + p.channel() +
+                " stream " + p.streamId() + " (" + failure + ")");
+        }
+    }
+
+    @Override
+    public void close()
+    {
+        if (closed)
+        {
+            return;
+        }
+        closed = true;
+        try
+        {
+            agent.join(5_000);
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+        }
+        transfers.shutdownNow();
+        for (final Import imp : imports.values())
+        {
+            engine.release(imp.run());
+        }
+        imports.clear();
+        CloseHelper.quietCloseAll(peers.values());
+        CloseHelper.quietCloseAll(router, control, kv);
+    }
+}

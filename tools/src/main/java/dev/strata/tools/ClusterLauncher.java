@@ -1,0 +1,409 @@
+package dev.strata.tools;
+
+import dev.strata.compute.chat.ChatTemplate;
+import dev.strata.compute.cluster.NodeAgent;
+import dev.strata.compute.gguf.GgufFile;
+import dev.strata.compute.tokenizer.Tokenizer;
+import dev.strata.serve.ClusterRouter;
+import dev.strata.serve.OpenAiServer;
+import dev.strata.serve.ServedModel;
+import dev.strata.serve.SingleModelCatalog;
+import dev.strata.transport.Transport;
+import dev.strata.transport.TransportContext;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+
+import java.io.File;
+import java.io.PrintWriter;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * {@code strata serve --prefill N --decode M [--both K]}: the split deployment on one machine. This process runs the
+ * media driver, the router and the HTTP API; each node is a {@code strata node} child process (the same JVM flags
+ * and class path as this one), pinned to its CPUs with {@code taskset} where the machine has enough, reaching the
+ * router and the other nodes over Aeron IPC through this process's driver. A node that exits is started again and
+ * rejoins; its requests have moved to the others meanwhile.
+ */
+final class ClusterLauncher
+{
+    private final ServeCommand cmd;
+    private final PrintWriter err;
+    private final List<Child> children = new ArrayList<>();
+    private volatile boolean stopping;
+
+    /** One node process and how to start it again. */
+    private static final class Child
+    {
+        final String name;
+        final List<String> command;
+        final String token;
+        volatile Process process;
+        int restarts;
+        long started;
+        int quickFailures;
+        long notBefore;
+        boolean abandoned;
+
+        Child(final String name, final List<String> command, final String token)
+        {
+            this.name = name;
+            this.command = command;
+            this.token = token;
+        }
+    }
+
+    ClusterLauncher(final ServeCommand cmd, final PrintWriter err)
+    {
+        this.cmd = cmd;
+        this.err = err;
+    }
+
+    /** Where the nodes get the weights, and what the router needs of the model. */
+    private record Source(String name, String version, Tokenizer tokenizer, ChatTemplate template,
+        List<String> nodeArgs, String token, List<AutoCloseable> resources) implements AutoCloseable
+    {
+        @Override
+        public void close() throws Exception
+        {
+            for (int i = resources.size() - 1; i >= 0; i--)
+            {
+                resources.get(i).close();
+            }
+        }
+    }
+
+    /**
+     * {@code --direct}: every node maps the file. Otherwise the nodes stream the version's weights from the
+     * parameter service: the embedded one over {@code --data-dir} (a file is imported first), or
+     * {@code --param-server}.
+     */
+    private Source source() throws Exception
+    {
+        final List<AutoCloseable> resources = new ArrayList<>();
+        try
+        {
+            if (cmd.direct)
+            {
+                final Path model = Path.of(cmd.model);
+                if (!Files.isRegularFile(model))
+                {
+                    throw new IllegalArgumentException("--direct serves a GGUF file: " + model + " is not one");
+                }
+                final GgufFile file = GgufFile.open(model);
+                resources.add(file);
+                return new Source(cmd.servedName != null ? cmd.servedName : model.getFileName().toString()
+                    .replaceFirst("(?i)\\.gguf$", ""), ServeCommand.fileVersion(model),
+                    Tokenizer.fromGguf(file.metadata()), ChatTemplate.fromMetadata(file.metadata()),
+                    List.of("--model", model.toAbsolutePath().toString()), null, resources);
+            }
+            final String token;
+            final String admin;
+            if (cmd.paramServer != null)
+            {
+                token = cmd.token != null ? cmd.token : System.getenv("STRATA_TOKEN");
+                admin = cmd.paramServer;
+            }
+            else
+            {
+                final Path data = cmd.dataDir != null ? cmd.dataDir : Path.of(System.getProperty("user.home"),
+                    ".strata", "data");
+                Files.createDirectories(data);
+                token = cmd.adminToken(data);
+                final dev.strata.paramserver.ParamService service = dev.strata.paramserver.ParamService.launch(
+                    new dev.strata.paramserver.ParamService.Context().dataDir(data).adminPort(
+                        cmd.adminPort != null ? cmd.adminPort : cmd.port == 0 ? 0 : cmd.port + 1).token(token));
+                resources.add(service);
+                admin = "127.0.0.1:" + service.adminPort();
+                err.printf("parameter service: http://%s, data %s%n", admin, data);
+            }
+            final dev.strata.paramclient.ParamClient client = new dev.strata.paramclient.ParamClient(admin, token);
+            final String ref = Files.isRegularFile(Path.of(cmd.model)) ?
+                ServeCommand.importFile(client, Path.of(cmd.model), cmd.servedName, err) : cmd.model;
+            final ModelCommand.Ref r = ModelCommand.Ref.parse(ref);
+            final int number = r.number(client);
+            final dev.strata.compute.stream.RemoteModel remote = dev.strata.compute.stream.RemoteModel.open(client,
+                r.model(), String.valueOf(number), "router-" + ProcessHandle.current().pid(), 60_000);
+            resources.add(remote);
+            // the version string the nodes' engines use (ParamCatalog): the pinned version and its manifest
+            final String version = remote.pinned() + ":" + dev.strata.transport.BlockId.of(remote.manifest()
+                .encode()).hex();
+            return new Source(r.model(), version, Tokenizer.fromGguf(remote.metadata()),
+                ChatTemplate.fromMetadata(remote.metadata()), List.of("--param-server", admin, "--model",
+                    r.model() + "@" + number), token, resources);
+        }
+        catch (final Exception e)
+        {
+            for (int i = resources.size() - 1; i >= 0; i--)
+            {
+                resources.get(i).close();
+            }
+            throw e;
+        }
+    }
+
+    int run(final String apiKey, final CountDownLatch stop) throws Exception
+    {
+        if (cmd.prefillNodes < 0 || cmd.decodeNodes < 0 || cmd.bothNodes < 0)
+        {
+            throw new IllegalArgumentException("node counts must not be negative");
+        }
+        if (cmd.decodeNodes + cmd.bothNodes == 0)
+        {
+            throw new IllegalArgumentException("--prefill needs at least one --decode (or --both) node to decode");
+        }
+        final int count = cmd.prefillNodes + cmd.decodeNodes + cmd.bothNodes;
+        final int cores = Runtime.getRuntime().availableProcessors();
+        final int threads = cmd.nodeThreads != null ? cmd.nodeThreads : Math.max(1, cores / count);
+        final String aeronDir = (Files.isDirectory(Path.of("/dev/shm")) ? "/dev/shm" :
+            System.getProperty("java.io.tmpdir")) + File.separator + "strata-serve-" + ProcessHandle.current().pid();
+        final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        try (Source source = source();
+            Transport transport = Transport.launch(new TransportContext().aeronDirectory(aeronDir)))
+        {
+            final String name = source.name();
+            final String version = source.version();
+            final Tokenizer tokenizer = source.tokenizer();
+            final ChatTemplate template = source.template();
+            try (ClusterRouter router = ClusterRouter.launch(new ClusterRouter.Context().aeron(transport.aeron())
+                .tokenizer(tokenizer).version(version).nodeTimeoutMillis(cmd.nodeTimeoutMillis)
+                .udpListen(cmd.clusterListen == null ? null : NodeCommand.udp(cmd.clusterListen))
+                .autoRatio(cmd.autoRatio, cmd.ratioWindowSeconds * 1000, cmd.ttftTargetMillis, cmd.tpotTargetMillis))
+                .bindTo(registry))
+            {
+                final String[] pins = pins(count, cores);
+                int i = 0;
+                for (final String role : roles())
+                {
+                    final String node = role + "-" + (i + 1);
+                    final List<String> command = new ArrayList<>();
+                    if (pins[i] != null)
+                    {
+                        command.addAll(List.of("taskset", "-c", pins[i]));
+                    }
+                    command.add(ProcessHandle.current().info().command().orElse("java"));
+                    for (final String arg : ManagementFactory.getRuntimeMXBean().getInputArguments())
+                    {
+                        if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent"))
+                        {
+                            command.add(arg);
+                        }
+                    }
+                    command.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "node",
+                        "--role", role, "--node-id", node, "--router", "aeron:ipc", "--aeron-dir", aeronDir,
+                        "--threads", Integer.toString(threads),
+                        "--kv-memory", cmd.kvMemory, "--kv-type", cmd.kvType, "--max-batch",
+                        Integer.toString(cmd.maxBatch), "--max-prefill-tokens", Integer.toString(cmd.maxPrefillTokens),
+                        "--context", Integer.toString(cmd.context),
+                        cmd.batchInvariant ? "--batch-invariant" : "--no-batch-invariant"));
+                    command.addAll(source.nodeArgs());
+                    final Child child = new Child(node, command, source.token());
+                    children.add(child);
+                    start(child);
+                    err.printf("node %s: pid %d%s%n", node, child.process.pid(), pins[i] != null ? ", CPUs " +
+                        pins[i] : "");
+                    i++;
+                }
+                err.flush();
+                final Thread supervisor = Thread.ofPlatform().daemon().name("strata-node-supervisor")
+                    .start(this::supervise);
+                router.awaitNodes(count, 180_000);
+                try (OpenAiServer server = OpenAiServer.launch(new OpenAiServer.Context().host(cmd.host)
+                    .port(cmd.port).apiKey(apiKey).registry(registry).cluster(router)
+                    .catalog(new SingleModelCatalog(new ServedModel(name, router, tokenizer, template,
+                        System.currentTimeMillis() / 1000), List.of(cmd.model)))))
+                {
+                    err.printf("serving %s at http://%s:%d/v1 with %d prefill, %d decode, %d both node processes " +
+                        "(%d threads each); strata nodes --router http://%s:%d lists them%n", name, cmd.host,
+                        server.port(), cmd.prefillNodes, cmd.decodeNodes, cmd.bothNodes, threads, cmd.host,
+                        server.port());
+                    err.flush();
+                    stop.await();
+                    err.println("stopping");
+                    err.flush();
+                }
+                finally
+                {
+                    stopping = true;
+                    supervisor.interrupt();
+                    stopChildren();
+                }
+            }
+        }
+        finally
+        {
+            stopping = true;
+            stopChildren();
+        }
+        return 0;
+    }
+
+    private List<String> roles()
+    {
+        final List<String> roles = new ArrayList<>();
+        for (int i = 0; i < cmd.prefillNodes; i++)
+        {
+            roles.add("prefill");
+        }
+        for (int i = 0; i < cmd.decodeNodes; i++)
+        {
+            roles.add("decode");
+        }
+        for (int i = 0; i < cmd.bothNodes; i++)
+        {
+            roles.add("both");
+        }
+        return roles;
+    }
+
+    /** CPU lists per node for taskset, or nulls. */
+    private String[] pins(final int count, final int cores)
+    {
+        final String[] pins = new String[count];
+        final String spec = cmd.cpus.trim().toLowerCase(Locale.ROOT);
+        if (spec.equals("none") || !onPath("taskset"))
+        {
+            return pins;
+        }
+        if (spec.equals("auto"))
+        {
+            if (count > 1 && count <= cores)
+            {
+                final int per = cores / count;
+                for (int i = 0; i < count; i++)
+                {
+                    pins[i] = per == 1 ? Integer.toString(i) : (i * per) + "-" + (i * per + per - 1);
+                }
+            }
+            return pins;
+        }
+        final String[] lists = spec.split("/");
+        if (lists.length != count)
+        {
+            throw new IllegalArgumentException("--cpus " + cmd.cpus + " gives " + lists.length + " CPU lists for " +
+                count + " nodes");
+        }
+        for (int i = 0; i < count; i++)
+        {
+            if (!lists[i].matches("[0-9,\\-]+"))
+            {
+                throw new IllegalArgumentException("--cpus: '" + lists[i] + "' is not a CPU list like 0 or 0-1,3");
+            }
+            pins[i] = lists[i];
+        }
+        return pins;
+    }
+
+    private static boolean onPath(final String program)
+    {
+        for (final String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator))
+        {
+            if (Files.isExecutable(Path.of(dir, program)))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private void start(final Child child) throws java.io.IOException
+    {
+        final ProcessBuilder pb = new ProcessBuilder(child.command).inheritIO();
+        if (child.token != null)
+        {
+            pb.environment().put("STRATA_TOKEN", child.token); // not on the command line: ps shows that
+        }
+        child.process = pb.start();
+        child.started = System.nanoTime();
+    }
+
+    /** Starts a node again when its process ends while serving. */
+    private void supervise()
+    {
+        while (!stopping)
+        {
+            for (final Child c : children)
+            {
+                final Process p = c.process;
+                if (!p.isAlive() && !stopping && !c.abandoned)
+                {
+                    final long now = System.nanoTime();
+                    if (c.notBefore == 0)
+                    {
+                        // exited within 10 s of its start: back off 1, 2, 4, 8 s, and give up after 5 in a row
+                        c.quickFailures = now - c.started < TimeUnit.SECONDS.toNanos(10) ? c.quickFailures + 1 : 0;
+                        if (c.quickFailures >= 5)
+                        {
+                            c.abandoned = true;
+                            err.printf("node %s exited %d times right after starting (last exit %d): not starting " +
+                                "it again; see its output above%n", c.name, c.quickFailures, p.exitValue());
+                            err.flush();
+                            continue;
+                        }
+                        c.notBefore = now + TimeUnit.SECONDS.toNanos(c.quickFailures == 0 ? 0 :
+                            1L << (c.quickFailures - 1));
+                    }
+                    if (now - c.notBefore < 0)
+                    {
+                        continue;
+                    }
+                    c.notBefore = 0;
+                    c.restarts++;
+                    err.printf("node %s (pid %d) exited with %d: starting it again (restart %d)%n", c.name, p.pid(),
+                        p.exitValue(), c.restarts);
+                    err.flush();
+                    try
+                    {
+                        start(c);
+                        err.printf("node %s: pid %d%n", c.name, c.process.pid());
+                        err.flush();
+                    }
+                    catch (final java.io.IOException e)
+                    {
+                        err.println("node " + c.name + " could not be started: " + e.getMessage());
+                    }
+                }
+            }
+            try
+            {
+                Thread.sleep(200);
+            }
+            catch (final InterruptedException e)
+            {
+                return;
+            }
+        }
+    }
+
+    private void stopChildren()
+    {
+        for (final Child c : children)
+        {
+            if (c.process != null)
+            {
+                c.process.destroy(); // SIGTERM: the node closes its engine and agent
+            }
+        }
+        for (final Child c : children)
+        {
+            try
+            {
+                if (c.process != null && !c.process.waitFor(10, TimeUnit.SECONDS))
+                {
+                    c.process.destroyForcibly();
+                }
+            }
+            catch (final InterruptedException e)
+            {
+                Thread.currentThread().interrupt();
+                c.process.destroyForcibly();
+            }
+        }
+    }
+}

@@ -1,0 +1,431 @@
+package dev.strata.serve;
+
+import dev.strata.compute.cluster.Msg;
+import dev.strata.compute.cluster.NodeAgent;
+import dev.strata.compute.engine.Completion;
+import dev.strata.compute.engine.Engine;
+import dev.strata.compute.engine.FinishReason;
+import dev.strata.compute.engine.GenerationRequest;
+import dev.strata.compute.engine.RequestHandle;
+import dev.strata.compute.engine.TokenEvent;
+import dev.strata.compute.gguf.GgmlType;
+import dev.strata.compute.gguf.GgufFile;
+import dev.strata.compute.model.GgufWeightSource;
+import dev.strata.compute.model.KvBlockPool;
+import dev.strata.compute.sampling.SamplerConfig;
+import dev.strata.compute.synth.SyntheticModel;
+import dev.strata.compute.tensor.ThreadPool;
+import dev.strata.compute.tokenizer.Tokenizer;
+import dev.strata.transport.Transport;
+import dev.strata.transport.TransportContext;
+import io.aeron.FragmentAssembler;
+import io.aeron.Publication;
+import io.aeron.Subscription;
+import org.agrona.concurrent.UnsafeBuffer;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The split deployment in one JVM: a router and node agents over a real media driver (IPC), each node with its own
+ * engine. Every request's tokens and text must equal an in-process engine's (the colocated run), through KV
+ * transfers, damaged chunks, a decode node short of blocks, and a role switch under load.
+ */
+class ClusterRouterTest
+{
+    private static final String VERSION = "v1";
+
+    @TempDir
+    Path dir;
+
+    private Transport transport;
+    private GgufFile file;
+    private GgufWeightSource weights;
+    private ThreadPool pool;
+    private Tokenizer tokenizer;
+    private int vocab;
+    private final List<AutoCloseable> closeables = new ArrayList<>();
+
+    @BeforeEach
+    void start() throws Exception
+    {
+        final Path model = dir.resolve("m.gguf");
+        vocab = SyntheticModel.write(model, SyntheticModel.Shape.parse("dim=64,layers=2,heads=4,kv=2,ffn=96"),
+            GgmlType.Q8_0, null, 17);
+        file = GgufFile.open(model);
+        weights = new GgufWeightSource(file, false);
+        pool = new ThreadPool(2);
+        tokenizer = Tokenizer.fromGguf(file.metadata());
+        transport = Transport.launch(new TransportContext().aeronDirectory(dir.resolve("aeron").toString()));
+    }
+
+    @AfterEach
+    void stop() throws Exception
+    {
+        NodeAgent.injectChunkFaults(c -> false);
+        for (int i = closeables.size() - 1; i >= 0; i--)
+        {
+            closeables.get(i).close();
+        }
+        transport.close();
+        pool.close();
+        weights.close();
+        file.close();
+    }
+
+    private Engine engine(final String version, final long kvMemory)
+    {
+        final Engine e = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
+            .modelVersion(version).kvType(KvBlockPool.KvType.F16).kvMemory(kvMemory).blockTokens(16).maxBatchSize(8)
+            .maxPrefillTokens(64));
+        closeables.add(e);
+        return e;
+    }
+
+    private int streams = 0x200;
+
+    private NodeAgent node(final String name, final Msg.Role role, final Engine engine)
+    {
+        return node(name, role, engine, "aeron:ipc");
+    }
+
+    private NodeAgent node(final String name, final Msg.Role role, final Engine engine, final String channel)
+    {
+        final NodeAgent a = NodeAgent.launch(new NodeAgent.Context().engine(engine).aeron(transport.aeron())
+            .node(name).role(role).router("aeron:ipc", NodeAgent.ROUTER_STREAM).listen(channel, streams += 2)
+            .heartbeatMillis(50));
+        closeables.add(a);
+        return a;
+    }
+
+    private ClusterRouter router(final int nodes) throws Exception
+    {
+        return router(nodes, new ClusterRouter.Context());
+    }
+
+    private ClusterRouter router(final int nodes, final ClusterRouter.Context context) throws Exception
+    {
+        final ClusterRouter r = ClusterRouter.launch(context.aeron(transport.aeron())
+            .tokenizer(tokenizer).version(VERSION).nodeTimeoutMillis(5_000));
+        closeables.add(r);
+        r.awaitNodes(nodes, 30_000);
+        return r;
+    }
+
+    private GenerationRequest request(final Random random, final int length, final SamplerConfig sampling,
+        final List<String> stops)
+    {
+        return new GenerationRequest(random.ints(length, 3, vocab).toArray(), sampling, 24, null, stops, -1, 0f, 0f,
+            true);
+    }
+
+    /** What the request gives on one engine in this process: the colocated run. */
+    private Completion colocated(final GenerationRequest r)
+    {
+        try (Engine e = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
+            .modelVersion("reference").kvMemory(8L << 20)))
+        {
+            return e.generate(r);
+        }
+    }
+
+    private static Completion run(final ClusterRouter router, final GenerationRequest r, final StringBuilder streamed)
+        throws Exception
+    {
+        final RequestHandle h = router.submit(r, new dev.strata.compute.engine.GenerationListener()
+        {
+            @Override
+            public void onToken(final TokenEvent event)
+            {
+                streamed.append(event.text());
+            }
+
+            @Override
+            public void onComplete(final Completion completion)
+            {
+            }
+        });
+        return h.completion().get(120, TimeUnit.SECONDS);
+    }
+
+    private static void assertSame(final Completion expected, final Completion actual, final String streamed,
+        final String what)
+    {
+        assertArrayEquals(expected.tokens(), actual.tokens(), what + ": tokens");
+        assertEquals(expected.text(), actual.text(), what + ": text");
+        assertEquals(expected.text(), streamed, what + ": streamed text");
+        assertEquals(expected.reason(), actual.reason(), what + ": finish reason");
+    }
+
+    @Test
+    void shouldGiveTheColocatedTokensAndTextThroughAPrefillAndADecodeNode() throws Exception
+    {
+        node("p", Msg.Role.PREFILL, engine(VERSION, 8L << 20));
+        node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        final ClusterRouter router = router(2);
+        final Random random = new Random(5);
+        int n = 0;
+        for (final int length : new int[]{3, 16, 17, 40, 100})
+        {
+            for (final SamplerConfig sampling : new SamplerConfig[]{SamplerConfig.greedy(),
+                SamplerConfig.defaults(77 + length)})
+            {
+                final GenerationRequest r = request(random, length, sampling, List.of());
+                final StringBuilder streamed = new StringBuilder();
+                assertSame(colocated(r), run(router, r, streamed), streamed.toString(), "prompt " + length + " " +
+                    sampling);
+                n++;
+            }
+        }
+        // a stop string, applied by the router to the text it assembles
+        final GenerationRequest plain = request(random, 30, SamplerConfig.greedy(), List.of());
+        final String text = colocated(plain).text();
+        final String stop = text.substring(text.length() / 2, text.length() / 2 + 2);
+        final GenerationRequest stopped = new GenerationRequest(plain.prompt(), plain.sampling(), 24, null,
+            List.of(stop), -1, 0f, 0f, true);
+        final StringBuilder streamed = new StringBuilder();
+        final Completion c = run(router, stopped, streamed);
+        assertSame(colocated(stopped), c, streamed.toString(), "stop string");
+        assertEquals(FinishReason.STOP, c.reason());
+        final int total = n + 1;
+        awaitTrue(() -> router.view().requests() == total && router.view().active() == 0, "the view counts them");
+        final ClusterRouter.RouterView v = router.view();
+        assertTrue(v.split() >= 8, "prompts of 16 tokens and more were split: " + v);
+        assertTrue(v.kvBytes() > 0);
+        awaitTrue(() -> router.view().nodes().stream().allMatch(x -> x.kvFree() == x.kvBlocks() ||
+            x.node().equals("d")), "the prefill node freed its blocks");
+    }
+
+    @Test
+    void shouldMoveKvOverUdpBetweenNodesThatListenOnUdp() throws Exception
+    {
+        node("p", Msg.Role.PREFILL, engine(VERSION, 8L << 20), "aeron:udp?endpoint=127.0.0.1:" + freePort());
+        node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20), "aeron:udp?endpoint=127.0.0.1:" + freePort());
+        final ClusterRouter router = router(2);
+        final Random random = new Random(12);
+        for (final int length : new int[]{20, 90})
+        {
+            final GenerationRequest r = request(random, length, SamplerConfig.greedy(), List.of());
+            final StringBuilder streamed = new StringBuilder();
+            assertSame(colocated(r), run(router, r, streamed), streamed.toString(), "over UDP, prompt " + length);
+        }
+        awaitTrue(() -> router.view().nodes().stream().anyMatch(x -> x.node().equals("d") &&
+            x.kvBytesReceived() > 0), "the decode node received KV over UDP");
+    }
+
+    /** A free UDP port whose successor (the node's KV endpoint) is free too. */
+    private static int freePort() throws java.io.IOException
+    {
+        while (true)
+        {
+            try (java.net.DatagramSocket s = new java.net.DatagramSocket(0);
+                java.net.DatagramSocket next = new java.net.DatagramSocket(s.getLocalPort() + 1))
+            {
+                return s.getLocalPort();
+            }
+            catch (final java.net.SocketException e)
+            {
+                // the next port is taken: try another pair
+            }
+        }
+    }
+
+    @Test
+    void shouldCatchADamagedKvChunkAndSendItAgain() throws Exception
+    {
+        node("p", Msg.Role.PREFILL, engine(VERSION, 8L << 20));
+        node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        final ClusterRouter router = router(2);
+        NodeAgent.injectChunkFaults(c -> c == 1);
+        final GenerationRequest r = request(new Random(6), 60, SamplerConfig.greedy(), List.of());
+        final StringBuilder streamed = new StringBuilder();
+        assertSame(colocated(r), run(router, r, streamed), streamed.toString(), "after a re-send");
+        awaitTrue(() -> router.view().nodes().stream().anyMatch(x -> x.node().equals("p") && x.kvRetries() == 1),
+            "the prefill node counted one re-send");
+        assertEquals(0, router.view().failovers());
+    }
+
+    @Test
+    void shouldPushBackWhenTheDecodeNodeIsShortOfBlocksInsteadOfFailingRequests() throws Exception
+    {
+        node("p", Msg.Role.PREFILL, engine(VERSION, 8L << 20));
+        // 24 blocks: each request needs 6 (70 + 24 positions), so at most 3-4 fit beside the headroom
+        final long blockBytes = KvBlockPool.blockBytes(weights.config(), KvBlockPool.KvType.F16, 16);
+        node("d", Msg.Role.DECODE, engine(VERSION, 24 * blockBytes));
+        final ClusterRouter router = router(2);
+        final Random random = new Random(7);
+        final List<GenerationRequest> requests = new ArrayList<>();
+        final List<RequestHandle> handles = new ArrayList<>();
+        final List<StringBuilder> texts = new ArrayList<>();
+        for (int i = 0; i < 10; i++)
+        {
+            final GenerationRequest r = request(random, 70, SamplerConfig.greedy(), List.of());
+            final StringBuilder sb = new StringBuilder();
+            requests.add(r);
+            texts.add(sb);
+            handles.add(router.submit(r, new dev.strata.compute.engine.GenerationListener()
+            {
+                @Override
+                public void onToken(final TokenEvent event)
+                {
+                    sb.append(event.text());
+                }
+
+                @Override
+                public void onComplete(final Completion completion)
+                {
+                }
+            }));
+        }
+        for (int i = 0; i < handles.size(); i++)
+        {
+            final Completion c = handles.get(i).completion().get(180, TimeUnit.SECONDS);
+            assertSame(colocated(requests.get(i)), c, texts.get(i).toString(), "request " + i);
+        }
+        assertEquals(0, router.view().retries(), "no request failed over for lack of room");
+    }
+
+    @Test
+    void shouldRefuseKvOfAnotherModelVersion() throws Exception
+    {
+        final Engine e = engine(VERSION, 8L << 20);
+        final NodeAgent d = node("d", Msg.Role.DECODE, e);
+        final int dStream = streams;
+        try (Subscription replies = transport.aeron().addSubscription("aeron:ipc", 0x7777);
+            Publication toD = transport.aeron().addPublication("aeron:ipc", dStream))
+        {
+            final Msg.KvOffer offer = new Msg.KvOffer(1L, "stranger", "aeron:ipc", 0x7777, "v2", new int[]{1, 2, 3},
+                Msg.Spec.of(GenerationRequest.of(new int[]{1, 2, 3, 4}, SamplerConfig.greedy(), 4)), "F16", 16,
+                e.kvPool().blockBytes());
+            final byte[] bytes = Msg.encode(offer);
+            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (toD.offer(new UnsafeBuffer(bytes)) < 0)
+            {
+                assertTrue(System.nanoTime() < deadline, "could not reach the decode node");
+                Thread.sleep(1);
+            }
+            final Msg[] answer = new Msg[1];
+            final FragmentAssembler handler = new FragmentAssembler((b, o, l, h) ->
+            {
+                final byte[] m = new byte[l];
+                b.getBytes(o, m);
+                answer[0] = Msg.decode(m);
+            });
+            while (answer[0] == null)
+            {
+                replies.poll(handler, 1);
+                assertTrue(System.nanoTime() < deadline, "no answer to the offer");
+                Thread.sleep(1);
+            }
+            final Msg.KvAccept a = (Msg.KvAccept)answer[0];
+            assertFalse(a.ok());
+            assertFalse(a.retry(), "a version mismatch is final");
+            assertTrue(a.reason().contains("model version v2"), a.reason());
+            assertEquals(0, e.kvPool().inUse(), "nothing reserved");
+            assertEquals("d", d.node());
+        }
+    }
+
+    @Test
+    void shouldDropAndRepeatNothingWhenARoleSwitchesUnderASteadyStream() throws Exception
+    {
+        node("p", Msg.Role.PREFILL, engine(VERSION, 8L << 20));
+        node("d1", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        node("d2", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        final ClusterRouter router = router(3);
+        final Random random = new Random(8);
+        final List<GenerationRequest> requests = new ArrayList<>();
+        final List<RequestHandle> handles = new ArrayList<>();
+        final List<StringBuilder> texts = new ArrayList<>();
+        for (int i = 0; i < 24; i++)
+        {
+            if (i == 8)
+            {
+                router.setRole("d2", Msg.Role.PREFILL).get(10, TimeUnit.SECONDS);
+            }
+            if (i == 16)
+            {
+                router.setRole("p", Msg.Role.DECODE).get(10, TimeUnit.SECONDS);
+            }
+            final GenerationRequest r = request(random, 20 + random.nextInt(60), SamplerConfig.greedy(), List.of());
+            final StringBuilder sb = new StringBuilder();
+            requests.add(r);
+            texts.add(sb);
+            handles.add(router.submit(r, new dev.strata.compute.engine.GenerationListener()
+            {
+                @Override
+                public void onToken(final TokenEvent event)
+                {
+                    sb.append(event.text());
+                }
+
+                @Override
+                public void onComplete(final Completion completion)
+                {
+                }
+            }));
+            Thread.sleep(20);
+        }
+        for (int i = 0; i < handles.size(); i++)
+        {
+            final Completion c = handles.get(i).completion().get(180, TimeUnit.SECONDS);
+            assertSame(colocated(requests.get(i)), c, texts.get(i).toString(), "request " + i);
+        }
+        assertEquals(2, router.view().roleSwitches());
+        awaitTrue(() -> router.view().nodes().stream().anyMatch(x -> x.node().equals("d2") &&
+            x.role().equals("prefill")), "d2 reports its new role");
+    }
+
+    @Test
+    void shouldGiveThePrefillPoolADecodeNodeWhenPrefillStaysTheBottleneck() throws Exception
+    {
+        node("p", Msg.Role.PREFILL, engine(VERSION, 8L << 20));
+        node("d1", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        node("d2", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        // a prefill target of 1 ms that no prefill meets, a decode target that every token meets
+        final ClusterRouter router = router(3, new ClusterRouter.Context().autoRatio(true, 500, 1, 600_000));
+        final Random random = new Random(9);
+        final List<GenerationRequest> requests = new ArrayList<>();
+        final List<RequestHandle> handles = new ArrayList<>();
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (router.view().roleSwitches() == 0)
+        {
+            assertTrue(System.nanoTime() < deadline, "no switch: " + router.view());
+            final GenerationRequest r = request(random, 40 + random.nextInt(40), SamplerConfig.greedy(), List.of());
+            requests.add(r);
+            handles.add(router.submit(r, c -> { }));
+            Thread.sleep(50);
+        }
+        for (int i = 0; i < handles.size(); i++)
+        {
+            final Completion c = handles.get(i).completion().get(180, TimeUnit.SECONDS);
+            assertArrayEquals(colocated(requests.get(i)).tokens(), c.tokens(), "request " + i);
+        }
+        awaitTrue(() -> router.view().nodes().stream().filter(x -> x.role().equals("prefill")).count() == 2,
+            "two prefill nodes reported: " + router.view().nodes());
+        assertEquals(1, router.view().roleSwitches(), "the last decode node never switches");
+    }
+
+    private static void awaitTrue(final BooleanSupplier condition, final String what) throws InterruptedException
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (!condition.getAsBoolean())
+        {
+            assertTrue(System.nanoTime() < deadline, "timed out waiting for: " + what);
+            Thread.sleep(10);
+        }
+    }
+}

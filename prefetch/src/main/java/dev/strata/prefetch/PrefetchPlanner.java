@@ -35,6 +35,8 @@ public final class PrefetchPlanner
     /** Each caller's current layer (caller id to layer): eviction keeps what any of them needs soon. */
     private final Long2LongHashMap positions = new Long2LongHashMap(-1);
     private int lookahead = 1;
+    /** A fixed look-ahead set by an operator, or 0 for the adaptive one. */
+    private int fixedLookahead;
     private long layerNanos = 1_000_000L;
     private long lastAcquire;
     private int lastExpert = -1;
@@ -115,16 +117,42 @@ public final class PrefetchPlanner
         return lookahead;
     }
 
-    /** A prefetched unit was waited for: look further ahead. */
-    public void late()
+    /**
+     * Fixes the look-ahead at {@code depth} layers (at most the layers after the current one), or with 0 returns to
+     * the adaptive look-ahead, which starts again at one layer. Takes effect at the next {@link #layersAfter}.
+     */
+    public void fixLookahead(final int depth)
     {
-        lookahead = Math.min(maxLookahead, lookahead + 1);
+        if (depth < 0)
+        {
+            throw new IllegalArgumentException("invalid lookahead=" + depth);
+        }
+        fixedLookahead = Math.min(depth, Math.max(1, layers - 1));
+        lookahead = depth == 0 ? 1 : fixedLookahead;
     }
 
-    /** A prefetched unit was evicted unused: look less far ahead. */
+    /** The fixed look-ahead, or 0 when it adapts. */
+    public int fixedLookahead()
+    {
+        return fixedLookahead;
+    }
+
+    /** A prefetched unit was waited for: look further ahead (unless the look-ahead is fixed). */
+    public void late()
+    {
+        if (fixedLookahead == 0)
+        {
+            lookahead = Math.min(maxLookahead, lookahead + 1);
+        }
+    }
+
+    /** A prefetched unit was evicted unused: look less far ahead (unless the look-ahead is fixed). */
     public void wasted()
     {
-        lookahead = Math.max(1, lookahead - 1);
+        if (fixedLookahead == 0)
+        {
+            lookahead = Math.max(1, lookahead - 1);
+        }
     }
 
     /** Layer {@code layer} routed to expert {@code expert}. */

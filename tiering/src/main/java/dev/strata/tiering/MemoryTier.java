@@ -43,8 +43,9 @@ public final class MemoryTier implements Tier
         }
     }
 
-    private final long budgetBytes;
-    private final EvictionPolicy policy;
+    /** Changed at run time by {@link #budgetBytes(long)} (the dashboard's knob); read under the lock. */
+    private long budgetBytes;
+    private EvictionPolicy policy;
     private final Map<BlockId, Resident> blocks = new HashMap<>();
     private long usedBytes;
     private long clock;
@@ -67,9 +68,32 @@ public final class MemoryTier implements Tier
         return "memory";
     }
 
-    public long budgetBytes()
+    public synchronized long budgetBytes()
     {
         return budgetBytes;
+    }
+
+    /**
+     * Changes the budget at run time. A smaller budget evicts unpinned blocks, lowest priority first, until what is
+     * held fits; pinned blocks (sends in progress) stay until released and evicted later.
+     *
+     * @return whether what is held fits the new budget now.
+     */
+    public synchronized boolean budgetBytes(final long bytes)
+    {
+        if (bytes <= 0)
+        {
+            throw new IllegalArgumentException("invalid memory budget=" + bytes + " bytes");
+        }
+        budgetBytes = bytes;
+        return makeRoom(0);
+    }
+
+    /** Changes the eviction policy at run time: the next eviction ranks blocks by it. */
+    public synchronized void policy(final EvictionPolicy next)
+    {
+        policy = java.util.Objects.requireNonNull(next, "policy");
+        floor = 0; // the aging floor belongs to the policy that raised it
     }
 
     /** Blocks evicted so far. */

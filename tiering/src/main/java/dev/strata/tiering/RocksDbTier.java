@@ -69,7 +69,8 @@ public final class RocksDbTier implements Tier
     }
 
     private final Path dir;
-    private final long budgetBytes;
+    /** Changed at run time by {@link #budgetBytes(long)}; read under {@code lru}'s lock. */
+    private volatile long budgetBytes;
     private final Options options;
     private final WriteOptions syncWrite;
     private final ReadOptions read;
@@ -171,6 +172,22 @@ public final class RocksDbTier implements Tier
     public long budgetBytes()
     {
         return budgetBytes;
+    }
+
+    /**
+     * Changes the budget at run time (the dashboard's knob). A larger one takes effect at once; a smaller one at the
+     * next write, which evicts least recently used blocks until it and what is held fit.
+     */
+    public void budgetBytes(final long bytes)
+    {
+        if (bytes <= 0)
+        {
+            throw new IllegalArgumentException("invalid ssd budget=" + bytes + " bytes");
+        }
+        synchronized (lru)
+        {
+            budgetBytes = bytes;
+        }
     }
 
     /** Blocks evicted to make room so far. */

@@ -43,6 +43,31 @@ class MemoryTierTest
         }
     }
 
+    /** The dashboard's knobs: a smaller budget evicts at once, lowest priority first; a new policy ranks the next. */
+    @Test
+    void shouldShrinkItsBudgetAndSwitchPolicyWhileRunning()
+    {
+        try (MemoryTier tier = new MemoryTier(3 * 1000, EvictionPolicy.lru()))
+        {
+            final BlockId a = put(tier, 1), b = put(tier, 2), c = put(tier, 3);
+            for (int i = 0; i < 3; i++)
+            {
+                tier.get(a); // a: most used, least recently
+            }
+            tier.get(b);
+            tier.get(c);
+            assertTrue(tier.budgetBytes(2 * 1000));
+            assertFalse(tier.contains(a), "LRU evicts a, the least recently used, to fit 2 blocks");
+            assertEquals(2000, tier.usedBytes());
+            tier.policy(EvictionPolicy.lfu());
+            tier.get(c);
+            final BlockId d = put(tier, 4);
+            assertFalse(tier.contains(b), "LFU now: b, used least, leaves for d");
+            assertTrue(tier.contains(c) && tier.contains(d));
+            assertEquals(2000, tier.budgetBytes());
+        }
+    }
+
     @Test
     void shouldEvictLeastFrequentlyUsedFirst()
     {

@@ -41,7 +41,7 @@ public final class ParamCatalog implements ModelCatalog, AutoCloseable
 
     /** A launched version. */
     private record Launched(ServedModel served, RemoteModel remote, StreamingWeightSource weights,
-        AtomicInteger inFlight)
+        AtomicInteger inFlight, AutoCloseable reporter)
     {
     }
 
@@ -278,9 +278,12 @@ public final class ParamCatalog implements ModelCatalog, AutoCloseable
                 final Engine engine = Engine.launch(engineSettings.apply(new Engine.Context()).weights(weights)
                     .tokenizer(tokenizer).modelVersion(remote.pinned() + ":" + dev.strata.transport.BlockId.of(remote.manifest().encode()).hex())
                     .name("strata-engine-" + id));
+                // the node reports its prefetch statistics to the service (the dashboard) and takes its knobs
+                final AutoCloseable reporter = dev.strata.compute.stream.StatsReporter.start(weights, node,
+                    admin.token(), weightOptions.mode(), weightOptions.localHost(), null, 1_000);
                 final Launched l = new Launched(new ServedModel(id, engine, tokenizer,
                     ChatTemplate.fromMetadata(remote.metadata()), System.currentTimeMillis() / 1000), remote, weights,
-                    new AtomicInteger());
+                    new AtomicInteger(), reporter);
                 launched.put(id, l);
                 LOG.info("serving " + id);
                 return l;
@@ -309,6 +312,14 @@ public final class ParamCatalog implements ModelCatalog, AutoCloseable
             try
             {
                 ((Engine)l.served().engine()).close();
+                try
+                {
+                    l.reporter().close();
+                }
+                catch (final Exception e)
+                {
+                    LOG.log(Level.WARNING, "stopping the reporter of " + l.served().id(), e);
+                }
                 l.weights().close();
                 l.remote().close();
             }

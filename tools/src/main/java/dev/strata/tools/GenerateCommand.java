@@ -105,6 +105,15 @@ final class GenerateCommand implements Callable<Integer>
         "recorded trace (from --expert-trace-out) before the first token.")
     java.nio.file.Path expertTraceIn;
 
+    @Option(names = "--access-trace-out", paramLabel = "FILE", description = "Write every layer access of this " +
+        "generation, with timings and what it found, for `strata trace replay` and the dashboard's what-if replay " +
+        "(with --param-server).")
+    java.nio.file.Path accessTraceOut;
+
+    @Option(names = "--lookahead", paramLabel = "N", description = "Prefetch a fixed N layers ahead (default: adaptive;" +
+        " with --param-server).")
+    int lookahead;
+
     @Option(names = "--expert-trace-out", paramLabel = "FILE", description = "Write the experts this generation " +
         "used, in order, as a trace for --expert-trace-in (mixture-of-experts models).")
     java.nio.file.Path expertTraceOut;
@@ -176,6 +185,15 @@ final class GenerateCommand implements Callable<Integer>
                     throw new IllegalArgumentException("--expert-trace-out: " + model.pinned() + " streams no " +
                         "experts one by one (not a mixture-of-experts model)");
                 }
+                if (lookahead != 0)
+                {
+                    weights.apply(new dev.strata.prefetch.PrefetchSettings(lookahead,
+                        dev.strata.prefetch.PrefetchSettings.Kind.LEARNED, 0));
+                }
+                if (accessTraceOut != null)
+                {
+                    weights.recordTrace(1 << 24);
+                }
                 err.printf("streaming %s (%s) into a budget of %s%n", model.pinned(),
                     Sizes.format(model.totalBytes()), Sizes.format(budget));
                 run(model.metadata(), weights, pool, model.pinned().toString(), samplerConfig, out, err);
@@ -184,6 +202,16 @@ final class GenerateCommand implements Callable<Integer>
                     "%.2f, coverage %.2f, timeliness %.2f, wasted %s, stall %.1f ms/token%n",
                     Sizes.format(r.fetchedBytes()), Sizes.format(weights.peakBytes()), Sizes.format(budget),
                     r.accuracy(), r.coverage(), r.timeliness(), Sizes.format(r.wastedBytes()), r.stallMillisPerToken());
+                if (accessTraceOut != null)
+                {
+                    // the link as this run saw it (bytes over the time fetches took), for the replay's stall
+                    // estimate; hits and misses do not depend on it
+                    final long observed = stats.observedLinkBytesPerSecond();
+                    final long link = observed > 0 ? Math.max(1_000_000L, observed) : 1_000_000_000L;
+                    final dev.strata.prefetch.LayerTrace trace = weights.layerTrace(link);
+                    trace.write(accessTraceOut);
+                    err.printf("access trace: %d layer accesses written to %s%n", trace.size(), accessTraceOut);
+                }
                 if (expertTraceOut != null)
                 {
                     final dev.strata.prefetch.AccessTrace trace = weights.expertTrace();

@@ -29,6 +29,7 @@ import picocli.CommandLine.Command;
         BenchCommand.class,
         ModelCommand.class,
         ParamServerCommand.class,
+        TraceCommand.class,
         CommandLine.HelpCommand.class
     })
 public final class Main implements Runnable

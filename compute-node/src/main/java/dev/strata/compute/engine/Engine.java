@@ -519,6 +519,12 @@ public final class Engine implements GenerationService, AutoCloseable
                 }
                 continue;
             }
+            int sampled = 0;
+            for (final float[] l : logits)
+            {
+                sampled += l != null ? 1 : 0;
+            }
+            ctx.weights.tokensSampled(sampled);
             for (final Scheduler.Finished f : scheduler.update(step, logits, this::sample))
             {
                 final Sequence s = f.sequence();

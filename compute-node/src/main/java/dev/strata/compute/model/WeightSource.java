@@ -43,6 +43,14 @@ public interface WeightSource extends AutoCloseable
     {
     }
 
+    /**
+     * The engine sampled {@code count} tokens in the step that just ran (one per sequence with logits): a batched step
+     * decodes several tokens per pass over the weights. For statistics only; nothing by default.
+     */
+    default void tokensSampled(final int count)
+    {
+    }
+
     @Override
     void close();
 }

@@ -1,5 +1,9 @@
 package dev.strata.compute.stream;
 
+import dev.strata.transport.TransportContext;
+import org.agrona.concurrent.AgentRunner;
+import org.agrona.concurrent.SleepingMillisIdleStrategy;
+
 import dev.strata.paramclient.ParamClient;
 import dev.strata.prefetch.PrefetchStats;
 import dev.strata.transport.Transport;
@@ -32,6 +36,7 @@ public final class ComputeNode implements AutoCloseable
         private PrefetchStats stats;
         private MeterRegistry meterRegistry;
         private Transport transport;
+        private long reportIntervalMillis = 1_000;
 
         /** {@code host:port} of the service's admin API (required). */
         public Context paramServer(final String hostPort)
@@ -107,6 +112,16 @@ public final class ComputeNode implements AutoCloseable
         }
 
         /**
+         * How often the node reports its prefetch statistics to the service over Aeron (1000 ms by default; 0: never);
+         * the service pushes setting changes back on the same path.
+         */
+        public Context reportIntervalMillis(final long millis)
+        {
+            this.reportIntervalMillis = millis;
+            return this;
+        }
+
+        /**
          * Validates every setting once and fills in defaults.
          *
          * @throws IllegalArgumentException naming the first bad value.
@@ -133,6 +148,10 @@ public final class ComputeNode implements AutoCloseable
             {
                 throw new IllegalArgumentException("invalid options: a positive memory budget is needed");
             }
+            if (reportIntervalMillis < 0)
+            {
+                throw new IllegalArgumentException("invalid reportIntervalMillis=" + reportIntervalMillis);
+            }
             if (nodeName == null)
             {
                 nodeName = "node-" + ProcessHandle.current().pid() + "-" + UUID.randomUUID().toString().substring(0, 8);
@@ -148,12 +167,20 @@ public final class ComputeNode implements AutoCloseable
     private final Context ctx;
     private final RemoteModel model;
     private final StreamingWeightSource weights;
+    /** The transport the node opened for itself (UDP without a shared one), or null. */
+    private final Transport ownTransport;
+    private final StatsReporter reporter;
+    private final AgentRunner reporterRunner;
 
-    private ComputeNode(final Context ctx, final RemoteModel model, final StreamingWeightSource weights)
+    private ComputeNode(final Context ctx, final RemoteModel model, final StreamingWeightSource weights,
+        final Transport ownTransport, final StatsReporter reporter, final AgentRunner reporterRunner)
     {
         this.ctx = ctx;
         this.model = model;
         this.weights = weights;
+        this.ownTransport = ownTransport;
+        this.reporter = reporter;
+        this.reporterRunner = reporterRunner;
     }
 
     /**
@@ -166,20 +193,54 @@ public final class ComputeNode implements AutoCloseable
         context.conclude();
         final RemoteModel model = RemoteModel.open(new ParamClient(context.paramServer, context.token), context.model,
             context.version, context.nodeName, context.leaseMillis);
+        Transport own = null;
+        StreamingWeightSource weights = null;
         try
         {
+            final boolean udp = context.options.mode() == BlockChannel.Mode.UDP;
+            // over UDP the node runs its own media driver; the weights and the reporter share it
+            own = context.transport == null && udp && context.reportIntervalMillis > 0 ?
+                Transport.launch(new TransportContext()) : null;
+            final Transport transport = context.transport != null ? context.transport : own;
+            weights = new StreamingWeightSource(model, context.options, context.stats, transport);
             if (context.meterRegistry != null)
             {
-                context.stats.register(context.meterRegistry);
+                context.stats.register(context.meterRegistry); // after the source named the units
             }
-            return new ComputeNode(context, model,
-                new StreamingWeightSource(model, context.options, context.stats, context.transport));
+            StatsReporter reporter = null;
+            AgentRunner runner = null;
+            if (context.reportIntervalMillis > 0)
+            {
+                reporter = new StatsReporter(weights, context.nodeName, context.token, context.options.mode(),
+                    context.options.localHost(), transport, System::currentTimeMillis, context.reportIntervalMillis);
+                // polls for pushed settings every 20 ms: a change reaches the node well within a second
+                runner = new AgentRunner(new SleepingMillisIdleStrategy(20), ex -> LOG.log(System.Logger.Level.WARNING,
+                    "stats reporter", ex), null, reporter);
+                AgentRunner.startOnThread(runner);
+            }
+            return new ComputeNode(context, model, weights, own, reporter, runner);
         }
         catch (final IOException | RuntimeException ex)
         {
+            if (weights != null)
+            {
+                weights.close();
+            }
+            if (own != null)
+            {
+                own.close();
+            }
             model.close();
             throw ex;
         }
+    }
+
+    private static final System.Logger LOG = System.getLogger(ComputeNode.class.getName());
+
+    /** The statistics reporter, or null when reporting is off. */
+    public StatsReporter reporter()
+    {
+        return reporter;
     }
 
     public Context context()
@@ -204,13 +265,21 @@ public final class ComputeNode implements AutoCloseable
         return ctx.stats;
     }
 
-    /** Closes the weights (fetcher, connection, buffers), then releases the lease. */
+    /** Stops the reporter, closes the weights (fetcher, connection, buffers), then releases the lease. */
     @Override
     public void close()
     {
         try
         {
+            if (reporterRunner != null)
+            {
+                reporterRunner.close();
+            }
             weights.close();
+            if (ownTransport != null)
+            {
+                ownTransport.close();
+            }
         }
         finally
         {

@@ -124,6 +124,7 @@ final class FetchQueues implements Fetcher.Queue
             lock.notifyAll(); // unpinned, it can be evicted for a caller waiting for room
         }
         stats.fetched(s.bytes());
+        stats.fetchLatency(System.nanoTime() - s.scheduledAt);
         s.ready.complete(null);
     }
 

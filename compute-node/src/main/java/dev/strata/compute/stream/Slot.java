@@ -29,6 +29,8 @@ final class Slot
     /** When this unit is expected to be needed ({@link System#nanoTime}): the service serves earliest first. */
     long neededBy;
     long retryUntil;
+    /** When its fetch was queued ({@link System#nanoTime}): for the fetch latency. */
+    long scheduledAt;
     CompletableFuture<Void> ready;
     LayerWeights layer;
     GlobalWeights globals;

@@ -7,6 +7,8 @@ import dev.strata.compute.model.WeightSource;
 import dev.strata.compute.tensor.WeightTensor;
 import dev.strata.prefetch.AccessTrace;
 import dev.strata.prefetch.PrefetchPlanner;
+import dev.strata.prefetch.LayerTrace;
+import dev.strata.prefetch.PrefetchSettings;
 import dev.strata.prefetch.PrefetchStats;
 import dev.strata.transport.Transport;
 import org.agrona.concurrent.AgentRunner;
@@ -118,6 +120,12 @@ public final class StreamingWeightSource implements WeightSource
     private final AtomicLong fetcherErrors = new AtomicLong();
     private static final System.Logger LOG = System.getLogger(StreamingWeightSource.class.getName());
     private boolean closed;
+    /** The settings an operator pushed last (through the service), applied at once. */
+    private volatile PrefetchSettings settings = PrefetchSettings.DEFAULTS;
+    /** The node's own budget, which a pushed budget of 0 returns to. */
+    private final long ownBudget;
+    /** Records layer accesses for a what-if replay, or null. */
+    private volatile LayerTrace.Recorder recorder;
 
     public StreamingWeightSource(final RemoteModel model, final Options options, final PrefetchStats stats)
         throws IOException
@@ -139,6 +147,11 @@ public final class StreamingWeightSource implements WeightSource
         this.layers = layout.layers();
         this.experts = layout.experts();
         this.stats = stats;
+        if (stats.layers() == 0)
+        {
+            stats.units(layers, experts);
+        }
+        this.ownBudget = options.budgetBytes();
         this.slots = new Slot[layout.size()];
         for (int i = 0; i < slots.length; i++)
         {
@@ -261,7 +274,7 @@ public final class StreamingWeightSource implements WeightSource
         }
         final Slot s = slots[layer];
         pin(s);
-        if (options.prefetch())
+        if (options.prefetch() && settings.predictor() != PrefetchSettings.Kind.NONE)
         {
             prefetchAfter(layer);
         }
@@ -296,7 +309,7 @@ public final class StreamingWeightSource implements WeightSource
             down[e] = s.expertWeights[2];
         }
         cancelUnusedGuesses(layer, chosen);
-        if (options.prefetch())
+        if (options.prefetch() && settings.predictor() == PrefetchSettings.Kind.LEARNED)
         {
             prefetchExperts(layer);
         }
@@ -354,6 +367,7 @@ public final class StreamingWeightSource implements WeightSource
                     s.pins++;
                     stats.hit(s.prefetched && !s.used);
                     s.used = true;
+                    accessed(s, start, LayerTrace.HIT, 0);
                     return;
                 }
                 if (s.state == Slot.State.QUEUED || s.state == Slot.State.FETCHING)
@@ -406,6 +420,18 @@ public final class StreamingWeightSource implements WeightSource
             {
                 stats.demand(waited);
             }
+            accessed(s, start, prefetchInFlight ? LayerTrace.LATE : LayerTrace.DEMAND, waited);
+        }
+    }
+
+    /** Counts an access per unit, and records it when a trace is being recorded. */
+    private void accessed(final Slot s, final long at, final byte outcome, final long waited)
+    {
+        stats.unitAccess(s.unit.layerOf(), s.unit.expert());
+        final LayerTrace.Recorder r = recorder;
+        if (r != null && s.unit.expert() < 0)
+        {
+            r.access(at, s.unit.layerOf(), outcome, waited);
         }
     }
 
@@ -616,6 +642,7 @@ public final class StreamingWeightSource implements WeightSource
     /** Gives the unit a buffer and queues its fetch. Holds the lock. */
     private void schedule(final Slot s, final boolean demand)
     {
+        s.scheduledAt = System.nanoTime();
         s.buffer = pool.take(s.bytes());
         s.state = Slot.State.QUEUED;
         s.demand = demand;
@@ -641,6 +668,103 @@ public final class StreamingWeightSource implements WeightSource
     public synchronized AccessTrace expertTrace()
     {
         return experts > 0 ? planner.expertTrace() : null;
+    }
+
+    /**
+     * Applies settings an operator pushed, at once: the look-ahead (fixed, or adaptive again), the predictor, and
+     * the memory budget (a smaller one evicts unpinned units until it holds; 0 returns to the node's own).
+     *
+     * @throws IllegalArgumentException when the budget is below what the model needs, naming that figure; nothing
+     *                                  is changed then.
+     */
+    public synchronized void apply(final PrefetchSettings next)
+    {
+        final long budget = next.nodeBudgetBytes() == 0 ? ownBudget : next.nodeBudgetBytes();
+        if (budget < layout.minimumBudget())
+        {
+            throw new IllegalArgumentException("invalid nodeBudgetBytes=" + budget + " for " + model.pinned() +
+                ": it needs at least " + layout.minimumBudget());
+        }
+        planner.fixLookahead(next.lookahead());
+        pool.budgetBytes(budget);
+        while (pool.usedBytes() > budget)
+        {
+            if (pool.releaseOnePooled())
+            {
+                continue;
+            }
+            Slot victim = null;
+            long farthest = -1;
+            for (final Slot v : slots)
+            {
+                if (v.state == Slot.State.RESIDENT && v.pins == 0 && v.unit.index() != layers)
+                {
+                    final long d = planner.distance(v.unit.layerOf(), v.unit.expert());
+                    if (d > farthest)
+                    {
+                        farthest = d;
+                        victim = v;
+                    }
+                }
+            }
+            if (victim == null)
+            {
+                break; // the rest is pinned or in flight: given back as it is released
+            }
+            evict(victim);
+        }
+        settings = next;
+    }
+
+    /** The settings applied last. */
+    public PrefetchSettings settings()
+    {
+        return settings;
+    }
+
+    /** What the node's reporter sends: look-ahead, budget, bytes held and bytes held holding no unit. */
+    public record Gauges(int lookahead, long budgetBytes, long usedBytes, long unusableBytes)
+    {
+    }
+
+    public synchronized Gauges gauges()
+    {
+        return new Gauges(planner.lookahead(), pool.budgetBytes(), pool.usedBytes(), pool.pooledBytes());
+    }
+
+    /** Starts recording every layer access (at most {@code max}) for {@link #layerTrace}. */
+    public void recordTrace(final int max)
+    {
+        recorder = new LayerTrace.Recorder(max);
+    }
+
+    /**
+     * The layer accesses recorded since {@link #recordTrace}, with the settings they ran under; the link's bandwidth
+     * is {@code linkBytesPerSecond} (the caller's measurement or assumption; 0 or less: 1 GB/s). Null when nothing is
+     * recorded.
+     */
+    public synchronized LayerTrace layerTrace(final long linkBytesPerSecond)
+    {
+        final LayerTrace.Recorder r = recorder;
+        if (r == null)
+        {
+            return null;
+        }
+        final long[] sizes = new long[layers];
+        for (int l = 0; l < layers; l++)
+        {
+            sizes[l] = layout.unit(l).bytes();
+        }
+        return r.trace(new LayerTrace.Settings(layout.globals().bytes(), sizes, pool.budgetBytes(),
+            planner.fixedLookahead(), options.maxLookahead(),
+            options.prefetch() && settings.predictor() != PrefetchSettings.Kind.NONE,
+            linkBytesPerSecond > 0 ? linkBytesPerSecond : 1_000_000_000L));
+    }
+
+    @Override
+    public void tokensSampled(final int count)
+    {
+        stats.sampled(count);
     }
 
     /** Prefetch hints sent to the service. */

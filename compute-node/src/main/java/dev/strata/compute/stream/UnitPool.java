@@ -23,7 +23,7 @@ import java.util.Map;
  */
 final class UnitPool implements AutoCloseable
 {
-    private final long budgetBytes;
+    private long budgetBytes;
     private final Map<Long, ArrayDeque<MemorySegment>> free = new HashMap<>();
     private final Map<MemorySegment, Arena> arenas = new IdentityHashMap<>();
     private long usedBytes;
@@ -41,6 +41,27 @@ final class UnitPool implements AutoCloseable
     long budgetBytes()
     {
         return budgetBytes;
+    }
+
+    /** Changes the budget; what is held above a smaller one is given back as units are evicted. */
+    void budgetBytes(final long bytes)
+    {
+        if (bytes <= 0)
+        {
+            throw new IllegalArgumentException("invalid budgetBytes=" + bytes);
+        }
+        this.budgetBytes = bytes;
+    }
+
+    /** Bytes of pooled buffers: held, counted in the budget, holding no unit. */
+    long pooledBytes()
+    {
+        long n = 0;
+        for (final Map.Entry<Long, ArrayDeque<MemorySegment>> e : free.entrySet())
+        {
+            n += e.getKey() * e.getValue().size();
+        }
+        return n;
     }
 
     /** Bytes of every buffer held: in use and pooled. */

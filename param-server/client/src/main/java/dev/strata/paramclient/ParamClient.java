@@ -91,6 +91,12 @@ public final class ParamClient
         return json(get("/v1/endpoints"), ServiceInfo.Endpoints.class);
     }
 
+    /** Where the service's statistics collector listens for node reports ({@code GET /v1/dashboard/endpoints}). */
+    public ServiceInfo.Endpoints statsEndpoints() throws IOException
+    {
+        return json(get("/v1/dashboard/endpoints"), ServiceInfo.Endpoints.class);
+    }
+
     public List<ServiceInfo.ModelSummary> models() throws IOException
     {
         return json(get("/v1/models"), listOf(ServiceInfo.ModelSummary.class));

@@ -72,6 +72,8 @@ final class AdminServer implements AutoCloseable
     /** Requests reading a body now: bounded, so that slow bodies never hold every thread. */
     private final java.util.concurrent.Semaphore bodySlots;
     private final long maxBodyNanos;
+    /** The dashboard's pages and endpoints ({@code /dashboard}, {@code /v1/dashboard/...}), once attached. */
+    private volatile Dashboard dashboard;
 
     /** An error with its HTTP status. */
     static final class HttpError extends RuntimeException
@@ -159,6 +161,12 @@ final class AdminServer implements AutoCloseable
         }
     }
 
+    /** Serves the dashboard's paths from now on. */
+    void dashboard(final Dashboard d)
+    {
+        this.dashboard = d;
+    }
+
     int port()
     {
         return connector.getLocalPort();
@@ -201,6 +209,11 @@ final class AdminServer implements AutoCloseable
 
     private void route(final Request request, final Response response, final Callback callback) throws Exception
     {
+        final Dashboard d = dashboard;
+        if (d != null && d.handle(request, response, callback))
+        {
+            return;
+        }
         final String method = request.getMethod();
         final String path = request.getHttpURI().getPath();
         final String[] p = path.split("/", -1); // p[0] is ""

@@ -90,7 +90,7 @@ public final class BlockServer implements Agent
     private final byte[] digest = new byte[BlockId.DIGEST_BYTES];
     private final ChunkWriter writer = new ChunkWriter();
     /** The link cap, or null for none. */
-    private TokenBucket link;
+    private volatile TokenBucket link;
     private final ArrayDeque<Pending> demand = new ArrayDeque<>();
     /** Earliest needed first; among equals, first come first served. */
     private final PriorityQueue<Pending> prefetch = new PriorityQueue<>((a, b) ->
@@ -148,8 +148,8 @@ public final class BlockServer implements Agent
 
     /**
      * Caps what this server sends at {@code bytesPerSecond} of block payload (a token bucket with 1 ms of burst,
-     * at least one chunk), to stand for a network link of that bandwidth; 0 for no cap. Call before the agent
-     * starts.
+     * at least one chunk), to stand for a network link of that bandwidth; 0 for no cap. May be called while the
+     * agent runs (the dashboard's bandwidth knob): the next chunk sees the new cap.
      */
     public BlockServer linkBytesPerSecond(final long bytesPerSecond)
     {
@@ -341,7 +341,8 @@ public final class BlockServer implements Agent
         final MemorySegment bytes = p.pinned.bytes();
         final long total = bytes.byteSize();
         final int n = (int)Math.min(CHUNK_BYTES, total - p.offset);
-        if (link != null && !link.tryTake(n, now))
+        final TokenBucket cap = link;
+        if (cap != null && !cap.tryTake(n, now))
         {
             return 0; // over the link's bandwidth: this chunk waits for the bucket to refill
         }

@@ -225,6 +225,36 @@ public final class ParamService implements AutoCloseable
             return this;
         }
 
+        /** The data directory. */
+        public Path dataDirPath()
+        {
+            return dataDir;
+        }
+
+        /** The UDP endpoint as configured ({@code host:port}, port 0 for any). */
+        public String udpEndpointSetting()
+        {
+            return udpEndpoint;
+        }
+
+        /** The memory tier's budget at launch. */
+        public long memoryBudget()
+        {
+            return memoryBudgetBytes;
+        }
+
+        /** The SSD tier's budget at launch. */
+        public long ssdBudget()
+        {
+            return ssdBudgetBytes;
+        }
+
+        /** The block server's bandwidth cap at launch (0: none). */
+        public long linkBytes()
+        {
+            return linkBytesPerSecond;
+        }
+
         /**
          * Validates every setting once.
          *
@@ -318,6 +348,7 @@ public final class ParamService implements AutoCloseable
     private final AgentRunner blockServerRunner;
     private final ServiceInfo.Endpoints endpoints;
     private final AdminServer admin;
+    private final Dashboard dashboard;
 
     /**
      * Opens, in order, the data directory's lock, the tiers, the index and store, the registry log, the transport
@@ -395,6 +426,8 @@ public final class ParamService implements AutoCloseable
 
         admin = add(opened, new AdminServer(this, ctx.bindAddress, ctx.adminPort, ctx.token, ctx.readToken,
             ctx.protectsReads(), ctx.uploadSlots, ctx.maxBodyMillis));
+        dashboard = add(opened, new Dashboard(this, ctx.token, ctx.protectsReads(), System::currentTimeMillis));
+        admin.dashboard(dashboard);
     }
 
     /**
@@ -520,6 +553,30 @@ public final class ParamService implements AutoCloseable
     public PrometheusMeterRegistry metrics()
     {
         return metrics;
+    }
+
+    /** The transport the service's Aeron endpoints live on (its own or the shared one). */
+    dev.strata.transport.Transport transportForDashboard()
+    {
+        return transport;
+    }
+
+    /** The memory tier, for the dashboard's knobs (budget, eviction policy). */
+    MemoryTier memoryTier()
+    {
+        return memory;
+    }
+
+    /** The SSD tier, for the dashboard's budget knob. */
+    RocksDbTier ssdTier()
+    {
+        return ssd;
+    }
+
+    /** The dashboard: node statistics history, knobs, replay. */
+    Dashboard dashboard()
+    {
+        return dashboard;
     }
 
     public TieredBlockStore store()

@@ -348,7 +348,7 @@ class DashboardBrowserTest
     /** 16 simulated nodes x 15 minutes, then the page's redraws are measured over 15 updates. */
     private static void load(final WebDriver driver, final ParamService service) throws Exception
     {
-        DashboardLoadTest.load(service);
+        DashboardLoadTest.load(service, TOKEN); // reads are protected: reports carry the token as real nodes' do
         final long before = number(driver, "window.strataPerf.draws");
         final WebDriverWait wait = new WebDriverWait(driver, Duration.ofSeconds(60), Duration.ofMillis(200));
         wait.withMessage("the simulated nodes on the page").until(d ->

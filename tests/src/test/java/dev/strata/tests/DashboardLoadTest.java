@@ -37,13 +37,14 @@ class DashboardLoadTest
     Path data;
 
     /** Sends the 16 x 15 minutes and waits until the service has filed every report. */
-    static void load(final ParamService service) throws Exception
+    static void load(final ParamService service, final String token) throws Exception
     {
         final HttpClient http = HttpClient.newHttpClient();
         final ServiceInfo.Endpoints e = JSON.readValue(http.send(HttpRequest.newBuilder(URI.create("http://localhost:" +
-            service.adminPort() + "/v1/dashboard/endpoints")).build(), HttpResponse.BodyHandlers.ofString()).body(),
+            service.adminPort() + "/v1/dashboard/endpoints")).headers(token.isEmpty() ? new String[]{"Accept", "*/*"} :
+            new String[]{"Authorization", "Bearer " + token}).build(), HttpResponse.BodyHandlers.ofString()).body(),
             ServiceInfo.Endpoints.class);
-        try (SimulatedReporters sim = new SimulatedReporters(e.aeronDir(), e.ipcChannel(), e.streamId()))
+        try (SimulatedReporters sim = new SimulatedReporters(e.aeronDir(), e.ipcChannel(), e.streamId(), token))
         {
             final long start = System.nanoTime();
             final long sent = sim.backfill(NODES, LAYERS, SECONDS, System.currentTimeMillis());
@@ -82,7 +83,7 @@ class DashboardLoadTest
     {
         try (ParamService service = ParamService.launch(new ParamService.Context().dataDir(data)))
         {
-            load(service);
+            load(service, "");
             final HttpClient http = HttpClient.newHttpClient();
             final HttpRequest request = HttpRequest.newBuilder(URI.create("http://localhost:" + service.adminPort() +
                 "/v1/dashboard/series")).build();

@@ -23,8 +23,12 @@ final class SimulatedReporters implements AutoCloseable
     private final MessageHeaderEncoder header = new MessageHeaderEncoder();
     private final NodeStatsEncoder encoder = new NodeStatsEncoder();
 
-    SimulatedReporters(final String aeronDir, final String ipcChannel, final int streamId)
+    private final String token;
+
+    /** {@code token}: what a real node sends, the service's token when it protects reads, else empty. */
+    SimulatedReporters(final String aeronDir, final String ipcChannel, final int streamId, final String token)
     {
+        this.token = token;
         transport = Transport.launch(new TransportContext().embeddedDriver(false).aeronDirectory(aeronDir));
         publication = transport.aeron().addPublication(ipcChannel, streamId);
     }
@@ -86,7 +90,7 @@ final class SimulatedReporters implements AutoCloseable
         {
             units.next().unit(l).accessCount(10 + node + (l * 7 + second) % 13);
         }
-        encoder.node("sim-" + node).modelVersion("sim@1").responseChannel("").token("");
+        encoder.node("sim-" + node).modelVersion("sim@1").responseChannel("").token(token);
     }
 
     @Override

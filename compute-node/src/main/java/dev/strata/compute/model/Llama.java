@@ -528,7 +528,7 @@ public final class Llama
         float sum = 0f;
         for (int p = 0; p <= pos; p++)
         {
-            final float e = (float)Math.exp(s[p] - max);
+            final float e = dev.strata.compute.tensor.Exp.scalar(s[p] - max);
             s[p] = e;
             sum += e;
         }

@@ -151,7 +151,8 @@ final class PrefillAttention
         FloatVector sum = FloatVector.zero(F);
         for (int p = 0; p < blocks; p += L)
         {
-            final FloatVector e = FloatVector.fromArray(F, s, so + p).sub(m).mul(scale).lanewise(VectorOperators.EXP);
+            final FloatVector d = FloatVector.fromArray(F, s, so + p).sub(m).mul(scale);
+            final FloatVector e = dev.strata.compute.tensor.Exp.of(d);
             e.intoArray(s, so + p);
             sum = sum.add(e);
         }

@@ -545,14 +545,14 @@ public final class MatOps
             for (; i < upper; i += LANES)
             {
                 final FloatVector g = FloatVector.fromArray(F, gate, i);
-                final FloatVector silu = g.div(g.neg().lanewise(VectorOperators.EXP).add(1f));
+                final FloatVector silu = g.div(Exp.of(g.neg()).add(1f));
                 silu.mul(FloatVector.fromArray(F, up, i)).intoArray(gate, i);
             }
         }
         for (; i < end; i++)
         {
             final float g = gate[i];
-            gate[i] = g / (1f + (float)Math.exp(-g)) * up[i];
+            gate[i] = g / (1f + Exp.scalar(-g)) * up[i];
         }
     }
 

@@ -138,63 +138,61 @@ final class KvTransferBench implements Callable<Integer>
     private static double transfer(final Publication pub, final Subscription sub, final long id,
         final MemorySegment[] source, final MemorySegment[] target) throws Exception
     {
+        for (final MemorySegment t : target)
         {
-            for (final MemorySegment t : target)
-            {
-                t.fill((byte)0);
-            }
-            final String channel = pub.channel();
-            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (!pub.isConnected())
-            {
-                if (System.nanoTime() > deadline)
-                {
-                    throw new IllegalStateException("no connection on " + channel);
-                }
-                Thread.sleep(1);
-            }
-            final AtomicReference<BulkReceiver.Transfer> done = new AtomicReference<>();
-            final BulkReceiver receiver = new BulkReceiver(done::set);
-            receiver.expect(id, 1, target);
-            final BulkSender sender = new BulkSender(pub, new YieldingIdleStrategy());
-            final AtomicReference<Throwable> failure = new AtomicReference<>();
-            final long start = System.nanoTime();
-            final Thread t = Thread.ofPlatform().start(() ->
-            {
-                try
-                {
-                    sender.send(id, 1, source, System.nanoTime() + TimeUnit.SECONDS.toNanos(60), () -> false);
-                }
-                catch (final Throwable e)
-                {
-                    failure.set(e);
-                }
-            });
-            while (done.get() == null && failure.get() == null)
-            {
-                if (sub.poll(receiver, 256) == 0)
-                {
-                    Thread.onSpinWait();
-                }
-            }
-            final long nanos = System.nanoTime() - start;
-            t.join();
-            if (failure.get() != null)
-            {
-                throw new IllegalStateException("transfer failed", failure.get());
-            }
-            if (!done.get().ok())
-            {
-                throw new IllegalStateException("transfer damaged: " + done.get().corruptChunks() + " chunks");
-            }
-            for (int i = 0; i < source.length; i++)
-            {
-                if (source[i].mismatch(target[i]) >= 0)
-                {
-                    throw new IllegalStateException("block " + i + " differs after the transfer");
-                }
-            }
-            return done.get().bytes() / (nanos / 1e9);
+            t.fill((byte)0);
         }
+        final String channel = pub.channel();
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!pub.isConnected())
+        {
+            if (System.nanoTime() > deadline)
+            {
+                throw new IllegalStateException("no connection on " + channel);
+            }
+            Thread.sleep(1);
+        }
+        final AtomicReference<BulkReceiver.Transfer> done = new AtomicReference<>();
+        final BulkReceiver receiver = new BulkReceiver(done::set);
+        receiver.expect(id, 1, target);
+        final BulkSender sender = new BulkSender(pub, new YieldingIdleStrategy());
+        final AtomicReference<Throwable> failure = new AtomicReference<>();
+        final long start = System.nanoTime();
+        final Thread t = Thread.ofPlatform().start(() ->
+        {
+            try
+            {
+                sender.send(id, 1, source, System.nanoTime() + TimeUnit.SECONDS.toNanos(60), () -> false);
+            }
+            catch (final Throwable e)
+            {
+                failure.set(e);
+            }
+        });
+        while (done.get() == null && failure.get() == null)
+        {
+            if (sub.poll(receiver, 256) == 0)
+            {
+                Thread.onSpinWait();
+            }
+        }
+        final long nanos = System.nanoTime() - start;
+        t.join();
+        if (failure.get() != null)
+        {
+            throw new IllegalStateException("transfer failed", failure.get());
+        }
+        if (!done.get().ok())
+        {
+            throw new IllegalStateException("transfer damaged: " + done.get().corruptChunks() + " chunks");
+        }
+        for (int i = 0; i < source.length; i++)
+        {
+            if (source[i].mismatch(target[i]) >= 0)
+            {
+                throw new IllegalStateException("block " + i + " differs after the transfer");
+            }
+        }
+        return done.get().bytes() / (nanos / 1e9);
     }
 }

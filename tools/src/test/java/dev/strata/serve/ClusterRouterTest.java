@@ -145,20 +145,26 @@ class ClusterRouterTest
     private static Completion run(final ClusterRouter router, final GenerationRequest r, final StringBuilder streamed)
         throws Exception
     {
-        final RequestHandle h = router.submit(r, new dev.strata.compute.engine.GenerationListener()
+        final RequestHandle h = router.submit(r, streamingInto(streamed));
+        return h.completion().get(120, TimeUnit.SECONDS);
+    }
+
+    /** A listener that appends each token's text to {@code text}. */
+    private static dev.strata.compute.engine.GenerationListener streamingInto(final StringBuilder text)
+    {
+        return new dev.strata.compute.engine.GenerationListener()
         {
             @Override
             public void onToken(final TokenEvent event)
             {
-                streamed.append(event.text());
+                text.append(event.text());
             }
 
             @Override
             public void onComplete(final Completion completion)
             {
             }
-        });
-        return h.completion().get(120, TimeUnit.SECONDS);
+        };
     }
 
     private static void assertSame(final Completion expected, final Completion actual, final String streamed,
@@ -301,19 +307,7 @@ class ClusterRouterTest
             final StringBuilder sb = new StringBuilder();
             requests.add(r);
             texts.add(sb);
-            handles.add(router.submit(r, new dev.strata.compute.engine.GenerationListener()
-            {
-                @Override
-                public void onToken(final TokenEvent event)
-                {
-                    sb.append(event.text());
-                }
-
-                @Override
-                public void onComplete(final Completion completion)
-                {
-                }
-            }));
+            handles.add(router.submit(r, streamingInto(sb)));
         }
         for (int i = 0; i < handles.size(); i++)
         {
@@ -389,19 +383,7 @@ class ClusterRouterTest
             final StringBuilder sb = new StringBuilder();
             requests.add(r);
             texts.add(sb);
-            handles.add(router.submit(r, new dev.strata.compute.engine.GenerationListener()
-            {
-                @Override
-                public void onToken(final TokenEvent event)
-                {
-                    sb.append(event.text());
-                }
-
-                @Override
-                public void onComplete(final Completion completion)
-                {
-                }
-            }));
+            handles.add(router.submit(r, streamingInto(sb)));
             Thread.sleep(20);
         }
         for (int i = 0; i < handles.size(); i++)

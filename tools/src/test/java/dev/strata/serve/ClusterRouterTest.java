@@ -255,23 +255,23 @@ class ClusterRouterTest
         final long blockBytes = KvBlockPool.blockBytes(weights.config(), KvBlockPool.KvType.F16, 16);
         node("p", Msg.Role.PREFILL, engine(VERSION, 8L << 20));
         node("d1", Msg.Role.DECODE, engine(VERSION, 40 * blockBytes));
-        node("d2", Msg.Role.DECODE, engine(VERSION, 56 * blockBytes));
+        final Engine d2 = engine(VERSION, 56 * blockBytes);
+        node("d2", Msg.Role.DECODE, d2);
         final ClusterRouter router = router(3);
         final Random random = new Random(13);
         final GenerationRequest a = request(random, 50, SamplerConfig.greedy(), List.of());
         final Completion first = run(router, a, new StringBuilder());
         assertEquals(0, first.cachedTokens());
-        // a long request fills d2 until it has fewer free blocks than d1, but still half as many
-        final GenerationRequest b = new GenerationRequest(random.ints(100, 3, vocab).toArray(),
-            SamplerConfig.greedy(), 400, null, null, -1, 0f, 0f, true);
-        final RequestHandle hb = router.submit(b, c -> { });
-        awaitTrue(() -> router.view().nodes().stream().anyMatch(x -> x.node().equals("d2") && x.running() == 1),
-            "the long request runs on d2");
+        // d2 gets busy with 32 blocks (held as a transfer would hold them): fewer free than d1, but half as many
+        final Engine.KvRun held = d2.reserve(random.ints(512, 3, vocab).toArray(), 0).get(30, TimeUnit.SECONDS);
+        assertEquals(32, held.blocks().length);
+        awaitTrue(() -> router.view().nodes().stream().anyMatch(x -> x.node().equals("d2") && x.kvFree() <= 24),
+            "d2 reports the blocks in use");
         final StringBuilder streamed = new StringBuilder();
         final Completion again = run(router, a, streamed);
         assertSame(colocated(a), again, streamed.toString(), "the repeated prompt");
         assertEquals(48, again.cachedTokens(), "d2 held the prompt's 3 full blocks: only the rest moved");
-        hb.completion().get(120, TimeUnit.SECONDS);
+        d2.release(held);
     }
 
     @Test

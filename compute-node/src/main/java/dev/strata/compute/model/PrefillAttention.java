@@ -1,5 +1,6 @@
 package dev.strata.compute.model;
 
+import dev.strata.compute.tensor.Lanes;
 import dev.strata.compute.tensor.MatOps;
 import dev.strata.compute.tensor.ThreadPool;
 import jdk.incubator.vector.FloatVector;
@@ -156,6 +157,6 @@ final class PrefillAttention
             e.intoArray(s, so + p);
             sum = sum.add(e);
         }
-        return 1f / sum.reduceLanes(VectorOperators.ADD);
+        return 1f / Lanes.sum(sum);
     }
 }

@@ -3,7 +3,6 @@ package dev.strata.compute.tensor;
 import dev.strata.compute.gguf.GgmlType;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.ShortVector;
-import jdk.incubator.vector.VectorOperators;
 
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
@@ -44,7 +43,7 @@ final class F16Tensor extends WeightTensor
                 acc0 = Vectors.halfToFloat(ShortVector.fromMemorySegment(S, data, base + 2L * i, ByteOrder.LITTLE_ENDIAN))
                     .fma(FloatVector.fromArray(F, x, xOffset + i), acc0);
             }
-            sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+            sum = Lanes.sum(acc0.add(acc1));
         }
         for (; i < cols; i++)
         {

@@ -2,7 +2,6 @@ package dev.strata.compute.tensor;
 
 import dev.strata.compute.gguf.GgmlType;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
@@ -42,7 +41,7 @@ final class F32Tensor extends WeightTensor
                 acc0 = FloatVector.fromMemorySegment(F, data, base + 4L * i, ByteOrder.LITTLE_ENDIAN)
                     .fma(FloatVector.fromArray(F, x, xOffset + i), acc0);
             }
-            sum = acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+            sum = Lanes.sum(acc0.add(acc1));
         }
         for (; i < cols; i++)
         {

@@ -1,7 +1,6 @@
 package dev.strata.compute.tensor;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 
 import java.util.Arrays;
 
@@ -320,14 +319,14 @@ public final class MatOps
             c33 = w3.fma(v, c33);
         }
         final float[] c = {
-            c00.reduceLanes(VectorOperators.ADD), c10.reduceLanes(VectorOperators.ADD),
-            c20.reduceLanes(VectorOperators.ADD), c30.reduceLanes(VectorOperators.ADD),
-            c01.reduceLanes(VectorOperators.ADD), c11.reduceLanes(VectorOperators.ADD),
-            c21.reduceLanes(VectorOperators.ADD), c31.reduceLanes(VectorOperators.ADD),
-            c02.reduceLanes(VectorOperators.ADD), c12.reduceLanes(VectorOperators.ADD),
-            c22.reduceLanes(VectorOperators.ADD), c32.reduceLanes(VectorOperators.ADD),
-            c03.reduceLanes(VectorOperators.ADD), c13.reduceLanes(VectorOperators.ADD),
-            c23.reduceLanes(VectorOperators.ADD), c33.reduceLanes(VectorOperators.ADD)};
+            Lanes.sum(c00), Lanes.sum(c10),
+            Lanes.sum(c20), Lanes.sum(c30),
+            Lanes.sum(c01), Lanes.sum(c11),
+            Lanes.sum(c21), Lanes.sum(c31),
+            Lanes.sum(c02), Lanes.sum(c12),
+            Lanes.sum(c22), Lanes.sum(c32),
+            Lanes.sum(c03), Lanes.sum(c13),
+            Lanes.sum(c23), Lanes.sum(c33)};
         for (int k = bound; k < n; k++)
         {
             for (int t = 0; t < 4; t++)
@@ -525,7 +524,7 @@ public final class MatOps
             {
                 acc = FloatVector.fromArray(F, a, ao + i).fma(FloatVector.fromArray(F, b, bo + i), acc);
             }
-            sum = acc.reduceLanes(VectorOperators.ADD);
+            sum = Lanes.sum(acc);
         }
         for (; i < n; i++)
         {

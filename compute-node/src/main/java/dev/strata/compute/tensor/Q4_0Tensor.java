@@ -57,7 +57,7 @@ final class Q4_0Tensor extends WeightTensor
         {
             acc0 = block(off, x, xOffset + b * BLOCK).fma(FloatVector.broadcast(F, f16(data, off)), acc0);
         }
-        return acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+        return Lanes.sum(acc0.add(acc1));
     }
 
     /**

@@ -102,7 +102,7 @@ final class Q4_KTensor extends WeightTensor
                 }
             }
         }
-        return acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+        return Lanes.sum(acc0.add(acc1));
     }
 
     @Override

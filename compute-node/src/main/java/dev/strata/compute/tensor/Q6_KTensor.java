@@ -95,7 +95,7 @@ final class Q6_KTensor extends WeightTensor
             .fma(FloatVector.fromArray(F, x, xi + 64), acc);
         acc = ((FloatVector)q4.convertShape(VectorOperators.B2F, F, 0)).mul(d * (byte)(scales >>> (is + 48)))
             .fma(FloatVector.fromArray(F, x, xi + 96), acc);
-        return acc.reduceLanes(VectorOperators.ADD);
+        return Lanes.sum(acc);
     }
 
     private float scale(final long sc, final int i)

@@ -56,7 +56,7 @@ final class Q8_0Tensor extends WeightTensor
         {
             acc0 = block(off, x, xOffset + b * BLOCK).fma(FloatVector.broadcast(F, f16(data, off)), acc0);
         }
-        return acc0.add(acc1).reduceLanes(VectorOperators.ADD);
+        return Lanes.sum(acc0.add(acc1));
     }
 
     /** Unscaled products of one block's 32 quants with x, folded into one vector. */

@@ -1,6 +1,8 @@
 package dev.strata.paramclient;
 
 import dev.strata.transport.BlockId;
+import dev.strata.transport.bulk.BulkFrame;
+import dev.strata.transport.bulk.BulkReceiver;
 import dev.strata.transport.sbe.BlockChunkDecoder;
 import dev.strata.transport.sbe.BlockRequestEncoder;
 import dev.strata.transport.sbe.MessageHeaderDecoder;
@@ -15,8 +17,8 @@ import org.agrona.concurrent.UnsafeBuffer;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.List;
-import java.util.zip.CRC32C;
 
 /**
  * Fetches blocks from the parameter service's block server: one request per call, chunks reassembled per block, each chunk's
@@ -64,21 +66,16 @@ public final class BlockClient
     private final MessageHeaderDecoder headerDecoder = new MessageHeaderDecoder();
     private final BlockChunkDecoder chunkDecoder = new BlockChunkDecoder();
     private final UnsafeBuffer out = new UnsafeBuffer(ByteBuffer.allocateDirect(64 * 1024));
-    private final CRC32C crc = new CRC32C();
     private long nextCorrelationId = new java.security.SecureRandom().nextLong() & 0x7fff_ffff_0000_0000L;
 
-    /** One request in flight. */
+    /** One request in flight: its bulk transfer (one part per block) and how it ended. */
     private static final class Inflight
     {
         final long correlationId;
         final List<BlockId> ids;
-        final byte[][] blocks;
-        final long[] received;
+        final MemorySegment[] parts;    // where each block lands: a slice of the caller's memory, or an array
         final long deadline;
-        final MemorySegment dest;       // when set, blocks land here at offsets[i] (no per-block arrays)
-        final long[] offsets;
-        final UnsafeBuffer destBuffer;
-        int complete;
+        boolean complete;
         FetchException failure;
 
         Inflight(final long correlationId, final List<BlockId> ids, final long deadline, final MemorySegment dest,
@@ -86,12 +83,14 @@ public final class BlockClient
         {
             this.correlationId = correlationId;
             this.ids = ids;
-            this.blocks = dest == null ? new byte[ids.size()][] : null;
-            this.received = new long[ids.size()];
             this.deadline = deadline;
-            this.dest = dest;
-            this.offsets = offsets;
-            this.destBuffer = dest == null ? null : new UnsafeBuffer(dest.address(), (int)dest.byteSize());
+            this.parts = new MemorySegment[ids.size()];
+            for (int i = 0; i < parts.length; i++)
+            {
+                final long length = ids.get(i).length();
+                parts[i] = dest != null ? dest.asSlice(offsets[i], length) :
+                    MemorySegment.ofArray(new byte[Math.toIntExact(length)]);
+            }
         }
 
         int count()
@@ -103,6 +102,8 @@ public final class BlockClient
     private final org.agrona.collections.Long2ObjectHashMap<Inflight> inflight =
         new org.agrona.collections.Long2ObjectHashMap<>();
     private final FragmentAssembler assembler = new FragmentAssembler(this::onFragment);
+    /** Reassembles the payload chunks (bulk frames) straight into each request's parts. */
+    private final BulkReceiver receiver = new BulkReceiver(this::onTransferDone);
     private boolean verifyDigests = true;
     private String token = "";
 
@@ -275,6 +276,7 @@ public final class BlockClient
         {
             return false;
         }
+        receiver.forget(correlationId);
         cancelEncoder.wrapAndApplyHeader(out, 0, headerEncoder).correlationId(correlationId)
             .responseStreamId(responseStreamId);
         cancelEncoder.responseChannel(responseChannel);
@@ -309,17 +311,21 @@ public final class BlockClient
         requestEncoder.responseChannel(responseChannel);
         requestEncoder.token(token);
         final int length = MessageHeaderEncoder.ENCODED_LENGTH + requestEncoder.encodedLength();
+        final Inflight f = new Inflight(correlationId, List.copyOf(ids), deadline, dest, offsets);
+        inflight.put(correlationId, f);
+        receiver.expect(correlationId, 0, f.parts);
         long result;
         while ((result = requests.offer(out, 0, length)) < 0)
         {
             if (result == Publication.CLOSED || System.nanoTime() > deadline)
             {
+                inflight.remove(correlationId);
+                receiver.forget(correlationId);
                 throw new FetchException(null, "could not send the request: " +
                     (result == Publication.NOT_CONNECTED ? "no block server connected" : "back-pressured until the deadline"));
             }
             responses.poll(assembler, 64); // keep draining answers while the request channel is full
         }
-        inflight.put(correlationId, new Inflight(correlationId, List.copyOf(ids), deadline, dest, offsets));
         return correlationId;
     }
 
@@ -334,12 +340,12 @@ public final class BlockClient
         int empty = 0;
         try
         {
-            while (f.complete < f.count() && f.failure == null)
+            while (!f.complete && f.failure == null)
             {
                 if (System.nanoTime() > f.deadline)
                 {
-                    throw new FetchException(null, "timed out waiting for blocks of request " + correlationId +
-                        " (" + f.complete + " of " + f.count() + " complete)");
+                    throw new FetchException(null, "timed out waiting for the " + f.count() + " blocks of request " +
+                        correlationId);
                 }
                 if (responses.poll(assembler, 256) == 0)
                 {
@@ -366,8 +372,7 @@ public final class BlockClient
             final List<MemorySegment> fetched = new java.util.ArrayList<>(f.count());
             for (int i = 0; i < f.count(); i++)
             {
-                final MemorySegment bytes = f.dest != null ? f.dest.asSlice(f.offsets[i], f.ids.get(i).length()) :
-                    MemorySegment.ofArray(f.blocks[i]);
+                final MemorySegment bytes = f.parts[i];
                 if (verifyDigests && !f.ids.get(i).matches(bytes))
                 {
                     throw new FetchException(Status.CORRUPT, "block " + f.ids.get(i) + " arrived with other content");
@@ -379,6 +384,7 @@ public final class BlockClient
         finally
         {
             inflight.remove(correlationId);
+            receiver.forget(correlationId);
         }
     }
 
@@ -392,12 +398,17 @@ public final class BlockClient
     public boolean isDone(final long correlationId)
     {
         final Inflight f = inflight.get(correlationId);
-        return f == null || f.failure != null || f.complete == f.count() || System.nanoTime() > f.deadline;
+        return f == null || f.failure != null || f.complete || System.nanoTime() > f.deadline;
     }
 
     private void onFragment(final DirectBuffer buffer, final int offset, final int length,
         final io.aeron.logbuffer.Header header)
     {
+        if (length >= BulkFrame.HEADER_LENGTH && buffer.getInt(offset, ByteOrder.LITTLE_ENDIAN) == BulkFrame.MAGIC)
+        {
+            receiver.onFragment(buffer, offset, length, header); // payload: checked and copied into its part
+            return;
+        }
         headerDecoder.wrap(buffer, offset);
         if (headerDecoder.schemaId() != BlockChunkDecoder.SCHEMA_ID ||
             headerDecoder.templateId() != BlockChunkDecoder.TEMPLATE_ID)
@@ -412,64 +423,47 @@ public final class BlockClient
         }
         final int index = chunkDecoder.blockIndex();
         final Status status = chunkDecoder.status();
-        if (index >= f.count())
-        {
-            f.failure = new FetchException(Status.UNAVAILABLE, "chunk for block #" + index + " of a " +
-                f.count() + "-block request");
-            return;
-        }
         if (status == Status.UNAUTHORIZED)
         {
-            f.failure = new FetchException(status, "the block service refused request " + f.correlationId + ": it " +
-                "protects reads and the request did not carry its token");
-            return;
+            fail(f, new FetchException(status, "the block service refused request " + f.correlationId + ": it " +
+                "protects reads and the request did not carry its token"));
         }
-        if (status != Status.OK)
+        else if (index < 0 || index >= f.count())
         {
-            f.failure = new FetchException(status, "block " + f.ids.get(index) + " (#" + index + " of request " +
-                f.correlationId + "): " + status);
-            return;
-        }
-        final long total = chunkDecoder.totalLength();
-        final long chunkOffset = chunkDecoder.chunkOffset();
-        final long expectedCrc = chunkDecoder.crc32c();
-        final int n = chunkDecoder.payloadLength();
-        if (total != f.ids.get(index).length())
-        {
-            f.failure = new FetchException(Status.CORRUPT, "block #" + index + " announced " + total + " bytes, not " +
-                f.ids.get(index).length());
-            return;
-        }
-        if (chunkOffset < 0 || chunkOffset + n > total)
-        {
-            f.failure = new FetchException(Status.CORRUPT, "malformed chunk for block #" + index);
-            return;
-        }
-        crc.reset();
-        if (f.dest != null)
-        {
-            final int at = (int)(f.offsets[index] + chunkOffset);
-            chunkDecoder.getPayload(f.destBuffer, at, n);
-            crc.update(f.dest.asSlice(at, n).asByteBuffer());
+            fail(f, new FetchException(Status.UNAVAILABLE, "status for block #" + index + " of a " + f.count() +
+                "-block request"));
         }
         else
         {
-            if (f.blocks[index] == null)
-            {
-                f.blocks[index] = new byte[(int)total];
-            }
-            chunkDecoder.getPayload(f.blocks[index], (int)chunkOffset, n);
-            crc.update(f.blocks[index], (int)chunkOffset, n);
+            fail(f, new FetchException(status == Status.OK ? Status.UNAVAILABLE : status, "block " + f.ids.get(index) +
+                " (#" + index + " of request " + f.correlationId + "): " + (status == Status.OK ?
+                "payload in the old chunk format (a block server older than this client)" : status)));
         }
-        if (crc.getValue() != expectedCrc)
+    }
+
+    private void fail(final Inflight f, final FetchException failure)
+    {
+        f.failure = failure;
+        receiver.forget(f.correlationId);
+    }
+
+    /** Every byte of a request's transfer arrived: complete, or failed if a chunk did not match its checksum. */
+    private void onTransferDone(final BulkReceiver.Transfer t)
+    {
+        final Inflight f = inflight.get(t.id());
+        if (f == null || f.failure != null)
         {
-            f.failure = new FetchException(Status.CORRUPT, "chunk checksum mismatch in block #" + index);
             return;
         }
-        f.received[index] += n;
-        if (f.received[index] == total)
+        if (t.ok())
         {
-            f.complete++;
+            f.complete = true;
+        }
+        else
+        {
+            f.failure = new FetchException(Status.CORRUPT, t.error() != null ? "request " + t.id() + ": " + t.error() :
+                "chunk checksum mismatch in request " + t.id() + " (" + t.corruptChunks() + " of " + t.chunks() +
+                " chunks)");
         }
     }
 }

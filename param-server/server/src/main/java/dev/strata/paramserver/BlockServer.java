@@ -3,6 +3,8 @@ package dev.strata.paramserver;
 import dev.strata.paramclient.BlockClient;
 
 import dev.strata.transport.BlockId;
+import dev.strata.transport.bulk.BulkChunkWriter;
+import dev.strata.transport.bulk.BulkFrame;
 import dev.strata.tiering.BlockStoreException;
 import dev.strata.tiering.TieredBlockStore;
 import dev.strata.transport.sbe.BlockRequestDecoder;
@@ -34,8 +36,10 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * Serves blocks over Aeron. Reads {@code BlockRequest}s (each names a pinned model version, its blocks, and
- * the channel and stream its client listens on) and answers every block with {@code BlockChunk}s of at most
- * {@link #CHUNK_BYTES} payload with their CRC32C; a block that cannot be served gets one chunk with an error
+ * the channel and stream its client listens on) and answers with one bulk transfer of the transport's bulk layer
+ * ({@link BulkFrame} chunks of at most {@link #CHUNK_BYTES} payload with their CRC32C; the transfer id is the
+ * request's correlation id, each block a part), which the client reassembles straight into its memory. What is
+ * specific to blocks stays here: a block that cannot be served gets one SBE {@code BlockChunk} with an error
  * status ({@code UNKNOWN_VERSION}, {@code NOT_IN_VERSION}, {@code UNKNOWN_BLOCK}, {@code CORRUPT},
  * {@code UNAVAILABLE}, {@code BUSY}) and the server goes on.
  * <p>
@@ -46,16 +50,20 @@ import java.util.concurrent.atomic.AtomicLong;
  * the duty cycle; a request is dropped when its client's timeout has passed or when its client cancels it
  * ({@code CancelRequest}). {@code PrefetchHint}s promote blocks of a version through the store's tiers, with no reply.
  * <p>
- * Payload is offered straight from the memory tier's off-heap copy (a two-buffer offer: encoded header, then the
- * block's bytes), so a chunk is copied once, into the Aeron log buffer. Runs on one thread, as an {@link Agent}.
+ * Payload is offered straight from the memory tier's off-heap copy (a two-buffer offer: frame header, then the
+ * block's bytes), so a chunk is copied once, into the Aeron log buffer; its checksum is computed once per block and
+ * kept, since blocks never change. Runs on one thread, as an {@link Agent}.
  */
 public final class BlockServer implements Agent
 {
     /**
-     * Payload bytes per chunk: 60 KiB, so that a chunk with its headers fits one frame of the 64 KiB MTU the
-     * clients' response channels use (see {@link BlockClient}): no fragmentation, and no reassembly copy.
+     * Payload bytes per chunk: what one frame of the 65,504-byte MTU the clients' response channels use (see
+     * {@link BlockClient}) carries after Aeron's and the bulk frame's headers, so no chunk is fragmented and none is
+     * copied for reassembly. A channel with a smaller MTU still works, through the client's fragment assembler.
      */
-    public static final int CHUNK_BYTES = 60 * 1024;
+    public static final int CHUNK_BYTES = 65_504 - 32 - BulkFrame.HEADER_LENGTH;
+    /** Blocks whose chunk checksums are kept (4 bytes per chunk): beyond, the cache starts again. */
+    private static final int CRC_CACHE_BLOCKS = 1 << 16;
     /** Requests held at most; beyond, new requests are answered {@code BUSY}. */
     static final int MAX_PENDING = 4096;
     private static final int CHUNKS_PER_DUTY_CYCLE = 16;
@@ -89,6 +97,13 @@ public final class BlockServer implements Agent
     private final PrefetchHintDecoder hintDecoder = new PrefetchHintDecoder();
     private final byte[] digest = new byte[BlockId.DIGEST_BYTES];
     private final ChunkWriter writer = new ChunkWriter();
+    private final BulkChunkWriter chunks = new BulkChunkWriter();
+    /**
+     * CRC32C of every chunk of recently served blocks. Blocks are immutable and named by their SHA-256, so a chunk's
+     * checksum never changes: computed on a block's first send, it saves a pass over every later send's bytes (the
+     * client still checks every chunk against it).
+     */
+    private final HashMap<BlockId, int[]> chunkCrcs = new HashMap<>();
     /** The link cap, or null for none. */
     private volatile TokenBucket link;
     private final ArrayDeque<Pending> demand = new ArrayDeque<>();
@@ -346,7 +361,13 @@ public final class BlockServer implements Agent
         {
             return 0; // over the link's bandwidth: this chunk waits for the bucket to refill
         }
-        if (!writer.sendChunk(p.publication, p.correlationId, p.block, bytes, p.offset, n, total))
+        if (p.crcs == null)
+        {
+            p.crcs = chunkCrcs(p.ids.get(p.block), bytes);
+        }
+        final long result = chunks.tryOffer(p.publication, p.correlationId, 0, p.block, (int)p.offset,
+            bytes.asSlice(p.offset, n), p.crcs[(int)(p.offset / CHUNK_BYTES)] & 0xFFFF_FFFFL);
+        if (result < 0)
         {
             return 0;
         }
@@ -357,9 +378,32 @@ public final class BlockServer implements Agent
             servedBytes += total;
             p.release();
             p.offset = 0;
+            p.crcs = null;
             return advance(p);
         }
         return 1;
+    }
+
+    /** The checksums of a block's chunks, from the cache or computed now. */
+    private int[] chunkCrcs(final BlockId id, final MemorySegment bytes)
+    {
+        int[] crcs = chunkCrcs.get(id);
+        if (crcs == null)
+        {
+            final long total = bytes.byteSize();
+            crcs = new int[(int)((total + CHUNK_BYTES - 1) / CHUNK_BYTES)];
+            for (int c = 0; c < crcs.length; c++)
+            {
+                final long at = (long)c * CHUNK_BYTES;
+                crcs[c] = BulkFrame.crc32c(bytes.asSlice(at, Math.min(CHUNK_BYTES, total - at)));
+            }
+            if (chunkCrcs.size() >= CRC_CACHE_BLOCKS)
+            {
+                chunkCrcs.clear();
+            }
+            chunkCrcs.put(id, crcs);
+        }
+        return crcs;
     }
 
     private static int advance(final Pending p)

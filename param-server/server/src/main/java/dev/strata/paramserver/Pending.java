@@ -28,6 +28,8 @@ final class Pending
     int block;
     long offset;
     TieredBlockStore.Pinned pinned;
+    /** The CRC32C of each chunk of the current block, once it is pinned. */
+    int[] crcs;
     /** A cold read of the current block, running off the agent thread. */
     CompletableFuture<TieredBlockStore.Pinned> loading;
 

@@ -133,6 +133,26 @@ class BlockServingTest
                     final List<MemorySegment> again = client.fetch("model@1", List.of(ids.get(4)), TIMEOUT);
                     assertEquals(-1, again.get(0).mismatch(MemorySegment.ofArray(contents.get(4))));
                     assertTrue(server.served() >= ids.size() + 2);
+
+                    // a byte of the memory tier's copy flipped after the block was first served: the checksums the
+                    // server kept from that send no longer match, and the client refuses the chunk
+                    try (TieredBlockStore.Pinned pinned = store.acquire(ids.get(4)))
+                    {
+                        // the tier hands out read-only views: a raw view of the same memory stands for a bit flip
+                        final MemorySegment bytes = MemorySegment.ofAddress(pinned.bytes().address())
+                            .reinterpret(pinned.bytes().byteSize());
+                        final long at = 3L * BlockServer.CHUNK_BYTES + 5;
+                        bytes.set(java.lang.foreign.ValueLayout.JAVA_BYTE, at,
+                            (byte)(bytes.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at) ^ 1));
+                        final BlockClient.FetchException corrupt = assertThrows(BlockClient.FetchException.class,
+                            () -> client.fetch("model@1", List.of(ids.get(4)), TIMEOUT));
+                        assertEquals(Status.CORRUPT, corrupt.status());
+                        assertTrue(corrupt.getMessage().contains("checksum"), corrupt.getMessage());
+                        bytes.set(java.lang.foreign.ValueLayout.JAVA_BYTE, at,
+                            (byte)(bytes.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at) ^ 1));
+                    }
+                    assertEquals(-1, client.fetch("model@1", List.of(ids.get(4)), TIMEOUT).get(0)
+                        .mismatch(MemorySegment.ofArray(contents.get(4))), "served whole once repaired");
                 }
             }
         }
@@ -315,8 +335,12 @@ class BlockServingTest
         final List<Long> order = new ArrayList<>();
         final dev.strata.transport.sbe.MessageHeaderDecoder header = new dev.strata.transport.sbe.MessageHeaderDecoder();
         final dev.strata.transport.sbe.BlockChunkDecoder chunk = new dev.strata.transport.sbe.BlockChunkDecoder();
+        // payload chunks are bulk frames (transfer id = correlation id), errors SBE BlockChunks
         final io.aeron.logbuffer.FragmentHandler record = (buffer, offset, length, h) ->
-            order.add(chunk.wrapAndApplyHeader(buffer, offset, header).correlationId());
+            order.add(buffer.getInt(offset, java.nio.ByteOrder.LITTLE_ENDIAN) == dev.strata.transport.bulk.BulkFrame.MAGIC ?
+                buffer.getLong(offset + dev.strata.transport.bulk.BulkFrame.TRANSFER_ID_OFFSET,
+                    java.nio.ByteOrder.LITTLE_ENDIAN) :
+                chunk.wrapAndApplyHeader(buffer, offset, header).correlationId());
         final io.aeron.FragmentAssembler assembler = new io.aeron.FragmentAssembler(record);
         while (order.size() < chunks)
         {
@@ -375,7 +399,14 @@ class BlockServingTest
             final BlockClient client = new BlockClient(h.requests, h.responses);
             // 20 chunks: one duty cycle sends 16 of them, so the cancel finds the request half sent
             final long unwanted = client.submit("m@1", h.ids.subList(0, 5), TIMEOUT, 1);
-            h.server.doWork();
+            // duty cycles until the request has arrived (the IPC image may take a moment); the cycle that takes
+            // it sends 16 chunks
+            final long arrival = System.nanoTime() + TIMEOUT;
+            while (h.server.served() == 0)
+            {
+                assertTrue(System.nanoTime() < arrival, "the request did not arrive");
+                h.server.doWork();
+            }
             assertTrue(client.cancel(unwanted));
             assertTrue(!client.cancel(unwanted), "cancelled once only");
             assertThrows(IllegalArgumentException.class, () -> client.await(unwanted));

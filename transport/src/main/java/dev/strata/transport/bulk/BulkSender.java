@@ -2,11 +2,9 @@ package dev.strata.transport.bulk;
 
 import io.aeron.Publication;
 import org.agrona.concurrent.IdleStrategy;
-import org.agrona.concurrent.UnsafeBuffer;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.nio.ByteBuffer;
 import java.util.Objects;
 import java.util.concurrent.TimeoutException;
 import java.util.function.BooleanSupplier;
@@ -28,15 +26,14 @@ public final class BulkSender
     private final Publication publication;
     private final IdleStrategy idle;
     private final int chunkBytes;
-    private final UnsafeBuffer header = new UnsafeBuffer(ByteBuffer.allocateDirect(BulkFrame.HEADER_LENGTH));
-    private final UnsafeBuffer payload = new UnsafeBuffer(0, 0);
+    private final BulkChunkWriter writer = new BulkChunkWriter();
     private IntPredicate corruptChunk = c -> false;
 
     public BulkSender(final Publication publication, final IdleStrategy idle)
     {
         this.publication = Objects.requireNonNull(publication, "publication");
         this.idle = Objects.requireNonNull(idle, "idle");
-        this.chunkBytes = publication.maxPayloadLength() - BulkFrame.HEADER_LENGTH;
+        this.chunkBytes = BulkChunkWriter.chunkBytes(publication);
     }
 
     /** Payload bytes per chunk: the publication's largest unfragmented message less the header. */
@@ -80,15 +77,14 @@ public final class BulkSender
             {
                 final int len = (int)Math.min(chunkBytes, part.byteSize() - off);
                 final MemorySegment chunk = part.asSlice(off, len);
-                BulkFrame.encode(header, attempt, transferId, p, (int)off, len, BulkFrame.crc32c(chunk));
                 if (corruptChunk.test(chunkCount++))
                 {
-                    offerCorrupted(chunk, deadlineNanos, cancelled);
+                    offerCorrupted(transferId, attempt, p, (int)off, chunk, deadlineNanos, cancelled);
                 }
                 else
                 {
-                    payload.wrap(chunk.address(), len);
-                    offer(len, deadlineNanos, cancelled);
+                    offer(transferId, attempt, p, (int)off, chunk, BulkChunkWriter.COMPUTE_CRC, deadlineNanos,
+                        cancelled);
                 }
                 bytes += len;
                 chunks++;
@@ -97,8 +93,8 @@ public final class BulkSender
         return new Sent(bytes, chunks);
     }
 
-    private void offerCorrupted(final MemorySegment chunk, final long deadlineNanos, final BooleanSupplier cancelled)
-        throws TimeoutException
+    private void offerCorrupted(final long transferId, final int attempt, final int part, final int offset,
+        final MemorySegment chunk, final long deadlineNanos, final BooleanSupplier cancelled) throws TimeoutException
     {
         try (Arena arena = Arena.ofConfined())
         {
@@ -107,18 +103,19 @@ public final class BulkSender
             final long at = chunk.byteSize() / 2;
             copy.set(java.lang.foreign.ValueLayout.JAVA_BYTE, at,
                 (byte)(copy.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at) ^ 0x10));
-            payload.wrap(copy.address(), (int)copy.byteSize());
-            offer((int)copy.byteSize(), deadlineNanos, cancelled);
+            offer(transferId, attempt, part, offset, copy, BulkFrame.crc32c(chunk) & 0xFFFF_FFFFL, deadlineNanos,
+                cancelled);
         }
     }
 
-    private void offer(final int len, final long deadlineNanos, final BooleanSupplier cancelled)
+    private void offer(final long transferId, final int attempt, final int part, final int offset,
+        final MemorySegment chunk, final long crc, final long deadlineNanos, final BooleanSupplier cancelled)
         throws TimeoutException
     {
         idle.reset();
         while (true)
         {
-            final long result = publication.offer(header, 0, BulkFrame.HEADER_LENGTH, payload, 0, len);
+            final long result = writer.tryOffer(publication, transferId, attempt, part, offset, chunk, crc);
             if (result > 0)
             {
                 return;

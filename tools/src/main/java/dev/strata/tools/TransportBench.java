@@ -43,7 +43,7 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * {@code strata bench transport}: block pulls from a {@link BlockServer} over Aeron IPC and UDP loopback with the
- * memory tier warm: requests/s for 64 KiB blocks, GB/s for 4 MiB blocks (several requests in flight), and P50/P99
+ * memory tier warm, into reused off-heap memory as compute nodes pull: requests/s for 64 KiB blocks, GB/s for 4 MiB blocks (several requests in flight), and P50/P99
  * latency of single requests. Next to them, measured in the same run: single-thread memcpy bandwidth and the
  * UDP loopback limit (one sender and one receiver thread, 64 KB datagrams, plain sockets).
  */
@@ -199,34 +199,57 @@ final class TransportBench implements Callable<Integer>
         return ids;
     }
 
-    /** Completed single-block requests per second with {@link #window} in flight. */
+    /**
+     * Completed single-block requests per second with {@link #window} in flight, each pulled into one of
+     * {@link #window} reused off-heap slots as compute nodes pull ({@code submitInto}: one copy, from the Aeron log
+     * into place).
+     */
     private double throughput(final BlockClient client, final List<BlockId> ids, final double secs) throws Exception
     {
-        final ArrayDeque<Long> inflight = new ArrayDeque<>();
-        // warm-up
-        for (int i = 0; i < Math.min(ids.size(), 64); i++)
+        final long slotBytes = ids.get(0).length();
+        try (Arena arena = Arena.ofConfined())
         {
-            client.fetch(VERSION, List.of(ids.get(i)), TIMEOUT);
-        }
-        final long start = System.nanoTime();
-        final long end = start + (long)(secs * 1e9);
-        long done = 0;
-        int next = 0;
-        while (System.nanoTime() < end)
-        {
-            while (inflight.size() < window)
+            final MemorySegment slots = arena.allocate(slotBytes * window, 64);
+            final long[][] at = new long[window][];
+            for (int w = 0; w < window; w++)
             {
-                inflight.add(client.submit(VERSION, List.of(ids.get(next++ % ids.size())), TIMEOUT, 0));
+                at[w] = new long[]{w * slotBytes};
             }
-            client.await(inflight.poll());
-            done++;
+            final ArrayDeque<long[]> inflight = new ArrayDeque<>(); // {correlation id, slot}
+            final ArrayDeque<Integer> free = new ArrayDeque<>();
+            for (int w = 0; w < window; w++)
+            {
+                free.add(w);
+            }
+            // warm-up
+            for (int i = 0; i < Math.min(ids.size(), 64); i++)
+            {
+                client.await(client.submitInto(VERSION, List.of(ids.get(i)), slots, at[0], TIMEOUT, 0));
+            }
+            final long start = System.nanoTime();
+            final long end = start + (long)(secs * 1e9);
+            long done = 0;
+            int next = 0;
+            while (System.nanoTime() < end)
+            {
+                while (!free.isEmpty())
+                {
+                    final int slot = free.poll();
+                    inflight.add(new long[]{client.submitInto(VERSION, List.of(ids.get(next++ % ids.size())), slots,
+                        at[slot], TIMEOUT, 0), slot});
+                }
+                final long[] oldest = inflight.poll();
+                client.await(oldest[0]);
+                free.add((int)oldest[1]);
+                done++;
+            }
+            while (!inflight.isEmpty())
+            {
+                client.await(inflight.poll()[0]);
+                done++;
+            }
+            return done / ((System.nanoTime() - start) / 1e9);
         }
-        while (!inflight.isEmpty())
-        {
-            client.await(inflight.poll());
-            done++;
-        }
-        return done / ((System.nanoTime() - start) / 1e9);
     }
 
     /** P50 and P99 in nanoseconds of one request at a time. */
@@ -234,11 +257,16 @@ final class TransportBench implements Callable<Integer>
         throws Exception
     {
         final long[] t = new long[samples];
-        for (int i = 0; i < samples; i++)
+        try (Arena arena = Arena.ofConfined())
         {
-            final long s = System.nanoTime();
-            client.fetch(VERSION, List.of(ids.get(i % ids.size())), TIMEOUT);
-            t[i] = System.nanoTime() - s;
+            final MemorySegment slot = arena.allocate(ids.get(0).length(), 64);
+            final long[] at = {0};
+            for (int i = 0; i < samples; i++)
+            {
+                final long s = System.nanoTime();
+                client.await(client.submitInto(VERSION, List.of(ids.get(i % ids.size())), slot, at, TIMEOUT, 0));
+                t[i] = System.nanoTime() - s;
+            }
         }
         Arrays.sort(t);
         return new double[]{t[samples / 2], t[(int)Math.min(samples - 1, Math.ceil(samples * 0.99) - 1)]};

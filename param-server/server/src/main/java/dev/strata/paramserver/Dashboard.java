@@ -132,8 +132,9 @@ final class Dashboard implements AutoCloseable
             subscriptions.add(udp);
             endpoints = new dev.strata.paramclient.ServiceInfo.Endpoints(service.endpoints().aeronDir(),
                 TransportContext.IPC_CHANNEL, resolve(udp), StatsStreams.STATS_STREAM);
+            // nodes report with the token they pull blocks with: the admin one or the read-only node token
             collector = new NodeStatsCollector(subscriptions, transport.aeron(), history, knobs, this::sample, clock,
-                protectReads ? token : null);
+                protectReads ? token : null, protectReads ? service.context().readToken() : null);
             runner = new AgentRunner(new BackoffIdleStrategy(100, 10, 1_000, 1_000_000),
                 ex -> System.getLogger(Dashboard.class.getName()).log(System.Logger.Level.ERROR, "collector", ex),
                 null, collector);

@@ -66,6 +66,14 @@ final class NodeStatsCollector implements Agent
     NodeStatsCollector(final List<Subscription> subscriptions, final Aeron aeron, final DashboardHistory history,
         final DashboardKnobs knobs, final ServiceSampler sampler, final LongSupplier clockMillis, final String token)
     {
+        this(subscriptions, aeron, history, knobs, sampler, clockMillis, token, null);
+    }
+
+    /** As above, also accepting {@code readToken} (the service's read-only node token) on reports. */
+    NodeStatsCollector(final List<Subscription> subscriptions, final Aeron aeron, final DashboardHistory history,
+        final DashboardKnobs knobs, final ServiceSampler sampler, final LongSupplier clockMillis, final String token,
+        final String readToken)
+    {
         this.subscriptions = List.copyOf(subscriptions);
         this.assemblers = new FragmentAssembler[subscriptions.size()];
         for (int i = 0; i < assemblers.length; i++)
@@ -77,7 +85,7 @@ final class NodeStatsCollector implements Agent
         this.knobs = knobs;
         this.sampler = sampler;
         this.clockMillis = clockMillis;
-        this.token = new TokenCheck(token);
+        this.token = new TokenCheck(token, readToken);
     }
 
     @Override

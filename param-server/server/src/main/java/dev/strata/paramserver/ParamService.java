@@ -122,6 +122,12 @@ public final class ParamService implements AutoCloseable
             return this;
         }
 
+        /** The read-only node token, or null. */
+        public String readToken()
+        {
+            return readToken;
+        }
+
         /** Let anyone who reaches the service read weights (a trusted network); reads need a token by default. */
         public Context openReads(final boolean open)
         {

@@ -77,6 +77,11 @@ class NodeStatsCollectorTest
 
     private void report(final long generation, final long tokens)
     {
+        report(generation, tokens, "");
+    }
+
+    private void report(final long generation, final long tokens, final String token)
+    {
         final UnsafeBuffer buffer = new UnsafeBuffer(ByteBuffer.allocateDirect(4096));
         final NodeStatsEncoder e = new NodeStatsEncoder().wrapAndApplyHeader(buffer, 0, new MessageHeaderEncoder())
             .timestampMillis(clock.get()).settingsGeneration(generation).responseStreamId(NODE).accesses(tokens * 4)
@@ -85,7 +90,7 @@ class NodeStatsCollectorTest
             .budgetBytes(100).usedBytes(50).unusableBytes(0).fetchCount(0).fetchP50Nanos(-1).fetchP99Nanos(-1)
             .reportCpuNanos(0).layers(4).experts(0).sampledTokens(0);
         e.unitsCount(1).next().unit(2).accessCount(tokens);
-        e.node("n").modelVersion("m@1").responseChannel(TransportContext.IPC_CHANNEL).token("");
+        e.node("n").modelVersion("m@1").responseChannel(TransportContext.IPC_CHANNEL).token(token);
         while (node.offer(buffer, 0, MessageHeaderEncoder.ENCODED_LENGTH + e.encodedLength()) < 0)
         {
             Thread.yield();
@@ -144,5 +149,29 @@ class NodeStatsCollectorTest
         assertEquals(2, pushed.size());
         assertEquals(60, history.nodes().getFirst().unitTotals[2], "layer 2: the deltas 10 + 20 + 30 summed");
         assertEquals(0, collector.rejected());
+    }
+
+    /**
+     * A service that protects reads files the reports of nodes that carry its admin token or its read-only node
+     * token (what nodes hold), and drops the others.
+     */
+    @Test
+    void shouldAcceptReportsWithTheAdminOrTheReadOnlyTokenOnly()
+    {
+        collector.onClose();
+        collector = new NodeStatsCollector(List.of(stats), transport.aeron(), history, knobs, sampled::add,
+            clock::get, "admin-token-1", "node-token-1");
+        while (!node.isConnected())
+        {
+            Thread.yield();
+        }
+        report(0, 1, "node-token-1");
+        workUntil("the node token's report filed", () -> collector.reports() == 1);
+        report(0, 1, "admin-token-1");
+        workUntil("the admin token's report filed", () -> collector.reports() == 2);
+        report(0, 1, "wrong-token-1");
+        report(0, 1, "");
+        workUntil("two reports refused", () -> collector.rejected() == 2);
+        assertEquals(2, collector.reports());
     }
 }

@@ -198,10 +198,8 @@ final class ClusterLauncher
                     command.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "node",
                         "--role", role, "--node-id", node, "--router", "aeron:ipc", "--aeron-dir", aeronDir,
                         "--threads", Integer.toString(threads),
-                        "--kv-memory", cmd.kvMemory, "--kv-type", cmd.kvType, "--max-batch",
-                        Integer.toString(cmd.maxBatch), "--max-prefill-tokens", Integer.toString(cmd.maxPrefillTokens),
-                        "--context", Integer.toString(cmd.context),
                         cmd.batchInvariant ? "--batch-invariant" : "--no-batch-invariant"));
+                    command.addAll(cmd.engineOptions.args());
                     command.addAll(source.nodeArgs());
                     final Child child = new Child(node, command, source.token());
                     children.add(child);

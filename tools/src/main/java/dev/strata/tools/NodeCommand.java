@@ -7,13 +7,13 @@ import dev.strata.compute.cluster.NodeAgent;
 import dev.strata.compute.engine.Engine;
 import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.model.GgufWeightSource;
-import dev.strata.compute.model.KvBlockPool;
 import dev.strata.compute.tensor.ThreadPool;
 import dev.strata.compute.tokenizer.Tokenizer;
 import dev.strata.transport.Transport;
 import dev.strata.transport.TransportContext;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
@@ -40,6 +40,9 @@ final class NodeCommand implements Callable<Integer>
 {
     @Spec
     CommandSpec spec;
+
+    @Mixin
+    EngineOptions engineOptions = new EngineOptions();
 
     @Option(names = "--role", defaultValue = "both", description = "prefill, decode or both (default: " +
         "${DEFAULT-VALUE}).")
@@ -76,21 +79,6 @@ final class NodeCommand implements Callable<Integer>
 
     @Option(names = {"-t", "--threads"}, description = "Compute threads (default: available processors).")
     int threads = Runtime.getRuntime().availableProcessors();
-
-    @Option(names = "--kv-memory", defaultValue = "1G", description = "KV block pool (default: ${DEFAULT-VALUE}).")
-    String kvMemory;
-
-    @Option(names = "--kv-type", defaultValue = "f16", description = "f16 or f32 (default: ${DEFAULT-VALUE}).")
-    String kvType;
-
-    @Option(names = "--max-batch", defaultValue = "32", description = "Most sequences per step.")
-    int maxBatch;
-
-    @Option(names = "--max-prefill-tokens", defaultValue = "512", description = "Most prompt tokens per step.")
-    int maxPrefillTokens;
-
-    @Option(names = "--context", description = "Most positions per sequence (default: the model's).")
-    int context;
 
     @Option(names = "--batch-invariant", negatable = true, defaultValue = "true", fallbackValue = "true",
         description = "Attention with the same arithmetic however tokens are batched, so a request moved to another " +
@@ -188,8 +176,7 @@ final class NodeCommand implements Callable<Integer>
 
     private Engine.Context settings(final Engine.Context c)
     {
-        return c.kvType(KvBlockPool.KvType.parse(kvType)).kvMemory(Sizes.parse(kvMemory)).maxBatchSize(maxBatch)
-            .maxPrefillTokens(maxPrefillTokens).maxContext(context).batchInvariant(batchInvariant);
+        return engineOptions.apply(c).batchInvariant(batchInvariant);
     }
 
     /** Starts the node's agent; the caller closes it before the engine. */

@@ -4,13 +4,13 @@ import dev.strata.compute.chat.ChatTemplate;
 import dev.strata.compute.engine.Engine;
 import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.model.GgufWeightSource;
-import dev.strata.compute.model.KvBlockPool;
 import dev.strata.compute.tensor.ThreadPool;
 import dev.strata.compute.tokenizer.Tokenizer;
 import dev.strata.serve.OpenAiServer;
 import dev.strata.serve.ServedModel;
 import dev.strata.serve.SingleModelCatalog;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -37,6 +37,9 @@ final class ServeCommand implements Callable<Integer>
 {
     @Spec
     CommandSpec spec;
+
+    @Mixin
+    EngineOptions engineOptions = new EngineOptions();
 
     @Option(names = {"-m", "--model"}, required = true, description = "A GGUF file (imported into the parameter " +
         "service as --served-name), or NAME, NAME:LABEL, NAME@VERSION of a model already there.")
@@ -83,23 +86,6 @@ final class ServeCommand implements Callable<Integer>
 
     @Option(names = {"-t", "--threads"}, description = "Compute threads (default: available processors).")
     int threads = Runtime.getRuntime().availableProcessors();
-
-    @Option(names = "--kv-memory", defaultValue = "1G", description = "KV block pool (default: ${DEFAULT-VALUE}).")
-    String kvMemory;
-
-    @Option(names = "--kv-type", defaultValue = "f16", description = "f16 or f32 (default: ${DEFAULT-VALUE}).")
-    String kvType;
-
-    @Option(names = "--max-batch", defaultValue = "32", description = "Most sequences per step (default: " +
-        "${DEFAULT-VALUE}).")
-    int maxBatch;
-
-    @Option(names = "--max-prefill-tokens", defaultValue = "512", description = "Most prompt tokens per step " +
-        "(default: ${DEFAULT-VALUE}).")
-    int maxPrefillTokens;
-
-    @Option(names = "--context", description = "Most positions per sequence (default: the model's).")
-    int context;
 
     @Option(names = "--prefill", description = "Start this many prefill node processes (split deployment: the " +
         "model must be a GGUF file; this process is the router).")
@@ -207,10 +193,8 @@ final class ServeCommand implements Callable<Integer>
             final var metadata = weights.file().metadata();
             final Tokenizer tokenizer = Tokenizer.fromGguf(metadata);
             final ChatTemplate template = ChatTemplate.fromMetadata(metadata);
-            try (Engine engine = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
-                .modelVersion(version).kvType(KvBlockPool.KvType.parse(kvType)).kvMemory(Sizes.parse(kvMemory))
-                .maxBatchSize(maxBatch).maxPrefillTokens(maxPrefillTokens).maxContext(context).name("strata-engine-" +
-                    name));
+            try (Engine engine = Engine.launch(engineOptions.apply(new Engine.Context().weights(weights).pool(pool)
+                .tokenizer(tokenizer).modelVersion(version).name("strata-engine-" + name)));
                 OpenAiServer server = OpenAiServer.launch(new OpenAiServer.Context().host(host).port(port)
                     .apiKey(key).catalog(new SingleModelCatalog(new ServedModel(name, engine, tokenizer, template,
                         System.currentTimeMillis() / 1000), List.of(model.getFileName().toString())))))
@@ -281,13 +265,11 @@ final class ServeCommand implements Callable<Integer>
         final String ref = Files.isRegularFile(Path.of(model)) ? importFile(client, Path.of(model), servedName, err) :
             model;
         final long budget = memoryBudget == null ? Long.MAX_VALUE / 4 : Sizes.parse(memoryBudget);
-        final KvBlockPool.KvType type = KvBlockPool.KvType.parse(kvType);
-        final long kv = Sizes.parse(kvMemory);
+        engineOptions.apply(new Engine.Context()); // a malformed size or type fails here, before the import
         final String node = "serve-" + ProcessHandle.current().pid();
         try (dev.strata.serve.ParamCatalog catalog = new dev.strata.serve.ParamCatalog(client, node,
-                dev.strata.compute.stream.StreamingWeightSource.Options.defaults(budget), ctx -> ctx.pool(pool)
-                    .kvType(type).kvMemory(kv).maxBatchSize(maxBatch).maxPrefillTokens(maxPrefillTokens)
-                    .maxContext(context)))
+                dev.strata.compute.stream.StreamingWeightSource.Options.defaults(budget),
+                ctx -> engineOptions.apply(ctx.pool(pool))))
         {
             final ModelCommand.Ref r = ModelCommand.Ref.parse(ref);
             final ServedModel first = catalog.launch(r.model(), r.number(client));

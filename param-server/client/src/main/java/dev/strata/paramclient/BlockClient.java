@@ -53,7 +53,8 @@ public final class BlockClient
      * Large frames (fewer fragments to reassemble per 256 KiB chunk), and on UDP socket buffers and a receiver
      * window of 4 MiB (the loopback's {@code rmem_max} here) so a 4 MiB block is not throttled by flow control.
      */
-    static final String IPC_RESPONSE_CHANNEL = "aeron:ipc?mtu=65504";
+    static final String IPC_RESPONSE_CHANNEL = "aeron:ipc?mtu=65504|term-length=" +
+        System.getProperty("strata.block.ipcTermLength", "8m");
     static final String UDP_RESPONSE_PARAMS = "mtu=65504|so-rcvbuf=4m|so-sndbuf=4m|rcv-wnd=4m";
 
     /** Blocks per request at most (the request must fit one Aeron message). */

@@ -110,7 +110,7 @@ final class TransportBench implements Callable<Integer>
             }
             final BlockServer server = new BlockServer(store, List.of(ipc, udp), transport.aeron(),
                 v -> v.equals(VERSION) ? all : null);
-            try (AgentRunner runner = new AgentRunner(new BackoffIdleStrategy(), server::onAgentError, null,
+            try (AgentRunner runner = new AgentRunner(server.idleStrategy(), server::onAgentError, null,
                 server))
             {
                 AgentRunner.startOnThread(runner);

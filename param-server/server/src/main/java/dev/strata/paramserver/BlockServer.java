@@ -18,6 +18,8 @@ import io.aeron.Publication;
 import io.aeron.Subscription;
 import org.agrona.DirectBuffer;
 import org.agrona.concurrent.Agent;
+import org.agrona.concurrent.BackoffIdleStrategy;
+import org.agrona.concurrent.IdleStrategy;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -114,6 +116,8 @@ public final class BlockServer implements Agent
     /** Requests whose client could not take a chunk in this duty cycle. */
     private final List<Pending> blocked = new ArrayList<>();
     private long sequence;
+    /** A chunk could not be offered in this duty cycle because its client's publication was full. */
+    private boolean backPressured;
     private final Map<String, Publication> publications = new HashMap<>();
 
     /** The token every request, cancel and hint must carry when the service protects reads. */
@@ -192,6 +196,7 @@ public final class BlockServer implements Agent
     @Override
     public int doWork()
     {
+        backPressured = false;
         int work = 0;
         for (int i = 0; i < requests.size(); i++)
         {
@@ -241,6 +246,51 @@ public final class BlockServer implements Agent
         }
         blocked.clear();
         return work;
+    }
+
+    /**
+     * The idle strategy to run this agent with: while a client's publication is full (the client still reading
+     * what was sent) it yields, so a client that drains its window finds the next chunk at once instead of after a
+     * park of up to a millisecond (a 4 MiB block moves in about one); with nothing pending it backs off to parking
+     * up to 1 ms, so an idle service, or one waiting for a cold read, costs no CPU.
+     */
+    public IdleStrategy idleStrategy()
+    {
+        final BackoffIdleStrategy backoff = new BackoffIdleStrategy();
+        return new IdleStrategy()
+        {
+            @Override
+            public void idle(final int workCount)
+            {
+                if (workCount > 0)
+                {
+                    backoff.reset();
+                }
+                else
+                {
+                    idle();
+                }
+            }
+
+            @Override
+            public void idle()
+            {
+                if (backPressured)
+                {
+                    Thread.yield();
+                }
+                else
+                {
+                    backoff.idle();
+                }
+            }
+
+            @Override
+            public void reset()
+            {
+                backoff.reset();
+            }
+        };
     }
 
     @Override
@@ -369,6 +419,7 @@ public final class BlockServer implements Agent
             bytes.asSlice(p.offset, n), p.crcs[(int)(p.offset / CHUNK_BYTES)] & 0xFFFF_FFFFL);
         if (result < 0)
         {
+            backPressured |= result == Publication.BACK_PRESSURED || result == Publication.ADMIN_ACTION;
             return 0;
         }
         p.offset += n;

@@ -417,7 +417,7 @@ public final class ParamService implements AutoCloseable
             udpChannel, REQUEST_STREAM);
         blockServer = new BlockServer(store, List.of(ipc, udp), transport.aeron(), catalog)
             .requireToken(ctx.protectsReads() ? ctx.token : null, ctx.protectsReads() ? ctx.readToken : null).linkBytesPerSecond(ctx.linkBytesPerSecond);
-        blockServerRunner = add(opened, new AgentRunner(new BackoffIdleStrategy(), blockServer::onAgentError, null,
+        blockServerRunner = add(opened, new AgentRunner(blockServer.idleStrategy(), blockServer::onAgentError, null,
             blockServer));
         AgentRunner.startOnThread(blockServerRunner);
 

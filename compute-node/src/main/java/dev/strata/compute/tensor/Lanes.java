@@ -30,18 +30,27 @@ public final class Lanes
 
     /**
      * {@code ((l0 + l8) + (l4 + l12)) + ((l2 + l10) + (l6 + l14)) + ...} of a vector of the preferred species
-     * (16 lanes; with 8 lanes the first step is left out), rounded after every addition.
+     * (16 lanes; with fewer, the steps that pair lanes beyond them are left out), rounded after every addition.
      */
     public static float sum(final FloatVector v)
     {
         FloatVector s = v;
-        if (LANES == 16)
+        if (LANES >= 16)
         {
             s = s.add(s.rearrange(XOR8));
         }
-        s = s.add(s.rearrange(XOR4));
-        s = s.add(s.rearrange(XOR2));
-        s = s.add(s.rearrange(XOR1));
+        if (LANES >= 8)
+        {
+            s = s.add(s.rearrange(XOR4));
+        }
+        if (LANES >= 4)
+        {
+            s = s.add(s.rearrange(XOR2));
+        }
+        if (LANES >= 2)
+        {
+            s = s.add(s.rearrange(XOR1));
+        }
         return s.lane(0);
     }
 

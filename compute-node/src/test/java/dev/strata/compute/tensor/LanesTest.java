@@ -20,7 +20,6 @@ class LanesTest
     @Test
     void shouldAddTheLanesInTheTreeOrder()
     {
-        org.junit.jupiter.api.Assumptions.assumeTrue(F.length() == 8 || F.length() == 16, "8 or 16 float lanes");
         final Random r = new Random(5);
         final float[] x = new float[F.length()];
         int orderMatters = 0;
@@ -46,6 +45,6 @@ class LanesTest
             assertTrue(Math.abs(got - exact) <= x.length * Math.ulp((float)magnitude), got + " vs " + exact);
         }
         // the cases are ones where the order shows: the lane-by-lane sum (the JDK fallback's order) often differs
-        assertTrue(orderMatters > 10_000, "order-sensitive cases: " + orderMatters);
+        assertTrue(F.length() < 4 || orderMatters > 10_000, "order-sensitive cases: " + orderMatters);
     }
 }

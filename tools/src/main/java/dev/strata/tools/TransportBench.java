@@ -114,25 +114,32 @@ final class TransportBench implements Callable<Integer>
                 server))
             {
                 AgentRunner.startOnThread(runner);
-                final String[][] media = {{"ipc", TransportContext.IPC_CHANNEL}, {"udp", udpChannel}};
+                // ipc-placed: IPC with the destinations in a shared region, which the server copies into directly
+                final String[][] media = {{"ipc", TransportContext.IPC_CHANNEL},
+                    {"ipc-placed", TransportContext.IPC_CHANNEL}, {"udp", udpChannel}};
                 for (final String[] m : media)
                 {
+                    final boolean placed = m[0].equals("ipc-placed");
+                    if (placed && !dev.strata.transport.bulk.SharedRegion.available())
+                    {
+                        continue;
+                    }
                     final BlockClient client = BlockClient.connect(transport.aeron(), m[1], 1001, "localhost", TIMEOUT)
-                        .verifyDigests(verifyDigests);
+                        .verifyDigests(verifyDigests).directPlacement(placed);
                     final Map<String, Object> r = new LinkedHashMap<>();
-                    final double rps = throughput(client, small, seconds) ;
+                    final double rps = throughput(client, small, seconds, placed);
                     r.put("small_block_bytes", SMALL);
                     r.put("small_requests_per_s", rps);
-                    final double[] smallLatency = latency(client, small, 2000);
+                    final double[] smallLatency = latency(client, small, 2000, placed);
                     r.put("small_p50_us", smallLatency[0] / 1e3);
                     r.put("small_p99_us", smallLatency[1] / 1e3);
                     final long cpu = ProcessCpu.nanos();
                     final long wall = System.nanoTime();
-                    final double largeRps = throughput(client, large, seconds);
+                    final double largeRps = throughput(client, large, seconds, placed);
                     r.put("large_cores_busy", ProcessCpu.coresSince(cpu, wall));
                     r.put("large_block_bytes", LARGE);
                     r.put("large_gbs", largeRps * LARGE / 1e9);
-                    final double[] largeLatency = latency(client, large, 200);
+                    final double[] largeLatency = latency(client, large, 200, placed);
                     r.put("large_p50_ms", largeLatency[0] / 1e6);
                     r.put("large_p99_ms", largeLatency[1] / 1e6);
                     r.put("large_vs_memcpy", largeRps * LARGE / 1e9 / (Double)result.get("memcpy_gbs"));
@@ -162,10 +169,14 @@ final class TransportBench implements Callable<Integer>
             out.printf(Locale.ROOT, "limits: memcpy %.1f GB/s (1 thread), UDP loopback %.2f GB/s (64 KB datagrams, " +
                 "%.1f cores busy)%n", result.get("memcpy_gbs"), result.get("udp_loopback_limit_gbs"),
                 result.get("udp_loopback_cores_busy"));
-            for (final String medium : new String[]{"ipc", "udp"})
+            for (final String medium : new String[]{"ipc", "ipc-placed", "udp"})
             {
                 @SuppressWarnings("unchecked")
                 final Map<String, Object> r = (Map<String, Object>)result.get(medium);
+                if (r == null)
+                {
+                    continue;
+                }
                 out.printf(Locale.ROOT, "%s: 64 KiB %,.0f req/s (P50 %.0f us, P99 %.0f us); 4 MiB %.2f GB/s " +
                     "(P50 %.2f ms, P99 %.2f ms, %.1f cores busy)%s%n", medium, r.get("small_requests_per_s"),
                     r.get("small_p50_us"), r.get("small_p99_us"), r.get("large_gbs"), r.get("large_p50_ms"),
@@ -204,12 +215,13 @@ final class TransportBench implements Callable<Integer>
      * {@link #window} reused off-heap slots as compute nodes pull ({@code submitInto}: one copy, from the Aeron log
      * into place).
      */
-    private double throughput(final BlockClient client, final List<BlockId> ids, final double secs) throws Exception
+    private double throughput(final BlockClient client, final List<BlockId> ids, final double secs,
+        final boolean shared) throws Exception
     {
         final long slotBytes = ids.get(0).length();
-        try (Arena arena = Arena.ofConfined())
+        try (Slots slotMemory = new Slots(slotBytes * window, shared))
         {
-            final MemorySegment slots = arena.allocate(slotBytes * window, 64);
+            final MemorySegment slots = slotMemory.segment;
             final long[][] at = new long[window][];
             for (int w = 0; w < window; w++)
             {
@@ -253,13 +265,13 @@ final class TransportBench implements Callable<Integer>
     }
 
     /** P50 and P99 in nanoseconds of one request at a time. */
-    private static double[] latency(final BlockClient client, final List<BlockId> ids, final int samples)
-        throws Exception
+    private static double[] latency(final BlockClient client, final List<BlockId> ids, final int samples,
+        final boolean shared) throws Exception
     {
         final long[] t = new long[samples];
-        try (Arena arena = Arena.ofConfined())
+        try (Slots slotMemory = new Slots(ids.get(0).length(), shared))
         {
-            final MemorySegment slot = arena.allocate(ids.get(0).length(), 64);
+            final MemorySegment slot = slotMemory.segment;
             final long[] at = {0};
             for (int i = 0; i < samples; i++)
             {
@@ -270,6 +282,34 @@ final class TransportBench implements Callable<Integer>
         }
         Arrays.sort(t);
         return new double[]{t[samples / 2], t[(int)Math.min(samples - 1, Math.ceil(samples * 0.99) - 1)]};
+    }
+
+    /** Destination memory: off-heap, or a shared region the server places blocks into. */
+    private static final class Slots implements AutoCloseable
+    {
+        final MemorySegment segment;
+        private final Arena arena;
+        private final dev.strata.transport.bulk.SharedRegion region;
+
+        Slots(final long bytes, final boolean shared) throws java.io.IOException
+        {
+            region = shared ? dev.strata.transport.bulk.SharedRegion.create(bytes) : null;
+            arena = shared ? null : Arena.ofConfined();
+            segment = shared ? region.segment() : arena.allocate(bytes, 64);
+        }
+
+        @Override
+        public void close()
+        {
+            if (region != null)
+            {
+                region.close();
+            }
+            else
+            {
+                arena.close();
+            }
+        }
     }
 
     /** Best of three single-thread copies of 256 MiB between off-heap buffers, in bytes/s. */

@@ -3,6 +3,7 @@ package dev.strata.paramclient;
 import dev.strata.transport.BlockId;
 import dev.strata.transport.bulk.BulkFrame;
 import dev.strata.transport.bulk.BulkReceiver;
+import dev.strata.transport.bulk.SharedRegion;
 import dev.strata.transport.sbe.BlockChunkDecoder;
 import dev.strata.transport.sbe.BlockRequestEncoder;
 import dev.strata.transport.sbe.MessageHeaderDecoder;
@@ -48,6 +49,8 @@ public final class BlockClient
     private final Subscription responses;
     private final String responseChannel;
     private final int responseStreamId;
+    private final boolean ipc;
+    private boolean placement;
     /**
      * Response channels: the server publishes to the channel the client names, so these parameters set both ends.
      * Large frames (fewer fragments to reassemble per 256 KiB chunk), and on UDP socket buffers and a receiver
@@ -76,16 +79,27 @@ public final class BlockClient
         final List<BlockId> ids;
         final MemorySegment[] parts;    // where each block lands: a slice of the caller's memory, or an array
         final long deadline;
+        /** Direct placement: the server copies into {@code parts} itself and announces each chunk. */
+        final boolean placed;
+        long placedBytes;
+        final long expectedBytes;
         boolean complete;
         FetchException failure;
 
         Inflight(final long correlationId, final List<BlockId> ids, final long deadline, final MemorySegment dest,
-            final long[] offsets)
+            final long[] offsets, final boolean placed)
         {
             this.correlationId = correlationId;
             this.ids = ids;
             this.deadline = deadline;
+            this.placed = placed;
             this.parts = new MemorySegment[ids.size()];
+            long total = 0;
+            for (final BlockId id : ids)
+            {
+                total += id.length();
+            }
+            this.expectedBytes = total;
             for (int i = 0; i < parts.length; i++)
             {
                 final long length = ids.get(i).length();
@@ -123,6 +137,20 @@ public final class BlockClient
         this.responses = responses;
         this.responseChannel = responseChannel;
         this.responseStreamId = responses.streamId();
+        this.ipc = responseChannel.startsWith("aeron:ipc");
+    }
+
+    /**
+     * Whether a destination in a {@link SharedRegion} of this process takes direct placement when the server shares
+     * the host (IPC): the server copies the blocks straight into it and sends only the chunks' checksums, one copy
+     * instead of two. Off by default: a placed request that is cancelled, times out or fails may still be written
+     * by the server for a moment, so its destination must not be reused until the server has stopped (a fence this
+     * client does not have yet); callers that only reuse destinations of completed requests may turn it on.
+     */
+    public BlockClient directPlacement(final boolean on)
+    {
+        this.placement = on;
+        return this;
     }
 
     /**
@@ -303,18 +331,26 @@ public final class BlockClient
         requestEncoder.wrapAndApplyHeader(out, 0, headerEncoder).correlationId(correlationId)
             .timeoutNanos(timeoutNanos).priority((short)priority).responseStreamId(responseStreamId)
             .neededInNanos(priority == 0 ? 0 : neededInNanos);
+        // direct placement when the destination is a shared region of this process and the server shares the host
+        final SharedRegion region = dest != null && ipc && placement ? SharedRegion.containing(dest) : null;
         final BlockRequestEncoder.BlocksEncoder group = requestEncoder.blocksCount(ids.size());
-        for (final BlockId id : ids)
+        for (int i = 0; i < ids.size(); i++)
         {
-            group.next().putDigest(id.sha256(), 0, BlockId.DIGEST_BYTES).contentLength(id.length());
+            final BlockId id = ids.get(i);
+            group.next().putDigest(id.sha256(), 0, BlockId.DIGEST_BYTES).contentLength(id.length())
+                .placeAt(region == null ? -1 : region.offsetOf(dest) + offsets[i]);
         }
         requestEncoder.modelVersion(modelVersion);
         requestEncoder.responseChannel(responseChannel);
         requestEncoder.token(token);
+        requestEncoder.placement(region == null ? "" : region.name());
         final int length = MessageHeaderEncoder.ENCODED_LENGTH + requestEncoder.encodedLength();
-        final Inflight f = new Inflight(correlationId, List.copyOf(ids), deadline, dest, offsets);
+        final Inflight f = new Inflight(correlationId, List.copyOf(ids), deadline, dest, offsets, region != null);
         inflight.put(correlationId, f);
-        receiver.expect(correlationId, 0, f.parts);
+        if (!f.placed)
+        {
+            receiver.expect(correlationId, 0, f.parts);
+        }
         long result;
         while ((result = requests.offer(out, 0, length)) < 0)
         {
@@ -434,11 +470,41 @@ public final class BlockClient
             fail(f, new FetchException(Status.UNAVAILABLE, "status for block #" + index + " of a " + f.count() +
                 "-block request"));
         }
+        else if (status == Status.OK && f.placed)
+        {
+            onPlaced(f, index);
+        }
         else
         {
             fail(f, new FetchException(status == Status.OK ? Status.UNAVAILABLE : status, "block " + f.ids.get(index) +
                 " (#" + index + " of request " + f.correlationId + "): " + (status == Status.OK ?
                 "payload in the old chunk format (a block server older than this client)" : status)));
+        }
+    }
+
+    /** A chunk the server copied into the shared region: checked against its checksum, then counted. */
+    private void onPlaced(final Inflight f, final int index)
+    {
+        final long total = chunkDecoder.totalLength();
+        final long at = chunkDecoder.chunkOffset();
+        final MemorySegment part = f.parts[index];
+        final long n = Math.min(BulkFrame.MAX_MTU_CHUNK_BYTES, total - at); // the server's chunk size
+        if (total != part.byteSize() || at < 0 || n <= 0)
+        {
+            fail(f, new FetchException(Status.CORRUPT, "placed chunk at " + at + " of block #" + index +
+                " announced for " + total + " bytes, not " + part.byteSize()));
+            return;
+        }
+        if (BulkFrame.crc32c(part.asSlice(at, n)) != (int)chunkDecoder.crc32c())
+        {
+            fail(f, new FetchException(Status.CORRUPT, "chunk checksum mismatch in placed block #" + index +
+                " of request " + f.correlationId));
+            return;
+        }
+        f.placedBytes += n;
+        if (f.placedBytes == f.expectedBytes)
+        {
+            f.complete = true;
         }
     }
 

@@ -5,6 +5,7 @@ import dev.strata.paramclient.BlockClient;
 import dev.strata.transport.BlockId;
 import dev.strata.transport.bulk.BulkChunkWriter;
 import dev.strata.transport.bulk.BulkFrame;
+import dev.strata.transport.bulk.SharedRegion;
 import dev.strata.tiering.BlockStoreException;
 import dev.strata.tiering.TieredBlockStore;
 import dev.strata.transport.sbe.BlockRequestDecoder;
@@ -63,7 +64,7 @@ public final class BlockServer implements Agent
      * {@link BlockClient}) carries after Aeron's and the bulk frame's headers, so no chunk is fragmented and none is
      * copied for reassembly. A channel with a smaller MTU still works, through the client's fragment assembler.
      */
-    public static final int CHUNK_BYTES = 65_504 - 32 - BulkFrame.HEADER_LENGTH;
+    public static final int CHUNK_BYTES = BulkFrame.MAX_MTU_CHUNK_BYTES;
     /** Blocks whose chunk checksums are kept (4 bytes per chunk): beyond, the cache starts again. */
     private static final int CRC_CACHE_BLOCKS = 1 << 16;
     /** Requests held at most; beyond, new requests are answered {@code BUSY}. */
@@ -106,6 +107,9 @@ public final class BlockServer implements Agent
      * client still checks every chunk against it).
      */
     private final HashMap<BlockId, int[]> chunkCrcs = new HashMap<>();
+    /** Clients' shared regions for direct placement, by name, least recently used first. */
+    private final java.util.LinkedHashMap<String, SharedRegion> regions = new java.util.LinkedHashMap<>(16, 0.75f, true);
+    private static final int MAX_REGIONS = 256;
     /** The link cap, or null for none. */
     private volatile TokenBucket link;
     private final ArrayDeque<Pending> demand = new ArrayDeque<>();
@@ -124,6 +128,7 @@ public final class BlockServer implements Agent
     private TokenCheck token = new TokenCheck(null);
     private volatile long served;
     private volatile long servedBytes;
+    private volatile long placedBytes;
     private volatile long rejected;
     private volatile long dropped;
     private volatile long hinted;
@@ -302,6 +307,8 @@ public final class BlockServer implements Agent
         prefetch.clear();
         publications.values().forEach(Publication::close);
         publications.clear();
+        regions.values().forEach(SharedRegion::close);
+        regions.clear();
     }
 
     @Override
@@ -319,6 +326,12 @@ public final class BlockServer implements Agent
     public long servedBytes()
     {
         return servedBytes;
+    }
+
+    /** Bytes copied straight into clients' shared regions (direct placement) instead of sent as chunks. */
+    public long placedBytes()
+    {
+        return placedBytes;
     }
 
     /** Requests refused as malformed or because the server was full. */
@@ -415,6 +428,10 @@ public final class BlockServer implements Agent
         {
             p.crcs = chunkCrcs(p.ids.get(p.block), bytes);
         }
+        if (p.place != null)
+        {
+            return place(p, bytes, total, n);
+        }
         final long result = chunks.tryOffer(p.publication, p.correlationId, 0, p.block, (int)p.offset,
             bytes.asSlice(p.offset, n), p.crcs[(int)(p.offset / CHUNK_BYTES)] & 0xFFFF_FFFFL);
         if (result < 0)
@@ -433,6 +450,75 @@ public final class BlockServer implements Agent
             return advance(p);
         }
         return 1;
+    }
+
+    /**
+     * Direct placement of the next chunk: copied straight into the client's shared region, then announced with its
+     * checksum. A notice the client's publication cannot take now is sent on the next try without copying again.
+     */
+    private int place(final Pending p, final MemorySegment bytes, final long total, final int n)
+    {
+        if (!p.placedUnannounced)
+        {
+            try
+            {
+                MemorySegment.copy(bytes, p.offset, p.place.segment(), p.placeAt[p.block] + p.offset, n);
+            }
+            catch (final IllegalStateException ex) // the region was unmapped meanwhile (evicted)
+            {
+                p.status[p.block] = Status.UNAVAILABLE;
+                p.release();
+                p.offset = 0;
+                p.crcs = null;
+                return 1;
+            }
+            p.placedUnannounced = true;
+        }
+        if (!writer.sendPlaced(p.publication, p.correlationId, p.block, p.offset, total,
+            p.crcs[(int)(p.offset / CHUNK_BYTES)]))
+        {
+            backPressured = true;
+            return 0;
+        }
+        p.placedUnannounced = false;
+        placedBytes += n;
+        p.offset += n;
+        if (p.offset >= total)
+        {
+            served++;
+            servedBytes += total;
+            p.release();
+            p.offset = 0;
+            p.crcs = null;
+            return advance(p);
+        }
+        return 1;
+    }
+
+    /** A client's region, mapped once and kept (the least recently used unmapped beyond {@link #MAX_REGIONS}). */
+    private SharedRegion region(final String name)
+    {
+        SharedRegion r = regions.get(name);
+        if (r == null)
+        {
+            try
+            {
+                r = SharedRegion.open(name);
+            }
+            catch (final IOException | RuntimeException ex)
+            {
+                return null;
+            }
+            if (regions.size() >= MAX_REGIONS)
+            {
+                final Iterator<Map.Entry<String, SharedRegion>> eldest = regions.entrySet().iterator();
+                final SharedRegion old = eldest.next().getValue();
+                eldest.remove();
+                old.close();
+            }
+            regions.put(name, r);
+        }
+        return r;
     }
 
     /** The checksums of a block's chunks, from the cache or computed now. */
@@ -541,7 +627,7 @@ public final class BlockServer implements Agent
         {
             if (headerDecoder.templateId() == BlockRequestDecoder.TEMPLATE_ID)
             {
-                onRequest(buffer, offset);
+                onRequest(buffer, offset, length);
             }
             else if (headerDecoder.templateId() == PrefetchHintDecoder.TEMPLATE_ID)
             {
@@ -566,18 +652,21 @@ public final class BlockServer implements Agent
         }
     }
 
-    private void onRequest(final DirectBuffer buffer, final int offset)
+    private void onRequest(final DirectBuffer buffer, final int offset, final int length)
     {
+        final int end = offset + length; // var data past it (a client that wrote less) is not read
         requestDecoder.wrapAndApplyHeader(buffer, offset, headerDecoder);
         final long correlationId = requestDecoder.correlationId();
         final long timeout = Math.clamp(requestDecoder.timeoutNanos(), 0, 600_000_000_000L);
         final short priority = requestDecoder.priority();
         final int responseStream = requestDecoder.responseStreamId();
         final List<BlockId> ids = new ArrayList<>();
+        final List<Long> placeAt = new ArrayList<>();
         boolean malformed = false;
         for (final BlockRequestDecoder.BlocksDecoder block : requestDecoder.blocks())
         {
             block.getDigest(digest, 0, BlockId.DIGEST_BYTES);
+            placeAt.add(block.placeAt());
             final long contentLength = block.contentLength();
             if (contentLength <= 0)
             {
@@ -591,8 +680,24 @@ public final class BlockServer implements Agent
         }
         final String version = requestDecoder.modelVersion();
         final String channel = requestDecoder.responseChannel();
-        final boolean authorized = !token.required() ||
-            token.matches(requestDecoder.tokenLength(), requestDecoder.getToken(token.scratch(), 0, token.scratch().length));
+        final boolean hasToken = requestDecoder.limit() + 4 <= end &&
+            requestDecoder.limit() + 4L + requestDecoder.tokenLength() <= end;
+        final boolean authorized;
+        if (token.required())
+        {
+            authorized = hasToken && token.matches(requestDecoder.tokenLength(),
+                requestDecoder.getToken(token.scratch(), 0, token.scratch().length));
+        }
+        else
+        {
+            if (hasToken)
+            {
+                requestDecoder.skipToken(); // var data is read in order: the placement follows
+            }
+            authorized = true;
+        }
+        final String placement = hasToken && requestDecoder.limit() + 4 <= end &&
+            requestDecoder.limit() + 4L + requestDecoder.placementLength() <= end ? requestDecoder.placement() : "";
         if (ids.isEmpty() || !channel.startsWith("aeron:"))
         {
             rejected++; // nowhere to answer, or nothing asked
@@ -640,6 +745,22 @@ public final class BlockServer implements Agent
         final long neededBy = now + (neededIn < 0 ? timeout : Math.min(neededIn, timeout));
         final Pending p = new Pending(correlationId, now, now + timeout, neededBy, sequence++, publication, ids,
             status);
+        if (!placement.isEmpty() && authorized)
+        {
+            // direct placement into the client's shared region: every block must fit it, else BAD_REQUEST
+            final SharedRegion region = region(placement);
+            p.place = region;
+            p.placeAt = new long[ids.size()];
+            for (int i = 0; i < status.length; i++)
+            {
+                p.placeAt[i] = placeAt.get(i);
+                if (status[i] == null && (region == null || ids.get(i) == null || placeAt.get(i) < 0 ||
+                    placeAt.get(i) + ids.get(i).length() > region.segment().byteSize()))
+                {
+                    status[i] = Status.BAD_REQUEST;
+                }
+            }
+        }
         if (demand.size() + prefetch.size() >= MAX_PENDING)
         {
             rejected++;

@@ -37,4 +37,17 @@ final class ChunkWriter
         final int headLength = encodeHead(correlationId, blockIndex, status, 0, 0, 0, 0);
         return publication.offer(head, 0, headLength) > 0;
     }
+
+    /**
+     * Tells the client that bytes {@code [chunkOffset, chunkOffset + min(chunk, total - chunkOffset))} of a block are
+     * in its shared region (a direct placement), with their CRC32C: a {@code BlockChunk} with status OK and no
+     * payload.
+     */
+    boolean sendPlaced(final Publication publication, final long correlationId, final int blockIndex,
+        final long chunkOffset, final long totalLength, final int crc)
+    {
+        final int headLength = encodeHead(correlationId, blockIndex, Status.OK, chunkOffset, totalLength,
+            crc & 0xFFFF_FFFFL, 0);
+        return publication.offer(head, 0, headLength) > 0;
+    }
 }

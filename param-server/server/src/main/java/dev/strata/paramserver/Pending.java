@@ -30,6 +30,11 @@ final class Pending
     TieredBlockStore.Pinned pinned;
     /** The CRC32C of each chunk of the current block, once it is pinned. */
     int[] crcs;
+    /** Direct placement: the client's shared region, and where in it each block goes; null for chunks. */
+    dev.strata.transport.bulk.SharedRegion place;
+    long[] placeAt;
+    /** Direct placement: the current chunk is copied, its notice not yet sent (the client was back-pressured). */
+    boolean placedUnannounced;
     /** A cold read of the current block, running off the agent thread. */
     CompletableFuture<TieredBlockStore.Pinned> loading;
 

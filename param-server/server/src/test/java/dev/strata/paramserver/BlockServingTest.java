@@ -426,6 +426,69 @@ class BlockServingTest
         }
     }
 
+    /**
+     * Direct placement: a client whose destination is a shared region gets the blocks copied straight into it (no
+     * chunk over the channel, only checksums), byte-identical; a placement that names no region of this host, that
+     * is not a region name, or that reaches past the region's end is refused with {@code BAD_REQUEST}.
+     */
+    @Test
+    void shouldPlaceBlocksStraightIntoTheClientsSharedRegionAndRefuseBadPlacements() throws Exception
+    {
+        org.junit.jupiter.api.Assumptions.assumeTrue(dev.strata.transport.bulk.SharedRegion.available(),
+            "no shared-memory directory on this host");
+        try (HandDriven h = new HandDriven(3))
+        {
+            final long len = h.ids.get(0).length();
+            try (dev.strata.transport.bulk.SharedRegion region =
+                dev.strata.transport.bulk.SharedRegion.create(3 * len + 100))
+            {
+                final BlockClient client = new BlockClient(h.requests, h.responses).directPlacement(true);
+                final long id = client.submitInto("m@1", h.ids, region.segment(),
+                    new long[]{100, 100 + len, 100 + 2 * len}, TIMEOUT, 0);
+                final long deadline = System.nanoTime() + TIMEOUT;
+                while (!client.isDone(id))
+                {
+                    assertTrue(System.nanoTime() < deadline, "the placed request did not complete");
+                    h.server.doWork();
+                    client.poll();
+                }
+                final List<MemorySegment> got = client.await(id);
+                for (int i = 0; i < 3; i++)
+                {
+                    assertTrue(h.ids.get(i).matches(got.get(i)), "block " + i + " placed whole");
+                    assertEquals(region.segment().address() + 100 + i * len, got.get(i).address());
+                }
+                assertEquals(3 * len, h.server.placedBytes(), "every byte placed, none sent as chunks");
+
+                send(h.requests, 77, 0, -1, 301, h.ids.subList(0, 1), "strata-region-1-0123456789abcdef",
+                    new long[]{0});
+                send(h.requests, 78, 0, -1, 301, h.ids.subList(0, 1), "../../etc/passwd", new long[]{0});
+                send(h.requests, 79, 0, -1, 301, h.ids.subList(0, 1), region.name(), new long[]{3 * len});
+                final java.util.Map<Long, Status> statuses = new java.util.HashMap<>();
+                final dev.strata.transport.sbe.MessageHeaderDecoder header =
+                    new dev.strata.transport.sbe.MessageHeaderDecoder();
+                final dev.strata.transport.sbe.BlockChunkDecoder chunk = new dev.strata.transport.sbe.BlockChunkDecoder();
+                while (statuses.size() < 3)
+                {
+                    assertTrue(System.nanoTime() < deadline, "answers: " + statuses);
+                    h.server.doWork();
+                    h.responses.poll((buffer, offset, length, hd) ->
+                    {
+                        if (buffer.getInt(offset, java.nio.ByteOrder.LITTLE_ENDIAN) !=
+                            dev.strata.transport.bulk.BulkFrame.MAGIC)
+                        {
+                            chunk.wrapAndApplyHeader(buffer, offset, header);
+                            statuses.put(chunk.correlationId(), chunk.status());
+                        }
+                    }, 100);
+                }
+                assertEquals(java.util.Map.of(77L, Status.BAD_REQUEST, 78L, Status.BAD_REQUEST, 79L,
+                    Status.BAD_REQUEST), statuses);
+                assertEquals(3 * len, h.server.placedBytes(), "nothing placed for the refused requests");
+            }
+        }
+    }
+
     private static void cancel(final Publication requests, final long correlationId, final int responseStream)
     {
         final org.agrona.concurrent.UnsafeBuffer buffer = new org.agrona.concurrent.UnsafeBuffer(new byte[512]);
@@ -452,18 +515,28 @@ class BlockServingTest
     private static void send(final Publication requests, final long correlationId, final int priority,
         final long neededInNanos, final int responseStream, final List<BlockId> ids)
     {
+        send(requests, correlationId, priority, neededInNanos, responseStream, ids, "", null);
+    }
+
+    private static void send(final Publication requests, final long correlationId, final int priority,
+        final long neededInNanos, final int responseStream, final List<BlockId> ids, final String placement,
+        final long[] placeAt)
+    {
         final org.agrona.concurrent.UnsafeBuffer buffer = new org.agrona.concurrent.UnsafeBuffer(new byte[4096]);
         final dev.strata.transport.sbe.BlockRequestEncoder request = new dev.strata.transport.sbe.BlockRequestEncoder();
         request.wrapAndApplyHeader(buffer, 0, new dev.strata.transport.sbe.MessageHeaderEncoder())
             .correlationId(correlationId).timeoutNanos(TIMEOUT).priority((short)priority)
             .responseStreamId(responseStream).neededInNanos(neededInNanos);
         final dev.strata.transport.sbe.BlockRequestEncoder.BlocksEncoder group = request.blocksCount(ids.size());
-        for (final BlockId id : ids)
+        for (int i = 0; i < ids.size(); i++)
         {
-            group.next().putDigest(id.sha256(), 0, BlockId.DIGEST_BYTES).contentLength(id.length());
+            group.next().putDigest(ids.get(i).sha256(), 0, BlockId.DIGEST_BYTES).contentLength(ids.get(i).length())
+                .placeAt(placeAt == null ? -1 : placeAt[i]);
         }
         request.modelVersion("m@1");
         request.responseChannel(TransportContext.IPC_CHANNEL);
+        request.token("");
+        request.placement(placement);
         final int length = dev.strata.transport.sbe.MessageHeaderEncoder.ENCODED_LENGTH + request.encodedLength();
         final long deadline = System.nanoTime() + TIMEOUT;
         while (requests.offer(buffer, 0, length) < 0)

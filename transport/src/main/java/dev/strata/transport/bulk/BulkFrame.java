@@ -33,6 +33,8 @@ public final class BulkFrame
     public static final int LENGTH_OFFSET = 24;
     public static final int CRC_OFFSET = 28;
     public static final int HEADER_LENGTH = 32;
+    /** Payload of a chunk in one frame at Aeron's largest MTU (65,504 bytes, less its 32-byte data header). */
+    public static final int MAX_MTU_CHUNK_BYTES = 65_504 - 32 - HEADER_LENGTH;
 
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
 

@@ -1,0 +1,52 @@
+package dev.strata.transport.bulk;
+
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** {@link SharedRegion}: what one mapping writes the other reads; lookup by address; names; cleanup. */
+class SharedRegionTest
+{
+    @Test
+    void shouldShareBytesBetweenTwoMappingsAndDeleteTheFileOnClose() throws Exception
+    {
+        Assumptions.assumeTrue(SharedRegion.available(), "no shared-memory directory on this host");
+        final Path file;
+        try (SharedRegion mine = SharedRegion.create(1 << 20))
+        {
+            file = SharedRegion.dir().resolve(mine.name());
+            assertTrue(Files.isRegularFile(file));
+            try (SharedRegion theirs = SharedRegion.open(mine.name()))
+            {
+                theirs.segment().set(ValueLayout.JAVA_LONG_UNALIGNED, 4096 + 3, 0x1122334455667788L);
+                assertEquals(0x1122334455667788L, mine.segment().get(ValueLayout.JAVA_LONG_UNALIGNED, 4096 + 3));
+            }
+            final MemorySegment slice = mine.segment().asSlice(1000, 5000);
+            assertSame(mine, SharedRegion.containing(slice));
+            assertEquals(1000, mine.offsetOf(slice));
+            assertNull(SharedRegion.containing(mine.segment().asSlice((1 << 20) - 10).reinterpret(20)),
+                "reaching past the end");
+            try (Arena arena = Arena.ofConfined())
+            {
+                assertNull(SharedRegion.containing(arena.allocate(64)), "plain off-heap memory");
+            }
+            assertNull(SharedRegion.containing(MemorySegment.ofArray(new byte[8])));
+        }
+        assertFalse(Files.exists(file), "the creator deletes the file");
+        assertThrows(IllegalArgumentException.class, () -> SharedRegion.open("../../etc/passwd"));
+        assertThrows(IllegalArgumentException.class, () -> SharedRegion.open("strata-region-1-0123456789abcdef"),
+            "no such region");
+    }
+}

@@ -32,6 +32,7 @@ public final class SharedRegion implements AutoCloseable
     private static final SecureRandom RANDOM = new SecureRandom();
     /** This process's regions by start address. */
     private static final ConcurrentSkipListMap<Long, SharedRegion> OPEN = new ConcurrentSkipListMap<>();
+    private static final java.util.concurrent.atomic.AtomicBoolean SWEPT = new java.util.concurrent.atomic.AtomicBoolean();
 
     private final String name;
     private final Path file;
@@ -60,9 +61,23 @@ public final class SharedRegion implements AutoCloseable
         return Files.isDirectory(dir()) && Files.isWritable(dir());
     }
 
-    /** Creates a region of {@code bytes} (zeroed), mapped read-write, registered for {@link #containing}. */
+    /**
+     * Creates a region of {@code bytes} (zeroed), mapped read-write, registered for {@link #containing}. Refused
+     * when the directory's file system has not that much room: a write to a tmpfs page it cannot supply would kill
+     * the process (SIGBUS), not throw. The first region of a process deletes regions whose processes are gone.
+     */
     public static SharedRegion create(final long bytes) throws IOException
     {
+        if (SWEPT.compareAndSet(false, true))
+        {
+            sweepStale();
+        }
+        final long room = Files.getFileStore(dir()).getUsableSpace();
+        if (room < bytes + (64L << 20))
+        {
+            throw new IOException("not enough room in " + dir() + " for a shared region of " + bytes + " bytes (" +
+                room + " usable, 64 MiB kept free)");
+        }
         final byte[] random = new byte[8];
         RANDOM.nextBytes(random);
         final String name = "strata-region-" + ProcessHandle.current().pid() + "-" + HexFormat.of().formatHex(random);
@@ -116,6 +131,32 @@ public final class SharedRegion implements AutoCloseable
             arena.close();
             throw ex;
         }
+    }
+
+    /** Deletes region files left by processes that no longer run (a kill -9 leaves them: tmpfs is memory). */
+    static int sweepStale()
+    {
+        int deleted = 0;
+        try (var files = Files.list(dir()))
+        {
+            for (final Path f : (Iterable<Path>)files::iterator)
+            {
+                final String name = f.getFileName().toString();
+                if (NAME.matcher(name).matches())
+                {
+                    final long pid = Long.parseLong(name.substring("strata-region-".length(), name.lastIndexOf('-')));
+                    if (ProcessHandle.of(pid).isEmpty() && Files.deleteIfExists(f))
+                    {
+                        deleted++;
+                    }
+                }
+            }
+        }
+        catch (final IOException | RuntimeException ignored)
+        {
+            // best effort: a file that cannot be listed or removed stays
+        }
+        return deleted;
     }
 
     /** The open region of this process whose memory holds all of {@code s}, or null. */

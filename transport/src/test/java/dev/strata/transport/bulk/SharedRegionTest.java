@@ -49,4 +49,28 @@ class SharedRegionTest
         assertThrows(IllegalArgumentException.class, () -> SharedRegion.open("strata-region-1-0123456789abcdef"),
             "no such region");
     }
+
+    @Test
+    void shouldSweepTheRegionsOfProcessesThatAreGone() throws Exception
+    {
+        Assumptions.assumeTrue(SharedRegion.available(), "no shared-memory directory on this host");
+        final Process gone = new ProcessBuilder("true").start();
+        gone.waitFor();
+        final Path stale = SharedRegion.dir().resolve("strata-region-" + gone.pid() + "-00000000000000aa");
+        Files.write(stale, new byte[16]);
+        try (SharedRegion live = SharedRegion.create(4096))
+        {
+            assertTrue(SharedRegion.sweepStale() >= 1 || !Files.exists(stale), "swept");
+            assertFalse(Files.exists(stale), "the region of a process that is gone");
+            assertTrue(Files.exists(SharedRegion.dir().resolve(live.name())), "a live process's region stays");
+        }
+    }
+
+    @Test
+    void shouldRefuseARegionLargerThanTheRoomLeft()
+    {
+        Assumptions.assumeTrue(SharedRegion.available(), "no shared-memory directory on this host");
+        final java.io.IOException ex = assertThrows(java.io.IOException.class, () -> SharedRegion.create(1L << 50));
+        assertTrue(ex.getMessage().contains("not enough room"), ex.getMessage());
+    }
 }

@@ -110,6 +110,43 @@ public final class Kernels
         return description;
     }
 
+    /** The native kernels, if they cover {@code w} in its layout; otherwise null. */
+    NativeKernels nativeFor(final WeightTensor w)
+    {
+        return natives != null && natives.supports(w) ? natives : null;
+    }
+
+    /**
+     * {@code w} in the layout these kernels are fastest with: a Q4_0 matrix of at least 16 rows, on the VNNI set, is
+     * repacked by 16 rows ({@link Q4_0x16Tensor}: the same number of bytes); any other tensor is returned as is.
+     * <p>
+     * With {@code copyInto} null the bytes are rewritten in place, so {@code w}'s memory must be writable and used by
+     * nothing that expects ggml's layout (a streamed unit's buffer). Otherwise the repacked tensor lives in a new
+     * allocation from {@code copyInto} and {@code w}'s bytes are left alone (a read-only file mapping; its pages are
+     * then never read again by the products, so the page cache may drop them).
+     */
+    public WeightTensor prepare(final WeightTensor w, final java.lang.foreign.Arena copyInto)
+    {
+        if (natives == null || !natives.repacksQ4_0() || w.type() != GgmlType.Q4_0 || w instanceof Q4_0x16Tensor ||
+            w.rows() < Q4_0x16Tensor.GROUP)
+        {
+            return w;
+        }
+        final java.lang.foreign.MemorySegment bytes = w.data().asSlice(0, w.byteSize());
+        final java.lang.foreign.MemorySegment target;
+        if (copyInto == null)
+        {
+            target = bytes;
+        }
+        else
+        {
+            target = copyInto.allocate(w.byteSize(), 64);
+            target.copyFrom(bytes);
+        }
+        natives.repack(target, w.rows(), w.cols());
+        return new Q4_0x16Tensor(w.name(), target, w.rows(), w.cols());
+    }
+
     /** The native kernels, if they cover weights of {@code type}; otherwise null. */
     NativeKernels nativeFor(final GgmlType type)
     {

@@ -119,21 +119,22 @@ void EXPORT(quantize_q8_0)(const float *x, int32_t n, int8_t *qs, float *d, int3
 /* Q8_K: per block of 256, the value of largest magnitude maps to -127, q = min(127, rint(x * -127 / max)). */
 void EXPORT(quantize_q8_k)(const float *x, int32_t n, int8_t *qs, float *d, int32_t *bsums)
 {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i c127 = _mm256_set1_epi32(127);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
     for (int b = 0; b < n / QK_K; b++)
     {
         const float *xb = x + b * QK_K;
         int8_t *q = qs + b * QK_K;
-        float amax = 0.0f;
-        float max = 0.0f;
-        for (int j = 0; j < QK_K; j++)
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8)
         {
-            const float ax = fabsf(xb[j]);
-            if (ax > amax)
-            {
-                amax = ax;
-                max = xb[j];
-            }
+            m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xb + j), absMask));
         }
+        const __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        const __m128 m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        const float amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
         if (amax == 0.0f)
         {
             d[b] = 0.0f;
@@ -144,20 +145,36 @@ void EXPORT(quantize_q8_k)(const float *x, int32_t n, int8_t *qs, float *d, int3
             }
             continue;
         }
-        const float iscale = -127.0f / max;
-        for (int j = 0; j < QK_K; j++)
+        /* the first value of that magnitude, as the scalar search with a strict > finds it */
+        float max = 0.0f;
+        const __m256 amaxv = _mm256_set1_ps(amax);
+        for (int j = 0; j < QK_K; j += 8)
         {
-            const int v = (int)lrintf(iscale * xb[j]);
-            q[j] = (int8_t)(v < 127 ? v : 127);
-        }
-        for (int g = 0; g < QK_K / 16; g++)
-        {
-            int s = 0;
-            for (int j = 0; j < 16; j++)
+            const int hit = _mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(xb + j), absMask), amaxv, _CMP_EQ_OQ));
+            if (hit != 0)
             {
-                s += q[g * 16 + j];
+                max = xb[j + __builtin_ctz((unsigned)hit)];
+                break;
             }
-            bsums[b * 16 + g] = s;
+        }
+        const float iscale = -127.0f / max;
+        const __m256 is = _mm256_set1_ps(iscale);
+        for (int j = 0; j < QK_K; j += 32)
+        {
+            __m256i v[4];
+            for (int i = 0; i < 4; i++)
+            {
+                /* lrintf: the current rounding mode, round half to even */
+                v[i] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(xb + j + 8 * i))), c127);
+            }
+            const __m256i b8 = _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3])), order);
+            _mm256_storeu_si256((__m256i *)(q + j), b8);
+            /* sums of 16: sums of 8 of q + 128 (vpsadbw), minus 8 x 128 each */
+            const __m256i s8 = _mm256_sad_epu8(_mm256_xor_si256(b8, flip), _mm256_setzero_si256());
+            bsums[b * 16 + j / 16] = (int32_t)(_mm256_extract_epi64(s8, 0) + _mm256_extract_epi64(s8, 1)) - 2048;
+            bsums[b * 16 + j / 16 + 1] = (int32_t)(_mm256_extract_epi64(s8, 2) + _mm256_extract_epi64(s8, 3)) - 2048;
         }
         d[b] = 1.0f / iscale;
     }

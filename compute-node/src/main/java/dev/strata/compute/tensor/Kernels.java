@@ -22,20 +22,32 @@ public final class Kernels
     public static final String PROPERTY = "strata.kernels";
     /** Its default. */
     public static final String DEFAULT = "native";
+    /**
+     * {@code false} keeps every weight in ggml's layout ({@link #prepare} changes nothing): to measure what the
+     * repacked layout brings, or to rule it out. Default {@code true}.
+     */
+    public static final String REPACK_PROPERTY = "strata.kernels.repack";
 
     private final NativeKernels natives;
     private final String description;
+    private final boolean repack;
 
-    private Kernels(final NativeKernels natives, final String description)
+    private Kernels(final NativeKernels natives, final String description, final boolean repack)
     {
         this.natives = natives;
         this.description = description;
+        this.repack = repack;
     }
 
-    /** The kernels that {@value #PROPERTY} names (read on every call; the library is loaded once per JVM). */
+    /**
+     * The kernels that {@value #PROPERTY} names, repacking unless {@value #REPACK_PROPERTY} is {@code false} (read on
+     * every call; the library is loaded once per JVM).
+     */
     public static Kernels fromSystemProperties()
     {
-        return of(System.getProperty(PROPERTY, DEFAULT));
+        final Kernels k = of(System.getProperty(PROPERTY, DEFAULT));
+        return Boolean.parseBoolean(System.getProperty(REPACK_PROPERTY, "true")) || k.natives == null ? k :
+            new Kernels(k.natives, k.description + "; weights in ggml's layout (" + REPACK_PROPERTY + "=false)", false);
     }
 
     /**
@@ -66,8 +78,9 @@ public final class Kernels
                 }
             }
             return new Kernels(natives, "native " + natives.isa.symbolName + " for " + String.join(", ", types) +
-                " (several tokens at once: " + (batched.isEmpty() ? "none" : String.join(", ", batched)) + "); " +
-                javaKernels() + " for the rest");
+                " (several tokens at once: " + (batched.isEmpty() ? "none" : String.join(", ", batched)) +
+                (natives.repacksQ4_0() ? "; Q4_0 repacked by 16 rows" : "") + "); " + javaKernels() + " for the rest",
+                true);
         }
         if (!request.equals("native"))
         {
@@ -84,7 +97,7 @@ public final class Kernels
 
     private static Kernels java(final String why)
     {
-        return new Kernels(null, javaKernels() + " (" + why + ")");
+        return new Kernels(null, javaKernels() + " (" + why + ")", false);
     }
 
     private static String javaKernels()
@@ -127,7 +140,7 @@ public final class Kernels
      */
     public WeightTensor prepare(final WeightTensor w, final java.lang.foreign.Arena copyInto)
     {
-        if (natives == null || !natives.repacksQ4_0() || w.type() != GgmlType.Q4_0 || w instanceof Q4_0x16Tensor ||
+        if (!repack || natives == null || !natives.repacksQ4_0() || w.type() != GgmlType.Q4_0 || w instanceof Q4_0x16Tensor ||
             w.rows() < Q4_0x16Tensor.GROUP)
         {
             return w;

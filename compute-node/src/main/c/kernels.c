@@ -304,21 +304,40 @@ static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const f
     return sum;
 }
 
+/* Q4_K sub-block scales and mins (ggml's get_scale_min_k4) for all 8 sub-blocks at once, as 4 bytes per word. */
+static inline void q4_k_scales_words(const uint8_t *s, uint32_t *sc, uint32_t *m)
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    sc[0] = u0 & 0x3F3F3F3Fu;
+    m[0] = u1 & 0x3F3F3F3Fu;
+    sc[1] = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    m[1] = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
+}
+
 /*
  * Q4_K x Q8_K: per 64 weights one vector [low nibbles | high nibbles] (sub-blocks 2j and 2j+1) multiplied with the
- * activations and the sub-block scales; the mins are applied through the activations' bsums.
+ * activations and the sub-block scales; the mins are applied through the activations' bsums. The per-block sums stay
+ * in vectors (scaled in float per lane, one horizontal sum per row at the end).
  */
 static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    float sum = 0.0f;
+    /* byte j of the 8 scales (or mins) to both 16-bit halves of sub-block j: lanes 2j, 2j+1 of the 32-bit mins */
+    const __m128i pairs = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m512 acc = _mm512_setzero_ps();
+    __m512 accm = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++)
     {
         const uint8_t *wb = w + b * Q4_K_BYTES;
         const int8_t *y = qs + b * QK_K;
-        uint8_t sc[8];
-        uint8_t m[8];
-        q4_k_scales(wb + 4, sc, m);
+        uint32_t scw[2];
+        uint32_t mw[2];
+        q4_k_scales_words(wb + 4, scw, mw);
+        const uint8_t *sc = (const uint8_t *)scw;
+        const __m128i m8 = _mm_set_epi32(0, 0, (int)mw[1], (int)mw[0]);
         __m512i sumi = _mm512_setzero_si512();
         for (int j = 0; j < 4; j++)
         {
@@ -326,22 +345,19 @@ static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const f
             const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(raw), raw, 1);
             const __m512i u = _mm512_mask_blend_epi64(0xF0, _mm512_and_si512(r, m4),
                 _mm512_and_si512(_mm512_srli_epi16(r, 4), m4));
-            /* pairs by vpmaddubsw (2 * 15 * 127 fits 16 bits), then the scale by vpmaddwd: cheaper than vpdpbusd
-               followed by a 32-bit multiply by the scale */
+            /* pairs by vpmaddubsw (2 * 15 * 127 fits 16 bits), then the scale by vpmaddwd */
             const __m512i p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(y + 64 * j));
+            /* sub-block 2j's scale on the low 256 bits, 2j+1's on the high */
             const __m512i scv = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * j]), _mm256_set1_epi16(sc[2 * j + 1]), 1);
             sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p, scv));
         }
-        const int32_t *bs = bsums + b * 16;
-        int32_t summ = 0;
-        for (int j = 0; j < 8; j++)
-        {
-            summ += m[j] * (bs[2 * j] + bs[2 * j + 1]);
-        }
-        sum += (f16_to_f32(wb) * d[b]) * (float)_mm512_reduce_add_epi32(sumi)
-            - (f16_to_f32(wb + 2) * d[b]) * (float)summ;
+        /* mins x (bsums 2j + bsums 2j+1), per lane */
+        const __m512i mins = _mm512_cvtepu8_epi32(_mm_shuffle_epi8(m8, pairs));
+        const __m512i mterm = _mm512_mullo_epi32(mins, _mm512_loadu_si512(bsums + b * 16));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(f16_to_f32(wb) * d[b]), acc);
+        accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mterm), _mm512_set1_ps(f16_to_f32(wb + 2) * d[b]), accm);
     }
-    return sum;
+    return hsum512(acc) - hsum512(accm);
 }
 
 /*

@@ -59,11 +59,7 @@ public final class GgufWeightSource implements WeightSource
             final WeightTensor p = kernels.prepare(w, arena);
             if (p != w)
             {
-                final GgufTensorInfo info = file.tensor(w.name());
-                if (info != null)
-                {
-                    releasePages(file.tensorData(info));
-                }
+                releasePages(mappedBytes(file, w));
             }
             return p;
         };
@@ -75,9 +71,34 @@ public final class GgufWeightSource implements WeightSource
         }
     }
 
+    /**
+     * The mapped bytes {@code w} was viewed from: its tensor's, or for one expert of a 3-D expert tensor (named
+     * {@code name[e]} by {@link WeightViews}) that expert's slice; null if the name leads nowhere.
+     */
+    private static MemorySegment mappedBytes(final GgufFile file, final WeightTensor w)
+    {
+        final String name = w.name();
+        final GgufTensorInfo info = file.tensor(name);
+        if (info != null)
+        {
+            return file.tensorData(info);
+        }
+        final int open = name.lastIndexOf('[');
+        if (open > 0 && name.endsWith("]"))
+        {
+            final GgufTensorInfo experts = file.tensor(name.substring(0, open));
+            if (experts != null)
+            {
+                final long e = Long.parseLong(name.substring(open + 1, name.length() - 1));
+                return file.tensorData(experts).asSlice(e * w.byteSize(), w.byteSize());
+            }
+        }
+        return null;
+    }
+
     private static void releasePages(final MemorySegment mapped)
     {
-        if (mapped.isMapped())
+        if (mapped != null && mapped.isMapped())
         {
             mapped.unload();
         }

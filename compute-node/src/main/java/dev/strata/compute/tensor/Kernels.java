@@ -2,6 +2,8 @@ package dev.strata.compute.tensor;
 
 import dev.strata.compute.gguf.GgmlType;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -138,15 +140,15 @@ public final class Kernels
      * allocation from {@code copyInto} and {@code w}'s bytes are left alone (a read-only file mapping; its pages are
      * then never read again by the products, so the page cache may drop them).
      */
-    public WeightTensor prepare(final WeightTensor w, final java.lang.foreign.Arena copyInto)
+    public WeightTensor prepare(final WeightTensor w, final Arena copyInto)
     {
-        if (!repack || natives == null || !natives.repacksQ4_0() || w.type() != GgmlType.Q4_0 || w instanceof Q4_0x16Tensor ||
-            w.rows() < Q4_0x16Tensor.GROUP)
+        if (!repack || natives == null || !natives.repacksQ4_0() || w.type() != GgmlType.Q4_0 ||
+            w instanceof Q4_0x16Tensor || w.rows() < Q4_0x16Tensor.GROUP)
         {
             return w;
         }
-        final java.lang.foreign.MemorySegment bytes = w.data().asSlice(0, w.byteSize());
-        final java.lang.foreign.MemorySegment target;
+        final MemorySegment bytes = w.data().asSlice(0, w.byteSize());
+        final MemorySegment target;
         if (copyInto == null)
         {
             target = bytes;

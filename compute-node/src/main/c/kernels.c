@@ -812,6 +812,24 @@ MM(q8_0)
 #define RP_ROWS 16
 #define RP_TOKENS 8
 
+/* One group of 16 rows from ggml's layout (src) into the layout above (dst); the two must not overlap. */
+static void repack_group(const uint8_t *src, uint8_t *dst, int nb, size_t rowBytes)
+{
+    uint8_t *scales = dst + (size_t)nb * 256;
+    for (int b = 0; b < nb; b++)
+    {
+        for (int r = 0; r < RP_ROWS; r++)
+        {
+            const uint8_t *blk = src + r * rowBytes + (size_t)b * Q4_0_BYTES;
+            memcpy(scales + (size_t)b * 32 + 2 * r, blk, 2);
+            for (int k = 0; k < 4; k++)
+            {
+                memcpy(dst + (size_t)b * 256 + 64 * k + 4 * r, blk + 2 + 4 * k, 4);
+            }
+        }
+    }
+}
+
 /* Rewrites the whole groups of 16 rows of w (rows x cols Q4_0, ggml layout) in place into the layout above. */
 void EXPORT(repack_q4_0)(uint8_t *w, int64_t rows, int32_t cols)
 {
@@ -821,23 +839,23 @@ void EXPORT(repack_q4_0)(uint8_t *w, int64_t rows, int32_t cols)
     uint8_t *src = malloc(groupBytes);
     for (int64_t g = 0; g + RP_ROWS <= rows; g += RP_ROWS)
     {
-        uint8_t *dst = w + g * rowBytes;
-        memcpy(src, dst, groupBytes);
-        uint8_t *scales = dst + (size_t)nb * 256;
-        for (int b = 0; b < nb; b++)
-        {
-            for (int r = 0; r < RP_ROWS; r++)
-            {
-                const uint8_t *blk = src + r * rowBytes + (size_t)b * Q4_0_BYTES;
-                memcpy(scales + (size_t)b * 32 + 2 * r, blk, 2);
-                for (int k = 0; k < 4; k++)
-                {
-                    memcpy(dst + (size_t)b * 256 + 64 * k + 4 * r, blk + 2 + 4 * k, 4);
-                }
-            }
-        }
+        memcpy(src, w + g * rowBytes, groupBytes);
+        repack_group(src, w + g * rowBytes, nb, rowBytes);
     }
     free(src);
+}
+
+/* As repack_q4_0 from src into dst (a copy: one pass over the bytes); the rows after the last group copied as they are. */
+void EXPORT(repack_q4_0_copy)(const uint8_t *src, uint8_t *dst, int64_t rows, int32_t cols)
+{
+    const int nb = cols / QK8_0;
+    const size_t rowBytes = (size_t)nb * Q4_0_BYTES;
+    int64_t g = 0;
+    for (; g + RP_ROWS <= rows; g += RP_ROWS)
+    {
+        repack_group(src + g * rowBytes, dst + g * rowBytes, nb, rowBytes);
+    }
+    memcpy(dst + g * rowBytes, src + g * rowBytes, (size_t)(rows - g) * rowBytes);
 }
 
 /* The inverse of repack_q4_0 (tests, and a tensor handed back to code that reads ggml's layout). */

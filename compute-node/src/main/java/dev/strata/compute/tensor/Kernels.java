@@ -148,18 +148,14 @@ public final class Kernels
             return w;
         }
         final MemorySegment bytes = w.data().asSlice(0, w.byteSize());
-        final MemorySegment target;
         if (copyInto == null)
         {
-            target = bytes;
+            natives.repack(bytes, w.rows(), w.cols());
+            return new Q4_0x16Tensor(w.name(), bytes, w.rows(), w.cols());
         }
-        else
-        {
-            target = copyInto.allocate(w.byteSize(), 64);
-            target.copyFrom(bytes);
-        }
-        natives.repack(target, w.rows(), w.cols());
-        return new Q4_0x16Tensor(w.name(), target, w.rows(), w.cols());
+        final MemorySegment copy = copyInto.allocate(w.byteSize(), 64);
+        natives.repack(bytes, copy, w.rows(), w.cols());
+        return new Q4_0x16Tensor(w.name(), copy, w.rows(), w.cols());
     }
 
     /** The native kernels, if they cover weights of {@code type}; otherwise null. */

@@ -89,6 +89,8 @@ final class NativeKernels
         JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
 
     private static final FunctionDescriptor REPACK = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_INT);
+    private static final FunctionDescriptor REPACK_COPY =
+        FunctionDescriptor.ofVoid(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT);
 
     private static final FunctionDescriptor PRODUCT_FLOAT = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_LONG,
         JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
@@ -105,6 +107,7 @@ final class NativeKernels
     private final MethodHandle productF16;
     /** Q4_0 repacked by 16 rows ({@link Q4_0x16Tensor}): the layout change, and its products; null where absent. */
     private final MethodHandle repackQ4_0;
+    private final MethodHandle repackCopyQ4_0;
     private final MethodHandle unpackQ4_0;
     private final MethodHandle productQ4_0x16;
     private final MethodHandle batchedQ4_0x16;
@@ -122,6 +125,7 @@ final class NativeKernels
         batched[GgmlType.Q4_0.ordinal()] = bind(lookup, "mm_q4_0", PRODUCT);
         batched[GgmlType.Q8_0.ordinal()] = bind(lookup, "mm_q8_0", PRODUCT);
         repackQ4_0 = bind(lookup, "repack_q4_0", REPACK);
+        repackCopyQ4_0 = bind(lookup, "repack_q4_0_copy", REPACK_COPY);
         unpackQ4_0 = bind(lookup, "unpack_q4_0", REPACK);
         final MethodHandle mv = bind(lookup, "mv_q4_0r", PRODUCT);
         final MethodHandle mm = bind(lookup, "mm_q4_0r", PRODUCT);
@@ -227,7 +231,7 @@ final class NativeKernels
     /** Whether Q4_0 weights are faster with this set once repacked ({@link #repack}). */
     boolean repacksQ4_0()
     {
-        return productQ4_0x16 != null && repackQ4_0 != null;
+        return productQ4_0x16 != null && repackQ4_0 != null && repackCopyQ4_0 != null;
     }
 
     /**
@@ -239,6 +243,19 @@ final class NativeKernels
         try
         {
             repackQ4_0.invokeExact(data, (long)rows, cols);
+        }
+        catch (final Throwable e)
+        {
+            throw new IllegalStateException("native repack failed", e);
+        }
+    }
+
+    /** As {@link #repack}, from {@code src} (left alone) into {@code dst} of the same size, in one pass. */
+    void repack(final MemorySegment src, final MemorySegment dst, final int rows, final int cols)
+    {
+        try
+        {
+            repackCopyQ4_0.invokeExact(src, dst, (long)rows, cols);
         }
         catch (final Throwable e)
         {

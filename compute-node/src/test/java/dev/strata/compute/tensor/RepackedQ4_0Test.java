@@ -220,6 +220,7 @@ class RepackedQ4_0Test
             final WeightTensor inPlace = kernels.prepare(WeightTensor.of("w", GgmlType.Q4_0,
                 MemorySegment.ofArray(own), rows, cols), null);
             assertTrue(!Arrays.equals(data, own), "repacked in place");
+            assertArrayEquals(own, copy.data().toArray(ValueLayout.JAVA_BYTE), "the copy has the in-place bytes");
             assertSame(copy, kernels.prepare(copy, arena), "a repacked tensor is not repacked again");
             assertSame(original, Kernels.java().prepare(original, arena), "the Java kernels keep ggml's layout");
 

@@ -22,6 +22,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifndef ISA
@@ -68,47 +69,72 @@ static inline float f32_round_f16(float f)
  */
 void EXPORT(quantize_q8_0)(const float *x, int32_t n, int8_t *qs, float *d, int32_t *aux, int32_t bias)
 {
+    /* 256-bit code for every set (AVX2 is in all three): 4 vectors per block */
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256 half = _mm256_set1_ps(0.5f);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int b = 0; b < n / QK8_0; b++)
     {
         const float *xb = x + b * QK8_0;
-        float amax = 0.0f;
-        for (int j = 0; j < QK8_0; j++)
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++)
         {
-            amax = fmaxf(amax, fabsf(xb[j]));
+            v[i] = _mm256_loadu_ps(xb + 8 * i);
+            m = _mm256_max_ps(m, _mm256_and_ps(v[i], absMask));
         }
+        const __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        const __m128 m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        const float amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
         const float dd = amax / 127.0f;
         const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
         d[b] = f32_round_f16(dd);
-        int8_t *q = qs + b * QK8_0;
-        for (int j = 0; j < QK8_0; j++)
+        const __m256 idv = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++)
         {
-            q[j] = (int8_t)roundf(xb[j] * id);
+            /* roundf (half away from zero): truncate, then step away from zero where |fraction| >= 0.5 (the
+               fraction t - trunc(t) is exact) */
+            const __m256 t = _mm256_mul_ps(v[i], idv);
+            const __m256 tr = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 frac = _mm256_and_ps(_mm256_sub_ps(t, tr), absMask);
+            const __m256 away = _mm256_or_ps(_mm256_and_ps(one, absMask),
+                _mm256_and_ps(t, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000))));
+            const __m256 r = _mm256_add_ps(tr, _mm256_and_ps(away, _mm256_cmp_ps(frac, half, _CMP_GE_OQ)));
+            q[i] = _mm256_cvtps_epi32(r);
         }
-        for (int g = 0; g < QK8_0 / 4; g++)
-        {
-            aux[b * 8 + g] = -bias * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
-        }
+        /* 32 int32 -> 32 int8 in order: packs work within 128-bit lanes, the permute puts the dwords back */
+        const __m256i w01 = _mm256_packs_epi32(q[0], q[1]);
+        const __m256i w23 = _mm256_packs_epi32(q[2], q[3]);
+        const __m256i b8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23), order);
+        _mm256_storeu_si256((__m256i *)(qs + b * QK8_0), b8);
+        const __m256i sums4 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, b8), ones16);
+        _mm256_storeu_si256((__m256i *)(aux + b * 8), _mm256_mullo_epi32(sums4, _mm256_set1_epi32(-bias)));
     }
 }
 
 /* Q8_K: per block of 256, the value of largest magnitude maps to -127, q = min(127, rint(x * -127 / max)). */
 void EXPORT(quantize_q8_k)(const float *x, int32_t n, int8_t *qs, float *d, int32_t *bsums)
 {
+    const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i c127 = _mm256_set1_epi32(127);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
     for (int b = 0; b < n / QK_K; b++)
     {
         const float *xb = x + b * QK_K;
         int8_t *q = qs + b * QK_K;
-        float amax = 0.0f;
-        float max = 0.0f;
-        for (int j = 0; j < QK_K; j++)
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8)
         {
-            const float ax = fabsf(xb[j]);
-            if (ax > amax)
-            {
-                amax = ax;
-                max = xb[j];
-            }
+            m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xb + j), absMask));
         }
+        const __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        const __m128 m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        const float amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
         if (amax == 0.0f)
         {
             d[b] = 0.0f;
@@ -119,20 +145,36 @@ void EXPORT(quantize_q8_k)(const float *x, int32_t n, int8_t *qs, float *d, int3
             }
             continue;
         }
-        const float iscale = -127.0f / max;
-        for (int j = 0; j < QK_K; j++)
+        /* the first value of that magnitude, as the scalar search with a strict > finds it */
+        float max = 0.0f;
+        const __m256 amaxv = _mm256_set1_ps(amax);
+        for (int j = 0; j < QK_K; j += 8)
         {
-            const int v = (int)lrintf(iscale * xb[j]);
-            q[j] = (int8_t)(v < 127 ? v : 127);
-        }
-        for (int g = 0; g < QK_K / 16; g++)
-        {
-            int s = 0;
-            for (int j = 0; j < 16; j++)
+            const int hit = _mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(xb + j), absMask), amaxv, _CMP_EQ_OQ));
+            if (hit != 0)
             {
-                s += q[g * 16 + j];
+                max = xb[j + __builtin_ctz((unsigned)hit)];
+                break;
             }
-            bsums[b * 16 + g] = s;
+        }
+        const float iscale = -127.0f / max;
+        const __m256 is = _mm256_set1_ps(iscale);
+        for (int j = 0; j < QK_K; j += 32)
+        {
+            __m256i v[4];
+            for (int i = 0; i < 4; i++)
+            {
+                /* lrintf: the current rounding mode, round half to even */
+                v[i] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(xb + j + 8 * i))), c127);
+            }
+            const __m256i b8 = _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3])), order);
+            _mm256_storeu_si256((__m256i *)(q + j), b8);
+            /* sums of 16: sums of 8 of q + 128 (vpsadbw), minus 8 x 128 each */
+            const __m256i s8 = _mm256_sad_epu8(_mm256_xor_si256(b8, flip), _mm256_setzero_si256());
+            bsums[b * 16 + j / 16] = (int32_t)(_mm256_extract_epi64(s8, 0) + _mm256_extract_epi64(s8, 1)) - 2048;
+            bsums[b * 16 + j / 16 + 1] = (int32_t)(_mm256_extract_epi64(s8, 2) + _mm256_extract_epi64(s8, 3)) - 2048;
         }
         d[b] = 1.0f / iscale;
     }
@@ -262,21 +304,40 @@ static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const f
     return sum;
 }
 
+/* Q4_K sub-block scales and mins (ggml's get_scale_min_k4) for all 8 sub-blocks at once, as 4 bytes per word. */
+static inline void q4_k_scales_words(const uint8_t *s, uint32_t *sc, uint32_t *m)
+{
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    sc[0] = u0 & 0x3F3F3F3Fu;
+    m[0] = u1 & 0x3F3F3F3Fu;
+    sc[1] = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    m[1] = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
+}
+
 /*
  * Q4_K x Q8_K: per 64 weights one vector [low nibbles | high nibbles] (sub-blocks 2j and 2j+1) multiplied with the
- * activations and the sub-block scales; the mins are applied through the activations' bsums.
+ * activations and the sub-block scales; the mins are applied through the activations' bsums. The per-block sums stay
+ * in vectors (scaled in float per lane, one horizontal sum per row at the end).
  */
 static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
 {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    float sum = 0.0f;
+    /* byte j of the 8 scales (or mins) to both 16-bit halves of sub-block j: lanes 2j, 2j+1 of the 32-bit mins */
+    const __m128i pairs = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m512 acc = _mm512_setzero_ps();
+    __m512 accm = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++)
     {
         const uint8_t *wb = w + b * Q4_K_BYTES;
         const int8_t *y = qs + b * QK_K;
-        uint8_t sc[8];
-        uint8_t m[8];
-        q4_k_scales(wb + 4, sc, m);
+        uint32_t scw[2];
+        uint32_t mw[2];
+        q4_k_scales_words(wb + 4, scw, mw);
+        const uint8_t *sc = (const uint8_t *)scw;
+        const __m128i m8 = _mm_set_epi32(0, 0, (int)mw[1], (int)mw[0]);
         __m512i sumi = _mm512_setzero_si512();
         for (int j = 0; j < 4; j++)
         {
@@ -284,22 +345,19 @@ static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const f
             const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(raw), raw, 1);
             const __m512i u = _mm512_mask_blend_epi64(0xF0, _mm512_and_si512(r, m4),
                 _mm512_and_si512(_mm512_srli_epi16(r, 4), m4));
-            /* pairs by vpmaddubsw (2 * 15 * 127 fits 16 bits), then the scale by vpmaddwd: cheaper than vpdpbusd
-               followed by a 32-bit multiply by the scale */
+            /* pairs by vpmaddubsw (2 * 15 * 127 fits 16 bits), then the scale by vpmaddwd */
             const __m512i p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(y + 64 * j));
+            /* sub-block 2j's scale on the low 256 bits, 2j+1's on the high */
             const __m512i scv = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * j]), _mm256_set1_epi16(sc[2 * j + 1]), 1);
             sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(p, scv));
         }
-        const int32_t *bs = bsums + b * 16;
-        int32_t summ = 0;
-        for (int j = 0; j < 8; j++)
-        {
-            summ += m[j] * (bs[2 * j] + bs[2 * j + 1]);
-        }
-        sum += (f16_to_f32(wb) * d[b]) * (float)_mm512_reduce_add_epi32(sumi)
-            - (f16_to_f32(wb + 2) * d[b]) * (float)summ;
+        /* mins x (bsums 2j + bsums 2j+1), per lane */
+        const __m512i mins = _mm512_cvtepu8_epi32(_mm_shuffle_epi8(m8, pairs));
+        const __m512i mterm = _mm512_mullo_epi32(mins, _mm512_loadu_si512(bsums + b * 16));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(f16_to_f32(wb) * d[b]), acc);
+        accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mterm), _mm512_set1_ps(f16_to_f32(wb + 2) * d[b]), accm);
     }
-    return sum;
+    return hsum512(acc) - hsum512(accm);
 }
 
 /*
@@ -732,4 +790,250 @@ static void mm_q8_0_paired(unpack_fn unpack, const uint8_t *w, int64_t rowBytes,
 
 MM(q4_0)
 MM(q8_0)
+#endif
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Q4_0 repacked for VNNI ("Q4_0x16"): 16 rows interleaved, one row per 32-bit lane.
+ *
+ * A group of 16 consecutive rows keeps the same bytes (16 x nb x 18) in another order:
+ *   qs     nb x 256 bytes  block b at b * 256: 4 vectors of 64 bytes; vector k, lane r (bytes 4r..4r+3) holds
+ *                          bytes 4k..4k+3 of row r's nibbles in block b, so its low nibbles are weights 4k..4k+3
+ *                          and its high nibbles weights 16+4k..16+4k+3 of that row (the nibbles themselves are not
+ *                          moved: ggml's byte j already pairs weight j with weight j+16)
+ *   scales nb x 32 bytes   at nb * 256: block b's 16 f16 scales, row r at b * 32 + 2r
+ * The rows after the last whole group (rows % 16) keep ggml's layout.
+ *
+ * Per block a row's 32 products are 8 vpdpbusd whose activation operand is one broadcast dword (4 activations),
+ * so the 16 lanes are 16 rows and no horizontal sum is ever needed: each row's result is one float chain over the
+ * blocks, acc = fma(float(sum_b), scale_b * dx_b, acc), in block order. The single-token and the batched kernels
+ * both compute exactly that chain, so a token's result has the same bits alone and in a batch. The integer sum of a
+ * block (started from -8 x the block's activation sum, the unsigned-nibble correction) is exact whatever the order.
+ * ------------------------------------------------------------------------------------------------------------- */
+#define RP_ROWS 16
+#define RP_TOKENS 8
+
+/* One group of 16 rows from ggml's layout (src) into the layout above (dst); the two must not overlap. */
+static void repack_group(const uint8_t *src, uint8_t *dst, int nb, size_t rowBytes)
+{
+    uint8_t *scales = dst + (size_t)nb * 256;
+    for (int b = 0; b < nb; b++)
+    {
+        for (int r = 0; r < RP_ROWS; r++)
+        {
+            const uint8_t *blk = src + r * rowBytes + (size_t)b * Q4_0_BYTES;
+            memcpy(scales + (size_t)b * 32 + 2 * r, blk, 2);
+            for (int k = 0; k < 4; k++)
+            {
+                memcpy(dst + (size_t)b * 256 + 64 * k + 4 * r, blk + 2 + 4 * k, 4);
+            }
+        }
+    }
+}
+
+/* Rewrites the whole groups of 16 rows of w (rows x cols Q4_0, ggml layout) in place into the layout above. */
+void EXPORT(repack_q4_0)(uint8_t *w, int64_t rows, int32_t cols)
+{
+    const int nb = cols / QK8_0;
+    const size_t rowBytes = (size_t)nb * Q4_0_BYTES;
+    const size_t groupBytes = RP_ROWS * rowBytes;
+    uint8_t *src = malloc(groupBytes);
+    for (int64_t g = 0; g + RP_ROWS <= rows; g += RP_ROWS)
+    {
+        memcpy(src, w + g * rowBytes, groupBytes);
+        repack_group(src, w + g * rowBytes, nb, rowBytes);
+    }
+    free(src);
+}
+
+/* As repack_q4_0 from src into dst (a copy: one pass over the bytes); the rows after the last group copied as they are. */
+void EXPORT(repack_q4_0_copy)(const uint8_t *src, uint8_t *dst, int64_t rows, int32_t cols)
+{
+    const int nb = cols / QK8_0;
+    const size_t rowBytes = (size_t)nb * Q4_0_BYTES;
+    int64_t g = 0;
+    for (; g + RP_ROWS <= rows; g += RP_ROWS)
+    {
+        repack_group(src + g * rowBytes, dst + g * rowBytes, nb, rowBytes);
+    }
+    memcpy(dst + g * rowBytes, src + g * rowBytes, (size_t)(rows - g) * rowBytes);
+}
+
+/* The inverse of repack_q4_0 (tests, and a tensor handed back to code that reads ggml's layout). */
+void EXPORT(unpack_q4_0)(uint8_t *w, int64_t rows, int32_t cols)
+{
+    const int nb = cols / QK8_0;
+    const size_t rowBytes = (size_t)nb * Q4_0_BYTES;
+    const size_t groupBytes = RP_ROWS * rowBytes;
+    uint8_t *src = malloc(groupBytes);
+    for (int64_t g = 0; g + RP_ROWS <= rows; g += RP_ROWS)
+    {
+        uint8_t *dst = w + g * rowBytes;
+        memcpy(src, dst, groupBytes);
+        const uint8_t *scales = src + (size_t)nb * 256;
+        for (int b = 0; b < nb; b++)
+        {
+            for (int r = 0; r < RP_ROWS; r++)
+            {
+                uint8_t *blk = dst + r * rowBytes + (size_t)b * Q4_0_BYTES;
+                memcpy(blk, scales + (size_t)b * 32 + 2 * r, 2);
+                for (int k = 0; k < 4; k++)
+                {
+                    memcpy(blk + 2 + 4 * k, src + (size_t)b * 256 + 64 * k + 4 * r, 4);
+                }
+            }
+        }
+    }
+    free(src);
+}
+
+#if USE_VNNI
+
+/* Per block of one token: -8 x the sum of its 32 activations (the sum of aux's 8 group entries). */
+static inline void block_corrections(const int32_t *aux, int nb, int32_t *corr)
+{
+    for (int b = 0; b < nb; b++)
+    {
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(aux + 8 * b));
+        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        corr[b] = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
+    }
+}
+
+/* The exact integer sums of one block for 16 rows: weights unpacked (lo[k], hi[k]), activations y (32 bytes). */
+static inline __m512i rp_block_sum(const __m512i *lo, const __m512i *hi, const int8_t *y, int32_t corr)
+{
+    const int32_t *yd = (const int32_t *)y;
+    __m512i s0 = _mm512_set1_epi32(corr);
+    __m512i s1 = _mm512_setzero_si512();
+    s0 = _mm512_dpbusd_epi32(s0, lo[0], _mm512_set1_epi32(yd[0]));
+    s1 = _mm512_dpbusd_epi32(s1, hi[0], _mm512_set1_epi32(yd[4]));
+    s0 = _mm512_dpbusd_epi32(s0, lo[1], _mm512_set1_epi32(yd[1]));
+    s1 = _mm512_dpbusd_epi32(s1, hi[1], _mm512_set1_epi32(yd[5]));
+    s0 = _mm512_dpbusd_epi32(s0, lo[2], _mm512_set1_epi32(yd[2]));
+    s1 = _mm512_dpbusd_epi32(s1, hi[2], _mm512_set1_epi32(yd[6]));
+    s0 = _mm512_dpbusd_epi32(s0, lo[3], _mm512_set1_epi32(yd[3]));
+    s1 = _mm512_dpbusd_epi32(s1, hi[3], _mm512_set1_epi32(yd[7]));
+    return _mm512_add_epi32(s0, s1);
+}
+
+static inline void rp_unpack(const uint8_t *qb, __m512i *lo, __m512i *hi)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int k = 0; k < 4; k++)
+    {
+        const __m512i p = _mm512_loadu_si512(qb + 64 * k);
+        lo[k] = _mm512_and_si512(p, m4);
+        hi[k] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+    }
+}
+
+/* Rows after the last whole group (ggml's layout): one dot_q4_0 per row and token, alone or batched alike. */
+static void rp_tail(const uint8_t *w, int64_t rowBytes, int r0, int rows, int nb, int cols, const int8_t *qs,
+    const float *d, const int32_t *aux, int tokens, float *out, int32_t outStride)
+{
+    for (int r = r0; r < rows; r++)
+    {
+        for (int t = 0; t < tokens; t++)
+        {
+            out[(int64_t)t * outStride + r] = dot_q4_0(w + r * rowBytes, nb, qs + (int64_t)t * cols, d + (int64_t)t * nb,
+                aux + (int64_t)t * (cols / 4));
+        }
+    }
+}
+
+/* Single token (or a few, one after the other) against rows [0, rows) of a repacked tensor, w at a group start. */
+void EXPORT(mv_q4_0r)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
+    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
+    int32_t outStride)
+{
+    const int nb = cols / QK8_0;
+    w += wOffset;
+    out += outOffset;
+    int32_t corrBuf[512];
+    int32_t *corr = nb <= 512 ? corrBuf : malloc(sizeof(int32_t) * nb);
+    const int groups = rows / RP_ROWS;
+    for (int t = 0; t < tokens; t++)
+    {
+        const int8_t *y = qs + (int64_t)t * cols;
+        const float *dx = d + (int64_t)t * nb;
+        block_corrections(aux + (int64_t)t * (cols / 4), nb, corr);
+        for (int g = 0; g < groups; g++)
+        {
+            const uint8_t *gw = w + (int64_t)g * RP_ROWS * rowBytes;
+            const uint8_t *sc = gw + (size_t)nb * 256;
+            __m512 acc = _mm512_setzero_ps();
+            for (int b = 0; b < nb; b++)
+            {
+                __m512i lo[4];
+                __m512i hi[4];
+                rp_unpack(gw + (size_t)b * 256, lo, hi);
+                const __m512i s = rp_block_sum(lo, hi, y + 32 * b, corr[b]);
+                const __m512 scale = _mm512_mul_ps(
+                    _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 32 * b))), _mm512_set1_ps(dx[b]));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc);
+            }
+            _mm512_storeu_ps(out + (int64_t)t * outStride + RP_ROWS * g, acc);
+        }
+    }
+    if (corr != corrBuf)
+    {
+        free(corr);
+    }
+    rp_tail(w, rowBytes, groups * RP_ROWS, rows, nb, cols, qs, d, aux, tokens, out, outStride);
+}
+
+/*
+ * Several tokens: per group of 16 rows, tokens in tiles of RP_TOKENS; a block's weights are unpacked once into
+ * registers per tile and multiplied with each token of the tile, one accumulator (16 rows) per token. Each token's
+ * chain is mv_q4_0r's.
+ */
+void EXPORT(mm_q4_0r)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
+    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
+    int32_t outStride)
+{
+    const int nb = cols / QK8_0;
+    w += wOffset;
+    out += outOffset;
+    int32_t *corr = malloc(sizeof(int32_t) * (size_t)nb * tokens);
+    for (int t = 0; t < tokens; t++)
+    {
+        block_corrections(aux + (int64_t)t * (cols / 4), nb, corr + (size_t)t * nb);
+    }
+    const int groups = rows / RP_ROWS;
+    for (int g = 0; g < groups; g++)
+    {
+        const uint8_t *gw = w + (int64_t)g * RP_ROWS * rowBytes;
+        const uint8_t *sc = gw + (size_t)nb * 256;
+        for (int t0 = 0; t0 < tokens; t0 += RP_TOKENS)
+        {
+            const int tn = tokens - t0 < RP_TOKENS ? tokens - t0 : RP_TOKENS;
+            __m512 acc[RP_TOKENS];
+            for (int i = 0; i < RP_TOKENS; i++)
+            {
+                acc[i] = _mm512_setzero_ps();
+            }
+            for (int b = 0; b < nb; b++)
+            {
+                __m512i lo[4];
+                __m512i hi[4];
+                rp_unpack(gw + (size_t)b * 256, lo, hi);
+                const __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 32 * b)));
+                for (int i = 0; i < tn; i++)
+                {
+                    const int t = t0 + i;
+                    const __m512i s = rp_block_sum(lo, hi, qs + (int64_t)t * cols + 32 * b, corr[(size_t)t * nb + b]);
+                    const __m512 scale = _mm512_mul_ps(wsc, _mm512_set1_ps(d[(int64_t)t * nb + b]));
+                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc[i]);
+                }
+            }
+            for (int i = 0; i < tn; i++)
+            {
+                _mm512_storeu_ps(out + (int64_t)(t0 + i) * outStride + RP_ROWS * g, acc[i]);
+            }
+        }
+    }
+    free(corr);
+    rp_tail(w, rowBytes, groups * RP_ROWS, rows, nb, cols, qs, d, aux, tokens, out, outStride);
+}
 #endif

@@ -428,4 +428,52 @@ class StreamingGenerationTest
             assertArrayEquals(expected, generate(w, new int[]{1, 403, 407, 261, 378}, 40, t -> true));
         }
     }
+
+    /**
+     * On the native kernels a Q4_0 model's matrices are repacked for VNNI: a local model into a copy, a streamed
+     * unit in place in its buffer, again each time the minimum budget makes it land again. Both must give the local
+     * tokens; skipped where the VNNI kernels cannot run.
+     */
+    @Test
+    void shouldStreamAQ4_0ModelRepackedInPlaceToTheLocalTokens() throws Exception
+    {
+        final dev.strata.compute.tensor.Kernels vnni;
+        try
+        {
+            vnni = dev.strata.compute.tensor.Kernels.of("avx512vnni");
+        }
+        catch (final IllegalArgumentException e)
+        {
+            Assumptions.abort(e.getMessage());
+            return;
+        }
+        Assumptions.assumeTrue(vnni.describe().contains("repacked"), vnni::describe);
+        final Path q4 = data.resolve("q4.gguf");
+        SyntheticModel.write(q4, SyntheticModel.Shape.parse("dim=256,layers=4,heads=8,kv=4,ffn=768"), GgmlType.Q4_0,
+            null, 3);
+        upload(q4, "q4", "stable");
+        final String saved = System.getProperty(dev.strata.compute.tensor.Kernels.PROPERTY);
+        System.setProperty(dev.strata.compute.tensor.Kernels.PROPERTY, "avx512vnni");
+        try
+        {
+            final int[] expected = local(q4);
+            try (RemoteModel model = RemoteModel.open(client, "q4", "stable", "node-1", 60_000);
+                StreamingWeightSource w = new StreamingWeightSource(model,
+                    StreamingWeightSource.Options.defaults(minimumBudget(model)), new PrefetchStats()))
+            {
+                assertArrayEquals(expected, generate(w, PROMPT, NEW_TOKENS, t -> true));
+            }
+        }
+        finally
+        {
+            if (saved == null)
+            {
+                System.clearProperty(dev.strata.compute.tensor.Kernels.PROPERTY);
+            }
+            else
+            {
+                System.setProperty(dev.strata.compute.tensor.Kernels.PROPERTY, saved);
+            }
+        }
+    }
 }

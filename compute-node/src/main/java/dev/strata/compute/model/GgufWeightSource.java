@@ -4,7 +4,13 @@ import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.gguf.GgufFormatException;
 import dev.strata.compute.gguf.GgufTensorInfo;
 
+import dev.strata.compute.tensor.Kernels;
+import dev.strata.compute.tensor.WeightTensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.function.UnaryOperator;
 
 /**
  * Weights straight from a memory-mapped GGUF file: every tensor is a view of the mapping (no copy), so
@@ -18,6 +24,9 @@ public final class GgufWeightSource implements WeightSource
     private final ModelConfig config;
     private final GlobalWeights globals;
     private final LayerWeights[] layers;
+    /** Repacked copies of the matrices whose layout the kernels change ({@link Kernels#prepare}). */
+    private final Arena arena = Arena.ofShared();
+    private final Kernels kernels = Kernels.fromSystemProperties();
 
     /**
      * @param file     an open GGUF file.
@@ -42,11 +51,56 @@ public final class GgufWeightSource implements WeightSource
             final GgufTensorInfo info = file.tensor(name);
             return info == null ? null : new WeightViews.Tensor(info.type(), info.shape(), file.tensorData(info));
         };
-        this.globals = WeightViews.globals(lookup, config);
+        // the kernels' layout (Q4_0 repacked on VNNI): the file is mapped read-only, so a repacked matrix is a copy in
+        // this source's arena, and the mapped pages it came from are released (the products never read them again;
+        // the page cache keeps them as clean, reclaimable file pages): the process holds the weights once
+        final UnaryOperator<WeightTensor> prepare = w ->
+        {
+            final WeightTensor p = kernels.prepare(w, arena);
+            if (p != w)
+            {
+                releasePages(mappedBytes(file, w));
+            }
+            return p;
+        };
+        this.globals = WeightViews.map(WeightViews.globals(lookup, config), prepare);
         this.layers = new LayerWeights[config.layers()];
         for (int l = 0; l < layers.length; l++)
         {
-            layers[l] = WeightViews.layer(lookup, config, l);
+            layers[l] = WeightViews.map(WeightViews.layer(lookup, config, l), prepare);
+        }
+    }
+
+    /**
+     * The mapped bytes {@code w} was viewed from: its tensor's, or for one expert of a 3-D expert tensor (named
+     * {@code name[e]} by {@link WeightViews}) that expert's slice; null if the name leads nowhere.
+     */
+    private static MemorySegment mappedBytes(final GgufFile file, final WeightTensor w)
+    {
+        final String name = w.name();
+        final GgufTensorInfo info = file.tensor(name);
+        if (info != null)
+        {
+            return file.tensorData(info);
+        }
+        final int open = name.lastIndexOf('[');
+        if (open > 0 && name.endsWith("]"))
+        {
+            final GgufTensorInfo experts = file.tensor(name.substring(0, open));
+            if (experts != null)
+            {
+                final long e = Long.parseLong(name.substring(open + 1, name.length() - 1));
+                return file.tensorData(experts).asSlice(e * w.byteSize(), w.byteSize());
+            }
+        }
+        return null;
+    }
+
+    private static void releasePages(final MemorySegment mapped)
+    {
+        if (mapped != null && mapped.isMapped())
+        {
+            mapped.unload();
         }
     }
 
@@ -81,6 +135,7 @@ public final class GgufWeightSource implements WeightSource
     @Override
     public void close()
     {
+        arena.close();
         if (ownsFile)
         {
             file.close();

@@ -8,6 +8,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.Arrays;
+import java.util.function.UnaryOperator;
 
 /**
  * Builds the forward pass's weight records from named tensors, wherever their bytes live (a mapped GGUF file,
@@ -85,6 +86,50 @@ public final class WeightViews
     {
         return hasOutput ? new String[]{"token_embd.weight", "output_norm.weight", "output.weight"} :
             new String[]{"token_embd.weight", "output_norm.weight"};
+    }
+
+    /**
+     * {@code w} with every matrix passed through {@code f} (the kernels' layout: {@code Kernels.prepare}). The
+     * norms and biases are kept.
+     */
+    public static LayerWeights map(final LayerWeights w, final UnaryOperator<WeightTensor> f)
+    {
+        return new LayerWeights(w.attnNorm(), f.apply(w.wq()), f.apply(w.wk()), f.apply(w.wv()), f.apply(w.wo()),
+            w.bq(), w.bk(), w.bv(), w.ffnNorm(), mapOrNull(w.wGate(), f), mapOrNull(w.wUp(), f),
+            mapOrNull(w.wDown(), f), mapOrNull(w.router(), f), map(w.expertGate(), f), map(w.expertUp(), f),
+            map(w.expertDown(), f));
+    }
+
+    /**
+     * {@code g} with the classifier passed through {@code f}; the embedding is only looked up row by row and stays
+     * as it is, unless it is the classifier too (tied), when both are the one new tensor (whose rows still read
+     * right).
+     */
+    public static GlobalWeights map(final GlobalWeights g, final UnaryOperator<WeightTensor> f)
+    {
+        final WeightTensor output = f.apply(g.output());
+        return new GlobalWeights(g.output() == g.tokenEmbedding() ? output : g.tokenEmbedding(), g.outputNorm(),
+            output);
+    }
+
+    /** Every tensor of {@code ts} passed through {@code f}; null for null. */
+    public static WeightTensor[] map(final WeightTensor[] ts, final UnaryOperator<WeightTensor> f)
+    {
+        if (ts == null)
+        {
+            return null;
+        }
+        final WeightTensor[] out = new WeightTensor[ts.length];
+        for (int i = 0; i < ts.length; i++)
+        {
+            out[i] = f.apply(ts[i]);
+        }
+        return out;
+    }
+
+    private static WeightTensor mapOrNull(final WeightTensor t, final UnaryOperator<WeightTensor> f)
+    {
+        return t == null ? null : f.apply(t);
     }
 
     public static GlobalWeights globals(final Lookup lookup, final ModelConfig config)

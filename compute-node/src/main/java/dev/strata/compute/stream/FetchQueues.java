@@ -3,6 +3,8 @@ package dev.strata.compute.stream;
 import dev.strata.compute.gguf.GgmlType;
 import dev.strata.compute.model.ModelConfig;
 import dev.strata.compute.model.WeightViews;
+import dev.strata.compute.tensor.Kernels;
+import dev.strata.compute.tensor.WeightTensor;
 import dev.strata.paramclient.Manifest;
 import dev.strata.prefetch.PrefetchStats;
 
@@ -33,6 +35,8 @@ final class FetchQueues implements Fetcher.Queue
     private final RemoteModel model;
     private final ModelConfig config;
     private final boolean expertUnits;
+    /** The layout the products want ({@link #prepare}), selected as the forward pass's are. */
+    private final Kernels kernels = Kernels.fromSystemProperties();
 
     FetchQueues(final Object lock, final UnitPool pool, final PrefetchStats stats, final UnitLayout layout,
         final RemoteModel model, final boolean expertUnits)
@@ -174,16 +178,25 @@ final class FetchQueues implements Fetcher.Queue
         {
             final String[] n = WeightViews.expertTensorNames(u.layerOf());
             final WeightViews.Tensor g = lookup.tensor(n[0]);
-            s.expertWeights = WeightViews.expert(config, u.layerOf(), u.expert(), g.type(), g.data(),
-                lookup.tensor(n[1]).data(), lookup.tensor(n[2]).data());
+            s.expertWeights = WeightViews.map(WeightViews.expert(config, u.layerOf(), u.expert(), g.type(), g.data(),
+                lookup.tensor(n[1]).data(), lookup.tensor(n[2]).data()), this::prepare);
         }
         else if (u.index() == layout.layers())
         {
-            s.globals = WeightViews.globals(lookup, config);
+            s.globals = WeightViews.map(WeightViews.globals(lookup, config), this::prepare);
         }
         else
         {
-            s.layer = WeightViews.layer(lookup, config, u.index(), !expertUnits);
+            s.layer = WeightViews.map(WeightViews.layer(lookup, config, u.index(), !expertUnits), this::prepare);
         }
+    }
+
+    /**
+     * The kernels' layout (Q4_0 repacked on VNNI), in place: the unit's buffer is this node's own and is read only
+     * through these views until it is evicted and refilled, so the repack costs no memory.
+     */
+    private WeightTensor prepare(final WeightTensor w)
+    {
+        return kernels.prepare(w, null);
     }
 }

@@ -2,6 +2,8 @@ package dev.strata.compute.tensor;
 
 import dev.strata.compute.gguf.GgmlType;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -22,20 +24,32 @@ public final class Kernels
     public static final String PROPERTY = "strata.kernels";
     /** Its default. */
     public static final String DEFAULT = "native";
+    /**
+     * {@code false} keeps every weight in ggml's layout ({@link #prepare} changes nothing): to measure what the
+     * repacked layout brings, or to rule it out. Default {@code true}.
+     */
+    public static final String REPACK_PROPERTY = "strata.kernels.repack";
 
     private final NativeKernels natives;
     private final String description;
+    private final boolean repack;
 
-    private Kernels(final NativeKernels natives, final String description)
+    private Kernels(final NativeKernels natives, final String description, final boolean repack)
     {
         this.natives = natives;
         this.description = description;
+        this.repack = repack;
     }
 
-    /** The kernels that {@value #PROPERTY} names (read on every call; the library is loaded once per JVM). */
+    /**
+     * The kernels that {@value #PROPERTY} names, repacking unless {@value #REPACK_PROPERTY} is {@code false} (read on
+     * every call; the library is loaded once per JVM).
+     */
     public static Kernels fromSystemProperties()
     {
-        return of(System.getProperty(PROPERTY, DEFAULT));
+        final Kernels k = of(System.getProperty(PROPERTY, DEFAULT));
+        return Boolean.parseBoolean(System.getProperty(REPACK_PROPERTY, "true")) || k.natives == null ? k :
+            new Kernels(k.natives, k.description + "; weights in ggml's layout (" + REPACK_PROPERTY + "=false)", false);
     }
 
     /**
@@ -66,8 +80,9 @@ public final class Kernels
                 }
             }
             return new Kernels(natives, "native " + natives.isa.symbolName + " for " + String.join(", ", types) +
-                " (several tokens at once: " + (batched.isEmpty() ? "none" : String.join(", ", batched)) + "); " +
-                javaKernels() + " for the rest");
+                " (several tokens at once: " + (batched.isEmpty() ? "none" : String.join(", ", batched)) +
+                (natives.repacksQ4_0() ? "; Q4_0 repacked by 16 rows" : "") + "); " + javaKernels() + " for the rest",
+                true);
         }
         if (!request.equals("native"))
         {
@@ -84,7 +99,7 @@ public final class Kernels
 
     private static Kernels java(final String why)
     {
-        return new Kernels(null, javaKernels() + " (" + why + ")");
+        return new Kernels(null, javaKernels() + " (" + why + ")", false);
     }
 
     private static String javaKernels()
@@ -108,6 +123,39 @@ public final class Kernels
     public String describe()
     {
         return description;
+    }
+
+    /** The native kernels, if they cover {@code w} in its layout; otherwise null. */
+    NativeKernels nativeFor(final WeightTensor w)
+    {
+        return natives != null && natives.supports(w) ? natives : null;
+    }
+
+    /**
+     * {@code w} in the layout these kernels are fastest with: a Q4_0 matrix of at least 16 rows, on the VNNI set, is
+     * repacked by 16 rows ({@link Q4_0x16Tensor}: the same number of bytes); any other tensor is returned as is.
+     * <p>
+     * With {@code copyInto} null the bytes are rewritten in place, so {@code w}'s memory must be writable and used by
+     * nothing that expects ggml's layout (a streamed unit's buffer). Otherwise the repacked tensor lives in a new
+     * allocation from {@code copyInto} and {@code w}'s bytes are left alone (a read-only file mapping; its pages are
+     * then never read again by the products, so the page cache may drop them).
+     */
+    public WeightTensor prepare(final WeightTensor w, final Arena copyInto)
+    {
+        if (!repack || natives == null || !natives.repacksQ4_0() || w.type() != GgmlType.Q4_0 ||
+            w instanceof Q4_0x16Tensor || w.rows() < Q4_0x16Tensor.GROUP)
+        {
+            return w;
+        }
+        final MemorySegment bytes = w.data().asSlice(0, w.byteSize());
+        if (copyInto == null)
+        {
+            natives.repack(bytes, w.rows(), w.cols());
+            return new Q4_0x16Tensor(w.name(), bytes, w.rows(), w.cols());
+        }
+        final MemorySegment copy = copyInto.allocate(w.byteSize(), 64);
+        natives.repack(bytes, copy, w.rows(), w.cols());
+        return new Q4_0x16Tensor(w.name(), copy, w.rows(), w.cols());
     }
 
     /** The native kernels, if they cover weights of {@code type}; otherwise null. */

@@ -88,7 +88,7 @@ public final class MatOps
     /** {@code out[r] = W[r] . x} for every row r of {@code w}. */
     public void matvec(final WeightTensor w, final float[] x, final float[] out)
     {
-        final NativeKernels natives = kernels.nativeFor(w.type());
+        final NativeKernels natives = kernels.nativeFor(w);
         if (natives != null)
         {
             nativeProduct(natives, w, x, 1, out);
@@ -114,8 +114,8 @@ public final class MatOps
             matvec(w, x, out);
             return;
         }
-        final NativeKernels natives = kernels.nativeFor(w.type());
-        if (natives != null && natives.supportsBatched(w.type()))
+        final NativeKernels natives = kernels.nativeFor(w);
+        if (natives != null && natives.supportsBatched(w))
         {
             nativeProduct(natives, w, x, tokens, out);
             return;
@@ -208,18 +208,12 @@ public final class MatOps
         {
             pool.parallelFor(tokens, (start, end) -> natives.quantize(w.type(), x, cols, start, end, a));
         }
-        // several tokens: whole groups of 4 rows per chunk for the batched kernel
-        final int groups = (rows + 3) / 4;
-        if (tokens == 1)
-        {
-            pool.parallelFor(rows, DECODE_CHUNKS_PER_THREAD,
-                (start, end) -> natives.product(w, start, end, a, 1, out, start, rows));
-        }
-        else
-        {
-            pool.parallelFor(groups, PREFILL_CHUNKS_PER_THREAD, (start, end) -> natives.product(w, 4 * start,
-                Math.min(rows, 4 * end), a, tokens, out, 4 * start, rows));
-        }
+        // each share of rows starts where the kernel's row groups do (repacked: 16 rows; batched: 4)
+        final int granule = natives.rowGranule(w, tokens);
+        final int units = (rows + granule - 1) / granule;
+        pool.parallelFor(units, tokens == 1 ? DECODE_CHUNKS_PER_THREAD : PREFILL_CHUNKS_PER_THREAD,
+            (start, end) -> natives.product(w, granule * start, Math.min(rows, granule * end), a, tokens, out,
+                granule * start, rows));
     }
 
     /**

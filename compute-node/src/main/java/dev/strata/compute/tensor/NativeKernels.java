@@ -88,6 +88,10 @@ final class NativeKernels
     private static final FunctionDescriptor PRODUCT = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_LONG,
         JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
 
+    private static final FunctionDescriptor REPACK = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_INT);
+    private static final FunctionDescriptor REPACK_COPY =
+        FunctionDescriptor.ofVoid(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT);
+
     private static final FunctionDescriptor PRODUCT_FLOAT = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_LONG,
         JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
 
@@ -101,6 +105,12 @@ final class NativeKernels
     private final MethodHandle[] batched = new MethodHandle[GgmlType.values().length];
     /** F16 weights against float activations (not quantized). */
     private final MethodHandle productF16;
+    /** Q4_0 repacked by 16 rows ({@link Q4_0x16Tensor}): the layout change, and its products; null where absent. */
+    private final MethodHandle repackQ4_0;
+    private final MethodHandle repackCopyQ4_0;
+    private final MethodHandle unpackQ4_0;
+    private final MethodHandle productQ4_0x16;
+    private final MethodHandle batchedQ4_0x16;
 
     private NativeKernels(final Isa isa, final SymbolLookup lookup)
     {
@@ -114,6 +124,14 @@ final class NativeKernels
         productF16 = bind(lookup, "mv_f16", PRODUCT_FLOAT);
         batched[GgmlType.Q4_0.ordinal()] = bind(lookup, "mm_q4_0", PRODUCT);
         batched[GgmlType.Q8_0.ordinal()] = bind(lookup, "mm_q8_0", PRODUCT);
+        repackQ4_0 = bind(lookup, "repack_q4_0", REPACK);
+        repackCopyQ4_0 = bind(lookup, "repack_q4_0_copy", REPACK_COPY);
+        unpackQ4_0 = bind(lookup, "unpack_q4_0", REPACK);
+        final MethodHandle mv = bind(lookup, "mv_q4_0r", PRODUCT);
+        final MethodHandle mm = bind(lookup, "mm_q4_0r", PRODUCT);
+        // the layout only pays where both products exist (the VNNI set)
+        productQ4_0x16 = mv != null && mm != null ? mv : null;
+        batchedQ4_0x16 = mv != null && mm != null ? mm : null;
     }
 
     private MethodHandle bind(final SymbolLookup lookup, final String kernel, final FunctionDescriptor descriptor)
@@ -198,10 +216,77 @@ final class NativeKernels
         }
     }
 
-    /** Whether this kernel set has a product for weights of {@code type}. */
+    /** Whether this kernel set has a product for weights of {@code type} (in ggml's layout). */
     boolean supports(final GgmlType type)
     {
         return type == GgmlType.F16 ? productF16 != null : products[type.ordinal()] != null;
+    }
+
+    /** Whether this kernel set has products for {@code w} in its layout (ggml's, or repacked). */
+    boolean supports(final WeightTensor w)
+    {
+        return w instanceof Q4_0x16Tensor ? productQ4_0x16 != null : supports(w.type);
+    }
+
+    /** Whether Q4_0 weights are faster with this set once repacked ({@link #repack}). */
+    boolean repacksQ4_0()
+    {
+        return productQ4_0x16 != null && repackQ4_0 != null && repackCopyQ4_0 != null;
+    }
+
+    /**
+     * Rewrites the whole 16-row groups of Q4_0 weights ({@code rows x cols}, ggml's layout) in {@code data} into
+     * {@link Q4_0x16Tensor}'s layout, in place.
+     */
+    void repack(final MemorySegment data, final int rows, final int cols)
+    {
+        try
+        {
+            repackQ4_0.invokeExact(data, (long)rows, cols);
+        }
+        catch (final Throwable e)
+        {
+            throw new IllegalStateException("native repack failed", e);
+        }
+    }
+
+    /** As {@link #repack}, from {@code src} (left alone) into {@code dst} of the same size, in one pass. */
+    void repack(final MemorySegment src, final MemorySegment dst, final int rows, final int cols)
+    {
+        try
+        {
+            repackCopyQ4_0.invokeExact(src, dst, (long)rows, cols);
+        }
+        catch (final Throwable e)
+        {
+            throw new IllegalStateException("native repack failed", e);
+        }
+    }
+
+    /** The inverse of {@link #repack}. */
+    void unpack(final MemorySegment data, final int rows, final int cols)
+    {
+        try
+        {
+            unpackQ4_0.invokeExact(data, (long)rows, cols);
+        }
+        catch (final Throwable e)
+        {
+            throw new IllegalStateException("native unpack failed", e);
+        }
+    }
+
+    /**
+     * Rows a thread's share of {@code w}'s products must start at a multiple of: 16 for a repacked tensor, 4 for the
+     * batched ggml-layout kernel, else 1.
+     */
+    int rowGranule(final WeightTensor w, final int tokens)
+    {
+        if (w instanceof Q4_0x16Tensor)
+        {
+            return Q4_0x16Tensor.GROUP;
+        }
+        return tokens > 1 ? 4 : 1;
     }
 
     /** Whether products with {@code type} take the activations as floats (no {@link #quantize} first). */
@@ -236,6 +321,12 @@ final class NativeKernels
     boolean supportsBatched(final GgmlType type)
     {
         return batched[type.ordinal()] != null;
+    }
+
+    /** As {@link #supportsBatched(GgmlType)} for {@code w} in its layout. */
+    boolean supportsBatched(final WeightTensor w)
+    {
+        return w instanceof Q4_0x16Tensor ? batchedQ4_0x16 != null : supportsBatched(w.type);
     }
 
     static Q8 q8For(final GgmlType type)
@@ -284,8 +375,16 @@ final class NativeKernels
     void product(final WeightTensor w, final int r0, final int r1, final Activations a, final int tokens,
         final float[] out, final int outOffset, final int outStride)
     {
-        final MethodHandle batchedKernel = batched[w.type.ordinal()];
-        final MethodHandle kernel = tokens > 1 && batchedKernel != null ? batchedKernel : products[w.type.ordinal()];
+        final MethodHandle kernel;
+        if (w instanceof Q4_0x16Tensor)
+        {
+            kernel = tokens > 1 ? batchedQ4_0x16 : productQ4_0x16;
+        }
+        else
+        {
+            final MethodHandle batchedKernel = batched[w.type.ordinal()];
+            kernel = tokens > 1 && batchedKernel != null ? batchedKernel : products[w.type.ordinal()];
+        }
         try
         {
             kernel.invokeExact(w.data, r0 * w.rowBytes, w.rowBytes, r1 - r0, w.cols, a.qs, a.d,

@@ -73,6 +73,7 @@ class NativeForwardPassTest
         "Q8_0, 'dim=128,layers=2,heads=4,kv=2,ffn=288', native, 1, 1",
         "Q4_0, 'dim=128,layers=2,heads=4,kv=2,ffn=288', native, 5, 2",
         "Q8_0, 'dim=64,layers=2,heads=4,kv=2,ffn=96,experts=4,used=2', native, 3, 2",
+        "Q4_0, 'dim=64,layers=2,heads=4,kv=2,ffn=96,experts=4,used=2', native, 3, 2",
         "Q4_0, 'dim=128,layers=2,heads=4,kv=2,ffn=288', avx2, 4, 2",
         "Q8_0, 'dim=128,layers=2,heads=4,kv=2,ffn=288', avx512bw, 1, 2",
         "F16, 'dim=128,layers=2,heads=4,kv=2,ffn=288', native, 1, 2"})

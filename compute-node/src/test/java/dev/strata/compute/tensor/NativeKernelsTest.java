@@ -369,7 +369,7 @@ class NativeKernelsTest
     }
 
     /** Random rows, then all-max quants, all-min quants and zero scales (whole rows of each). */
-    private static List<byte[]> weightCases(final GgmlType type, final int rows, final int cols, final Random rnd)
+    static List<byte[]> weightCases(final GgmlType type, final int rows, final int cols, final Random rnd)
     {
         final List<byte[]> cases = new ArrayList<>();
         cases.add(KernelConformance.randomData(type, rows, cols, rnd));

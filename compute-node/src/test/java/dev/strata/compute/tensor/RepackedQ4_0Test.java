@@ -1,0 +1,306 @@
+package dev.strata.compute.tensor;
+
+import dev.strata.compute.gguf.GgmlType;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * Q4_0 repacked by 16 rows for the VNNI kernels ({@link Q4_0x16Tensor}, {@code mv_q4_0r}, {@code mm_q4_0r}): the
+ * layout change is lossless, the products match {@link NativeReference} on the original bytes (as
+ * {@link NativeKernelsTest} checks the other kernels), a token's products are the same bits alone and in a batch, and
+ * a repacked tensor still works with the Java kernels. Skipped where the VNNI set cannot run.
+ */
+class RepackedQ4_0Test
+{
+    private static final int GROUP = Q4_0x16Tensor.GROUP;
+
+    private static NativeKernels vnni()
+    {
+        assumeTrue(NativeKernels.class.getResource(NativeKernels.RESOURCE) != null, "no native library in this build");
+        final Object selected = NativeKernels.select("avx512vnni");
+        assumeTrue(selected instanceof NativeKernels, () -> "avx512vnni: " + selected);
+        final NativeKernels k = (NativeKernels)selected;
+        assumeTrue(k.repacksQ4_0(), "the VNNI set has no repacked Q4_0 kernels");
+        return k;
+    }
+
+    /** A repacked copy of {@code data} ({@code rows x cols} Q4_0 in ggml's layout) as a tensor. */
+    private static Q4_0x16Tensor repacked(final NativeKernels k, final byte[] data, final int rows, final int cols)
+    {
+        final byte[] copy = data.clone();
+        final MemorySegment s = MemorySegment.ofArray(copy);
+        k.repack(s, rows, cols);
+        return new Q4_0x16Tensor("w", s, rows, cols);
+    }
+
+    @Test
+    void shouldRepackLosslesslyAndDequantizeTheSameValues()
+    {
+        final NativeKernels k = vnni();
+        final Random rnd = new Random(41);
+        for (final int rows : new int[]{16, 37, 48})
+        {
+            final int cols = 96;
+            final byte[] data = KernelConformance.randomData(GgmlType.Q4_0, rows, cols, rnd);
+            final Q4_0x16Tensor w = repacked(k, data, rows, cols);
+            final byte[] bytes = w.data().toArray(ValueLayout.JAVA_BYTE);
+            // whole groups change, the tail (rows % 16) does not
+            final int groupBytes = GROUP * (int)w.rowBytes;
+            assertTrue(!Arrays.equals(data, 0, groupBytes, bytes, 0, groupBytes), "the first group was not repacked");
+            final int tail = rows / GROUP * groupBytes;
+            assertArrayEquals(Arrays.copyOfRange(data, tail, data.length), Arrays.copyOfRange(bytes, tail, data.length));
+            final WeightTensor original = WeightTensor.of("w", GgmlType.Q4_0, MemorySegment.ofArray(data), rows, cols);
+            final float[] a = new float[cols];
+            final float[] b = new float[cols];
+            for (int r = 0; r < rows; r++)
+            {
+                original.dequantizeRow(r, a, 0);
+                w.dequantizeRow(r, b, 0);
+                assertArrayEquals(a, b, "row " + r + " of " + rows);
+                // a column block in the middle
+                w.dequantize(r, 32, 64, b, 0);
+                assertArrayEquals(Arrays.copyOfRange(a, 32, 96), Arrays.copyOf(b, 64), "row " + r + " cols 32-96");
+            }
+            k.unpack(w.data(), rows, cols);
+            assertArrayEquals(data, w.data().toArray(ValueLayout.JAVA_BYTE), "unpack(repack(w)) == w");
+        }
+    }
+
+    @Test
+    void shouldMatchTheReferenceOnRandomAndAdversarialRows()
+    {
+        final NativeKernels k = vnni();
+        final Random rnd = new Random(43);
+        final List<String> failures = new ArrayList<>();
+        try (Arena arena = Arena.ofConfined())
+        {
+            for (final int cols : new int[]{32, 96, 64, 576})
+            {
+                for (final int rows : new int[]{16, 37})
+                {
+                    for (final byte[] data : NativeKernelsTest.weightCases(GgmlType.Q4_0, rows, cols, rnd))
+                    {
+                        for (final float[] x : NativeKernelsTest.adversarialActivations(rnd, cols))
+                        {
+                            for (final boolean heap : new boolean[]{true, false})
+                            {
+                                final byte[] packed = repacked(k, data, rows, cols).data()
+                                    .toArray(ValueLayout.JAVA_BYTE);
+                                final MemorySegment s = heap ? MemorySegment.ofArray(packed)
+                                    : KernelConformance.nativeCopy(arena, packed);
+                                final WeightTensor w = new Q4_0x16Tensor("w", s, rows, cols);
+                                failures.addAll(check(k, w, data, x, 1, 0, rows));
+                                // a range from the second group on (its tail rows in ggml's layout), several tokens:
+                                // fewer than one tile of the batched kernel, and more than one
+                                failures.addAll(check(k, w, data, tokens(x, 3), 3, GROUP, rows));
+                                failures.addAll(check(k, w, data, tokens(x, 11), 11, 0, rows));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assertTrue(failures.isEmpty(), () -> failures.size() + " mismatches, first: " +
+            String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
+    }
+
+    @Test
+    void shouldSumIntegersExactlyWithUnitScales()
+    {
+        final NativeKernels k = vnni();
+        final Random rnd = new Random(47);
+        final int cols = 32 * 7;
+        final int rows = 2 * GROUP + 3;
+        final byte[] data = KernelConformance.randomData(GgmlType.Q4_0, rows, cols, rnd);
+        final int one = Float.floatToFloat16(1f) & 0xFFFF;
+        for (int o = 0; o < data.length; o += Q4_0Tensor.BYTES)
+        {
+            ScalarReference.putU16(data, o, one);
+        }
+        final float[] x = new float[cols];
+        for (int i = 0; i < cols; i++)
+        {
+            x[i] = rnd.nextInt(41) - 20;
+        }
+        for (int b = 0; b < cols; b += 32)
+        {
+            x[b] = 127;
+        }
+        final Q4_0x16Tensor w = repacked(k, data, rows, cols);
+        final NativeKernels.Activations a = new NativeKernels.Activations();
+        a.ensure(1, cols);
+        k.quantize(GgmlType.Q4_0, x, cols, 0, 1, a);
+        final float[] out = new float[rows];
+        k.product(w, 0, rows, a, 1, out, 0, rows);
+        final NativeReference.Q8 q8 = NativeReference.quantize(GgmlType.Q4_0, x, 0, cols);
+        for (int r = 0; r < rows; r++)
+        {
+            final double expected = NativeReference.dot(GgmlType.Q4_0, data, r * (int)w.rowBytes, cols, q8).value();
+            assertEquals(Math.rint(expected), expected, "the reference is an integer");
+            assertEquals(expected, out[r], 0.0, "row " + r);
+        }
+    }
+
+    /** Batch invariance on the repacked layout, as {@link NativeKernelsTest#shouldGiveATokenTheSameBitsAloneAndInABatch}. */
+    @Test
+    void shouldGiveATokenTheSameBitsAloneAndInABatch()
+    {
+        final NativeKernels k = vnni();
+        final Random rnd = new Random(53);
+        final List<String> failures = new ArrayList<>();
+        for (final int cols : new int[]{128, 192, 320})
+        {
+            final int rows = 2 * GROUP + 5;
+            final int tokens = 70;
+            final byte[] data = KernelConformance.randomData(GgmlType.Q4_0, rows, cols, rnd);
+            final Q4_0x16Tensor w = repacked(k, data, rows, cols);
+            final float[] x = KernelConformance.randomVector(rnd, 0, tokens * cols);
+            final NativeKernels.Activations all = new NativeKernels.Activations();
+            all.ensure(tokens, cols);
+            k.quantize(GgmlType.Q4_0, x, cols, 0, tokens, all);
+            final float[] batched = new float[tokens * rows];
+            k.product(w, 0, rows, all, tokens, batched, 0, rows);
+            for (int t = 0; t < tokens; t++)
+            {
+                final NativeKernels.Activations one = new NativeKernels.Activations();
+                one.ensure(1, cols);
+                k.quantize(GgmlType.Q4_0, Arrays.copyOfRange(x, t * cols, (t + 1) * cols), cols, 0, 1, one);
+                final float[] alone = new float[rows];
+                k.product(w, 0, rows, one, 1, alone, 0, rows);
+                for (int r = 0; r < rows; r++)
+                {
+                    if (Float.floatToRawIntBits(alone[r]) != Float.floatToRawIntBits(batched[t * rows + r]))
+                    {
+                        failures.add("cols " + cols + " row " + r + " token " + t + ": alone " + alone[r] +
+                            " batched " + batched[t * rows + r]);
+                    }
+                }
+            }
+        }
+        assertTrue(failures.isEmpty(), () -> failures.size() + " differences, first: " +
+            String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
+    }
+
+    /**
+     * Through {@link Kernels#prepare} and {@link MatOps} on two threads (shares of whole 16-row groups): the same
+     * products as the ggml-layout tensor within the reference tolerance, whether repacked into a copy (the source is
+     * left alone) or in place; and with the Java kernels, a repacked tensor gives the Java products of the original.
+     */
+    @Test
+    void shouldPrepareAndMultiplyThroughMatOps()
+    {
+        vnni();
+        final Kernels kernels = Kernels.of("avx512vnni");
+        final Random rnd = new Random(59);
+        final int rows = 5 * GROUP + 7;
+        final int cols = 256;
+        final byte[] data = KernelConformance.randomData(GgmlType.Q4_0, rows, cols, rnd);
+        final WeightTensor original = WeightTensor.of("w", GgmlType.Q4_0,
+            MemorySegment.ofArray(data.clone()).asReadOnly(), rows, cols);
+        try (Arena arena = Arena.ofShared(); ThreadPool pool = new ThreadPool(2))
+        {
+            final WeightTensor copy = kernels.prepare(original, arena);
+            assertNotSame(original, copy);
+            assertArrayEquals(data, original.data().toArray(ValueLayout.JAVA_BYTE), "the source is left alone");
+            final byte[] own = data.clone();
+            final WeightTensor inPlace = kernels.prepare(WeightTensor.of("w", GgmlType.Q4_0,
+                MemorySegment.ofArray(own), rows, cols), null);
+            assertTrue(!Arrays.equals(data, own), "repacked in place");
+            assertArrayEquals(own, copy.data().toArray(ValueLayout.JAVA_BYTE), "the copy has the in-place bytes");
+            assertSame(copy, kernels.prepare(copy, arena), "a repacked tensor is not repacked again");
+            assertSame(original, Kernels.java().prepare(original, arena), "the Java kernels keep ggml's layout");
+
+            final MatOps ops = new MatOps(pool, kernels);
+            for (final int tokens : new int[]{1, 5, 20})
+            {
+                final float[] x = KernelConformance.randomVector(rnd, 0, tokens * cols);
+                final float[] a = new float[tokens * rows];
+                final float[] b = new float[tokens * rows];
+                ops.matmul(copy, x, tokens, a);
+                ops.matmul(inPlace, x, tokens, b);
+                assertArrayEquals(a, b, "copy and in place, " + tokens + " tokens");
+                final List<String> failures = new ArrayList<>();
+                for (int t = 0; t < tokens; t++)
+                {
+                    final NativeReference.Q8 q8 = NativeReference.quantize(GgmlType.Q4_0, x, t * cols, cols);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        final NativeReference.Dot ref = NativeReference.dot(GgmlType.Q4_0, data,
+                            r * (int)original.rowBytes, cols, q8);
+                        if (!(Math.abs(a[t * rows + r] - ref.value()) <= NativeKernelsTest.RELATIVE *
+                            ref.sumOfMagnitudes() + 1e-30))
+                        {
+                            failures.add("token " + t + " row " + r + ": " + a[t * rows + r] + " vs " + ref.value());
+                        }
+                    }
+                }
+                assertTrue(failures.isEmpty(), () -> failures.size() + " mismatches, first: " + failures.get(0));
+
+                final MatOps java = new MatOps(pool, Kernels.java());
+                final float[] j0 = new float[tokens * rows];
+                final float[] j1 = new float[tokens * rows];
+                java.matmul(original, x, tokens, j0);
+                java.matmul(copy, x, tokens, j1);
+                for (int i = 0; i < j0.length; i++)
+                {
+                    assertEquals(j0[i], j1[i], 1e-4f * (1 + Math.abs(j0[i])), "Java kernels, output " + i);
+                }
+            }
+        }
+    }
+
+    private static List<String> check(final NativeKernels k, final WeightTensor w, final byte[] data,
+        final float[] x, final int tokens, final int r0, final int r1)
+    {
+        final List<String> failures = new ArrayList<>();
+        final int cols = w.cols();
+        final NativeKernels.Activations a = new NativeKernels.Activations();
+        a.ensure(tokens, cols);
+        k.quantize(GgmlType.Q4_0, x, cols, 0, tokens, a);
+        final int stride = r1 - r0 + 2;
+        final float[] out = new float[1 + tokens * stride];
+        k.product(w, r0, r1, a, tokens, out, 1, stride);
+        for (int t = 0; t < tokens; t++)
+        {
+            final NativeReference.Q8 q8 = NativeReference.quantize(GgmlType.Q4_0, x, t * cols, cols);
+            for (int r = r0; r < r1; r++)
+            {
+                final NativeReference.Dot ref = NativeReference.dot(GgmlType.Q4_0, data, r * (int)w.rowBytes, cols, q8);
+                final float got = out[1 + t * stride + r - r0];
+                if (!(Math.abs(got - ref.value()) <= NativeKernelsTest.RELATIVE * ref.sumOfMagnitudes() + 1e-30))
+                {
+                    failures.add(w.rows() + "x" + cols + " row " + r + " token " + t + " of " + tokens + ": " + got +
+                        " vs " + ref.value() + " (sum of |terms| " + ref.sumOfMagnitudes() + ")");
+                }
+            }
+        }
+        return failures;
+    }
+
+    private static float[] tokens(final float[] x, final int tokens)
+    {
+        final float[] all = new float[tokens * x.length];
+        for (int t = 0; t < tokens; t++)
+        {
+            for (int i = 0; i < x.length; i++)
+            {
+                all[t * x.length + i] = x[(i + 7 * t) % x.length] * (t + 1);
+            }
+        }
+        return all;
+    }
+}

@@ -101,8 +101,14 @@ class ComputeNodeTest
                 .options(StreamingWeightSource.Options.defaults(1L << 30).withMode(BlockChannel.Mode.IPC))))
             {
                 assertEquals(1, node.model().version());
+                final long placedBefore = service.blockServer().placedBytes();
                 assertArrayEquals(expected, StreamingGenerationTest.generate(node.weights(), PROMPT, expected.length,
                     t -> true));
+                if (dev.strata.transport.bulk.SharedRegion.available())
+                {
+                    // over IPC the unit buffers are shared regions the service copies the blocks into
+                    assertTrue(service.blockServer().placedBytes() > placedBefore, "blocks placed directly");
+                }
                 assertNotNull(registry.find("strata.prefetch.coverage").gauge(), "the node's meters are shared");
                 assertTrue(new ParamClient(server, TOKEN).show("small", "1").leases().containsKey("n2"));
             }

@@ -22,6 +22,12 @@ import java.util.concurrent.TimeUnit;
 public final class BlockChannel implements Fetcher.Blocks
 {
     /** How a node reaches the block server. */
+    /**
+     * Over IPC, whether unit buffers are shared regions the service copies blocks straight into (direct placement,
+     * one copy instead of two); {@code -Dstrata.block.placement=false} sends every block as chunks.
+     */
+    static final boolean PLACEMENT = Boolean.parseBoolean(System.getProperty("strata.block.placement", "true"));
+
     public enum Mode
     {
         UDP, IPC
@@ -70,7 +76,8 @@ public final class BlockChannel implements Fetcher.Blocks
             }
             final String channel = mode == Mode.IPC ? e.ipcChannel() : e.udpChannel();
             client = BlockClient.connect(transport.aeron(), channel, e.streamId(), localHost,
-                CONNECT_TIMEOUT).verifyDigests(verifyDigests).token(admin.token());
+                CONNECT_TIMEOUT).verifyDigests(verifyDigests).token(admin.token())
+                .directPlacement(mode == Mode.IPC && PLACEMENT);
         }
         return client;
     }

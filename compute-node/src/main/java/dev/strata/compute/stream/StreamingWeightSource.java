@@ -177,7 +177,8 @@ public final class StreamingWeightSource implements WeightSource
                 (experts > 0 ? ", plus all " + experts + " experts of a layer, " + experts * layout.largestExpert() :
                     "") + ")");
         }
-        this.pool = new UnitPool(options.budgetBytes());
+        this.pool = new UnitPool(options.budgetBytes(), options.mode() == BlockChannel.Mode.IPC &&
+            BlockChannel.PLACEMENT && dev.strata.transport.bulk.SharedRegion.available());
         this.queues = new FetchQueues(this, pool, stats, layout, model, experts > 0);
         final BlockChannel channel = new BlockChannel(model.admin(), options.mode(), options.localHost(),
             options.verifyDigests(), transport);

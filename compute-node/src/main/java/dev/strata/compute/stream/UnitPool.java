@@ -1,5 +1,7 @@
 package dev.strata.compute.stream;
 
+import dev.strata.transport.bulk.SharedRegion;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;
@@ -26,11 +28,23 @@ final class UnitPool implements AutoCloseable
     private long budgetBytes;
     private final Map<Long, ArrayDeque<MemorySegment>> free = new HashMap<>();
     private final Map<MemorySegment, Arena> arenas = new IdentityHashMap<>();
+    private final Map<MemorySegment, SharedRegion> regions = new IdentityHashMap<>();
+    private final boolean shared;
     private long usedBytes;
     private long peakBytes;
 
     UnitPool(final long budgetBytes)
     {
+        this(budgetBytes, false);
+    }
+
+    /**
+     * @param shared buffers in shared regions (IPC pulls with direct placement), where the tmpfs has room; plain
+     *               off-heap memory otherwise.
+     */
+    UnitPool(final long budgetBytes, final boolean shared)
+    {
+        this.shared = shared;
         if (budgetBytes <= 0)
         {
             throw new IllegalArgumentException("invalid budgetBytes=" + budgetBytes);
@@ -101,9 +115,26 @@ final class UnitPool implements AutoCloseable
         {
             return pooled;
         }
-        final Arena arena = Arena.ofShared();
-        final MemorySegment buffer = arena.allocate(bytes, UnitLayout.ALIGN);
-        arenas.put(buffer, arena);
+        MemorySegment buffer = null;
+        if (shared)
+        {
+            try
+            {
+                final SharedRegion region = SharedRegion.create(bytes); // page-aligned
+                buffer = region.segment();
+                regions.put(buffer, region);
+            }
+            catch (final java.io.IOException ex)
+            {
+                // no room in the tmpfs: plain memory, pulled as chunks
+            }
+        }
+        if (buffer == null)
+        {
+            final Arena arena = Arena.ofShared();
+            buffer = arena.allocate(bytes, UnitLayout.ALIGN);
+            arenas.put(buffer, arena);
+        }
         usedBytes += bytes;
         peakBytes = Math.max(peakBytes, usedBytes);
         return buffer;
@@ -119,9 +150,15 @@ final class UnitPool implements AutoCloseable
     void release(final MemorySegment buffer)
     {
         final Arena arena = arenas.remove(buffer);
+        final SharedRegion region = arena == null ? regions.remove(buffer) : null;
         if (arena != null)
         {
             arena.close();
+            usedBytes -= buffer.byteSize();
+        }
+        else if (region != null)
+        {
+            region.close();
             usedBytes -= buffer.byteSize();
         }
     }
@@ -150,6 +187,8 @@ final class UnitPool implements AutoCloseable
             a.close();
         }
         arenas.clear();
+        regions.values().forEach(SharedRegion::close);
+        regions.clear();
         free.clear();
         usedBytes = 0;
     }

@@ -50,6 +50,12 @@ public final class BlockClient
     private final String responseChannel;
     private final int responseStreamId;
     private final boolean ipc;
+    /** The block index of the server's notice that it ended a placed request. */
+    private static final int PLACEMENT_ENDED = 0xFFFF;
+    /** How long a fence waits for that notice. */
+    private static final long FENCE_NANOS = 1_000_000_000L;
+    /** Ended notices of requests no longer in flight (their cancel is waiting, or gave up). */
+    private final org.agrona.collections.LongHashSet placementEnded = new org.agrona.collections.LongHashSet();
     private boolean placement;
     /**
      * Response channels: the server publishes to the channel the client names, so these parameters set both ends.
@@ -86,6 +92,8 @@ public final class BlockClient
         final boolean placed;
         long placedBytes;
         final long expectedBytes;
+        /** The server said it will write no more into this request's destination. */
+        boolean ended;
         boolean complete;
         FetchException failure;
 
@@ -304,11 +312,42 @@ public final class BlockClient
      */
     public boolean cancel(final long correlationId)
     {
-        if (inflight.remove(correlationId) == null)
+        final Inflight f = inflight.get(correlationId);
+        if (f == null)
         {
             return false;
         }
         receiver.forget(correlationId);
+        sendCancel(correlationId);
+        fence(f); // still in flight meanwhile: its last notices may complete it
+        inflight.remove(correlationId);
+        return true;
+    }
+
+    /**
+     * For a placed request that did not complete: waits (up to {@link #FENCE_NANOS}, reading other answers meanwhile)
+     * until the server says it will write no more into the destination, so the caller may reuse it. A server that
+     * stays silent that long is taken to be gone.
+     */
+    private void fence(final Inflight f)
+    {
+        if (!f.placed || f.complete || f.ended)
+        {
+            return;
+        }
+        final long deadline = System.nanoTime() + FENCE_NANOS;
+        while (!placementEnded.remove(f.correlationId) && !f.ended && !f.complete && System.nanoTime() < deadline)
+        {
+            if (responses.poll(assembler, 256) == 0)
+            {
+                Thread.yield();
+            }
+        }
+        placementEnded.remove(f.correlationId);
+    }
+
+    private void sendCancel(final long correlationId)
+    {
         cancelEncoder.wrapAndApplyHeader(out, 0, headerEncoder).correlationId(correlationId)
             .responseStreamId(responseStreamId);
         cancelEncoder.responseChannel(responseChannel);
@@ -318,7 +357,6 @@ public final class BlockClient
         {
             Thread.onSpinWait();
         }
-        return true;
     }
 
     private long submit(final String modelVersion, final List<BlockId> ids, final long timeoutNanos, final int priority,
@@ -384,6 +422,11 @@ public final class BlockClient
             {
                 if (System.nanoTime() > f.deadline)
                 {
+                    if (f.placed)
+                    {
+                        sendCancel(correlationId);
+                        fence(f);
+                    }
                     throw new FetchException(null, "timed out waiting for the " + f.count() + " blocks of request " +
                         correlationId);
                 }
@@ -407,6 +450,11 @@ public final class BlockClient
             }
             if (f.failure != null)
             {
+                if (f.placed)
+                {
+                    sendCancel(correlationId); // the server may be placing the other blocks: stop it, then fence
+                    fence(f);
+                }
                 throw f.failure;
             }
             final List<MemorySegment> fetched = new java.util.ArrayList<>(f.count());
@@ -457,6 +505,22 @@ public final class BlockClient
         }
         chunkDecoder.wrapAndApplyHeader(buffer, offset, headerDecoder);
         final Inflight f = inflight.get(chunkDecoder.correlationId());
+        if (chunkDecoder.blockIndex() == PLACEMENT_ENDED)
+        {
+            if (f != null)
+            {
+                f.ended = true;
+            }
+            else
+            {
+                if (placementEnded.size() > 1024)
+                {
+                    placementEnded.clear(); // notices nobody waited for (fences that gave up)
+                }
+                placementEnded.add(chunkDecoder.correlationId()); // a cancel is waiting for it, or was
+            }
+            return;
+        }
         if (f == null || f.failure != null)
         {
             return; // a late answer to a request given up on

@@ -110,6 +110,7 @@ public final class BlockServer implements Agent
     /** Clients' shared regions for direct placement, by name, least recently used first. */
     private final java.util.LinkedHashMap<String, SharedRegion> regions = new java.util.LinkedHashMap<>(16, 0.75f, true);
     private static final int MAX_REGIONS = 256;
+    private long lastRegionSweep = System.nanoTime();
     /** The link cap, or null for none. */
     private volatile TokenBucket link;
     private final ArrayDeque<Pending> demand = new ArrayDeque<>();
@@ -203,6 +204,15 @@ public final class BlockServer implements Agent
     {
         backPressured = false;
         int work = 0;
+        if (!regions.isEmpty())
+        {
+            final long now = System.nanoTime();
+            if (now - lastRegionSweep > 1_000_000_000L)
+            {
+                lastRegionSweep = now;
+                sweepRegions();
+            }
+        }
         for (int i = 0; i < requests.size(); i++)
         {
             work += requests.get(i).poll(assemblers[i], 16);
@@ -229,6 +239,11 @@ public final class BlockServer implements Agent
                 if (progress < 0) // finished or dropped
                 {
                     p.release();
+                    if (p.place != null && !p.servedWhole())
+                    {
+                        // dropped, or with failed blocks: the client fences before reusing the destination
+                        writer.sendPlacementEnded(p.publication, p.correlationId);
+                    }
                 }
                 else // the client cannot take more now: the others go first, it is tried again next cycle
                 {
@@ -519,6 +534,41 @@ public final class BlockServer implements Agent
             regions.put(name, r);
         }
         return r;
+    }
+
+    /**
+     * Unmaps regions whose client deleted them (it freed the buffer, or exited): a deleted tmpfs file keeps its
+     * memory while mapped. A region a queued request still names stays.
+     */
+    private void sweepRegions()
+    {
+        for (final Iterator<Map.Entry<String, SharedRegion>> it = regions.entrySet().iterator(); it.hasNext(); )
+        {
+            final SharedRegion r = it.next().getValue();
+            if (!r.exists() && !placesInto(demand, r) && !placesInto(prefetch, r))
+            {
+                it.remove();
+                r.close();
+            }
+        }
+    }
+
+    private static boolean placesInto(final java.util.Collection<Pending> queue, final SharedRegion r)
+    {
+        for (final Pending p : queue)
+        {
+            if (p.place == r)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Regions mapped (direct placement). */
+    public int mappedRegions()
+    {
+        return regions.size();
     }
 
     /** The checksums of a block's chunks, from the cache or computed now. */
@@ -812,6 +862,10 @@ public final class BlockServer implements Agent
             {
                 it.remove();
                 p.release();
+                if (p.place != null)
+                {
+                    new ChunkWriter().sendPlacementEnded(publication, correlationId); // static context: own writer
+                }
                 return true;
             }
         }

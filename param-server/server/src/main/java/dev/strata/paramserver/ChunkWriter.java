@@ -50,4 +50,26 @@ final class ChunkWriter
             crc & 0xFFFF_FFFFL, 0);
         return publication.offer(head, 0, headLength) > 0;
     }
+
+    /** Block index of the notice that ends a placed request (requests hold at most 1,000 blocks). */
+    static final int PLACEMENT_ENDED = 0xFFFF;
+
+    /**
+     * Tells the client that the server will write no more into its region for this request (the fence that lets it
+     * reuse the destination of a request it cancelled, or that failed). A few tries; the client waits a bounded time
+     * for it anyway.
+     */
+    boolean sendPlacementEnded(final Publication publication, final long correlationId)
+    {
+        final int headLength = encodeHead(correlationId, PLACEMENT_ENDED, Status.OK, 0, -1, 0, 0);
+        for (int i = 0; i < 16; i++)
+        {
+            if (publication.offer(head, 0, headLength) > 0)
+            {
+                return true;
+            }
+            Thread.onSpinWait();
+        }
+        return false;
+    }
 }

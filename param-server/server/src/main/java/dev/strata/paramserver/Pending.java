@@ -52,6 +52,23 @@ final class Pending
         this.status = status;
     }
 
+    /** Every block was sent (or placed) whole: none failed, and the request was not dropped part way. */
+    boolean servedWhole()
+    {
+        if (block < ids.size())
+        {
+            return false;
+        }
+        for (final var s : status)
+        {
+            if (s != null)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
     void release()
     {
         if (pinned != null)

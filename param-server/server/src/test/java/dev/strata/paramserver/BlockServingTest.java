@@ -465,6 +465,7 @@ class BlockServingTest
                 send(h.requests, 78, 0, -1, 301, h.ids.subList(0, 1), "../../etc/passwd", new long[]{0});
                 send(h.requests, 79, 0, -1, 301, h.ids.subList(0, 1), region.name(), new long[]{3 * len});
                 final java.util.Map<Long, Status> statuses = new java.util.HashMap<>();
+                final java.util.Set<Long> ended = new java.util.HashSet<>();
                 final dev.strata.transport.sbe.MessageHeaderDecoder header =
                     new dev.strata.transport.sbe.MessageHeaderDecoder();
                 final dev.strata.transport.sbe.BlockChunkDecoder chunk = new dev.strata.transport.sbe.BlockChunkDecoder();
@@ -478,15 +479,108 @@ class BlockServingTest
                             dev.strata.transport.bulk.BulkFrame.MAGIC)
                         {
                             chunk.wrapAndApplyHeader(buffer, offset, header);
-                            statuses.put(chunk.correlationId(), chunk.status());
+                            if (chunk.blockIndex() == 0xFFFF)
+                            {
+                                ended.add(chunk.correlationId()); // the server let go of a placed request
+                            }
+                            else
+                            {
+                                statuses.put(chunk.correlationId(), chunk.status());
+                            }
+                        }
+                    }, 100);
+                }
+                while (!ended.contains(79L))
+                {
+                    assertTrue(System.nanoTime() < deadline, "no end notice for the refused placement");
+                    h.server.doWork();
+                    h.responses.poll((buffer, offset, length, hd) ->
+                    {
+                        chunk.wrapAndApplyHeader(buffer, offset, header);
+                        if (chunk.blockIndex() == 0xFFFF)
+                        {
+                            ended.add(chunk.correlationId());
                         }
                     }, 100);
                 }
                 assertEquals(java.util.Map.of(77L, Status.BAD_REQUEST, 78L, Status.BAD_REQUEST, 79L,
                     Status.BAD_REQUEST), statuses);
                 assertEquals(3 * len, h.server.placedBytes(), "nothing placed for the refused requests");
+                assertEquals(1, h.server.mappedRegions());
+            }
+            // the client closed (deleted) its region: the server unmaps it within about a second
+            final long deadline = System.nanoTime() + TIMEOUT;
+            while (h.server.mappedRegions() > 0)
+            {
+                assertTrue(System.nanoTime() < deadline, "the deleted region stayed mapped");
+                h.server.doWork();
+                Thread.sleep(10);
             }
         }
+    }
+
+    /**
+     * The fence of direct placement: once {@code cancel} of a placed request returns, the server writes nothing more
+     * into the destination (it confirms it dropped the request, or the request completed), so the caller may reuse
+     * it; the next placed request into the same memory arrives whole.
+     */
+    @Test
+    void shouldWriteNothingIntoAPlacedDestinationOnceItsCancelReturns() throws Exception
+    {
+        org.junit.jupiter.api.Assumptions.assumeTrue(dev.strata.transport.bulk.SharedRegion.available(),
+            "no shared-memory directory on this host");
+        try (HandDriven h = new HandDriven(3);
+            AgentRunner runner = new AgentRunner(h.server.idleStrategy(), h.server::onAgentError, null, h.server))
+        {
+            AgentRunner.startOnThread(runner);
+            final long len = h.ids.get(0).length();
+            // 30 placements of the 3 blocks: 120 chunks, several duty cycles, so a cancel lands part way
+            final List<BlockId> many = new ArrayList<>();
+            final long[] at = new long[30];
+            for (int i = 0; i < 30; i++)
+            {
+                many.add(h.ids.get(i % 3));
+                at[i] = i * len;
+            }
+            try (dev.strata.transport.bulk.SharedRegion region =
+                dev.strata.transport.bulk.SharedRegion.create(30 * len))
+            {
+                final BlockClient client = new BlockClient(h.requests, h.responses).directPlacement(true);
+                int cutShort = 0;
+                for (int round = 0; round < 10; round++)
+                {
+                    region.segment().fill((byte)0);
+                    final long placedBefore = h.server.placedBytes();
+                    final long id = client.submitInto("m@1", many, region.segment(), at, TIMEOUT, 1);
+                    final long deadline = System.nanoTime() + TIMEOUT;
+                    while (h.server.placedBytes() == placedBefore)
+                    {
+                        assertTrue(System.nanoTime() < deadline, "nothing placed");
+                        client.poll();
+                    }
+                    assertTrue(client.cancel(id));
+                    final long before = crc(region.segment());
+                    Thread.sleep(20);
+                    assertEquals(before, crc(region.segment()), "round " + round + ": written after the fence");
+                    cutShort += h.server.placedBytes() - placedBefore < 30 * len ? 1 : 0;
+                }
+                assertTrue(cutShort > 0, "some cancel landed part way");
+                // the memory is reused at once by the next request, which arrives whole
+                final List<MemorySegment> got = client.await(client.submitInto("m@1", many, region.segment(), at,
+                    TIMEOUT, 0));
+                for (int i = 0; i < 30; i++)
+                {
+                    assertTrue(many.get(i).matches(got.get(i)), "block " + i);
+                }
+            }
+        }
+    }
+
+    private static long crc(final MemorySegment s)
+    {
+        final java.util.zip.CRC32C c = new java.util.zip.CRC32C();
+        c.update(s.asByteBuffer());
+        return c.getValue();
     }
 
     private static void cancel(final Publication requests, final long correlationId, final int responseStream)

@@ -185,6 +185,12 @@ public final class SharedRegion implements AutoCloseable
         return segment;
     }
 
+    /** Whether the region's file still exists (its creator deletes it when it closes the region). */
+    public boolean exists()
+    {
+        return Files.exists(file, LinkOption.NOFOLLOW_LINKS);
+    }
+
     /** Offset of {@code s} in this region (it must lie within it). */
     public long offsetOf(final MemorySegment s)
     {

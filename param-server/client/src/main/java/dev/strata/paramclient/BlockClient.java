@@ -154,9 +154,10 @@ public final class BlockClient
     /**
      * Whether a destination in a {@link SharedRegion} of this process takes direct placement when the server shares
      * the host (IPC): the server copies the blocks straight into it and sends only the chunks' checksums, one copy
-     * instead of two. Off by default: a placed request that is cancelled, times out or fails may still be written
-     * by the server for a moment, so its destination must not be reused until the server has stopped (a fence this
-     * client does not have yet); callers that only reuse destinations of completed requests may turn it on.
+     * instead of two. A placed request that is cancelled, times out or fails may still be written by the server
+     * for a moment, so {@link #cancel} and {@link #await} wait (at most a second) for the server's notice that it
+     * let the request go before they return: then the destination may be reused. Off by default; compute nodes
+     * turn it on over IPC.
      */
     public BlockClient directPlacement(final boolean on)
     {

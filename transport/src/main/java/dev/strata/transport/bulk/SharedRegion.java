@@ -63,8 +63,9 @@ public final class SharedRegion implements AutoCloseable
 
     /**
      * Creates a region of {@code bytes} (zeroed), mapped read-write, registered for {@link #containing}. Refused
-     * when the directory's file system has not that much room: a write to a tmpfs page it cannot supply would kill
-     * the process (SIGBUS), not throw. The first region of a process deletes regions whose processes are gone.
+     * when the directory's file system has not that much room (64 MiB kept free), and its pages are written once
+     * through the file before it is mapped: a tmpfs page that cannot be supplied to a mapping kills the process
+     * (SIGBUS), while a write that cannot be stored throws. The first region of a process deletes regions whose processes are gone.
      */
     public static SharedRegion create(final long bytes) throws IOException
     {
@@ -86,7 +87,14 @@ public final class SharedRegion implements AutoCloseable
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.READ,
             StandardOpenOption.WRITE))
         {
-            ch.truncate(0);
+            // the pages are taken now, by writes through the channel: a full tmpfs then fails here with an
+            // IOException, where a first touch through the mapping would kill the process with SIGBUS
+            final java.nio.ByteBuffer zeros = java.nio.ByteBuffer.allocateDirect(1 << 20);
+            for (long at = 0; at < Math.max(1, bytes); )
+            {
+                zeros.clear().limit((int)Math.min(zeros.capacity(), Math.max(1, bytes) - at));
+                at += ch.write(zeros, at);
+            }
             final MemorySegment segment = ch.map(FileChannel.MapMode.READ_WRITE, 0, Math.max(1, bytes), arena)
                 .asSlice(0, bytes);
             final SharedRegion region = new SharedRegion(name, file, arena, segment, true);

@@ -120,7 +120,8 @@ final class TransportBench implements Callable<Integer>
                 for (final String[] m : media)
                 {
                     final boolean placed = m[0].equals("ipc-placed");
-                    if (placed && !dev.strata.transport.bulk.SharedRegion.available())
+                    if (placed &&
+                        !dev.strata.transport.bulk.SharedRegion.roomFor((long)LARGE * window + (16L << 20)))
                     {
                         continue;
                     }

@@ -434,8 +434,8 @@ class BlockServingTest
     @Test
     void shouldPlaceBlocksStraightIntoTheClientsSharedRegionAndRefuseBadPlacements() throws Exception
     {
-        org.junit.jupiter.api.Assumptions.assumeTrue(dev.strata.transport.bulk.SharedRegion.available(),
-            "no shared-memory directory on this host");
+        org.junit.jupiter.api.Assumptions.assumeTrue(dev.strata.transport.bulk.SharedRegion.roomFor(64L << 20),
+            "no shared-memory directory with room on this host");
         try (HandDriven h = new HandDriven(3))
         {
             final long len = h.ids.get(0).length();
@@ -527,8 +527,8 @@ class BlockServingTest
     @Test
     void shouldWriteNothingIntoAPlacedDestinationOnceItsCancelReturns() throws Exception
     {
-        org.junit.jupiter.api.Assumptions.assumeTrue(dev.strata.transport.bulk.SharedRegion.available(),
-            "no shared-memory directory on this host");
+        org.junit.jupiter.api.Assumptions.assumeTrue(dev.strata.transport.bulk.SharedRegion.roomFor(64L << 20),
+            "no shared-memory directory with room on this host");
         try (HandDriven h = new HandDriven(3);
             AgentRunner runner = new AgentRunner(h.server.idleStrategy(), h.server::onAgentError, null, h.server))
         {

@@ -61,6 +61,19 @@ public final class SharedRegion implements AutoCloseable
         return Files.isDirectory(dir()) && Files.isWritable(dir());
     }
 
+    /** Whether a region of {@code bytes} can be created now: the directory exists with that much room (and 64 MiB). */
+    public static boolean roomFor(final long bytes)
+    {
+        try
+        {
+            return available() && Files.getFileStore(dir()).getUsableSpace() >= bytes + (64L << 20);
+        }
+        catch (final IOException ex)
+        {
+            return false;
+        }
+    }
+
     /**
      * Creates a region of {@code bytes} (zeroed), mapped read-write, registered for {@link #containing}. Refused
      * when the directory's file system has not that much room (64 MiB kept free), and its pages are written once

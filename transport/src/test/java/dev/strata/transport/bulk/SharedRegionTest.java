@@ -22,7 +22,7 @@ class SharedRegionTest
     @Test
     void shouldShareBytesBetweenTwoMappingsAndDeleteTheFileOnClose() throws Exception
     {
-        Assumptions.assumeTrue(SharedRegion.available(), "no shared-memory directory on this host");
+        Assumptions.assumeTrue(SharedRegion.roomFor(1 << 20), "no shared-memory directory with room on this host");
         final Path file;
         try (SharedRegion mine = SharedRegion.create(1 << 20))
         {
@@ -53,7 +53,7 @@ class SharedRegionTest
     @Test
     void shouldSweepTheRegionsOfProcessesThatAreGone() throws Exception
     {
-        Assumptions.assumeTrue(SharedRegion.available(), "no shared-memory directory on this host");
+        Assumptions.assumeTrue(SharedRegion.roomFor(4096), "no shared-memory directory with room on this host");
         final Process gone = new ProcessBuilder("true").start();
         gone.waitFor();
         final Path stale = SharedRegion.dir().resolve("strata-region-" + gone.pid() + "-00000000000000aa");

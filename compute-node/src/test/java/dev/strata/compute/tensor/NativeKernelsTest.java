@@ -301,24 +301,34 @@ class NativeKernelsTest
     private static List<String> check(final NativeKernels k, final WeightTensor w, final byte[] data,
         final float[] x, final int tokens, final int r0, final int r1)
     {
+        return check(k, w, w.type(), data, x, tokens, r0, r1);
+    }
+
+    /**
+     * Rows {@code [r0, r1)} of {@code w}'s native product with {@code tokens} rows of activations against the scalar
+     * reference of {@code type} over ggml's bytes {@code data} (the layout {@code w} may have repacked): the failures.
+     */
+    static List<String> check(final NativeKernels k, final WeightTensor w, final GgmlType type, final byte[] data,
+        final float[] x, final int tokens, final int r0, final int r1)
+    {
         final List<String> failures = new ArrayList<>();
         final int cols = w.cols();
         final NativeKernels.Activations a = new NativeKernels.Activations();
         a.ensure(tokens, cols);
-        k.quantize(w.type(), x, cols, 0, tokens, a);
+        k.quantize(type, x, cols, 0, tokens, a);
         final int stride = r1 - r0 + 2;
         final float[] out = new float[1 + tokens * stride];
         k.product(w, r0, r1, a, tokens, out, 1, stride);
         for (int t = 0; t < tokens; t++)
         {
-            final NativeReference.Q8 q8 = NativeReference.quantize(w.type(), x, t * cols, cols);
+            final NativeReference.Q8 q8 = NativeReference.quantize(type, x, t * cols, cols);
             for (int r = r0; r < r1; r++)
             {
-                final NativeReference.Dot ref = NativeReference.dot(w.type(), data, r * (int)w.rowBytes, cols, q8);
+                final NativeReference.Dot ref = NativeReference.dot(type, data, r * (int)w.rowBytes, cols, q8);
                 final float got = out[1 + t * stride + r - r0];
                 if (!(Math.abs(got - ref.value()) <= RELATIVE * ref.sumOfMagnitudes() + 1e-30))
                 {
-                    failures.add(w.type() + " " + w.rows() + "x" + cols + " row " + r + " token " + t + ": " + got +
+                    failures.add(type + " " + w.rows() + "x" + cols + " row " + r + " token " + t + " of " + tokens + ": " + got +
                         " vs " + ref.value() + " (sum of |terms| " + ref.sumOfMagnitudes() + ")");
                 }
             }
@@ -326,7 +336,8 @@ class NativeKernelsTest
         return failures;
     }
 
-    private static float[] tokens(final float[] x, final int tokens)
+    /** {@code tokens} rows of activations derived from {@code x}, each different. */
+    static float[] tokens(final float[] x, final int tokens)
     {
         final float[] all = new float[tokens * x.length];
         for (int t = 0; t < tokens; t++)

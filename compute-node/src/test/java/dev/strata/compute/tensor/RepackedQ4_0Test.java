@@ -103,11 +103,13 @@ class RepackedQ4_0Test
                                 final MemorySegment s = heap ? MemorySegment.ofArray(packed)
                                     : KernelConformance.nativeCopy(arena, packed);
                                 final WeightTensor w = new Q4_0x16Tensor("w", s, rows, cols);
-                                failures.addAll(check(k, w, data, x, 1, 0, rows));
+                                failures.addAll(NativeKernelsTest.check(k, w, GgmlType.Q4_0, data, x, 1, 0, rows));
                                 // a range from the second group on (its tail rows in ggml's layout), several tokens:
                                 // fewer than one tile of the batched kernel, and more than one
-                                failures.addAll(check(k, w, data, tokens(x, 3), 3, GROUP, rows));
-                                failures.addAll(check(k, w, data, tokens(x, 11), 11, 0, rows));
+                                failures.addAll(NativeKernelsTest.check(k, w, GgmlType.Q4_0, data,
+                                    NativeKernelsTest.tokens(x, 3), 3, GROUP, rows));
+                                failures.addAll(NativeKernelsTest.check(k, w, GgmlType.Q4_0, data,
+                                    NativeKernelsTest.tokens(x, 11), 11, 0, rows));
                             }
                         }
                     }
@@ -261,46 +263,5 @@ class RepackedQ4_0Test
                 }
             }
         }
-    }
-
-    private static List<String> check(final NativeKernels k, final WeightTensor w, final byte[] data,
-        final float[] x, final int tokens, final int r0, final int r1)
-    {
-        final List<String> failures = new ArrayList<>();
-        final int cols = w.cols();
-        final NativeKernels.Activations a = new NativeKernels.Activations();
-        a.ensure(tokens, cols);
-        k.quantize(GgmlType.Q4_0, x, cols, 0, tokens, a);
-        final int stride = r1 - r0 + 2;
-        final float[] out = new float[1 + tokens * stride];
-        k.product(w, r0, r1, a, tokens, out, 1, stride);
-        for (int t = 0; t < tokens; t++)
-        {
-            final NativeReference.Q8 q8 = NativeReference.quantize(GgmlType.Q4_0, x, t * cols, cols);
-            for (int r = r0; r < r1; r++)
-            {
-                final NativeReference.Dot ref = NativeReference.dot(GgmlType.Q4_0, data, r * (int)w.rowBytes, cols, q8);
-                final float got = out[1 + t * stride + r - r0];
-                if (!(Math.abs(got - ref.value()) <= NativeKernelsTest.RELATIVE * ref.sumOfMagnitudes() + 1e-30))
-                {
-                    failures.add(w.rows() + "x" + cols + " row " + r + " token " + t + " of " + tokens + ": " + got +
-                        " vs " + ref.value() + " (sum of |terms| " + ref.sumOfMagnitudes() + ")");
-                }
-            }
-        }
-        return failures;
-    }
-
-    private static float[] tokens(final float[] x, final int tokens)
-    {
-        final float[] all = new float[tokens * x.length];
-        for (int t = 0; t < tokens; t++)
-        {
-            for (int i = 0; i < x.length; i++)
-            {
-                all[t * x.length + i] = x[(i + 7 * t) % x.length] * (t + 1);
-            }
-        }
-        return all;
     }
 }

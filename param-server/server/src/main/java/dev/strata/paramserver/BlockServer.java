@@ -454,17 +454,7 @@ public final class BlockServer implements Agent
             backPressured |= result == Publication.BACK_PRESSURED || result == Publication.ADMIN_ACTION;
             return 0;
         }
-        p.offset += n;
-        if (p.offset >= total)
-        {
-            served++;
-            servedBytes += total;
-            p.release();
-            p.offset = 0;
-            p.crcs = null;
-            return advance(p);
-        }
-        return 1;
+        return chunkDone(p, n, total);
     }
 
     /**
@@ -482,9 +472,7 @@ public final class BlockServer implements Agent
             catch (final IllegalStateException ex) // the region was unmapped meanwhile (evicted)
             {
                 p.status[p.block] = Status.UNAVAILABLE;
-                p.release();
-                p.offset = 0;
-                p.crcs = null;
+                leaveBlock(p);
                 return 1;
             }
             p.placedUnannounced = true;
@@ -497,17 +485,29 @@ public final class BlockServer implements Agent
         }
         p.placedUnannounced = false;
         placedBytes += n;
+        return chunkDone(p, n, total);
+    }
+
+    /** A chunk of {@code n} bytes went out (sent or placed): the next one, or the next block when it was the last. */
+    private int chunkDone(final Pending p, final int n, final long total)
+    {
         p.offset += n;
-        if (p.offset >= total)
+        if (p.offset < total)
         {
-            served++;
-            servedBytes += total;
-            p.release();
-            p.offset = 0;
-            p.crcs = null;
-            return advance(p);
+            return 1;
         }
-        return 1;
+        served++;
+        servedBytes += total;
+        leaveBlock(p);
+        return advance(p);
+    }
+
+    /** Lets go of the current block: its pin, position and checksums. */
+    private static void leaveBlock(final Pending p)
+    {
+        p.release();
+        p.offset = 0;
+        p.crcs = null;
     }
 
     /** A client's region, mapped once and kept (the least recently used unmapped beyond {@link #MAX_REGIONS}). */
@@ -730,8 +730,7 @@ public final class BlockServer implements Agent
         }
         final String version = requestDecoder.modelVersion();
         final String channel = requestDecoder.responseChannel();
-        final boolean hasToken = requestDecoder.limit() + 4 <= end &&
-            requestDecoder.limit() + 4L + requestDecoder.tokenLength() <= end;
+        final boolean hasToken = varDataFits(end, true);
         final boolean authorized;
         if (token.required())
         {
@@ -746,8 +745,8 @@ public final class BlockServer implements Agent
             }
             authorized = true;
         }
-        final String placement = hasToken && requestDecoder.limit() + 4 <= end &&
-            requestDecoder.limit() + 4L + requestDecoder.placementLength() <= end ? requestDecoder.placement() : "";
+        final String placement = hasToken && varDataFits(end, false) ?
+            requestDecoder.placement() : "";
         if (ids.isEmpty() || !channel.startsWith("aeron:"))
         {
             rejected++; // nowhere to answer, or nothing asked
@@ -828,6 +827,18 @@ public final class BlockServer implements Agent
         }
     }
 
+    /**
+     * Whether the request's next var-data field, the token or the placement (its 4-byte length, read only once that
+     * fits, and its bytes), lies within the message ending at {@code end}: a client that wrote fewer fields is not
+     * read past its end.
+     */
+    private boolean varDataFits(final int end, final boolean token)
+    {
+        final int at = requestDecoder.limit();
+        return at + 4 <= end &&
+            at + 4L + (token ? requestDecoder.tokenLength() : requestDecoder.placementLength()) <= end;
+    }
+
     /** Drops the rest of a request its client no longer wants (a prefetch that turned out useless). */
     private void onCancel(final DirectBuffer buffer, final int offset)
     {
@@ -852,7 +863,7 @@ public final class BlockServer implements Agent
         }
     }
 
-    private static boolean cancel(final java.util.Collection<Pending> queue, final long correlationId,
+    private boolean cancel(final java.util.Collection<Pending> queue, final long correlationId,
         final Publication publication)
     {
         for (final Iterator<Pending> it = queue.iterator(); it.hasNext(); )
@@ -864,7 +875,7 @@ public final class BlockServer implements Agent
                 p.release();
                 if (p.place != null)
                 {
-                    new ChunkWriter().sendPlacementEnded(publication, correlationId); // static context: own writer
+                    writer.sendPlacementEnded(publication, correlationId);
                 }
                 return true;
             }

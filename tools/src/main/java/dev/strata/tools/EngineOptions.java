@@ -30,17 +30,23 @@ final class EngineOptions
     @Option(names = "--context", description = "Most positions per sequence (default: the model's).")
     int context;
 
+    @Option(names = "--warmup-steps", defaultValue = "16", description = "Decode steps per batch size of the " +
+        "warm-up an engine runs before it takes requests, so the JIT has compiled the step before the first " +
+        "request waits on it; 0 turns it off (default: ${DEFAULT-VALUE}).")
+    int warmUpSteps;
+
     /** Sets these options on {@code c}; a malformed size or type throws {@link IllegalArgumentException}. */
     Engine.Context apply(final Engine.Context c)
     {
         return c.kvType(KvBlockPool.KvType.parse(kvType)).kvMemory(Sizes.parse(kvMemory)).maxBatchSize(maxBatch)
-            .maxPrefillTokens(maxPrefillTokens).maxContext(context);
+            .maxPrefillTokens(maxPrefillTokens).maxContext(context).warmUpSteps(warmUpSteps);
     }
 
     /** The same options as command-line arguments, for a child process. */
     List<String> args()
     {
         return List.of("--kv-memory", kvMemory, "--kv-type", kvType, "--max-batch", Integer.toString(maxBatch),
-            "--max-prefill-tokens", Integer.toString(maxPrefillTokens), "--context", Integer.toString(context));
+            "--max-prefill-tokens", Integer.toString(maxPrefillTokens), "--context", Integer.toString(context),
+            "--warmup-steps", Integer.toString(warmUpSteps));
     }
 }

@@ -159,8 +159,7 @@ final class NodeCommand implements Callable<Integer>
                     {
                         runAgent(err, r, engine, transport, routerChannel, channel, file.getFileName().toString());
                         stop.await();
-                        agent.close();
-                    agent.close(); // before the engine: no message handled by a closed engine
+                        agent.close(); // before the engine: no message handled by a closed engine
                     }
                 }
             }
@@ -186,10 +185,10 @@ final class NodeCommand implements Callable<Integer>
         agent = NodeAgent.launch(new NodeAgent.Context().engine(engine).aeron(transport.aeron()).node(nodeId).role(r)
             .router(routerChannel, NodeAgent.ROUTER_STREAM)
             .listen(channel, NodeAgent.defaultStream(ProcessHandle.current().pid())));
-        err.printf("node %s (%s) pid %d: %s, KV pool %s in %d blocks, router %s%n", agent.node(),
+        err.printf("node %s (%s) pid %d: %s, KV pool %s in %d blocks, warmed up in %.1f s, router %s%n", agent.node(),
             r.name().toLowerCase(java.util.Locale.ROOT), ProcessHandle.current().pid(), what,
             Sizes.format(engine.stats().kvBlocks() * engine.stats().kvBlockBytes()), engine.stats().kvBlocks(),
-            routerChannel);
+            engine.warmUpNanos() / 1e9, routerChannel);
         err.flush();
     }
 

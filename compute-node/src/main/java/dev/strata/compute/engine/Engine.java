@@ -47,6 +47,7 @@ public final class Engine implements GenerationService, AutoCloseable
         private int maxContext;
         private String name = "strata-engine";
         private boolean batchInvariant;
+        private int warmUpSteps;
 
         /** The model's weights (required). */
         public Context weights(final WeightSource weights)
@@ -140,6 +141,16 @@ public final class Engine implements GenerationService, AutoCloseable
             return this;
         }
 
+        /**
+         * Decode steps per batch size of the warm-up that {@link #launch} runs before it returns (default 0: none);
+         * see {@link Engine#warmUp(int)}.
+         */
+        public Context warmUpSteps(final int steps)
+        {
+            this.warmUpSteps = steps;
+            return this;
+        }
+
         /** Name of the engine's thread. */
         public Context name(final String name)
         {
@@ -164,6 +175,10 @@ public final class Engine implements GenerationService, AutoCloseable
             if (kvMemory <= 0)
             {
                 throw new IllegalArgumentException("invalid kvMemory=" + kvMemory);
+            }
+            if (warmUpSteps < 0)
+            {
+                throw new IllegalArgumentException("warmUpSteps must be >= 0, got " + warmUpSteps);
             }
             return this;
         }
@@ -222,6 +237,7 @@ public final class Engine implements GenerationService, AutoCloseable
     private final Thread thread;
     private volatile boolean closed;
     private volatile Stats stats;
+    private volatile long warmUpNanos;
 
     private Engine(final Context ctx)
     {
@@ -245,10 +261,155 @@ public final class Engine implements GenerationService, AutoCloseable
         }
     }
 
-    /** Starts an engine on its own thread. */
+    /** Starts an engine on its own thread, warmed up first if the context asks for it. */
     public static Engine launch(final Context ctx)
     {
-        return new Engine(ctx.conclude());
+        final Engine engine = new Engine(ctx.conclude());
+        if (ctx.warmUpSteps > 0)
+        {
+            try
+            {
+                engine.warmUpNanos = engine.warmUp(ctx.warmUpSteps);
+            }
+            catch (final RuntimeException | Error e)
+            {
+                engine.close();
+                throw e;
+            }
+        }
+        return engine;
+    }
+
+    /** How long the warm-up of {@link #launch} took (0 without one). */
+    public long warmUpNanos()
+    {
+        return warmUpNanos;
+    }
+
+    /** Batch sizes a warm-up decodes at (those above the batch limit are left out). */
+    private static final int[] WARM_UP_BATCHES = {1, 2, 4, 8};
+
+    /**
+     * Runs requests of random tokens through the step shapes serving meets, before the engine takes work: prompts
+     * of 16 tokens decoded {@code steps} steps at 1, 2, 4 and 8 sequences (up to the batch limit), a prompt of the
+     * most tokens a step takes, and a prefill-only request (a prefill node's work). A cold JVM interprets the Java
+     * half of a step (attention, norms, sampling, scheduling) and compiles it while requests wait, on the same
+     * cores: without this the first minute of a node's requests decode slower, which widens the spread of their
+     * time per token. Afterwards the prefix cache holds nothing of the warm-up and the counters of {@link #stats()}
+     * start from zero. Call it before the first request.
+     *
+     * @param steps decode steps per batch size.
+     * @return nanoseconds the warm-up took.
+     */
+    public long warmUp(final int steps)
+    {
+        if (steps < 1)
+        {
+            throw new IllegalArgumentException("steps must be >= 1, got " + steps);
+        }
+        if (ids.get() != 0)
+        {
+            throw new IllegalStateException("warm up before the first request");
+        }
+        final long start = System.nanoTime();
+        final java.util.Random random = new java.util.Random(42);
+        final int vocab = llama.config().vocabSize();
+        final int maxContext = ctx.maxContext;
+        final int promptLength = Math.max(1, Math.min(16, maxContext / 2));
+        final int decodeSteps = Math.min(steps, maxContext - promptLength);
+        if (decodeSteps >= 1)
+        {
+            for (final int batch : WARM_UP_BATCHES)
+            {
+                if (batch > ctx.maxBatchSize)
+                {
+                    break;
+                }
+                final List<CompletableFuture<Completion>> done = new java.util.ArrayList<>();
+                for (int i = 0; i < batch; i++)
+                {
+                    done.add(warmUpRequest(randomTokens(random, promptLength, vocab), decodeSteps));
+                }
+                done.forEach(CompletableFuture::join);
+            }
+        }
+        final int longPrompt = Math.min(ctx.maxPrefillTokens, maxContext - 1);
+        if (longPrompt >= 1)
+        {
+            warmUpRequest(randomTokens(random, longPrompt, vocab), 1).join();
+            final CompletableFuture<Void> prefilled = new CompletableFuture<>();
+            try
+            {
+                prefill(randomTokens(random, longPrompt, vocab), new PrefillListener()
+                {
+                    @Override
+                    public void onPrefilled(final KvRun run)
+                    {
+                        for (final int id : run.blocks())
+                        {
+                            kv.release(id); // on the engine thread
+                        }
+                        prefilled.complete(null);
+                    }
+
+                    @Override
+                    public void onFailed(final String error)
+                    {
+                        prefilled.completeExceptionally(new IllegalStateException("warm-up prefill: " + error));
+                    }
+                });
+                prefilled.join();
+            }
+            catch (final IllegalArgumentException e)
+            {
+                LOG.fine(() -> "warm-up prefill left out: " + e.getMessage());
+            }
+        }
+        final CompletableFuture<Void> reset = new CompletableFuture<>();
+        commands.add(() ->
+        {
+            kv.forgetCached();
+            kv.resetCounters();
+            scheduler.resetCounters();
+            stats = snapshot();
+            reset.complete(null);
+        });
+        LockSupport.unpark(thread);
+        reset.join();
+        return System.nanoTime() - start;
+    }
+
+    /** A greedy request of exactly {@code tokens} tokens (end-of-generation ignored); a shape the pool cannot hold is left out. */
+    private CompletableFuture<Completion> warmUpRequest(final int[] prompt, final int tokens)
+    {
+        try
+        {
+            final GenerationRequest request = new GenerationRequest(prompt,
+                dev.strata.compute.sampling.SamplerConfig.greedy(), tokens, null, null, -1, 0f, 0f, true);
+            return submit(request, c -> { }).completion().thenApply(c ->
+            {
+                if (c.reason() == FinishReason.ERROR)
+                {
+                    throw new IllegalStateException("warm-up request failed: " + c.error());
+                }
+                return c;
+            });
+        }
+        catch (final IllegalArgumentException e)
+        {
+            LOG.fine(() -> "warm-up request left out: " + e.getMessage());
+            return CompletableFuture.completedFuture(null);
+        }
+    }
+
+    private static int[] randomTokens(final java.util.Random random, final int n, final int vocab)
+    {
+        final int[] tokens = new int[n];
+        for (int i = 0; i < n; i++)
+        {
+            tokens[i] = random.nextInt(vocab);
+        }
+        return tokens;
     }
 
     public ModelConfig config()

@@ -84,6 +84,13 @@ final class Scheduler
         return steps;
     }
 
+    /** Counts steps and preemptions from zero again (after a warm-up). */
+    void resetCounters()
+    {
+        steps = 0;
+        preemptions = 0;
+    }
+
     int waitingCount()
     {
         return waiting.size();

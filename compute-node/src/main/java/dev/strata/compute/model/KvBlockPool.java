@@ -232,6 +232,27 @@ public final class KvBlockPool implements AutoCloseable
         return evictions;
     }
 
+    /** Frees every cached block no sequence references: the prefix cache then holds only blocks in use. */
+    public void forgetCached()
+    {
+        for (final int id : evictable)
+        {
+            cache.remove(keyOf[id]);
+            keyOf[id] = null;
+            freeList[freeCount++] = id;
+        }
+        evictable.clear();
+    }
+
+    /** Counts lookups, hits and evictions from zero again, and the peak from the blocks in use now. */
+    public void resetCounters()
+    {
+        lookups = 0;
+        hits = 0;
+        evictions = 0;
+        peakInUse = inUse();
+    }
+
     /** Takes a block (reference count 1), evicting the least recently used cached block if none is free; -1 if none. */
     public int allocate()
     {

@@ -119,6 +119,67 @@ class EngineTest
     }
 
     @Test
+    void shouldWarmUpThroughEveryBatchShapeAndLeaveNothingOfItBehind() throws Exception
+    {
+        open(GgmlType.Q8_0);
+        final java.util.concurrent.atomic.AtomicLong sampled = new java.util.concurrent.atomic.AtomicLong();
+        final dev.strata.compute.model.WeightSource counting = new dev.strata.compute.model.WeightSource()
+        {
+            public dev.strata.compute.model.ModelConfig config()
+            {
+                return weights.config();
+            }
+
+            public dev.strata.compute.model.GlobalWeights globals()
+            {
+                return weights.globals();
+            }
+
+            public dev.strata.compute.model.LayerWeights acquire(final int layer)
+            {
+                return weights.acquire(layer);
+            }
+
+            public void release(final int layer)
+            {
+                weights.release(layer);
+            }
+
+            public void tokensSampled(final int count)
+            {
+                sampled.addAndGet(count);
+            }
+
+            public void close()
+            {
+            }
+        };
+        final int steps = 5;
+        final int[] prompt = prompts(1, 77)[0];
+        try (Engine engine = Engine.launch(context(8L << 20).weights(counting).warmUpSteps(steps)))
+        {
+            // every request of the warm-up sampled exactly its tokens: batches of 1, 2, 4 and 8 for `steps` steps
+            // each (end-of-generation ignored), one token after the longest prompt a step takes, none for the
+            // prefill-only request
+            assertEquals((1 + 2 + 4 + 8) * steps + 1, sampled.get());
+            assertTrue(engine.warmUpNanos() > 0);
+            final Engine.Stats stats = engine.stats();
+            assertEquals(0, stats.steps());
+            assertEquals(0, stats.preemptions());
+            assertEquals(0, stats.kvBlocksInUse());
+            assertEquals(0, stats.kvBlocksPeak());
+            assertEquals(0, stats.prefixLookups());
+            assertEquals(stats.kvBlocks(), engine.kvPool().available());
+            final Completion c = engine.submit(GenerationRequest.of(prompt, SamplerConfig.greedy(), 20), x -> { })
+                .completion().get(60, TimeUnit.SECONDS);
+            assertArrayEquals(alone(prompt, SamplerConfig.greedy(), 20), c.tokens());
+            assertEquals(0, c.cachedTokens());
+            assertThrows(IllegalStateException.class, () -> engine.warmUp(steps));
+        }
+        assertThrows(IllegalArgumentException.class, () -> context(8L << 20).warmUpSteps(-1).conclude());
+    }
+
+    @Test
     void shouldSampleEachRequestWithItsOwnSettingsAndSeed() throws Exception
     {
         open(GgmlType.F32);

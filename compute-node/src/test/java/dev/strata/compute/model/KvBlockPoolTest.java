@@ -99,6 +99,35 @@ class KvBlockPoolTest
         }
     }
 
+    @Test
+    void shouldForgetCachedBlocksThatNothingReferencesAndKeepTheReferencedOnes()
+    {
+        final long blockBytes = 2L * 3 * 4 * CONFIG.kvDim() * 2;
+        try (KvBlockPool pool = new KvBlockPool(CONFIG, KvBlockPool.KvType.F16, 4, 3 * blockBytes))
+        {
+            final int[] tokens = {1, 2, 3, 4, 5, 6, 7, 8};
+            final int x = pool.allocate();
+            final int y = pool.allocate();
+            pool.publish(x, "v", 0L, tokens, 0);
+            pool.publish(y, "v", 7L, tokens, 4);
+            pool.release(x); // cached, evictable
+            pool.forgetCached();
+            assertEquals(-1, pool.lookup("v", 0L, tokens, 0), "a forgotten block is no longer found");
+            assertEquals(y, pool.lookup("v", 7L, tokens, 4), "a referenced block stays cached");
+            assertEquals(2, pool.available());
+            pool.resetCounters();
+            assertEquals(0, pool.prefixLookups());
+            assertEquals(0, pool.prefixHits());
+            assertEquals(1, pool.peakInUse());
+            pool.release(y);
+            pool.release(y); // cached, evictable
+            assertEquals(3, pool.available());
+            assertTrue(pool.allocate() >= 0 && pool.allocate() >= 0 && pool.allocate() >= 0);
+            // x went to the free list: only y had to be evicted
+            assertEquals(1, pool.evictions());
+        }
+    }
+
     private static float round(final KvBlockPool.KvType type, final float f)
     {
         return type == KvBlockPool.KvType.F32 ? f : Float.float16ToFloat(Float.floatToFloat16(f));

@@ -82,17 +82,17 @@ final class PagedAttention
         final FloatPage page = pages.get();
         page.fill(null, l, s.blockTable(), s.endPos());
         float[] sc = scores.get();
-        if (sc.length < s.endPos())
+        if (sc.length < group * s.endPos())
         {
-            sc = new float[Math.max(s.endPos(), 256) * 2];
+            sc = new float[group * Math.max(s.endPos(), 256) * 2];
             scores.set(sc);
         }
         for (int t = 0; t < s.rows(); t++)
         {
-            for (int h = 0; h < c.heads(); h++)
+            for (int kvh = 0; kvh < c.kvHeads(); kvh++)
             {
-                Llama.attendHead(page, l, q, (s.row0() + t) * c.qDim() + h * hs, (h / group) * hs, s.startPos() + t,
-                    hs, scale, sc, att);
+                Llama.attendGroup(page, l, q, (s.row0() + t) * c.qDim() + kvh * group * hs, group, kvh * hs,
+                    s.startPos() + t, hs, scale, sc, att);
             }
         }
     }

@@ -165,10 +165,14 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
     {
     }
 
-    /** The router's own counters. */
+    /**
+     * The router's own counters. {@code kvTransferMillis} and {@code kvGBps} cover KV transfers from their first
+     * byte to the decode node's acknowledgement (overlapped with the prefill: a prefill node sends each layer as it
+     * lands); {@code kvExposedMillis} is the part after the prefill ended, what transfers added to time to first token.
+     */
     public record RouterView(long requests, long split, long whole, long failovers, long retries, long roleSwitches,
-        long kvBytes, long kvTransferMillis, double kvGBps, double prefillDelayMillis, double tpotMillis,
-        int active, int pending, List<NodeView> nodes)
+        long kvBytes, long kvTransferMillis, double kvGBps, long kvExposedMillis, double prefillDelayMillis,
+        double tpotMillis, int active, int pending, List<NodeView> nodes)
     {
     }
 
@@ -280,6 +284,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
     private long roleSwitches;
     private long kvBytes;
     private long kvNanos;
+    private long kvExposedNanos;
     private MeterRegistry registry;
     private long tpotNanos;
     private long tpotCount;
@@ -672,6 +677,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         final Req r = byWire.get(p.id());
         kvBytes += p.bytes();
         kvNanos += p.transferNanos();
+        kvExposedNanos += p.exposedNanos();
         if (transferBytesCounter != null)
         {
             transferBytesCounter.increment(p.bytes());
@@ -998,7 +1004,8 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
                 h.requests(), TimeUnit.NANOSECONDS.toMillis(now - n.seen)));
         }
         return new RouterView(requests, split, whole, failovers, retries, roleSwitches, kvBytes,
-            TimeUnit.NANOSECONDS.toMillis(kvNanos), kvNanos == 0 ? 0 : (double)kvBytes / kvNanos, lastPrefillDelayMillis,
+            TimeUnit.NANOSECONDS.toMillis(kvNanos), kvNanos == 0 ? 0 : (double)kvBytes / kvNanos,
+            TimeUnit.NANOSECONDS.toMillis(kvExposedNanos), lastPrefillDelayMillis,
             lastTpotMillis, active.size(), pending.size(), List.copyOf(list));
     }
 

@@ -76,6 +76,7 @@ class ClusterRouterTest
     void stop() throws Exception
     {
         NodeAgent.injectChunkFaults(c -> false);
+        NodeAgent.slowPrefillLayers(0);
         for (int i = closeables.size() - 1; i >= 0; i--)
         {
             closeables.get(i).close();
@@ -213,6 +214,55 @@ class ClusterRouterTest
         assertTrue(v.kvBytes() > 0);
         awaitTrue(() -> router.view().nodes().stream().allMatch(x -> x.kvFree() == x.kvBlocks() ||
             x.node().equals("d")), "the prefill node freed its blocks");
+    }
+
+    @Test
+    void shouldSendEachLayersKvWhileTheRestOfThePrefillComputes() throws Exception
+    {
+        // prompt chunks of 16 tokens, each layer slowed down: the prefill of 100 tokens takes 7 steps of 2 layers
+        final Engine prefill = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
+            .modelVersion(VERSION).kvType(KvBlockPool.KvType.F16).kvMemory(8L << 20).blockTokens(16).maxBatchSize(8)
+            .maxPrefillTokens(16));
+        closeables.add(prefill);
+        final NodeAgent p = node("p", Msg.Role.PREFILL, prefill);
+        node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        final ClusterRouter router = router(2);
+        NodeAgent.slowPrefillLayers(15);
+        final GenerationRequest r = request(new Random(9), 100, SamplerConfig.greedy(), List.of());
+        final StringBuilder streamed = new StringBuilder();
+        assertSame(colocated(r), run(router, r, streamed), streamed.toString(), "streamed prefill");
+        awaitTrue(() -> router.view().kvBytes() > 0, "the prefill node reported the transfer");
+        final long total = router.view().kvBytes();
+        // 99 positions in 7 blocks of 16, per layer: what the first six steps stored went before the last one
+        assertTrue(p.kvBytesStreamed() >= total / 2, "sent during the prefill: " + p.kvBytesStreamed() + " of " +
+            total);
+    }
+
+    @Test
+    void shouldKeepStreamedKvRightWhenThePrefillIsPreemptedAndRunsAgain() throws Exception
+    {
+        // a prefill pool of 10 blocks for two prompts of 7 blocks each, prefilled 16 tokens a step side by side:
+        // the newer is preempted part way (its blocks go back while its first layers are being sent) and runs again
+        final long blockBytes = KvBlockPool.blockBytes(weights.config(), KvBlockPool.KvType.F16, 16);
+        final Engine prefill = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
+            .modelVersion(VERSION).kvType(KvBlockPool.KvType.F16).kvMemory(10 * blockBytes).blockTokens(16)
+            .maxBatchSize(8).maxPrefillTokens(32));
+        closeables.add(prefill);
+        node("p", Msg.Role.PREFILL, prefill);
+        node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        final ClusterRouter router = router(2);
+        NodeAgent.slowPrefillLayers(5);
+        final Random random = new Random(12);
+        final GenerationRequest a = request(random, 100, SamplerConfig.greedy(), List.of());
+        final GenerationRequest b = request(random, 100, SamplerConfig.greedy(), List.of());
+        final StringBuilder sa = new StringBuilder();
+        final StringBuilder sb = new StringBuilder();
+        final RequestHandle ha = router.submit(a, streamingInto(sa));
+        final RequestHandle hb = router.submit(b, streamingInto(sb));
+        assertSame(colocated(a), ha.completion().get(120, TimeUnit.SECONDS), sa.toString(), "first");
+        assertSame(colocated(b), hb.completion().get(120, TimeUnit.SECONDS), sb.toString(), "second, preempted");
+        assertTrue(prefill.stats().preemptions() > 0, "a prefill was preempted: " + prefill.stats());
+        awaitTrue(() -> prefill.stats().kvBlocksInUse() == 0, "the prefill node freed its blocks");
     }
 
     @Test

@@ -169,8 +169,12 @@ public sealed interface Msg
     }
 
     /** Prefill node → router: the KV went to the decode node. */
+    /**
+     * A prefill node's KV reached the decode node: {@code transferNanos} from its first byte to the acknowledgement
+     * (the layers go while the prefill computes), {@code exposedNanos} the part of it after the prefill ended.
+     */
     record Prefilled(long id, String node, String decodeNode, long bytes, long prefillNanos, long transferNanos,
-        int attempts, int skippedBlocks) implements Msg
+        long exposedNanos, int attempts, int skippedBlocks) implements Msg
     {
     }
 

@@ -202,13 +202,19 @@ public final class NodeAgent implements AutoCloseable
     private final AtomicLong kvTransfers = new AtomicLong();
     private final AtomicLong kvRetries = new AtomicLong();
     private final AtomicLong kvSendNanos = new AtomicLong();
+    private final AtomicLong kvBytesStreamed = new AtomicLong();
     private final AtomicLong requests = new AtomicLong();
     private volatile Msg.Role role;
     private volatile boolean closed;
     private long nextHeartbeat;
+    private long lastChunkNanos;
 
-    /** A transfer this node (as decode node) expects. */
-    private record Import(Msg.KvOffer offer, Engine.KvRun run, MemorySegment[] parts, int attempt, long deadline)
+    /**
+     * A transfer this node (as decode node) expects; it expires when no byte of it arrived for the transfer timeout
+     * (the prefill node streams a long prompt's layers over the whole of its prefill).
+     */
+    private record Import(Msg.KvOffer offer, Engine.KvRun run, MemorySegment[] parts, int attempt,
+        BulkReceiver.Transfer transfer, long bytesSeen, long deadline)
     {
     }
 
@@ -295,7 +301,12 @@ public final class NodeAgent implements AutoCloseable
                     work++;
                 }
                 work += control.poll(controlHandler, 16);
-                work += kv.poll(receiver, 64);
+                final int chunks = kv.poll(receiver, 64);
+                if (chunks > 0)
+                {
+                    lastChunkNanos = System.nanoTime();
+                }
+                work += chunks;
                 final long now = System.nanoTime();
                 if (now - nextHeartbeat >= 0)
                 {
@@ -310,9 +321,11 @@ public final class NodeAgent implements AutoCloseable
             }
             if (work == 0)
             {
-                if (imports.isEmpty())
+                if (imports.isEmpty() || System.nanoTime() - lastChunkNanos > 2_000_000L)
                 {
-                    idle.idle(); // 1 ms: control messages at token rates
+                    // 1 ms: control messages at token rates, and a streamed prefill between two of its steps (the
+                    // agent shares the decode node's core with its engine)
+                    idle.idle();
                 }
                 else
                 {
@@ -388,6 +401,7 @@ public final class NodeAgent implements AutoCloseable
         final int[] prefix = Arrays.copyOf(prompt, prompt.length - 1);
         queueTokens.addAndGet(prefix.length);
         final long started = System.nanoTime();
+        final KvStream stream = new KvStream(engine.config().layers(), prefix.length);
         final Engine.Handle h;
         try
         {
@@ -398,7 +412,10 @@ public final class NodeAgent implements AutoCloseable
                 {
                     queueTokens.addAndGet(-prefix.length);
                     running.remove(r.id());
-                    transfers.execute(() -> transfer(r, prefix, run, System.nanoTime() - started));
+                    if (!stream.prefilled(run, System.nanoTime() - started))
+                    {
+                        engine.release(run); // the transfer gave up
+                    }
                 }
 
                 @Override
@@ -406,10 +423,24 @@ public final class NodeAgent implements AutoCloseable
                 {
                     queueTokens.addAndGet(-prefix.length);
                     running.remove(r.id());
+                    stream.fail(error);
                     if (cancelled.remove(r.id()) == null)
                     {
                         send(router, new Msg.Failed(r.id(), ctx.node, "prefill failed: " + error));
                     }
+                }
+
+                @Override
+                public void onLayerStored(final int layer, final int positions, final int[] blocks)
+                {
+                    stream.stored(layer, positions, blocks);
+                    AFTER_LAYER.run();
+                }
+
+                @Override
+                public void onReleased()
+                {
+                    stream.released();
                 }
             });
         }
@@ -420,6 +451,7 @@ public final class NodeAgent implements AutoCloseable
             return;
         }
         running.put(r.id(), h);
+        transfers.execute(() -> transfer(r, prefix, stream));
     }
 
     private void onCancel(final long id)
@@ -468,23 +500,51 @@ public final class NodeAgent implements AutoCloseable
 
     private final Map<String, BulkSender> senders = new ConcurrentHashMap<>();
 
-    private void transfer(final Msg.Run r, final int[] prefix, final Engine.KvRun run, final long prefillNanos)
+    /**
+     * The parts of a KV transfer: for each layer, that layer's keys and values in each block not cached at the
+     * receiver ({@code layers x blocks} parts, layer-major), so a layer can go as soon as a prefill step stored it.
+     */
+    static MemorySegment[] layerParts(final dev.strata.compute.model.KvBlockPool pool, final int[] blocks,
+        final int skipped, final int layers)
+    {
+        final long layerBytes = pool.blockBytes() / layers;
+        final int nb = blocks.length - skipped;
+        final MemorySegment[] parts = new MemorySegment[layers * nb];
+        for (int l = 0; l < layers; l++)
+        {
+            for (int b = 0; b < nb; b++)
+            {
+                parts[l * nb + b] = pool.block(blocks[skipped + b]).asSlice(l * layerBytes, layerBytes);
+            }
+        }
+        return parts;
+    }
+
+    private void transfer(final Msg.Run r, final int[] prefix, final KvStream stream)
     {
         final long id = r.id();
         final BlockingQueue<Msg> q = new LinkedBlockingQueue<>();
         replies.put(id, q);
-        final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ctx.transferTimeoutMillis);
+        final long timeout = TimeUnit.MILLISECONDS.toNanos(ctx.transferTimeoutMillis);
+        final java.util.function.BooleanSupplier gone = () -> cancelled.containsKey(id) || stream.failure() != null;
+        boolean handedOver = false;
         try
         {
+            // offer once the prefill has started computing: the decode node holds the blocks from its accept on
+            if (!stream.awaitStart(gone))
+            {
+                return;
+            }
             final Publication peer = peer(r.decodeChannel(), r.decodeStream());
             final Msg.KvOffer offer = new Msg.KvOffer(id, ctx.node, ctx.channel, ctx.controlStream,
                 engine.modelVersion(), prefix, r.spec(), engine.kvPool().type().name(), engine.kvPool().blockTokens(),
                 engine.kvPool().blockBytes());
             Msg.KvAccept accept = null;
             long backoff = 5;
+            long deadline = System.nanoTime() + timeout;
             while (accept == null || !accept.ok())
             {
-                if (cancelled.containsKey(id))
+                if (gone.getAsBoolean())
                 {
                     return;
                 }
@@ -504,40 +564,51 @@ public final class NodeAgent implements AutoCloseable
                         fail(id, "decode node " + r.decodeNode() + " refused the KV: " + a.reason());
                         return;
                     }
-                    if (System.nanoTime() - deadline > 0)
+                    // back-pressure: wait for the decode node to free blocks; the time limit runs from the end
+                    // of the prefill, which goes on meanwhile
+                    final long done = stream.prefilledAt();
+                    if (done != 0 && System.nanoTime() - done - timeout > 0)
                     {
                         fail(id, "decode node " + r.decodeNode() + " had no room for " + ctx.transferTimeoutMillis +
                             " ms: " + a.reason());
                         return;
                     }
-                    Thread.sleep(backoff); // back-pressure: wait for the decode node to free blocks
+                    deadline = System.nanoTime() + timeout;
+                    Thread.sleep(backoff);
                     backoff = Math.min(200, backoff * 2);
                 }
             }
             final int skipped = accept.cachedBlocks();
-            final MemorySegment[] parts = new MemorySegment[run.blocks().length - skipped];
-            for (int i = 0; i < parts.length; i++)
-            {
-                parts[i] = engine.kvPool().block(run.blocks()[skipped + i]);
-            }
             final BulkSender sender = senders.computeIfAbsent(r.decodeChannel() + "|" + (r.decodeStream() + 1),
                 k -> new BulkSender(peer(bulkChannel(r.decodeChannel()), r.decodeStream() + 1),
                     new YieldingIdleStrategy()).corruptChunks(FAULTS));
-            final long t0 = System.nanoTime();
-            long bytes = 0;
+            long bytes = stream.send(sender, engine.kvPool(), id, skipped, timeout, gone, kvBytesStreamed);
+            if (bytes < 0)
+            {
+                return; // cancelled, or the prefill failed (the router was told)
+            }
             for (int attempt = 1; attempt <= 2; attempt++)
             {
-                bytes += sender.send(id, attempt, parts, deadline, () -> cancelled.containsKey(id)).bytes();
-                final Msg m = q.poll(Math.max(1, TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime())),
-                    TimeUnit.MILLISECONDS);
+                final Engine.KvRun run = stream.awaitRun(gone);
+                if (run == null)
+                {
+                    return;
+                }
+                if (attempt == 2)
+                {
+                    bytes += sender.send(id, attempt, layerParts(engine.kvPool(), run.blocks(), skipped,
+                        engine.config().layers()), System.nanoTime() + timeout, gone).bytes();
+                }
+                final Msg m = q.poll(Math.max(1, ctx.transferTimeoutMillis), TimeUnit.MILLISECONDS);
                 if (m instanceof Msg.KvAck ack && ack.attempt() == attempt && ack.ok())
                 {
-                    final long nanos = System.nanoTime() - t0;
+                    final long end = System.nanoTime();
+                    final long nanos = end - (stream.firstSentAt() != 0 ? stream.firstSentAt() : stream.prefilledAt());
                     kvBytesSent.addAndGet(bytes);
                     kvTransfers.incrementAndGet();
                     kvSendNanos.addAndGet(nanos);
-                    send(router, new Msg.Prefilled(id, ctx.node, r.decodeNode(), bytes, prefillNanos, nanos, attempt,
-                        skipped));
+                    send(router, new Msg.Prefilled(id, ctx.node, r.decodeNode(), bytes, stream.prefillNanos(), nanos,
+                        end - stream.prefilledAt(), attempt, skipped));
                     return;
                 }
                 if (m == null)
@@ -554,7 +625,7 @@ public final class NodeAgent implements AutoCloseable
         }
         catch (final TimeoutException | RuntimeException e)
         {
-            if (!cancelled.containsKey(id))
+            if (!gone.getAsBoolean())
             {
                 fail(id, "KV transfer to " + r.decodeNode() + " failed: " + e.getMessage());
             }
@@ -567,7 +638,242 @@ public final class NodeAgent implements AutoCloseable
         {
             replies.remove(id);
             cancelled.remove(id);
-            engine.release(run);
+            final Engine.KvRun run = stream.abandon();
+            if (run != null)
+            {
+                engine.release(run);
+            }
+            else
+            {
+                final Engine.Handle h = running.remove(id);
+                if (h != null)
+                {
+                    h.cancel(); // the transfer ended before the prefill: no use computing the rest
+                }
+            }
+        }
+    }
+
+    /**
+     * One prefill's KV between the engine thread, which reports each layer as a step stores it, and the transfer
+     * thread, which sends each (layer, block) part once it is complete. The blocks stay the engine's until the
+     * prefill ends; if it is preempted, {@link #released()} waits for the part being read, and the parts already
+     * sent stay valid (the positions are computed again with the same bits) while the rest waits for the new blocks.
+     */
+    static final class KvStream
+    {
+        private final int layers;
+        private final int positions;
+        private final java.util.concurrent.atomic.AtomicIntegerArray stored;
+        private final java.util.concurrent.locks.ReentrantLock reading = new java.util.concurrent.locks.ReentrantLock();
+        private final Object changed = new Object();
+        private volatile int[] blocks = new int[0];
+        private volatile Engine.KvRun run;
+        private volatile String failure;
+        private volatile long prefilledAt;
+        private volatile long prefillNanos;
+        private long firstSentAt;
+        private boolean abandoned;
+
+        KvStream(final int layers, final int positions)
+        {
+            this.layers = layers;
+            this.positions = positions;
+            this.stored = new java.util.concurrent.atomic.AtomicIntegerArray(layers);
+        }
+
+        /** Engine thread: layer {@code layer} of positions {@code [0, upTo)} is in {@code table}. */
+        void stored(final int layer, final int upTo, final int[] table)
+        {
+            blocks = table; // before the count: a reader that sees the count sees the table
+            stored.set(layer, upTo);
+            synchronized (changed)
+            {
+                changed.notifyAll();
+            }
+        }
+
+        /** Engine thread, before the blocks go back to the pool: waits for a part being read. */
+        void released()
+        {
+            reading.lock();
+            try
+            {
+                for (int l = 0; l < layers; l++)
+                {
+                    stored.set(l, 0);
+                }
+                blocks = new int[0];
+            }
+            finally
+            {
+                reading.unlock();
+            }
+        }
+
+        /** Engine thread: the whole KV is in {@code kv}; false if the transfer gave up (the caller frees it). */
+        boolean prefilled(final Engine.KvRun kv, final long nanos)
+        {
+            synchronized (changed)
+            {
+                if (abandoned)
+                {
+                    return false;
+                }
+                blocks = kv.blocks();
+                for (int l = 0; l < layers; l++)
+                {
+                    stored.set(l, positions);
+                }
+                prefillNanos = nanos;
+                prefilledAt = System.nanoTime();
+                run = kv;
+                changed.notifyAll();
+                return true;
+            }
+        }
+
+        void fail(final String error)
+        {
+            synchronized (changed)
+            {
+                failure = error;
+                changed.notifyAll();
+            }
+        }
+
+        String failure()
+        {
+            return failure;
+        }
+
+        long prefilledAt()
+        {
+            return prefilledAt;
+        }
+
+        long prefillNanos()
+        {
+            return prefillNanos;
+        }
+
+        /** When the first part went (transfer thread), 0 before. */
+        long firstSentAt()
+        {
+            return firstSentAt;
+        }
+
+        /** Transfer thread, at its end: the run if the prefill ended (the caller frees it), else null and never. */
+        Engine.KvRun abandon()
+        {
+            synchronized (changed)
+            {
+                abandoned = true;
+                return run;
+            }
+        }
+
+        /** Waits until the prefill stored its first layer (or ended); false if it failed or {@code gone}. */
+        boolean awaitStart(final java.util.function.BooleanSupplier gone) throws InterruptedException
+        {
+            synchronized (changed)
+            {
+                while (stored.get(0) == 0 && run == null)
+                {
+                    if (gone.getAsBoolean())
+                    {
+                        return false;
+                    }
+                    changed.wait(50);
+                }
+                return !gone.getAsBoolean();
+            }
+        }
+
+        /** Waits for the end of the prefill; null if it failed or {@code gone}. */
+        Engine.KvRun awaitRun(final java.util.function.BooleanSupplier gone) throws InterruptedException
+        {
+            synchronized (changed)
+            {
+                while (run == null)
+                {
+                    if (gone.getAsBoolean())
+                    {
+                        return null;
+                    }
+                    changed.wait(50);
+                }
+                return run;
+            }
+        }
+
+        /**
+         * Sends every part as attempt 1, each as soon as its layer of its block is stored (layer by layer, block by
+         * block within a layer); returns the bytes, or -1 if the prefill failed or {@code gone}.
+         */
+        long send(final BulkSender sender, final dev.strata.compute.model.KvBlockPool pool, final long id,
+            final int skipped, final long timeout, final java.util.function.BooleanSupplier gone,
+            final AtomicLong streamed) throws TimeoutException, InterruptedException
+        {
+            final int bt = pool.blockTokens();
+            final int nb = pool.blocksFor(positions) - skipped;
+            final long layerBytes = pool.blockBytes() / layers;
+            final int[] next = new int[layers];
+            int remaining = layers * nb;
+            long bytes = 0;
+            while (remaining > 0)
+            {
+                if (gone.getAsBoolean())
+                {
+                    return -1;
+                }
+                int sent = 0;
+                for (int l = 0; l < layers; l++)
+                {
+                    while (next[l] < nb)
+                    {
+                        final int b = skipped + next[l];
+                        reading.lock();
+                        try
+                        {
+                            final int upTo = stored.get(l);
+                            final int[] table = blocks;
+                            if (upTo < Math.min((b + 1) * bt, positions) || b >= table.length)
+                            {
+                                break;
+                            }
+                            // at most 2 s of back-pressure while the engine may wait on this lock
+                            final long n = sender.sendPart(id, 1, l * nb + next[l],
+                                pool.block(table[b]).asSlice(l * layerBytes, layerBytes),
+                                System.nanoTime() + Math.min(timeout, 2_000_000_000L), gone).bytes();
+                            bytes += n;
+                            if (firstSentAt == 0)
+                            {
+                                firstSentAt = System.nanoTime();
+                            }
+                            if (run == null)
+                            {
+                                streamed.addAndGet(n);
+                            }
+                        }
+                        finally
+                        {
+                            reading.unlock();
+                        }
+                        next[l]++;
+                        remaining--;
+                        sent++;
+                    }
+                }
+                if (sent == 0)
+                {
+                    synchronized (changed)
+                    {
+                        changed.wait(20);
+                    }
+                }
+            }
+            return bytes;
         }
     }
 
@@ -575,6 +881,31 @@ public final class NodeAgent implements AutoCloseable
     {
         LOG.warning(ctx.node + ": request " + id + ": " + why);
         send(router, new Msg.Failed(id, ctx.node, why));
+    }
+
+    /** Test hook: run on the engine thread after each layer a prefill stores (nothing unless set by a test). */
+    static volatile Runnable AFTER_LAYER = () -> { };
+
+    /** Makes every prefill of this process slower by {@code millis} per layer (tests of the overlap). */
+    public static void slowPrefillLayers(final long millis)
+    {
+        AFTER_LAYER = millis <= 0 ? () -> { } : () ->
+        {
+            try
+            {
+                Thread.sleep(millis);
+            }
+            catch (final InterruptedException e)
+            {
+                Thread.currentThread().interrupt();
+            }
+        };
+    }
+
+    /** KV bytes this node sent while their prefill was still computing (the overlap). */
+    public long kvBytesStreamed()
+    {
+        return kvBytesStreamed.get();
     }
 
     /** Test hook: which chunks this node damages on the way out (none unless set by a test). */
@@ -615,14 +946,10 @@ public final class NodeAgent implements AutoCloseable
                     error.toString() : "no room: " + engine.kvPool().available() + " KV blocks free"));
                 return;
             }
-            final MemorySegment[] parts = new MemorySegment[run.blocks().length - run.cachedBlocks()];
-            for (int i = 0; i < parts.length; i++)
-            {
-                parts[i] = engine.kvPool().block(run.blocks()[run.cachedBlocks() + i]);
-            }
-            imports.put(o.id(), new Import(o, run, parts, 1, System.nanoTime() +
+            final MemorySegment[] parts = layerParts(engine.kvPool(), run.blocks(), run.cachedBlocks(),
+                engine.config().layers());
+            expect(new Import(o, run, parts, 1, null, 0, System.nanoTime() +
                 TimeUnit.MILLISECONDS.toNanos(ctx.transferTimeoutMillis)));
-            receiver.expect(o.id(), 1, parts);
             send(reply, new Msg.KvAccept(o.id(), ctx.node, true, false, run.cachedBlocks(), null));
         }));
     }
@@ -660,8 +987,8 @@ public final class NodeAgent implements AutoCloseable
         LOG.warning(ctx.node + ": KV of request " + t.id() + " attempt " + t.attempt() + ": " + why);
         if (t.attempt() == 1)
         {
-            imports.put(t.id(), new Import(imp.offer(), imp.run(), imp.parts(), 2, imp.deadline()));
-            receiver.expect(t.id(), 2, imp.parts());
+            expect(new Import(imp.offer(), imp.run(), imp.parts(), 2, null, 0, System.nanoTime() +
+                TimeUnit.MILLISECONDS.toNanos(ctx.transferTimeoutMillis)));
         }
         else
         {
@@ -671,11 +998,29 @@ public final class NodeAgent implements AutoCloseable
         send(reply, new Msg.KvAck(t.id(), ctx.node, t.attempt(), false, why));
     }
 
+    /** Registers an import, then the transfer it waits for (which may end at once: every block cached). */
+    private void expect(final Import imp)
+    {
+        final long id = imp.offer().id();
+        imports.put(id, imp);
+        final BulkReceiver.Transfer t = receiver.expect(id, imp.attempt(), imp.parts());
+        imports.computeIfPresent(id, (k, v) -> v == imp ? new Import(imp.offer(), imp.run(), imp.parts(),
+            imp.attempt(), t, 0, imp.deadline()) : v);
+    }
+
     private void expireImports(final long now)
     {
         for (final Map.Entry<Long, Import> e : imports.entrySet())
         {
-            if (now - e.getValue().deadline() > 0 && imports.remove(e.getKey(), e.getValue()))
+            final Import imp = e.getValue();
+            if (imp.transfer() != null && imp.transfer().bytes() != imp.bytesSeen())
+            {
+                imports.replace(e.getKey(), imp, new Import(imp.offer(), imp.run(), imp.parts(), imp.attempt(),
+                    imp.transfer(), imp.transfer().bytes(), now + TimeUnit.MILLISECONDS.toNanos(
+                        ctx.transferTimeoutMillis)));
+                continue;
+            }
+            if (now - imp.deadline() > 0 && imports.remove(e.getKey(), imp))
             {
                 LOG.warning(ctx.node + ": KV of request " + e.getKey() + " did not arrive in time; blocks freed");
                 receiver.forget(e.getKey());

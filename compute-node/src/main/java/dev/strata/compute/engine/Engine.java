@@ -448,13 +448,34 @@ public final class Engine implements GenerationService, AutoCloseable
     {
     }
 
-    /** The end of a {@link #prefill}: the blocks, or why there are none. */
+    /**
+     * The end of a {@link #prefill}: the blocks, or why there are none; and, for a listener that sends the blocks on
+     * while the prefill still runs, each layer as it lands.
+     */
     public interface PrefillListener
     {
         /** On the engine thread: the KV of every token is in {@code kv}, which the listener now holds. */
         void onPrefilled(KvRun kv);
 
         void onFailed(String error);
+
+        /**
+         * On the engine thread, after a step: layer {@code layer}'s keys and values of positions
+         * {@code [0, positions)} are in {@code blocks} (the sequence's block ids, in position order). The listener
+         * may read those bytes from another thread until {@link #onReleased()}; they do not change.
+         */
+        default void onLayerStored(final int layer, final int positions, final int[] blocks)
+        {
+        }
+
+        /**
+         * On the engine thread, before the blocks given to {@link #onLayerStored} go back to the pool (the prefill
+         * was preempted and starts again later, or was cancelled or failed): returns once no reader holds them.
+         * What was read before stays valid: a position's keys and values are recomputed with the same bits.
+         */
+        default void onReleased()
+        {
+        }
     }
 
     /**
@@ -669,7 +690,7 @@ public final class Engine implements GenerationService, AutoCloseable
             final float[][] logits;
             try
             {
-                logits = llama.execute(step.batch(), kv);
+                logits = llama.execute(step.batch(), kv, streamed(step));
             }
             catch (final RuntimeException | Error e)
             {
@@ -702,6 +723,46 @@ public final class Engine implements GenerationService, AutoCloseable
             scheduler.remove(s);
             finish(s, FinishReason.CANCELLED, "engine closed");
         }
+    }
+
+    /** The per-layer callback of a step that prefills for listeners that stream (null if none does). */
+    private java.util.function.IntConsumer streamed(final Scheduler.Step step)
+    {
+        final Sequence[] seqs = step.sequences();
+        boolean any = false;
+        for (final Sequence s : seqs)
+        {
+            any |= s.prefilled != null;
+        }
+        if (!any)
+        {
+            return null;
+        }
+        final dev.strata.compute.model.ForwardBatch.Segment[] segs = step.batch().segments();
+        final int[][] tables = new int[seqs.length][];
+        return layer ->
+        {
+            for (int i = 0; i < seqs.length; i++)
+            {
+                final Sequence s = seqs[i];
+                if (s.prefilled == null)
+                {
+                    continue;
+                }
+                if (tables[i] == null)
+                {
+                    tables[i] = java.util.Arrays.copyOf(s.blocks, s.blockCount);
+                }
+                try
+                {
+                    s.prefilled.onLayerStored(layer, segs[i].endPos(), tables[i]);
+                }
+                catch (final RuntimeException e)
+                {
+                    LOG.log(Level.WARNING, "prefill listener of request " + s.id + " failed on a layer", e);
+                }
+            }
+        };
     }
 
     private Stats snapshot()

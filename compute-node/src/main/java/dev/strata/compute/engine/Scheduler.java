@@ -431,6 +431,10 @@ final class Scheduler
 
     private void freeBlocks(final Sequence s)
     {
+        if (s.prefilled != null && s.blockCount > 0)
+        {
+            s.prefilled.onReleased(); // a reader of the blocks lets go before another sequence may write them
+        }
         for (int i = 0; i < s.blockCount; i++)
         {
             pool.release(s.blocks[i]);

@@ -180,6 +180,16 @@ public final class Llama
      */
     public float[][] execute(final ForwardBatch batch, final KvBlockPool pool)
     {
+        return execute(batch, pool, null);
+    }
+
+    /**
+     * {@link #execute(ForwardBatch, KvBlockPool)}, calling {@code stored} (when not null) with each layer's index
+     * as soon as that layer's keys and values of the step are in the pool's blocks, on this thread: a prefill node
+     * sends a layer's blocks on while the later layers compute.
+     */
+    public float[][] execute(final ForwardBatch batch, final KvBlockPool pool, final java.util.function.IntConsumer stored)
+    {
         final int n = batch.rows();
         if (n > maxBatch)
         {
@@ -223,6 +233,10 @@ public final class Llama
                         final int row = s.row0() + t;
                         pool.write(s.blockTable()[pos / bt], l, pos % bt, k, row * kvDim, v, row * kvDim);
                     }
+                }
+                if (stored != null)
+                {
+                    stored.accept(l);
                 }
             }
 

@@ -68,27 +68,45 @@ public final class BulkSender
         int chunks = 0;
         for (int p = 0; p < parts.length; p++)
         {
-            final MemorySegment part = parts[p];
-            if (!part.isNative())
+            final Sent sent = sendPart(transferId, attempt, p, parts[p], deadlineNanos, cancelled);
+            bytes += sent.bytes();
+            chunks += sent.chunks();
+        }
+        return new Sent(bytes, chunks);
+    }
+
+    /**
+     * Sends one part of transfer {@code transferId}: for a transfer whose parts become ready at different times
+     * (a prefill's layers). The receiver takes parts in any order.
+     *
+     * @throws TimeoutException       when back-pressure outlasts the deadline.
+     * @throws IllegalStateException  when the publication is closed or has no subscriber, or the transfer is
+     *                                cancelled.
+     */
+    public Sent sendPart(final long transferId, final int attempt, final int index, final MemorySegment part,
+        final long deadlineNanos, final BooleanSupplier cancelled) throws TimeoutException
+    {
+        if (!part.isNative())
+        {
+            throw new IllegalArgumentException("part " + index + " is not off-heap");
+        }
+        long bytes = 0;
+        int chunks = 0;
+        for (long off = 0; off < part.byteSize(); off += chunkBytes)
+        {
+            final int len = (int)Math.min(chunkBytes, part.byteSize() - off);
+            final MemorySegment chunk = part.asSlice(off, len);
+            if (corruptChunk.test(chunkCount++))
             {
-                throw new IllegalArgumentException("part " + p + " is not off-heap");
+                offerCorrupted(transferId, attempt, index, (int)off, chunk, deadlineNanos, cancelled);
             }
-            for (long off = 0; off < part.byteSize(); off += chunkBytes)
+            else
             {
-                final int len = (int)Math.min(chunkBytes, part.byteSize() - off);
-                final MemorySegment chunk = part.asSlice(off, len);
-                if (corruptChunk.test(chunkCount++))
-                {
-                    offerCorrupted(transferId, attempt, p, (int)off, chunk, deadlineNanos, cancelled);
-                }
-                else
-                {
-                    offer(transferId, attempt, p, (int)off, chunk, BulkChunkWriter.COMPUTE_CRC, deadlineNanos,
-                        cancelled);
-                }
-                bytes += len;
-                chunks++;
+                offer(transferId, attempt, index, (int)off, chunk, BulkChunkWriter.COMPUTE_CRC, deadlineNanos,
+                    cancelled);
             }
+            bytes += len;
+            chunks++;
         }
         return new Sent(bytes, chunks);
     }

@@ -734,7 +734,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         {
             r.firstDispatched = r.dispatched;
         }
-        final Msg.Spec spec = Msg.Spec.of(r.request.withoutStopStrings().withPrompt(prompt, remaining));
+        final Msg.Spec spec = Msg.Spec.of(r.request.withoutStopStrings().resumedAfter(r.generated.toIntArray()));
         final long wire = nextWire++;
         r.wire = wire;
         byWire.put(wire, r);

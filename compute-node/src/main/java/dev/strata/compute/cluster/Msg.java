@@ -113,18 +113,18 @@ public sealed interface Msg
 
     /** A request on the wire (stop strings stay with the router, which assembles the text). */
     record Spec(int[] prompt, SamplerConfig sampling, int maxTokens, int[] stopTokens, int logprobs,
-        float presencePenalty, float frequencyPenalty, boolean ignoreEos)
+        float presencePenalty, float frequencyPenalty, boolean ignoreEos, int resumed)
     {
         public static Spec of(final GenerationRequest r)
         {
             return new Spec(r.prompt(), r.sampling(), r.maxTokens(), r.stopTokens(), r.logprobs(),
-                r.presencePenalty(), r.frequencyPenalty(), r.ignoreEos());
+                r.presencePenalty(), r.frequencyPenalty(), r.ignoreEos(), r.resumed());
         }
 
         public GenerationRequest request()
         {
             return new GenerationRequest(prompt, sampling, maxTokens, stopTokens, null, logprobs, presencePenalty,
-                frequencyPenalty, ignoreEos);
+                frequencyPenalty, ignoreEos, resumed);
         }
     }
 

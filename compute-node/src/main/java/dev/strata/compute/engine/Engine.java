@@ -639,6 +639,19 @@ public final class Engine implements GenerationService, AutoCloseable
         final Sequence s = new Sequence(ids.incrementAndGet(), request, chained,
             Sampler.create(request.sampling()), ctx.tokenizer == null ? null :
                 new TextStream(ctx.tokenizer, request.stopStrings()), System.nanoTime(), false);
+        if (request.resumed() > 0)
+        {
+            // generated before a move: penalised as generated tokens, and their draws already taken
+            final int[] p = request.prompt();
+            if (request.presencePenalty() != 0f || request.frequencyPenalty() != 0f)
+            {
+                for (int i = p.length - request.resumed(); i < p.length; i++)
+                {
+                    s.countGenerated(p[i], vocab);
+                }
+            }
+            s.sampler.skip(request.resumed());
+        }
         commands.add(() ->
         {
             if (imported != null)

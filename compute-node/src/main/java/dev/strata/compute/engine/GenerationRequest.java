@@ -21,10 +21,23 @@ import java.util.Objects;
  *                         (OpenAI's {@code frequency_penalty}, -2 to 2).
  * @param ignoreEos        keep generating past the model's end-of-generation tokens (benchmarks: a fixed output
  *                         length); {@code stopTokens} still stop.
+ * @param resumed          how many tokens at the end of the prompt this request generated before it moved to
+ *                         another node (a failover): they count for the presence and frequency penalties, and the
+ *                         seeded sampler skips the draws they took, so the move does not change what follows.
  */
 public record GenerationRequest(int[] prompt, SamplerConfig sampling, int maxTokens, int[] stopTokens,
-    List<String> stopStrings, int logprobs, float presencePenalty, float frequencyPenalty, boolean ignoreEos)
+    List<String> stopStrings, int logprobs, float presencePenalty, float frequencyPenalty, boolean ignoreEos,
+    int resumed)
 {
+    /** Not resumed. */
+    public GenerationRequest(final int[] prompt, final SamplerConfig sampling, final int maxTokens,
+        final int[] stopTokens, final List<String> stopStrings, final int logprobs, final float presencePenalty,
+        final float frequencyPenalty, final boolean ignoreEos)
+    {
+        this(prompt, sampling, maxTokens, stopTokens, stopStrings, logprobs, presencePenalty, frequencyPenalty,
+            ignoreEos, 0);
+    }
+
     /** Stopping at end-of-generation tokens. */
     public GenerationRequest(final int[] prompt, final SamplerConfig sampling, final int maxTokens,
         final int[] stopTokens, final List<String> stopStrings, final int logprobs, final float presencePenalty,
@@ -52,6 +65,10 @@ public record GenerationRequest(int[] prompt, SamplerConfig sampling, int maxTok
         if (prompt.length == 0)
         {
             throw new IllegalArgumentException("empty prompt: at least one token is needed");
+        }
+        if (resumed < 0 || resumed >= prompt.length)
+        {
+            throw new IllegalArgumentException("resumed must be in [0, " + prompt.length + "), got " + resumed);
         }
         if (maxTokens < 1)
         {
@@ -93,18 +110,30 @@ public record GenerationRequest(int[] prompt, SamplerConfig sampling, int maxTok
         return false;
     }
 
-    /** The same request with another prompt and token budget (a request moved to another node mid-way). */
+    /** The same request with another prompt and token budget. */
     public GenerationRequest withPrompt(final int[] newPrompt, final int newMaxTokens)
     {
         return new GenerationRequest(newPrompt, sampling, newMaxTokens, stopTokens, stopStrings, logprobs,
-            presencePenalty, frequencyPenalty, ignoreEos);
+            presencePenalty, frequencyPenalty, ignoreEos, 0);
+    }
+
+    /**
+     * This request moved to another node after generating {@code generated}: the prompt followed by them, the rest
+     * of the token budget, and {@link #resumed} set so that penalties and the seeded sampler go on where they were.
+     */
+    public GenerationRequest resumedAfter(final int[] generated)
+    {
+        final int[] p = java.util.Arrays.copyOf(prompt, prompt.length + generated.length);
+        System.arraycopy(generated, 0, p, prompt.length, generated.length);
+        return new GenerationRequest(p, sampling, maxTokens - generated.length, stopTokens, stopStrings, logprobs,
+            presencePenalty, frequencyPenalty, ignoreEos, resumed + generated.length);
     }
 
     /** The same request without stop strings (a router applies them to the text it assembles). */
     public GenerationRequest withoutStopStrings()
     {
         return new GenerationRequest(prompt, sampling, maxTokens, stopTokens, null, logprobs, presencePenalty,
-            frequencyPenalty, ignoreEos);
+            frequencyPenalty, ignoreEos, resumed);
     }
 
     /** A request with no stop strings, stop tokens or log probabilities. */

@@ -50,6 +50,15 @@ final class ChainSampler implements Sampler
     }
 
     @Override
+    public void skip(final int samples)
+    {
+        for (int i = 0; i < samples; i++)
+        {
+            random.nextDouble(); // draw() takes exactly one per sample
+        }
+    }
+
+    @Override
     public int sample(final float[] logits)
     {
         final int vocab = logits.length;

@@ -35,6 +35,14 @@ public interface Sampler
     void reset();
 
     /**
+     * Advances the random generator past {@code samples} calls of {@link #sample} (each takes one draw, or none when
+     * greedy): a sequence resumed elsewhere draws what it would have drawn. Nothing for a greedy sampler.
+     */
+    default void skip(final int samples)
+    {
+    }
+
+    /**
      * Builds the sampler for a configuration: greedy (repetition penalty then argmax, lowest id on ties) when
      * {@link SamplerConfig#temperature()} is {@code <= 0}; otherwise the chain repetition penalty → top-k → top-p →
      * min-p → temperature → softmax → seeded draw, in llama.cpp's order.

@@ -180,6 +180,31 @@ class EngineTest
     }
 
     @Test
+    void shouldContinueAMovedRequestWithItsPenaltiesAndItsSeededDraws() throws Exception
+    {
+        open(GgmlType.Q8_0);
+        final int[] prompt = prompts(1, 31)[0];
+        final SamplerConfig seeded = SamplerConfig.defaults(5).withTemperature(1.3f);
+        final GenerationRequest whole = new GenerationRequest(prompt, seeded, 40, null, null, -1, 0.8f, 0.6f, true);
+        try (Engine engine = Engine.launch(context(8L << 20)))
+        {
+            final int[] all = engine.generate(whole).tokens();
+            assertEquals(40, all.length);
+            for (final int moved : new int[] {1, 17, 39})
+            {
+                // a failover after `moved` tokens: prompt plus those tokens, the rest of the budget, on a fresh sequence
+                final GenerationRequest resumed = whole.resumedAfter(Arrays.copyOf(all, moved));
+                assertEquals(moved, resumed.resumed());
+                assertEquals(40 - moved, resumed.maxTokens());
+                assertArrayEquals(Arrays.copyOfRange(all, moved, 40), engine.generate(resumed).tokens(),
+                    "moved after " + moved);
+            }
+        }
+        assertThrows(IllegalArgumentException.class, () -> new GenerationRequest(prompt, seeded, 4, null, null, -1,
+            0f, 0f, false, prompt.length));
+    }
+
+    @Test
     void shouldSampleEachRequestWithItsOwnSettingsAndSeed() throws Exception
     {
         open(GgmlType.F32);

@@ -194,8 +194,12 @@ public final class MatOps
         final int cols = w.cols();
         if (NativeKernels.floatActivations(w.type()))
         {
-            pool.parallelFor(rows, DECODE_CHUNKS_PER_THREAD,
-                (start, end) -> natives.productFloat(w, start, end, x, tokens, out, start, rows));
+            // whole tiles of rows per share (the kernel takes 4 rows at a time, the rest one by one)
+            final int granule = natives.rowGranule(w, tokens);
+            final int units = (rows + granule - 1) / granule;
+            pool.parallelFor(units, tokens == 1 ? DECODE_CHUNKS_PER_THREAD : PREFILL_CHUNKS_PER_THREAD,
+                (start, end) -> natives.productFloat(w, granule * start, Math.min(rows, granule * end), x, tokens,
+                    out, granule * start, rows));
             return;
         }
         final NativeKernels.Activations a = activations;

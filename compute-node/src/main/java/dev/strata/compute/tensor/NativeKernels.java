@@ -333,6 +333,15 @@ final class NativeKernels
         return w instanceof Q4_0x16Tensor ? batchedQ4_0x16 != null : supportsBatched(w.type);
     }
 
+    /**
+     * Whether products with weights of types {@code a} and {@code b} read the same quantized activations: the K-quants
+     * share Q8_K; Q4_0 and Q8_0 share Q8_0 blocks but not the aux sums (their bias differs).
+     */
+    static boolean sameActivations(final GgmlType a, final GgmlType b)
+    {
+        return a == b || q8For(a) == Q8.Q8_K && q8For(b) == Q8.Q8_K;
+    }
+
     static Q8 q8For(final GgmlType type)
     {
         return type == GgmlType.Q4_K || type == GgmlType.Q6_K ? Q8.Q8_K : Q8.Q8_0;

@@ -30,6 +30,7 @@ public final class Llama
     private final float[] q;      // (maxBatch, heads * headSize)
     private final float[] k;      // (maxBatch, kvDim)
     private final float[] v;      // (maxBatch, kvDim)
+    private final float[][] qkv;  // {q, k, v}: the outputs of the fused projections
     private final float[] att;    // (maxBatch, heads * headSize) attention output
     private final float[] hb;     // (maxBatch, ffnDim) gate, then SwiGLU
     private final float[] hb2;    // (maxBatch, ffnDim) up
@@ -81,6 +82,7 @@ public final class Llama
         this.q = new float[maxBatch * c.qDim()];
         this.k = new float[maxBatch * c.kvDim()];
         this.v = new float[maxBatch * c.kvDim()];
+        this.qkv = new float[][]{q, k, v};
         this.att = new float[maxBatch * c.qDim()];
         this.hb = new float[maxBatch * c.ffnDim()];
         this.hb2 = new float[maxBatch * c.ffnDim()];
@@ -334,9 +336,8 @@ public final class Llama
         {
             rmsnorm(xb, t * dim, x, t * dim, w.attnNorm(), dim, c.rmsEps());
         }
-        ops.matmul(w.wq(), xb, n, q);
-        ops.matmul(w.wk(), xb, n, k);
-        ops.matmul(w.wv(), xb, n, v);
+        // q, k and v in one parallel loop over the rows of the three matrices
+        ops.matmuls(new WeightTensor[]{w.wq(), w.wk(), w.wv()}, xb, n, qkv);
         if (w.bq() != null)
         {
             addBias(q, w.bq(), n);
@@ -361,9 +362,8 @@ public final class Llama
             add(x, moeOut, n * dim);
             return;
         }
-        ops.matmul(w.wGate(), xb, n, hb);
-        ops.matmul(w.wUp(), xb, n, hb2);
-        ops.pool().parallelFor(n, (t0, t1) -> MatOps.swiglu(hb, hb2, t0 * c.ffnDim(), (t1 - t0) * c.ffnDim()));
+        // gate and up products, then SwiGLU into hb, share by share of their rows
+        ops.swigluProducts(w.wGate(), w.wUp(), xb, n, hb, hb2);
         ops.matmul(w.wDown(), hb, n, xb);
         add(x, xb, n * dim);
     }

@@ -182,6 +182,126 @@ public final class MatOps
     }
 
     /**
+     * The products of several matrices with one input ({@code x}, {@code tokens} rows of {@code cols}), such as the
+     * query, key and value projections: {@code outs[i]} as {@link #matmul} of {@code ws[i]} would write it. Where the
+     * native kernels take all of them with one activation format, the activations are quantized once and the rows of
+     * all the matrices are shared out in one parallel loop (one fork and join instead of one per matrix; the small
+     * matrices no longer leave a thread idle at their own join). Each output row is computed by the same kernel call
+     * on the same bits as by {@link #matmul}, so the results are identical.
+     */
+    public void matmuls(final WeightTensor[] ws, final float[] x, final int tokens, final float[][] outs)
+    {
+        final NativeKernels natives = fusable(ws, tokens);
+        if (natives == null)
+        {
+            for (int i = 0; i < ws.length; i++)
+            {
+                matmul(ws[i], x, tokens, outs[i]);
+            }
+            return;
+        }
+        final NativeKernels.Activations a = quantize(natives, ws[0], x, tokens);
+        final int[] granules = new int[ws.length];
+        final int[] firstUnit = new int[ws.length + 1];
+        for (int i = 0; i < ws.length; i++)
+        {
+            granules[i] = natives.rowGranule(ws[i], tokens);
+            firstUnit[i + 1] = firstUnit[i] + (ws[i].rows() + granules[i] - 1) / granules[i];
+        }
+        pool.parallelFor(firstUnit[ws.length], tokens == 1 ? DECODE_CHUNKS_PER_THREAD : PREFILL_CHUNKS_PER_THREAD,
+            (start, end) ->
+            {
+                for (int i = 0; i < ws.length; i++)
+                {
+                    final int s = Math.max(start, firstUnit[i]) - firstUnit[i];
+                    final int e = Math.min(end, firstUnit[i + 1]) - firstUnit[i];
+                    if (s < e)
+                    {
+                        final WeightTensor w = ws[i];
+                        final int g = granules[i];
+                        natives.product(w, g * s, Math.min(w.rows(), g * e), a, tokens, outs[i], g * s, w.rows());
+                    }
+                }
+            });
+    }
+
+    /**
+     * The feed-forward's gate and up products and SwiGLU ({@code gate[i] = silu(gate[i]) * up[i]}) over {@code tokens}
+     * rows of {@code x}: where the native kernels take both matrices, one parallel loop in which each share of rows
+     * gets its gate and up products and then its SwiGLU (one activation quantization, one fork and join instead of
+     * three). The products are {@link #matmul}'s and SwiGLU is elementwise, so the results are identical.
+     */
+    public void swigluProducts(final WeightTensor gateW, final WeightTensor upW, final float[] x, final int tokens,
+        final float[] gate, final float[] up)
+    {
+        final int ffn = gateW.rows();
+        final WeightTensor[] ws = {gateW, upW};
+        final NativeKernels natives = upW.rows() == ffn ? fusable(ws, tokens) : null;
+        if (natives == null || natives.rowGranule(gateW, tokens) != natives.rowGranule(upW, tokens))
+        {
+            matmul(gateW, x, tokens, gate);
+            matmul(upW, x, tokens, up);
+            pool.parallelFor(tokens, (t0, t1) -> swiglu(gate, up, t0 * ffn, (t1 - t0) * ffn));
+            return;
+        }
+        final NativeKernels.Activations a = quantize(natives, gateW, x, tokens);
+        final int g = natives.rowGranule(gateW, tokens);
+        pool.parallelFor((ffn + g - 1) / g, tokens == 1 ? DECODE_CHUNKS_PER_THREAD : PREFILL_CHUNKS_PER_THREAD,
+            (start, end) ->
+            {
+                final int r0 = g * start;
+                final int r1 = Math.min(ffn, g * end);
+                natives.product(gateW, r0, r1, a, tokens, gate, r0, ffn);
+                natives.product(upW, r0, r1, a, tokens, up, r0, ffn);
+                for (int t = 0; t < tokens; t++)
+                {
+                    swiglu(gate, up, t * ffn + r0, r1 - r0);
+                }
+            });
+    }
+
+    /**
+     * The native kernels if they take every matrix of {@code ws} with quantized activations of one format (and, for
+     * several tokens, with a batched kernel) and the matrices have one row length; otherwise null.
+     */
+    private NativeKernels fusable(final WeightTensor[] ws, final int tokens)
+    {
+        final NativeKernels natives = kernels.nativeFor(ws[0]);
+        if (natives == null || NativeKernels.floatActivations(ws[0].type()))
+        {
+            return null;
+        }
+        for (final WeightTensor w : ws)
+        {
+            if (kernels.nativeFor(w) != natives || w.cols() != ws[0].cols() ||
+                !NativeKernels.sameActivations(w.type(), ws[0].type()) ||
+                (tokens > 1 && !natives.supportsBatched(w)))
+            {
+                return null;
+            }
+        }
+        return natives;
+    }
+
+    /** {@code x}'s {@code tokens} rows quantized for products with {@code w}'s type (in parallel over tokens). */
+    private NativeKernels.Activations quantize(final NativeKernels natives, final WeightTensor w, final float[] x,
+        final int tokens)
+    {
+        final NativeKernels.Activations a = activations;
+        final int cols = w.cols();
+        a.ensure(tokens, cols);
+        if (tokens == 1)
+        {
+            natives.quantize(w.type(), x, cols, 0, 1, a);
+        }
+        else
+        {
+            pool.parallelFor(tokens, (start, end) -> natives.quantize(w.type(), x, cols, start, end, a));
+        }
+        return a;
+    }
+
+    /**
      * The native integer product: the activations are quantized once (in parallel over tokens when there are
      * several), then each thread multiplies ranges of weight rows by all the tokens in one native call per range.
      * Several tokens go here only where the kernel set has a batched kernel for the type; otherwise through the Java
@@ -194,20 +314,15 @@ public final class MatOps
         final int cols = w.cols();
         if (NativeKernels.floatActivations(w.type()))
         {
-            pool.parallelFor(rows, DECODE_CHUNKS_PER_THREAD,
-                (start, end) -> natives.productFloat(w, start, end, x, tokens, out, start, rows));
+            // whole tiles of rows per share (the kernel takes 4 rows at a time, the rest one by one)
+            final int granule = natives.rowGranule(w, tokens);
+            final int units = (rows + granule - 1) / granule;
+            pool.parallelFor(units, tokens == 1 ? DECODE_CHUNKS_PER_THREAD : PREFILL_CHUNKS_PER_THREAD,
+                (start, end) -> natives.productFloat(w, granule * start, Math.min(rows, granule * end), x, tokens,
+                    out, granule * start, rows));
             return;
         }
-        final NativeKernels.Activations a = activations;
-        a.ensure(tokens, cols);
-        if (tokens == 1)
-        {
-            natives.quantize(w.type(), x, cols, 0, 1, a);
-        }
-        else
-        {
-            pool.parallelFor(tokens, (start, end) -> natives.quantize(w.type(), x, cols, start, end, a));
-        }
+        final NativeKernels.Activations a = quantize(natives, w, x, tokens);
         // each share of rows starts where the kernel's row groups do (repacked: 16 rows; batched: 4)
         final int granule = natives.rowGranule(w, tokens);
         final int units = (rows + granule - 1) / granule;

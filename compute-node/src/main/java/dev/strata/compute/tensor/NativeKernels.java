@@ -103,8 +103,9 @@ final class NativeKernels
     private final MethodHandle quantizeQ8_K;
     private final MethodHandle[] products = new MethodHandle[GgmlType.values().length];
     private final MethodHandle[] batched = new MethodHandle[GgmlType.values().length];
-    /** F16 weights against float activations (not quantized). */
+    /** F16 weights against float activations (not quantized): one token, and several (the same chains). */
     private final MethodHandle productF16;
+    private final MethodHandle batchedF16;
     /** Q4_0 repacked by 16 rows ({@link Q4_0x16Tensor}): the layout change, and its products; null where absent. */
     private final MethodHandle repackQ4_0;
     private final MethodHandle repackCopyQ4_0;
@@ -122,6 +123,7 @@ final class NativeKernels
         products[GgmlType.Q4_K.ordinal()] = bind(lookup, "mv_q4_k", PRODUCT);
         products[GgmlType.Q6_K.ordinal()] = bind(lookup, "mv_q6_k", PRODUCT);
         productF16 = bind(lookup, "mv_f16", PRODUCT_FLOAT);
+        batchedF16 = bind(lookup, "mm_f16", PRODUCT_FLOAT);
         batched[GgmlType.Q4_0.ordinal()] = bind(lookup, "mm_q4_0", PRODUCT);
         batched[GgmlType.Q8_0.ordinal()] = bind(lookup, "mm_q8_0", PRODUCT);
         repackQ4_0 = bind(lookup, "repack_q4_0", REPACK);
@@ -286,7 +288,7 @@ final class NativeKernels
         {
             return Q4_0x16Tensor.GROUP;
         }
-        return tokens > 1 ? 4 : 1;
+        return tokens > 1 || w.type == GgmlType.F16 ? 4 : 1;
     }
 
     /** Whether products with {@code type} take the activations as floats (no {@link #quantize} first). */
@@ -297,14 +299,16 @@ final class NativeKernels
 
     /**
      * {@code out[outOffset + t * outStride + r - r0] = W[r] . x[t * cols ..]} for F16 weights, rows {@code [r0, r1)}
-     * and tokens {@code [0, tokens)}.
+     * and tokens {@code [0, tokens)}. Each (row, token) is one float chain whatever the token count, so a token gets
+     * the same bits alone and in a batch.
      */
     void productFloat(final WeightTensor w, final int r0, final int r1, final float[] x, final int tokens,
         final float[] out, final int outOffset, final int outStride)
     {
+        final MethodHandle kernel = tokens > 1 && batchedF16 != null ? batchedF16 : productF16;
         try
         {
-            productF16.invokeExact(w.data, r0 * w.rowBytes, w.rowBytes, r1 - r0, w.cols, MemorySegment.ofArray(x),
+            kernel.invokeExact(w.data, r0 * w.rowBytes, w.rowBytes, r1 - r0, w.cols, MemorySegment.ofArray(x),
                 tokens, MemorySegment.ofArray(out), outOffset, outStride);
         }
         catch (final Throwable e)
@@ -320,13 +324,22 @@ final class NativeKernels
      */
     boolean supportsBatched(final GgmlType type)
     {
-        return batched[type.ordinal()] != null;
+        return type == GgmlType.F16 ? batchedF16 != null : batched[type.ordinal()] != null;
     }
 
     /** As {@link #supportsBatched(GgmlType)} for {@code w} in its layout. */
     boolean supportsBatched(final WeightTensor w)
     {
         return w instanceof Q4_0x16Tensor ? batchedQ4_0x16 != null : supportsBatched(w.type);
+    }
+
+    /**
+     * Whether products with weights of types {@code a} and {@code b} read the same quantized activations: the K-quants
+     * share Q8_K; Q4_0 and Q8_0 share Q8_0 blocks but not the aux sums (their bias differs).
+     */
+    static boolean sameActivations(final GgmlType a, final GgmlType b)
+    {
+        return a == b || q8For(a) == Q8.Q8_K && q8For(b) == Q8.Q8_K;
     }
 
     static Q8 q8For(final GgmlType type)

@@ -225,7 +225,7 @@ class NativeKernelsTest
             final int rows = 11;
             final byte[] data = KernelConformance.randomData(GgmlType.F16, rows, cols, rnd);
             final WeightTensor w = WeightTensor.of("w", GgmlType.F16, MemorySegment.ofArray(data), rows, cols);
-            for (final int tokens : new int[]{1, 3})
+            for (final int tokens : new int[]{1, 3, 8})
             {
                 final float[] x = KernelConformance.randomVector(rnd, 0, tokens * cols);
                 final int stride = rows + 1;
@@ -253,6 +253,47 @@ class NativeKernelsTest
             }
         }
         assertTrue(failures.isEmpty(), () -> failures.size() + " mismatches, first: " +
+            String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
+    }
+
+    /**
+     * The batched F16 product runs each (row, token) through the single-token chain: whole tiles, the rows and tokens
+     * left after them, and rows long enough that the kernel splits rows and tokens into cache-sized blocks.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"avx512vnni", "avx512bw", "avx2"})
+    void shouldGiveAnF16TokenTheSameBitsAloneAndInABatch(final String isa)
+    {
+        final NativeKernels k = kernels(isa);
+        assumeTrue(k.supportsBatched(GgmlType.F16));
+        final Random rnd = new Random(23);
+        final List<String> failures = new ArrayList<>();
+        for (final int[] shape : new int[][]{{13, 17, 5}, {9, 64, 14}, {40, 4113, 50}})
+        {
+            final int rows = shape[0];
+            final int cols = shape[1];
+            final int tokens = shape[2];
+            final byte[] data = KernelConformance.randomData(GgmlType.F16, rows, cols, rnd);
+            final WeightTensor w = WeightTensor.of("w", GgmlType.F16, MemorySegment.ofArray(data), rows, cols);
+            final float[] x = KernelConformance.randomVector(rnd, 0, tokens * cols);
+            final float[] batched = new float[tokens * rows];
+            k.productFloat(w, 1, rows, x, tokens, batched, 1, rows);
+            k.productFloat(w, 0, 1, x, tokens, batched, 0, rows);
+            for (int t = 0; t < tokens; t++)
+            {
+                final float[] alone = new float[rows];
+                k.productFloat(w, 0, rows, Arrays.copyOfRange(x, t * cols, (t + 1) * cols), 1, alone, 0, rows);
+                for (int r = 0; r < rows; r++)
+                {
+                    if (Float.floatToRawIntBits(alone[r]) != Float.floatToRawIntBits(batched[t * rows + r]))
+                    {
+                        failures.add("F16 " + rows + "x" + cols + " row " + r + " token " + t + " of " + tokens +
+                            ": alone " + alone[r] + " batched " + batched[t * rows + r]);
+                    }
+                }
+            }
+        }
+        assertTrue(failures.isEmpty(), () -> failures.size() + " differences, first: " +
             String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
     }
 

@@ -415,6 +415,7 @@ public final class NodeAgent implements AutoCloseable
                     if (!stream.prefilled(run, System.nanoTime() - started))
                     {
                         engine.release(run); // the transfer gave up
+                        cancelled.remove(r.id());
                     }
                 }
 
@@ -527,7 +528,6 @@ public final class NodeAgent implements AutoCloseable
         replies.put(id, q);
         final long timeout = TimeUnit.MILLISECONDS.toNanos(ctx.transferTimeoutMillis);
         final java.util.function.BooleanSupplier gone = () -> cancelled.containsKey(id) || stream.failure() != null;
-        boolean handedOver = false;
         try
         {
             // offer once the prefill has started computing: the decode node holds the blocks from its accept on
@@ -648,7 +648,10 @@ public final class NodeAgent implements AutoCloseable
                 final Engine.Handle h = running.remove(id);
                 if (h != null)
                 {
-                    h.cancel(); // the transfer ended before the prefill: no use computing the rest
+                    // the transfer ended before the prefill: no use computing the rest, and the router heard why
+                    // (the prefill's own end must not report it again)
+                    cancelled.put(id, Boolean.TRUE);
+                    h.cancel();
                 }
             }
         }

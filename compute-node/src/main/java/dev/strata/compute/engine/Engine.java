@@ -345,10 +345,7 @@ public final class Engine implements GenerationService, AutoCloseable
                     @Override
                     public void onPrefilled(final KvRun run)
                     {
-                        for (final int id : run.blocks())
-                        {
-                            kv.release(id); // on the engine thread
-                        }
+                        release(run); // queued ahead of the reset below
                         prefilled.complete(null);
                     }
 

@@ -110,13 +110,6 @@ public record GenerationRequest(int[] prompt, SamplerConfig sampling, int maxTok
         return false;
     }
 
-    /** The same request with another prompt and token budget. */
-    public GenerationRequest withPrompt(final int[] newPrompt, final int newMaxTokens)
-    {
-        return new GenerationRequest(newPrompt, sampling, newMaxTokens, stopTokens, stopStrings, logprobs,
-            presencePenalty, frequencyPenalty, ignoreEos, 0);
-    }
-
     /**
      * This request moved to another node after generating {@code generated}: the prompt followed by them, the rest
      * of the token budget, and {@link #resumed} set so that penalties and the seeded sampler go on where they were.

@@ -563,9 +563,9 @@ public final class Llama
         final int pageTokens = kv.pageTokens();
         final float[] max = new float[g];
         java.util.Arrays.fill(max, Float.NEGATIVE_INFINITY);
-        for (int p0 = 0; p0 < n; )
+        for (int p0 = 0, p1; p0 < n; p0 = p1)
         {
-            final int p1 = Math.min(Math.min(n, p0 + ATTENTION_BLOCK), (p0 / pageTokens + 1) * pageTokens);
+            p1 = blockEnd(p0, n, pageTokens);
             final int o = kv.offset(p0);
             final int stride = p1 - p0 > 1 ? kv.offset(p0 + 1) - o : 0;
             final float[] keys = kv.keyPage(l, p0);
@@ -574,7 +574,6 @@ public final class Llama
                 max[h] = AttentionOps.scores(q, qo + h * hs, keys, o + ko, stride, p1 - p0, hs, scale, s, h * n + p0,
                     max[h]);
             }
-            p0 = p1;
         }
         for (int h = 0; h < g; h++)
         {
@@ -585,9 +584,9 @@ public final class Llama
             }
         }
         java.util.Arrays.fill(att, qo, qo + g * hs, 0f);
-        for (int p0 = 0; p0 < n; )
+        for (int p0 = 0, p1; p0 < n; p0 = p1)
         {
-            final int p1 = Math.min(Math.min(n, p0 + ATTENTION_BLOCK), (p0 / pageTokens + 1) * pageTokens);
+            p1 = blockEnd(p0, n, pageTokens);
             final int o = kv.offset(p0);
             final int stride = p1 - p0 > 1 ? kv.offset(p0 + 1) - o : 0;
             final float[] values = kv.valuePage(l, p0);
@@ -595,8 +594,13 @@ public final class Llama
             {
                 AttentionOps.weightedSum(s, h * n + p0, p1 - p0, values, o + ko, stride, hs, att, qo + h * hs);
             }
-            p0 = p1;
         }
+    }
+
+    /** End of the block of positions from {@code p0}: {@value #ATTENTION_BLOCK} at most, within one page and n. */
+    private static int blockEnd(final int p0, final int n, final int pageTokens)
+    {
+        return Math.min(Math.min(n, p0 + ATTENTION_BLOCK), (p0 / pageTokens + 1) * pageTokens);
     }
 
     /** {@link #attendHead} with the plain per-position loops (machines without vectors, odd head sizes). */

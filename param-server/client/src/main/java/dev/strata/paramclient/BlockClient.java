@@ -223,7 +223,27 @@ public final class BlockClient
         }
         hint.modelVersion(modelVersion);
         hint.token(token);
-        return requests.offer(out, 0, MessageHeaderEncoder.ENCODED_LENGTH + hint.encodedLength()) > 0;
+        return offerBriefly(MessageHeaderEncoder.ENCODED_LENGTH + hint.encodedLength());
+    }
+
+    /**
+     * Offers {@code out[0, length)} for at most a millisecond: a message that must not block its caller (a hint, a
+     * cancel) rides out a moment of back-pressure or a term rotation (ADMIN_ACTION) but not a full or lost server.
+     */
+    private boolean offerBriefly(final int length)
+    {
+        final long deadline = System.nanoTime() + 1_000_000L;
+        long result;
+        while ((result = requests.offer(out, 0, length)) < 0)
+        {
+            if (result == Publication.CLOSED || result == Publication.NOT_CONNECTED ||
+                System.nanoTime() - deadline > 0)
+            {
+                return false;
+            }
+            Thread.onSpinWait();
+        }
+        return true;
     }
 
     /** Sends {@code token} with every request and hint: a service that protects reads requires its token. */
@@ -353,11 +373,7 @@ public final class BlockClient
             .responseStreamId(responseStreamId);
         cancelEncoder.responseChannel(responseChannel);
         cancelEncoder.token(token);
-        final int length = MessageHeaderEncoder.ENCODED_LENGTH + cancelEncoder.encodedLength();
-        for (int attempt = 0; attempt < 16 && requests.offer(out, 0, length) < 0; attempt++)
-        {
-            Thread.onSpinWait();
-        }
+        offerBriefly(MessageHeaderEncoder.ENCODED_LENGTH + cancelEncoder.encodedLength());
     }
 
     private long submit(final String modelVersion, final List<BlockId> ids, final long timeoutNanos, final int priority,

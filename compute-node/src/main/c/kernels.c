@@ -1052,50 +1052,99 @@ static void rp_tail(const uint8_t *w, int64_t rowBytes, int r0, int rows, int nb
 }
 
 /*
- * Bytes ahead of the block being multiplied that the single-token kernel asks for, as non-temporal prefetches (into
- * L1, not kept in L2/L3: decode reads each weight once per token). Measured out of cache in a C harness (600 MB of
- * groups, 2 threads): 31-34 GB/s without, 35-41 GB/s at 2-4 KB ahead; T0 or T1 prefetches at any distance gave
- * nothing, nor did NTA at 1 or 16 KB.
+ * One group of 16 rows against TN tokens (TN a compile-time constant, so the TN accumulators stay in registers; kept
+ * in memory they cost a store-to-load round trip per block). Per block the weights are unpacked once and multiplied
+ * with each token; each token's chain (block sum, scale, one FMA into its accumulator per block) is the same whatever
+ * TN is, so a token gets the same bits alone and in a batch.
+ *
+ * With prefetch > 0 the tile asks for the weights that many bytes ahead as non-temporal prefetches (into L1, not kept
+ * in L2/L3). A decode step reads each weight once, and without them the products of a small batch do not overlap their
+ * arithmetic with the memory stream: measured out of cache in a C harness (1.1B's 600 MB of groups, one core, plain
+ * read 29-31 GB/s), milliseconds per pass by tokens, without -> with the distances below:
+ *   1: 33 -> 30-31 (2 KB; 4 KB no better)   2: 41 -> 30-31 (16 KB)   4: 54 -> 33-34 (16 KB)   8: 87 -> 46 (4 KB)
+ * T0/T1 prefetches gave nothing (earlier measurement). Prefill (more tokens than one tile) does not prefetch: its
+ * later tiles of a group read the weights again from cache, which a non-temporal prefetch would have left only in L1.
  */
-#define RP_PREFETCH 2048
+static inline __attribute__((always_inline)) void rp_tile(const int TN, const uint8_t *gw, int nb, int cols,
+    const int8_t *qs, const float *d, const int32_t *corr, int t0, int prefetch, float *out, int32_t outStride)
+{
+    const uint8_t *sc = gw + (size_t)nb * 256;
+    __m512 acc[8];
+    for (int i = 0; i < TN; i++)
+    {
+        acc[i] = _mm512_setzero_ps();
+    }
+    for (int b = 0; b < nb; b++)
+    {
+        if (prefetch)
+        {
+            const char *ahead = (const char *)(gw + (size_t)b * 256 + prefetch);
+            _mm_prefetch(ahead, _MM_HINT_NTA);
+            _mm_prefetch(ahead + 64, _MM_HINT_NTA);
+            _mm_prefetch(ahead + 128, _MM_HINT_NTA);
+            _mm_prefetch(ahead + 192, _MM_HINT_NTA);
+        }
+        __m512i lo[4];
+        __m512i hi[4];
+        rp_unpack(gw + (size_t)b * 256, lo, hi);
+        const __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 32 * b)));
+        for (int i = 0; i < TN; i++)
+        {
+            const int t = t0 + i;
+            const __m512i s = rp_block_sum(lo, hi, qs + (int64_t)t * cols + 32 * b, corr[(size_t)t * nb + b]);
+            const __m512 scale = _mm512_mul_ps(wsc, _mm512_set1_ps(d[(int64_t)t * nb + b]));
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc[i]);
+        }
+    }
+    for (int i = 0; i < TN; i++)
+    {
+        _mm512_storeu_ps(out + (int64_t)(t0 + i) * outStride, acc[i]);
+    }
+}
 
-/* Single token (or a few, one after the other) against rows [0, rows) of a repacked tensor, w at a group start. */
-void EXPORT(mv_q4_0r)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
+/* The prefetch distance for a lone tile of tn tokens (see rp_tile). */
+static inline int rp_prefetch(int tn)
+{
+    return tn == 1 ? 2048 : tn <= 4 ? 16384 : 4096;
+}
+
+/*
+ * Tokens [0, tokens) against rows [0, rows) of a repacked tensor, w at a group start: per group of 16 rows, tokens in
+ * tiles of up to RP_TOKENS (one pass over the group's weights per tile). mv_q4_0r and mm_q4_0r are both this.
+ */
+static void rp_product(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
     const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
     int32_t outStride)
 {
     const int nb = cols / QK8_0;
     w += wOffset;
     out += outOffset;
-    int32_t corrBuf[512];
-    int32_t *corr = nb <= 512 ? corrBuf : malloc(sizeof(int32_t) * nb);
-    const int groups = rows / RP_ROWS;
+    int32_t corrBuf[1024];
+    const size_t corrCount = (size_t)nb * tokens;
+    int32_t *corr = corrCount <= 1024 ? corrBuf : malloc(sizeof(int32_t) * corrCount);
     for (int t = 0; t < tokens; t++)
     {
-        const int8_t *y = qs + (int64_t)t * cols;
-        const float *dx = d + (int64_t)t * nb;
-        block_corrections(aux + (int64_t)t * (cols / 4), nb, corr);
-        for (int g = 0; g < groups; g++)
+        block_corrections(aux + (int64_t)t * (cols / 4), nb, corr + (size_t)t * nb);
+    }
+    const int prefetch = tokens <= RP_TOKENS ? rp_prefetch(tokens) : 0;
+    const int groups = rows / RP_ROWS;
+    for (int g = 0; g < groups; g++)
+    {
+        const uint8_t *gw = w + (int64_t)g * RP_ROWS * rowBytes;
+        float *go = out + RP_ROWS * g;
+        for (int t0 = 0; t0 < tokens; t0 += RP_TOKENS)
         {
-            const uint8_t *gw = w + (int64_t)g * RP_ROWS * rowBytes;
-            const uint8_t *sc = gw + (size_t)nb * 256;
-            __m512 acc = _mm512_setzero_ps();
-            for (int b = 0; b < nb; b++)
+            switch (tokens - t0 < RP_TOKENS ? tokens - t0 : RP_TOKENS)
             {
-                const char *ahead = (const char *)(gw + (size_t)b * 256 + RP_PREFETCH);
-                _mm_prefetch(ahead, _MM_HINT_NTA);
-                _mm_prefetch(ahead + 64, _MM_HINT_NTA);
-                _mm_prefetch(ahead + 128, _MM_HINT_NTA);
-                _mm_prefetch(ahead + 192, _MM_HINT_NTA);
-                __m512i lo[4];
-                __m512i hi[4];
-                rp_unpack(gw + (size_t)b * 256, lo, hi);
-                const __m512i s = rp_block_sum(lo, hi, y + 32 * b, corr[b]);
-                const __m512 scale = _mm512_mul_ps(
-                    _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 32 * b))), _mm512_set1_ps(dx[b]));
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc);
+            case 1: rp_tile(1, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
+            case 2: rp_tile(2, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
+            case 3: rp_tile(3, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
+            case 4: rp_tile(4, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
+            case 5: rp_tile(5, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
+            case 6: rp_tile(6, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
+            case 7: rp_tile(7, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
+            default: rp_tile(8, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
             }
-            _mm512_storeu_ps(out + (int64_t)t * outStride + RP_ROWS * g, acc);
         }
     }
     if (corr != corrBuf)
@@ -1105,57 +1154,19 @@ void EXPORT(mv_q4_0r)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32
     rp_tail(w, rowBytes, groups * RP_ROWS, rows, nb, cols, qs, d, aux, tokens, out, outStride);
 }
 
-/*
- * Several tokens: per group of 16 rows, tokens in tiles of RP_TOKENS; a block's weights are unpacked once into
- * registers per tile and multiplied with each token of the tile, one accumulator (16 rows) per token. Each token's
- * chain is mv_q4_0r's.
- */
+/* Single token (or a few): see rp_product. */
+void EXPORT(mv_q4_0r)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
+    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
+    int32_t outStride)
+{
+    rp_product(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);
+}
+
+/* Several tokens: see rp_product. */
 void EXPORT(mm_q4_0r)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
     const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
     int32_t outStride)
 {
-    const int nb = cols / QK8_0;
-    w += wOffset;
-    out += outOffset;
-    int32_t *corr = malloc(sizeof(int32_t) * (size_t)nb * tokens);
-    for (int t = 0; t < tokens; t++)
-    {
-        block_corrections(aux + (int64_t)t * (cols / 4), nb, corr + (size_t)t * nb);
-    }
-    const int groups = rows / RP_ROWS;
-    for (int g = 0; g < groups; g++)
-    {
-        const uint8_t *gw = w + (int64_t)g * RP_ROWS * rowBytes;
-        const uint8_t *sc = gw + (size_t)nb * 256;
-        for (int t0 = 0; t0 < tokens; t0 += RP_TOKENS)
-        {
-            const int tn = tokens - t0 < RP_TOKENS ? tokens - t0 : RP_TOKENS;
-            __m512 acc[RP_TOKENS];
-            for (int i = 0; i < RP_TOKENS; i++)
-            {
-                acc[i] = _mm512_setzero_ps();
-            }
-            for (int b = 0; b < nb; b++)
-            {
-                __m512i lo[4];
-                __m512i hi[4];
-                rp_unpack(gw + (size_t)b * 256, lo, hi);
-                const __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 32 * b)));
-                for (int i = 0; i < tn; i++)
-                {
-                    const int t = t0 + i;
-                    const __m512i s = rp_block_sum(lo, hi, qs + (int64_t)t * cols + 32 * b, corr[(size_t)t * nb + b]);
-                    const __m512 scale = _mm512_mul_ps(wsc, _mm512_set1_ps(d[(int64_t)t * nb + b]));
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc[i]);
-                }
-            }
-            for (int i = 0; i < tn; i++)
-            {
-                _mm512_storeu_ps(out + (int64_t)(t0 + i) * outStride + RP_ROWS * g, acc[i]);
-            }
-        }
-    }
-    free(corr);
-    rp_tail(w, rowBytes, groups * RP_ROWS, rows, nb, cols, qs, d, aux, tokens, out, outStride);
+    rp_product(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);
 }
 #endif

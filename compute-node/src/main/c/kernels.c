@@ -1052,65 +1052,105 @@ static void rp_tail(const uint8_t *w, int64_t rowBytes, int r0, int rows, int nb
 }
 
 /*
- * One group of 16 rows against TN tokens (TN a compile-time constant, so the TN accumulators stay in registers; kept
- * in memory they cost a store-to-load round trip per block). Per block the weights are unpacked once and multiplied
- * with each token; each token's chain (block sum, scale, one FMA into its accumulator per block) is the same whatever
- * TN is, so a token gets the same bits alone and in a batch.
+ * N groups of 16 rows against TN tokens (both compile-time constants, so the N x TN accumulators stay in registers;
+ * kept in memory they cost a store-to-load round trip per block). Per block each group's weights are unpacked once and
+ * multiplied with each token; each (group, token) chain (block sum, scale, one FMA into its accumulator per block) is
+ * the same whatever N and TN are, so a token gets the same bits alone and in a batch.
  *
- * With prefetch > 0 the tile asks for the weights that many bytes ahead as non-temporal prefetches (into L1, not kept
- * in L2/L3). A decode step reads each weight once, and without them the products of a small batch do not overlap their
- * arithmetic with the memory stream: measured out of cache in a C harness (1.1B's 600 MB of groups, one core, plain
- * read 29-31 GB/s), milliseconds per pass by tokens, without -> with the distances below:
- *   1: 33 -> 30-31 (2 KB; 4 KB no better)   2: 41 -> 30-31 (16 KB)   4: 54 -> 33-34 (16 KB)   8: 87 -> 46 (4 KB)
- * T0/T1 prefetches gave nothing (earlier measurement). Prefill (more tokens than one tile) does not prefetch: its
- * later tiles of a group read the weights again from cache, which a non-temporal prefetch would have left only in L1.
+ * Why N groups at once (N separate weight streams, N x TN independent chains), and why prefetches: a decode step reads
+ * each weight once, and one group at a time did not keep enough of the memory stream in flight, nor overlap it with
+ * the arithmetic of a small batch. With prefetch > 0 each block asks for its weights that many bytes ahead, as
+ * non-temporal prefetches (into L1, not kept in L2/L3). Measured out of cache in a C harness (1.1B's 600 MB of groups):
+ *   one token, one core (plain read 29-32 GB/s: 19-21 ms a pass): one group 30-32 ms, 2 groups 23-25, 3 or 4 groups
+ *   20-22; two cores (read 58-65 GB/s: 9-10 ms): one group 16-18 ms, 2 groups 14, 4 groups 12.
+ *   one tile of 2 / 4 / 8 tokens, one group, one core: 39-42 / 53-58 / 71-72 ms without the prefetch and with the
+ *   accumulators on the stack, 30-32 / 34-35 / 46-49 with both (distances in rp_prefetch; T0/T1 prefetches gave
+ *   nothing in an earlier measurement).
+ * Prefill (more tokens than one tile) takes one group at a time and no prefetch: its later tiles of a group read the
+ * weights again from cache, which a non-temporal prefetch would have left only in L1.
  */
-static inline __attribute__((always_inline)) void rp_tile(const int TN, const uint8_t *gw, int nb, int cols,
-    const int8_t *qs, const float *d, const int32_t *corr, int t0, int prefetch, float *out, int32_t outStride)
+static inline __attribute__((always_inline)) void rp_tile(const int N, const int TN, const uint8_t *const *gw,
+    int nb, int cols, const int8_t *qs, const float *d, const int32_t *corr, int t0, int prefetch, float *const *out,
+    int32_t outStride)
 {
-    const uint8_t *sc = gw + (size_t)nb * 256;
-    __m512 acc[8];
-    for (int i = 0; i < TN; i++)
+    __m512 acc[4][8];
+    for (int j = 0; j < N; j++)
     {
-        acc[i] = _mm512_setzero_ps();
+        for (int i = 0; i < TN; i++)
+        {
+            acc[j][i] = _mm512_setzero_ps();
+        }
     }
     for (int b = 0; b < nb; b++)
     {
-        if (prefetch)
+        for (int j = 0; j < N; j++)
         {
-            const char *ahead = (const char *)(gw + (size_t)b * 256 + prefetch);
-            _mm_prefetch(ahead, _MM_HINT_NTA);
-            _mm_prefetch(ahead + 64, _MM_HINT_NTA);
-            _mm_prefetch(ahead + 128, _MM_HINT_NTA);
-            _mm_prefetch(ahead + 192, _MM_HINT_NTA);
+            if (prefetch)
+            {
+                const char *ahead = (const char *)(gw[j] + (size_t)b * 256 + prefetch);
+                _mm_prefetch(ahead, _MM_HINT_NTA);
+                _mm_prefetch(ahead + 64, _MM_HINT_NTA);
+                _mm_prefetch(ahead + 128, _MM_HINT_NTA);
+                _mm_prefetch(ahead + 192, _MM_HINT_NTA);
+            }
+            __m512i lo[4];
+            __m512i hi[4];
+            rp_unpack(gw[j] + (size_t)b * 256, lo, hi);
+            const __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gw[j] + (size_t)nb * 256 + 32 * b)));
+            for (int i = 0; i < TN; i++)
+            {
+                const int t = t0 + i;
+                const __m512i s = rp_block_sum(lo, hi, qs + (int64_t)t * cols + 32 * b, corr[(size_t)t * nb + b]);
+                const __m512 scale = _mm512_mul_ps(wsc, _mm512_set1_ps(d[(int64_t)t * nb + b]));
+                acc[j][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc[j][i]);
+            }
         }
-        __m512i lo[4];
-        __m512i hi[4];
-        rp_unpack(gw + (size_t)b * 256, lo, hi);
-        const __m512 wsc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(sc + 32 * b)));
+    }
+    for (int j = 0; j < N; j++)
+    {
         for (int i = 0; i < TN; i++)
         {
-            const int t = t0 + i;
-            const __m512i s = rp_block_sum(lo, hi, qs + (int64_t)t * cols + 32 * b, corr[(size_t)t * nb + b]);
-            const __m512 scale = _mm512_mul_ps(wsc, _mm512_set1_ps(d[(int64_t)t * nb + b]));
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc[i]);
+            _mm512_storeu_ps(out[j] + (int64_t)(t0 + i) * outStride, acc[j][i]);
         }
     }
-    for (int i = 0; i < TN; i++)
-    {
-        _mm512_storeu_ps(out + (int64_t)(t0 + i) * outStride, acc[i]);
-    }
 }
 
-/* The prefetch distance for a lone tile of tn tokens (see rp_tile). */
-static inline int rp_prefetch(int tn)
-{
-    return tn == 1 ? 2048 : tn <= 4 ? 16384 : 4096;
-}
+/* rp_tile for N groups and any token count: tiles of up to RP_TOKENS tokens. */
+#define RP_GROUPS(N)                                                                                                  \
+    static void rp_groups_##N(const uint8_t *const *gw, int nb, int cols, const int8_t *qs, const float *d,           \
+        const int32_t *corr, int tokens, int prefetch, float *const *out, int32_t outStride)                          \
+    {                                                                                                                 \
+        for (int t0 = 0; t0 < tokens; t0 += RP_TOKENS)                                                               \
+        {                                                                                                             \
+            switch (tokens - t0 < RP_TOKENS ? tokens - t0 : RP_TOKENS)                                                \
+            {                                                                                                         \
+            case 1: rp_tile(N, 1, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
+            case 2: rp_tile(N, 2, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
+            case 3: rp_tile(N, 3, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
+            case 4: rp_tile(N, 4, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
+            case 5: rp_tile(N, 5, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
+            case 6: rp_tile(N, 6, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
+            case 7: rp_tile(N, 7, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
+            default: rp_tile(N, 8, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                   \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+RP_GROUPS(1)
+RP_GROUPS(2)
+RP_GROUPS(4)
+
+#ifndef RP_INTERLEAVE
+/* Groups multiplied at once (see rp_tile) for a lone tile of tn tokens, and one tile's prefetch distance. */
+#define RP_INTERLEAVE(tn) ((tn) == 1 ? 4 : (tn) <= 4 ? 2 : 1)
+#define RP_PREFETCH(tn) ((tn) == 1 ? 2048 : (tn) <= 4 ? 16384 : 4096)
+#endif
 
 /*
- * Tokens [0, tokens) against rows [0, rows) of a repacked tensor, w at a group start: per group of 16 rows, tokens in
- * tiles of up to RP_TOKENS (one pass over the group's weights per tile). mv_q4_0r and mm_q4_0r are both this.
+ * Tokens [0, tokens) against rows [0, rows) of a repacked tensor, w at a group start: a decode step's few tokens as
+ * one tile against RP_INTERLEAVE groups at once (the groups g, g + part, g + 2 part, ... of the range, so that the
+ * weight streams are far apart), prefill's many tokens in tiles against one group at a time. mv_q4_0r and mm_q4_0r
+ * are both this.
  */
 static void rp_product(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
     const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
@@ -1126,26 +1166,32 @@ static void rp_product(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int3
     {
         block_corrections(aux + (int64_t)t * (cols / 4), nb, corr + (size_t)t * nb);
     }
-    const int prefetch = tokens <= RP_TOKENS ? rp_prefetch(tokens) : 0;
+    const int lone = tokens <= RP_TOKENS;
+    const int n = lone ? RP_INTERLEAVE(tokens) : 1;
+    const int prefetch = lone ? RP_PREFETCH(tokens) : 0;
     const int groups = rows / RP_ROWS;
-    for (int g = 0; g < groups; g++)
+    const int part = groups / n;
+    const uint8_t *gw[4];
+    float *go[4];
+    for (int g = 0; g < part; g++)
     {
-        const uint8_t *gw = w + (int64_t)g * RP_ROWS * rowBytes;
-        float *go = out + RP_ROWS * g;
-        for (int t0 = 0; t0 < tokens; t0 += RP_TOKENS)
+        for (int j = 0; j < n; j++)
         {
-            switch (tokens - t0 < RP_TOKENS ? tokens - t0 : RP_TOKENS)
-            {
-            case 1: rp_tile(1, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
-            case 2: rp_tile(2, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
-            case 3: rp_tile(3, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
-            case 4: rp_tile(4, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
-            case 5: rp_tile(5, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
-            case 6: rp_tile(6, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
-            case 7: rp_tile(7, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
-            default: rp_tile(8, gw, nb, cols, qs, d, corr, t0, prefetch, go, outStride); break;
-            }
+            gw[j] = w + (int64_t)(g + j * part) * RP_ROWS * rowBytes;
+            go[j] = out + RP_ROWS * (g + j * part);
         }
+        switch (n)
+        {
+        case 4: rp_groups_4(gw, nb, cols, qs, d, corr, tokens, prefetch, go, outStride); break;
+        case 2: rp_groups_2(gw, nb, cols, qs, d, corr, tokens, prefetch, go, outStride); break;
+        default: rp_groups_1(gw, nb, cols, qs, d, corr, tokens, prefetch, go, outStride); break;
+        }
+    }
+    for (int g = part * n; g < groups; g++)
+    {
+        gw[0] = w + (int64_t)g * RP_ROWS * rowBytes;
+        go[0] = out + RP_ROWS * g;
+        rp_groups_1(gw, nb, cols, qs, d, corr, tokens, prefetch, go, outStride);
     }
     if (corr != corrBuf)
     {

@@ -90,7 +90,9 @@ class RepackedQ4_0Test
         {
             for (final int cols : new int[]{32, 96, 64, 576})
             {
-                for (final int rows : new int[]{16, 37})
+                // 1 and 2 groups (and a tail); 9 groups and a tail: a decode step's tile takes several groups at once
+                // (groups g, g + part, ...), and the groups left over one at a time
+                for (final int rows : new int[]{16, 37, 9 * GROUP + 5})
                 {
                     for (final byte[] data : NativeKernelsTest.weightCases(GgmlType.Q4_0, rows, cols, rnd))
                     {
@@ -166,29 +168,37 @@ class RepackedQ4_0Test
         final List<String> failures = new ArrayList<>();
         for (final int cols : new int[]{128, 192, 320})
         {
-            final int rows = 2 * GROUP + 5;
-            final int tokens = 70;
+            // 9 groups and a tail: alone and in a decode-sized batch the groups are taken several at once, in a
+            // prefill-sized batch one at a time
+            final int rows = 9 * GROUP + 5;
+            final int maxTokens = 70;
             final byte[] data = KernelConformance.randomData(GgmlType.Q4_0, rows, cols, rnd);
             final Q4_0x16Tensor w = repacked(k, data, rows, cols);
-            final float[] x = KernelConformance.randomVector(rnd, 0, tokens * cols);
-            final NativeKernels.Activations all = new NativeKernels.Activations();
-            all.ensure(tokens, cols);
-            k.quantize(GgmlType.Q4_0, x, cols, 0, tokens, all);
-            final float[] batched = new float[tokens * rows];
-            k.product(w, 0, rows, all, tokens, batched, 0, rows);
-            for (int t = 0; t < tokens; t++)
+            final float[] x = KernelConformance.randomVector(rnd, 0, maxTokens * cols);
+            final float[][] alone = new float[maxTokens][rows];
+            for (int t = 0; t < maxTokens; t++)
             {
                 final NativeKernels.Activations one = new NativeKernels.Activations();
                 one.ensure(1, cols);
                 k.quantize(GgmlType.Q4_0, Arrays.copyOfRange(x, t * cols, (t + 1) * cols), cols, 0, 1, one);
-                final float[] alone = new float[rows];
-                k.product(w, 0, rows, one, 1, alone, 0, rows);
-                for (int r = 0; r < rows; r++)
+                k.product(w, 0, rows, one, 1, alone[t], 0, rows);
+            }
+            for (final int tokens : new int[]{2, 3, 5, 8, 70})
+            {
+                final NativeKernels.Activations all = new NativeKernels.Activations();
+                all.ensure(tokens, cols);
+                k.quantize(GgmlType.Q4_0, x, cols, 0, tokens, all);
+                final float[] batched = new float[tokens * rows];
+                k.product(w, 0, rows, all, tokens, batched, 0, rows);
+                for (int t = 0; t < tokens; t++)
                 {
-                    if (Float.floatToRawIntBits(alone[r]) != Float.floatToRawIntBits(batched[t * rows + r]))
+                    for (int r = 0; r < rows; r++)
                     {
-                        failures.add("cols " + cols + " row " + r + " token " + t + ": alone " + alone[r] +
-                            " batched " + batched[t * rows + r]);
+                        if (Float.floatToRawIntBits(alone[t][r]) != Float.floatToRawIntBits(batched[t * rows + r]))
+                        {
+                            failures.add("cols " + cols + " batch " + tokens + " row " + r + " token " + t +
+                                ": alone " + alone[t][r] + " batched " + batched[t * rows + r]);
+                        }
                     }
                 }
             }

@@ -1216,3 +1216,272 @@ void EXPORT(mm_q4_0r)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32
     rp_product(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);
 }
 #endif
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Attention of one decode row (or one row of a batch-invariant prefill) over a sequence's keys and values, read in
+ * place from the KV pool's blocks (KvBlockPool's layout: block b at b * blockBytes; within it, for each layer the keys
+ * then the values, position-major, kvDim elements of F16 or F32 each).
+ *
+ * For each key-value head of a range, the g query heads that share it, over positions [0, n):
+ *   scores   s[h][p] = (q_h . k_p) * scale: per position the products of 16-lane chunks chained by FMA in chunk
+ *            order, then the 16 lanes of the positions of a block of 16 summed by one fixed tree (at_reduce16)
+ *   softmax  e[h][p] = exp(s[h][p] - max_h) (at_exp, about 1 ulp), summed lane-wise over 16-position chunks in
+ *            order and then across lanes by _mm512_reduce_add_ps; w = e * (1 / sum)
+ *   output   out[h] = sum_p w[h][p] v_p, one FMA per position in position order for each 16-lane chunk of the head
+ * Those are the definition: every call with the same (q, keys, values, n) gives the same bits, so a row attends the
+ * same alone, in a batch, in a decode step or in a batch-invariant prefill (the engine uses this kernel for all of
+ * them when it is there), and on any node with this kernel set. It differs from the Java loops (Llama.attendGroup) in
+ * the order of the additions of a score and in e^x, so the two are not mixed within one deployment.
+ *
+ * Keys (then values) are read once for all heads, a run of 16 positions at a time, F16 converted by F16C on the way;
+ * the scores of a head and run are one vector.
+ * ------------------------------------------------------------------------------------------------------------- */
+#if defined(__AVX512F__)
+
+/* e^x for x <= 0 (a softmax's shifted scores): Cody-Waite reduction by ln 2, a degree-6 polynomial, 2^n by exponent. */
+static inline __m512 at_exp(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+/* Lane i of the result: the sum of the 16 lanes of a[i] (a fixed tree of pairwise additions). */
+static inline __m512 at_reduce16(const __m512 *a)
+{
+    __m512 b[8];
+    for (int i = 0; i < 8; i++)
+    {
+        /* lanes 0-7: a[2i]'s two halves added, lanes 8-15: a[2i+1]'s */
+        const __m512 lo = _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512 hi = _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2));
+        b[i] = _mm512_add_ps(lo, hi);
+    }
+    __m512 c[4];
+    for (int i = 0; i < 4; i++)
+    {
+        /* 128-bit quarters: [b2i.q0+q1, b2i+1.q0+q1, b2i.q2+q3, b2i+1.q2+q3] */
+        const __m512 lo = _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0));
+        const __m512 hi = _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1));
+        c[i] = _mm512_add_ps(lo, hi);
+    }
+    /* each quarter of c[i] holds 4 partial sums of one position; two more steps within 128-bit lanes */
+    const __m512 d0 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
+    const __m512 d1 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]), _mm512_unpackhi_ps(c[2], c[3]));
+    const __m512 e = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(d0), _mm512_castps_pd(d1))),
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(d0), _mm512_castps_pd(d1))));
+    /* lane 4j + k of e holds the sum of a[4k + j] */
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), e);
+}
+
+static inline __m512 at_load(const uint8_t *p, int elemBytes)
+{
+    return elemBytes == 2 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)) : _mm512_loadu_ps((const float *)p);
+}
+
+/* The addresses of positions [p0, p0 + cnt) at offset off of their slots (one division per run, not per position). */
+static inline void at_slots(const uint8_t *pool, int64_t blockBytes, const int32_t *table, int bt, int64_t off,
+    int64_t slotBytes, int p0, int cnt, const uint8_t **base)
+{
+    int b = p0 / bt;
+    int slot = p0 - b * bt;
+    for (int i = 0; i < cnt; i++, slot++)
+    {
+        if (slot == bt)
+        {
+            b++;
+            slot = 0;
+        }
+        base[i] = pool + table[b] * blockBytes + off + (int64_t)slot * slotBytes;
+    }
+}
+
+/* Accumulators of the weighted value sum held in registers at once (heads of a pass x hs / 16). */
+#define AT_ACC 16
+
+/*
+ * Key-value heads [kv0, kv1), each with its g query heads (query head kvh * g + h at q + (kvh * g + h) * hs), over
+ * positions [0, n). The positions go in runs of up to 16 within one block: a run's keys (then values) are one
+ * contiguous stretch of the block, read once for every head and then from L1.
+ */
+static inline __attribute__((always_inline)) void attend_kv_impl(const int elemBytes, const int hs,
+    const uint8_t *pool, int64_t blockBytes, const int32_t *table, int bt, int kvDim, int layer, const float *q, int g,
+    int kv0, int kv1, int n, float scale, float *scratch, float *out)
+{
+    const int chunks = hs / 16;
+    const int stride = (n + 15) & ~15;
+    const int heads = (kv1 - kv0) * g;
+    const int64_t kOff = (int64_t)(layer * 2) * bt * kvDim * elemBytes;
+    const int64_t vOff = (int64_t)(layer * 2 + 1) * bt * kvDim * elemBytes;
+    const int64_t slotBytes = (int64_t)kvDim * elemBytes;
+    const float *q0 = q + (int64_t)kv0 * g * hs;
+    float *o0 = out + (int64_t)kv0 * g * hs;
+    float mxs[256 * 16] __attribute__((aligned(64)));
+    for (int h = 0; h < heads; h++)
+    {
+        _mm512_store_ps(mxs + 16 * h, _mm512_set1_ps(-INFINITY));
+    }
+    /* scores: runs of up to 16 positions (scratch holds them at [h * stride + p], in vectors of 16 from p = 0) */
+    for (int p0 = 0; p0 < n; p0 += 16)
+    {
+        const int cnt = n - p0 < 16 ? n - p0 : 16;
+        const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+        const uint8_t *base[16];
+        at_slots(pool, blockBytes, table, bt, kOff, slotBytes, p0, cnt, base);
+        if (p0 + 16 < n)
+        {
+            const int p = p0 + 16;
+            const char *next = (const char *)(pool + table[p / bt] * blockBytes + kOff + (int64_t)(p % bt) * slotBytes);
+            for (int64_t b = 0; b < 16 * slotBytes; b += 64)
+            {
+                _mm_prefetch(next + b, _MM_HINT_T0);
+            }
+        }
+        for (int kvh = kv0; kvh < kv1; kvh++)
+        {
+            __m512 k[16][16];
+            for (int i = 0; i < cnt; i++)
+            {
+                for (int c = 0; c < chunks; c++)
+                {
+                    k[c][i] = at_load(base[i] + ((int64_t)kvh * hs + 16 * c) * elemBytes, elemBytes);
+                }
+            }
+            for (int hg = 0; hg < g; hg++)
+            {
+                const int h = (kvh - kv0) * g + hg;
+                const float *qh = q0 + (int64_t)h * hs;
+                __m512 acc[16];
+                for (int i = 0; i < 16; i++)
+                {
+                    acc[i] = _mm512_setzero_ps();
+                }
+                for (int i = 0; i < cnt; i++)
+                {
+                    __m512 a = _mm512_mul_ps(_mm512_loadu_ps(qh), k[0][i]);
+                    for (int c = 1; c < chunks; c++)
+                    {
+                        a = _mm512_fmadd_ps(_mm512_loadu_ps(qh + 16 * c), k[c][i], a);
+                    }
+                    acc[i] = a;
+                }
+                const __m512 sv = _mm512_mul_ps(at_reduce16(acc), _mm512_set1_ps(scale));
+                _mm512_storeu_ps(scratch + (int64_t)h * stride + p0, sv);
+                _mm512_store_ps(mxs + 16 * h, _mm512_mask_max_ps(_mm512_load_ps(mxs + 16 * h), m, _mm512_load_ps(mxs + 16 * h), sv));
+            }
+        }
+    }
+    /* softmax: e^(s - max), the lanes past n zero, a sum per head */
+    for (int h = 0; h < heads; h++)
+    {
+        float *sh = scratch + (int64_t)h * stride;
+        const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_load_ps(mxs + 16 * h)));
+        __m512 sum = _mm512_setzero_ps();
+        for (int p0 = 0; p0 < n; p0 += 16)
+        {
+            const int cnt = n - p0 < 16 ? n - p0 : 16;
+            const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+            const __m512 e = _mm512_maskz_mov_ps(mk, at_exp(_mm512_sub_ps(_mm512_loadu_ps(sh + p0), mx)));
+            _mm512_storeu_ps(sh + p0, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        for (int p0 = 0; p0 < n; p0 += 16)
+        {
+            _mm512_storeu_ps(sh + p0, _mm512_mul_ps(_mm512_loadu_ps(sh + p0), inv));
+        }
+    }
+    /*
+     * weighted sum of the values: per run of positions, per pass of heads whose accumulators fit in registers, the
+     * accumulators loaded from out, one FMA per position in position order, stored back
+     */
+    for (int i = 0; i < heads * hs; i += 16)
+    {
+        _mm512_storeu_ps(o0 + i, _mm512_setzero_ps());
+    }
+    const int perPass = AT_ACC / chunks > 0 ? AT_ACC / chunks : 1;
+    for (int p0 = 0; p0 < n; p0 += 16)
+    {
+        const int cnt = n - p0 < 16 ? n - p0 : 16;
+        const uint8_t *base[16];
+        at_slots(pool, blockBytes, table, bt, vOff, slotBytes, p0, cnt, base);
+        if (p0 + 16 < n)
+        {
+            const int p = p0 + 16;
+            const char *next = (const char *)(pool + table[p / bt] * blockBytes + vOff + (int64_t)(p % bt) * slotBytes);
+            for (int64_t b = 0; b < 16 * slotBytes; b += 64)
+            {
+                _mm_prefetch(next + b, _MM_HINT_T0);
+            }
+        }
+        for (int kvh = kv0; kvh < kv1; kvh++)
+        {
+            for (int hg0 = 0; hg0 < g; hg0 += perPass)
+            {
+                const int hn = g - hg0 < perPass ? g - hg0 : perPass;
+                const int h0 = (kvh - kv0) * g + hg0;
+                __m512 acc[AT_ACC];
+                for (int j = 0; j < hn * chunks; j++)
+                {
+                    acc[j] = _mm512_loadu_ps(o0 + (int64_t)h0 * hs + 16 * j);
+                }
+                for (int i = 0; i < cnt; i++)
+                {
+                    const uint8_t *vp = base[i] + (int64_t)kvh * hs * elemBytes;
+                    __m512 v[16];
+                    for (int c = 0; c < chunks; c++)
+                    {
+                        v[c] = at_load(vp + (int64_t)16 * c * elemBytes, elemBytes);
+                    }
+                    for (int h = 0; h < hn; h++)
+                    {
+                        const __m512 w = _mm512_set1_ps(scratch[(int64_t)(h0 + h) * stride + p0 + i]);
+                        for (int c = 0; c < chunks; c++)
+                        {
+                            acc[h * chunks + c] = _mm512_fmadd_ps(w, v[c], acc[h * chunks + c]);
+                        }
+                    }
+                }
+                for (int j = 0; j < hn * chunks; j++)
+                {
+                    _mm512_storeu_ps(o0 + (int64_t)h0 * hs + 16 * j, acc[j]);
+                }
+            }
+        }
+    }
+}
+
+/*
+ * The kernel above for heads of hs = 16, 32, ..., 256 elements, key-value heads [kv0, kv1) with g query heads each
+ * (at most 256 query heads in the range); q and out hold the row's heads at q + qOffset, out + outOffset (floats),
+ * scratch at least (kv1 - kv0) * g * (n rounded up to 16) floats.
+ */
+void EXPORT(attend_kv)(const uint8_t *pool, int64_t blockBytes, const int32_t *table, int32_t blockTokens,
+    int32_t kvDim, int32_t elemBytes, int32_t layer, const float *q, int32_t qOffset, int32_t g, int32_t kv0,
+    int32_t kv1, int32_t hs, int32_t n, float scale, float *scratch, float *out, int32_t outOffset)
+{
+#define AT_CALL(E, HS) attend_kv_impl(E, HS, pool, blockBytes, table, blockTokens, kvDim, layer, q + qOffset, g, kv0, \
+        kv1, n, scale, scratch, out + outOffset)
+    /* the common head sizes as constants (loops unrolled, the chunks in registers) */
+    if (elemBytes == 2)
+    {
+        if (hs == 64) AT_CALL(2, 64); else if (hs == 128) AT_CALL(2, 128); else AT_CALL(2, hs);
+    }
+    else
+    {
+        if (hs == 64) AT_CALL(4, 64); else if (hs == 128) AT_CALL(4, 128); else AT_CALL(4, hs);
+    }
+#undef AT_CALL
+}
+#endif

@@ -2,6 +2,7 @@ package dev.strata.compute.model;
 
 import dev.strata.compute.tensor.AttentionOps;
 import dev.strata.compute.tensor.MatOps;
+import dev.strata.compute.tensor.NativeAttention;
 import dev.strata.compute.tensor.ThreadPool;
 import dev.strata.compute.tensor.WeightTensor;
 
@@ -481,6 +482,21 @@ public final class Llama
     public void batchInvariant(final boolean on)
     {
         this.batchInvariant = on;
+    }
+
+    boolean batchInvariant()
+    {
+        return batchInvariant;
+    }
+
+    /**
+     * The native attention kernel for this model's heads, or null (Java kernels, no AVX-512, an unsupported head shape):
+     * {@link PagedAttention} then attends with the Java loops.
+     */
+    NativeAttention nativeAttention()
+    {
+        final NativeAttention a = ops.kernels().attention();
+        return a != null && NativeAttention.supports(c.headSize(), c.heads()) ? a : null;
     }
 
     /**

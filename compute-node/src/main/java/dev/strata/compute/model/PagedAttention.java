@@ -1,5 +1,6 @@
 package dev.strata.compute.model;
 
+import dev.strata.compute.tensor.NativeAttention;
 import dev.strata.compute.tensor.ThreadPool;
 
 /**
@@ -13,6 +14,10 @@ import dev.strata.compute.tensor.ThreadPool;
  * page, then runs the same attention code as a lone sequence ({@link Llama#attention}, blocked products for whole
  * tiles).</li>
  * </ul>
+ * Where the native attention kernel is there ({@link NativeAttention}), it takes every row of the first kind, and every
+ * row of a prompt chunk when the engine is batch-invariant: one task per (row, key-value head), reading the keys and
+ * values in place from the pool's blocks (no copy into floats). So a row attends with the same bits in a decode step,
+ * in any batch, and in a batch-invariant prefill.
  */
 final class PagedAttention
 {
@@ -28,6 +33,9 @@ final class PagedAttention
     private final ThreadLocal<FloatPage> pages = ThreadLocal.withInitial(FloatPage::new);
     private final ThreadLocal<float[]> scores = ThreadLocal.withInitial(() -> new float[0]);
     private int[] small = new int[0];
+    /** Native path: the segments it takes, and the first task (row x key-value head) of each, plus the total. */
+    private int[] nativeSegs = new int[0];
+    private int[] nativeFirstTask = new int[1];
 
     PagedAttention(final Llama llama, final KvBlockPool pool)
     {
@@ -39,6 +47,12 @@ final class PagedAttention
     /** Writes {@code att} for every row of {@code segs} from {@code q}, at layer {@code l}. */
     void run(final int l, final ForwardBatch.Segment[] segs, final float[] q, final float[] att)
     {
+        final NativeAttention na = llama.nativeAttention();
+        if (na != null)
+        {
+            runNative(na, l, segs, q, att);
+            return;
+        }
         int smallCount = 0;
         if (small.length < segs.length)
         {
@@ -69,6 +83,87 @@ final class PagedAttention
             {
                 gathered.fill(threads, l, s.blockTable(), s.endPos());
                 llama.attention(l, s.row0(), s.rows(), s.startPos(), gathered);
+            }
+        }
+    }
+
+    /**
+     * {@link #run} with the native kernel: every row of a short segment, and every row of a prompt chunk when the
+     * engine is batch-invariant; other prompt chunks as {@link #run} does them.
+     */
+    private void runNative(final NativeAttention na, final int l, final ForwardBatch.Segment[] segs, final float[] q,
+        final float[] att)
+    {
+        final boolean allRows = llama.batchInvariant();
+        final int kvHeads = c.kvHeads();
+        final ThreadPool threads = llama.pool();
+        if (nativeSegs.length < segs.length)
+        {
+            nativeSegs = new int[segs.length];
+            nativeFirstTask = new int[segs.length + 1];
+        }
+        int count = 0;
+        int rows = 0;
+        for (int i = 0; i < segs.length; i++)
+        {
+            if (allRows || segs[i].rows() < GATHER_ROWS)
+            {
+                nativeSegs[count++] = i;
+                rows += segs[i].rows();
+            }
+        }
+        // a task is one row's key-value heads, or a share of them when the rows are fewer than the threads
+        final int parts = rows >= threads.threads() ? 1 : Math.min(kvHeads, threads.threads());
+        for (int k = 0; k < count; k++)
+        {
+            nativeFirstTask[k + 1] = nativeFirstTask[k] + segs[nativeSegs[k]].rows() * parts;
+        }
+        final int tasks = nativeFirstTask[count];
+        if (tasks > 0)
+        {
+            final int[] segIdx = nativeSegs;
+            final int[] first = nativeFirstTask;
+            final int hs = c.headSize();
+            final int group = c.heads() / kvHeads;
+            final float scale = (float)(1.0 / Math.sqrt(hs));
+            final int elementBytes = pool.type().bytes();
+            threads.parallelFor(tasks, tasks == 1 ? 1 : 4, (start, end) ->
+            {
+                int k = 0;
+                for (int task = start; task < end; task++)
+                {
+                    while (first[k + 1] <= task)
+                    {
+                        k++;
+                    }
+                    final ForwardBatch.Segment s = segs[segIdx[k]];
+                    final int t = (task - first[k]) / parts;
+                    final int part = (task - first[k]) % parts;
+                    final int kv0 = kvHeads * part / parts;
+                    final int kv1 = kvHeads * (part + 1) / parts;
+                    final int n = s.startPos() + t + 1;
+                    final int need = NativeAttention.scratchFloats((kv1 - kv0) * group, n);
+                    float[] sc = scores.get();
+                    if (sc.length < need)
+                    {
+                        sc = new float[2 * need];
+                        scores.set(sc);
+                    }
+                    final int row = (s.row0() + t) * c.qDim();
+                    na.attend(pool.segment(), pool.blockBytes(), s.blockTable(), pool.blockTokens(), c.kvDim(),
+                        elementBytes, l, q, row, group, kv0, kv1, hs, n, scale, sc, att, row);
+                }
+            });
+        }
+        if (!allRows)
+        {
+            for (final ForwardBatch.Segment s : segs)
+            {
+                if (s.rows() >= GATHER_ROWS)
+                {
+                    gathered.fill(threads, l, s.blockTable(), s.endPos());
+                    llama.attention(l, s.row0(), s.rows(), s.startPos(), gathered);
+                }
             }
         }
     }

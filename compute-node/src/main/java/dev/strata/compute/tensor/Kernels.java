@@ -30,15 +30,24 @@ public final class Kernels
      */
     public static final String REPACK_PROPERTY = "strata.kernels.repack";
 
+    /**
+     * {@code -Dstrata.attention=java} keeps the engine's attention on the Java loops where the native kernel exists
+     * (for comparison; every node of a split deployment must make the same choice, as the two differ in the last bits).
+     */
+    public static final String ATTENTION_PROPERTY = "strata.attention";
+
     private final NativeKernels natives;
     private final String description;
     private final boolean repack;
+    private final NativeAttention attention;
 
     private Kernels(final NativeKernels natives, final String description, final boolean repack)
     {
         this.natives = natives;
-        this.description = description;
         this.repack = repack;
+        this.attention = natives != null && natives.attendKv != null &&
+            !"java".equals(System.getProperty(ATTENTION_PROPERTY)) ? new NativeAttention(natives) : null;
+        this.description = description + (attention != null ? "; attention native" : "");
     }
 
     /**
@@ -105,6 +114,15 @@ public final class Kernels
     private static String javaKernels()
     {
         return VECTOR_OK ? "Java Vector API " + LANES * 32 + "-bit" : "Java scalar";
+    }
+
+    /**
+     * The native attention kernel, or null where this kernel set has none (the Java kernels, the AVX2 set) or
+     * {@value #ATTENTION_PROPERTY} is {@code java}.
+     */
+    public NativeAttention attention()
+    {
+        return attention;
     }
 
     /** Whether native kernels are in use (for at least one weight type). */

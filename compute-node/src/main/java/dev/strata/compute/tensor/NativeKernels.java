@@ -16,6 +16,7 @@ import java.nio.file.StandardCopyOption;
 import java.util.Locale;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
@@ -95,6 +96,10 @@ final class NativeKernels
     private static final FunctionDescriptor PRODUCT_FLOAT = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_LONG,
         JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
 
+    private static final FunctionDescriptor ATTEND_KV = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, ADDRESS,
+        JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
+        JAVA_FLOAT, ADDRESS, ADDRESS, JAVA_INT);
+
     /** The library, loaded once per JVM, or the reason it could not be. */
     private static final Object LIBRARY = loadLibrary();
 
@@ -112,6 +117,8 @@ final class NativeKernels
     private final MethodHandle unpackQ4_0;
     private final MethodHandle productQ4_0x16;
     private final MethodHandle batchedQ4_0x16;
+    /** Attention of a row over a sequence's KV blocks in place ({@link NativeAttention}); null where absent. */
+    final MethodHandle attendKv;
 
     private NativeKernels(final Isa isa, final SymbolLookup lookup)
     {
@@ -134,6 +141,7 @@ final class NativeKernels
         // the layout only pays where both products exist (the VNNI set)
         productQ4_0x16 = mv != null && mm != null ? mv : null;
         batchedQ4_0x16 = mv != null && mm != null ? mm : null;
+        attendKv = bind(lookup, "attend_kv", ATTEND_KV);
     }
 
     private MethodHandle bind(final SymbolLookup lookup, final String kernel, final FunctionDescriptor descriptor)

@@ -1339,15 +1339,6 @@ static inline __attribute__((always_inline)) void attend_kv_impl(const int elemB
         const __mmask16 m = (__mmask16)((1u << cnt) - 1);
         const uint8_t *base[16];
         at_slots(pool, blockBytes, table, bt, kOff, slotBytes, p0, cnt, base);
-        if (p0 + 16 < n)
-        {
-            const int p = p0 + 16;
-            const char *next = (const char *)(pool + table[p / bt] * blockBytes + kOff + (int64_t)(p % bt) * slotBytes);
-            for (int64_t b = 0; b < 16 * slotBytes; b += 64)
-            {
-                _mm_prefetch(next + b, _MM_HINT_T0);
-            }
-        }
         for (int kvh = kv0; kvh < kv1; kvh++)
         {
             __m512 k[16][16];
@@ -1416,15 +1407,6 @@ static inline __attribute__((always_inline)) void attend_kv_impl(const int elemB
         const int cnt = n - p0 < 16 ? n - p0 : 16;
         const uint8_t *base[16];
         at_slots(pool, blockBytes, table, bt, vOff, slotBytes, p0, cnt, base);
-        if (p0 + 16 < n)
-        {
-            const int p = p0 + 16;
-            const char *next = (const char *)(pool + table[p / bt] * blockBytes + vOff + (int64_t)(p % bt) * slotBytes);
-            for (int64_t b = 0; b < 16 * slotBytes; b += 64)
-            {
-                _mm_prefetch(next + b, _MM_HINT_T0);
-            }
-        }
         for (int kvh = kv0; kvh < kv1; kvh++)
         {
             for (int hg0 = 0; hg0 < g; hg0 += perPass)

@@ -113,6 +113,11 @@ final class ServeBench implements Callable<Integer>
     @Option(names = "--json", description = "Print one JSON object.")
     boolean json;
 
+    @Option(names = "--detailed", description = "With --json: also each request's prompt and output tokens, TTFT, " +
+        "TPOT, end-to-end time and inter-token latencies (between chunks with text), in the order the requests were " +
+        "sent (as vLLM's --save-detailed).")
+    boolean detailed;
+
     /** One request's outcome. */
     record Result(boolean ok, String error, int promptTokens, int outputTokens, double ttft, double e2e,
         double[] itl)
@@ -359,6 +364,26 @@ final class ServeBench implements Callable<Integer>
             stats(root, "tpot_ms", tpot);
             stats(root, "itl_ms", itl);
             stats(root, "e2e_ms", e2e);
+            if (detailed)
+            {
+                final ArrayNode requests = root.putArray("requests");
+                for (final Result r : results)
+                {
+                    final ObjectNode o = requests.addObject().put("ok", r.ok);
+                    if (!r.ok)
+                    {
+                        o.put("error", r.error);
+                        continue;
+                    }
+                    o.put("input_len", r.promptTokens).put("output_len", r.outputTokens).put("ttft_ms", 1000 * r.ttft)
+                        .put("tpot_ms", 1000 * r.tpot()).put("e2e_ms", 1000 * r.e2e);
+                    final ArrayNode itls = o.putArray("itl_ms");
+                    for (final double v : r.itl)
+                    {
+                        itls.add(1000 * v);
+                    }
+                }
+            }
             out.println(root);
         }
         else

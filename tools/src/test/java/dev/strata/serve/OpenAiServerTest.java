@@ -408,4 +408,43 @@ class OpenAiServerTest
             Thread.sleep(10);
         }
     }
+
+    /**
+     * {@code strata bench serve --json --detailed} against this server: every request reported in order with the
+     * lengths asked for; per request, TTFT + (output - 1) x TPOT is its end-to-end time (TPOT's definition), and the
+     * inter-token latencies fit inside it (they end at the last token, the request at the stream's end).
+     */
+    @Test
+    void shouldReportEachRequestOfAServeBenchmark() throws Exception
+    {
+        startSynthetic(null);
+        final java.io.StringWriter out = new java.io.StringWriter();
+        final java.io.StringWriter err = new java.io.StringWriter();
+        final int code = dev.strata.tools.Main.run(new java.io.PrintWriter(out, true), new java.io.PrintWriter(err, true),
+            "bench", "serve", "--url", url("/v1"), "--model", "tiny", "--num-prompts", "3", "--prompt-len", "8",
+            "--output-len", "5", "--vocab", "300", "--warmup", "0", "--json", "--detailed");
+        assertEquals(0, code, err::toString);
+        final String text = out.toString();
+        final JsonNode root = JSON.readTree(text.substring(text.indexOf('{')));
+        assertEquals(3, root.get("completed").asInt(), text);
+        final JsonNode requests = root.get("requests");
+        assertEquals(3, requests.size(), text);
+        for (final JsonNode r : requests)
+        {
+            assertTrue(r.get("ok").asBoolean(), r.toString());
+            assertEquals(5, r.get("output_len").asInt(), r.toString());
+            final double ttft = r.get("ttft_ms").asDouble();
+            final double e2e = r.get("e2e_ms").asDouble();
+            assertEquals(e2e, ttft + 4 * r.get("tpot_ms").asDouble(), 1e-6, r.toString());
+            final JsonNode itl = r.get("itl_ms");
+            assertTrue(itl.size() <= 4, r.toString());
+            double sum = 0;
+            for (final JsonNode v : itl)
+            {
+                assertTrue(v.asDouble() >= 0, r.toString());
+                sum += v.asDouble();
+            }
+            assertTrue(ttft > 0 && ttft + sum <= e2e + 1e-6, r.toString());
+        }
+    }
 }

@@ -491,4 +491,55 @@ class EngineTest
             Thread.sleep(5);
         }
     }
+
+    /**
+     * A short prompt submitted behind a long one starts while the long one is still being prefilled (the long
+     * prompt's chunks take half the budget while prompts wait), so its first token comes first; both still give the
+     * tokens of running alone.
+     */
+    @Test
+    void shouldStartAShortPromptWhileALongOneIsPrefilled() throws Exception
+    {
+        open(GgmlType.F32);
+        final Random random = new Random(71);
+        final int[] longPrompt = random.ints(150, 0, vocab).toArray();
+        final int[] shortPrompt = random.ints(5, 0, vocab).toArray();
+        final List<String> firstTokens = java.util.Collections.synchronizedList(new ArrayList<>());
+        try (Engine engine = Engine.launch(context(16L << 20).maxPrefillTokens(16)))
+        {
+            final Engine.Handle[] handles = new Engine.Handle[2];
+            final String[] names = {"long", "short"};
+            final int[][] prompts = {longPrompt, shortPrompt};
+            for (int i = 0; i < 2; i++)
+            {
+                final String name = names[i];
+                handles[i] = engine.submit(new GenerationRequest(prompts[i], SamplerConfig.greedy(), 3, new int[0],
+                    List.of(), 0), new GenerationListener()
+                    {
+                        private boolean first = true;
+
+                        @Override
+                        public void onToken(final TokenEvent event)
+                        {
+                            if (first)
+                            {
+                                first = false;
+                                firstTokens.add(name);
+                            }
+                        }
+
+                        @Override
+                        public void onComplete(final Completion completion)
+                        {
+                        }
+                    });
+            }
+            final Completion longDone = handles[0].completion().get(60, TimeUnit.SECONDS);
+            final Completion shortDone = handles[1].completion().get(60, TimeUnit.SECONDS);
+            assertEquals(List.of("short", "long"), firstTokens);
+            assertArrayEquals(alone(longPrompt, SamplerConfig.greedy(), 3), longDone.tokens());
+            assertArrayEquals(alone(shortPrompt, SamplerConfig.greedy(), 3), shortDone.tokens());
+        }
+    }
+
 }

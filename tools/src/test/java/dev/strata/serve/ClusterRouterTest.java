@@ -239,6 +239,60 @@ class ClusterRouterTest
     }
 
     @Test
+    void shouldStreamAShortPromptsKvWhileALongOneIsStillStreaming() throws Exception
+    {
+        // a 150-token prompt prefilled 16 tokens a step (8 while another prompt waits), each layer slowed down, and a
+        // 20-token prompt behind it: the short one's prefill, transfer and first token come while the long one's KV
+        // is still streaming (its transfer lasts as long as its prefill), and both give the colocated text
+        final Engine prefill = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
+            .modelVersion(VERSION).kvType(KvBlockPool.KvType.F16).kvMemory(8L << 20).blockTokens(16).maxBatchSize(8)
+            .maxPrefillTokens(16));
+        closeables.add(prefill);
+        node("p", Msg.Role.PREFILL, prefill);
+        node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        final ClusterRouter router = router(2);
+        NodeAgent.slowPrefillLayers(15);
+        final Random random = new Random(14);
+        final GenerationRequest longer = request(random, 150, SamplerConfig.greedy(), List.of());
+        final GenerationRequest shorter = request(random, 20, SamplerConfig.greedy(), List.of());
+        final List<String> firstTokens = java.util.Collections.synchronizedList(new ArrayList<>());
+        final StringBuilder sl = new StringBuilder();
+        final StringBuilder ss = new StringBuilder();
+        final RequestHandle hl = router.submit(longer, firstTokenInto(firstTokens, "long", sl));
+        final RequestHandle hs = router.submit(shorter, firstTokenInto(firstTokens, "short", ss));
+        assertSame(colocated(longer), hl.completion().get(120, TimeUnit.SECONDS), sl.toString(), "long");
+        assertSame(colocated(shorter), hs.completion().get(120, TimeUnit.SECONDS), ss.toString(), "short");
+        assertEquals(List.of("short", "long"), firstTokens);
+        assertEquals(2, router.view().split(), "both went through the prefill node");
+    }
+
+    /** Appends each token's text to {@code text}, and {@code name} to {@code order} at the first token. */
+    private static dev.strata.compute.engine.GenerationListener firstTokenInto(final List<String> order,
+        final String name, final StringBuilder text)
+    {
+        return new dev.strata.compute.engine.GenerationListener()
+        {
+            private boolean first = true;
+
+            @Override
+            public void onToken(final TokenEvent event)
+            {
+                if (first)
+                {
+                    first = false;
+                    order.add(name);
+                }
+                text.append(event.text());
+            }
+
+            @Override
+            public void onComplete(final Completion completion)
+            {
+            }
+        };
+    }
+
+    @Test
     void shouldKeepStreamedKvRightWhenThePrefillIsPreemptedAndRunsAgain() throws Exception
     {
         // a prefill pool of 10 blocks for two prompts of 7 blocks each, prefilled 16 tokens a step side by side:

@@ -242,8 +242,8 @@ public final class NodeAgent implements AutoCloseable
         this.control = c;
         this.kv = k;
         this.receiver = new BulkReceiver(this::onTransferDone);
-        this.transfers = Executors.newSingleThreadExecutor(Thread.ofPlatform().name(ctx.node + "-kv-send").daemon()
-            .factory());
+        this.transfers = Executors.newFixedThreadPool(TRANSFER_THREADS,
+            Thread.ofPlatform().name(ctx.node + "-kv-send-", 0).daemon().factory());
         this.agent = Thread.ofPlatform().name(ctx.node + "-agent").daemon().unstarted(this::run);
         agent.start();
     }
@@ -499,6 +499,14 @@ public final class NodeAgent implements AutoCloseable
 
     // ---- prefill side: offer, send, await the acknowledgement (transfer thread) ----
 
+    /**
+     * Transfers that stream at once. A transfer lasts as long as its prefill (it sends each layer as it is stored), so
+     * with one thread a short prompt prefilled beside a long one waited for the long one's whole transfer before its
+     * own began (split serving, 2,000-token prompts: short requests' TTFT 14-20 s behind one). The threads mostly wait.
+     */
+    static final int TRANSFER_THREADS = 4;
+
+    /** One sender per (transfer thread, destination): a {@link BulkSender} is for one thread. */
     private final Map<String, BulkSender> senders = new ConcurrentHashMap<>();
 
     /**
@@ -579,7 +587,8 @@ public final class NodeAgent implements AutoCloseable
                 }
             }
             final int skipped = accept.cachedBlocks();
-            final BulkSender sender = senders.computeIfAbsent(r.decodeChannel() + "|" + (r.decodeStream() + 1),
+            final BulkSender sender = senders.computeIfAbsent(r.decodeChannel() + "|" + (r.decodeStream() + 1) + "|" +
+                Thread.currentThread().threadId(),
                 k -> new BulkSender(peer(bulkChannel(r.decodeChannel()), r.decodeStream() + 1),
                     new YieldingIdleStrategy()).corruptChunks(FAULTS));
             long bytes = stream.send(sender, engine.kvPool(), id, skipped, timeout, gone, kvBytesStreamed);

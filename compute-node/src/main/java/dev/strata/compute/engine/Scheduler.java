@@ -14,8 +14,9 @@ import java.util.function.IntPredicate;
  * <ul>
  * <li>Continuous batching: sequences join and leave at every step; first come, first served.</li>
  * <li>Chunked prefill: at most {@code maxPrefillTokens} prompt rows and {@code maxPrefillBatchSize} prompts per
- * step, a long prompt spread over several steps; decode rows are not counted against that budget. While prompts
- * wait, a prompt already under way takes at most half the budget per step, so the waiting ones start at once.</li>
+ * step, a long prompt spread over several steps; decode rows are not counted against that budget. The prompts
+ * being prefilled share the budget: one under way takes at most its share, so a short prompt behind a long one
+ * starts at once and runs beside it.</li>
  * <li>Prefix cache: a new sequence starts from the longest run of its prompt's full blocks found in the pool's
  * cache under the same model version (at least its last token is always computed, for its logits).</li>
  * <li>Preemption: when a running sequence needs a block and none is left, the newest running sequence gives all its
@@ -216,10 +217,16 @@ final class Scheduler
         int prefillTokens = limits.maxPrefillTokens();
         int prefills = 0;
         boolean preempted = false;
-        // while prompts wait, a prompt already under way takes at most half the budget, so a short prompt that
-        // arrives behind a long one starts at the next step instead of after the whole long prompt (vLLM's
-        // long_prefill_token_threshold); alone, it takes the whole budget
-        final int chunkCap = waiting.isEmpty() ? prefillTokens : Math.max(1, prefillTokens / 2);
+        // the prompts being prefilled (under way or waiting) share the budget: a prompt under way takes at most its
+        // share, so a short prompt behind a long one starts at the next step and runs beside it instead of after the
+        // whole long prompt (as vLLM's long_prefill_token_threshold); alone, a prompt takes the whole budget
+        int prefilling = waiting.size();
+        for (final Sequence s : running)
+        {
+            prefilling += s.pending() > 1 ? 1 : 0;
+        }
+        final int chunkCap = prefilling > 1 ?
+            Math.max(1, prefillTokens / Math.min(prefilling, limits.maxPrefillBatchSize())) : prefillTokens;
         // running sequences first, oldest first
         for (int i = 0; i < running.size() && segments.size() < limits.maxBatchSize(); i++)
         {

@@ -96,6 +96,16 @@ class ClusterRouterTest
         return e;
     }
 
+    /** A prefill node's engine: F16 KV in blocks of 16, at most {@code maxPrefillTokens} prompt rows a step. */
+    private Engine prefillEngine(final long kvMemory, final int maxPrefillTokens)
+    {
+        final Engine e = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
+            .modelVersion(VERSION).kvType(KvBlockPool.KvType.F16).kvMemory(kvMemory).blockTokens(16).maxBatchSize(8)
+            .maxPrefillTokens(maxPrefillTokens));
+        closeables.add(e);
+        return e;
+    }
+
     private int streams = 0x200;
 
     private NodeAgent node(final String name, final Msg.Role role, final Engine engine)
@@ -220,10 +230,7 @@ class ClusterRouterTest
     void shouldSendEachLayersKvWhileTheRestOfThePrefillComputes() throws Exception
     {
         // prompt chunks of 16 tokens, each layer slowed down: the prefill of 100 tokens takes 7 steps of 2 layers
-        final Engine prefill = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
-            .modelVersion(VERSION).kvType(KvBlockPool.KvType.F16).kvMemory(8L << 20).blockTokens(16).maxBatchSize(8)
-            .maxPrefillTokens(16));
-        closeables.add(prefill);
+        final Engine prefill = prefillEngine(8L << 20, 16);
         final NodeAgent p = node("p", Msg.Role.PREFILL, prefill);
         node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20));
         final ClusterRouter router = router(2);
@@ -241,13 +248,10 @@ class ClusterRouterTest
     @Test
     void shouldStreamAShortPromptsKvWhileALongOneIsStillStreaming() throws Exception
     {
-        // a 150-token prompt prefilled 16 tokens a step (8 while another prompt waits), each layer slowed down, and a
+        // a 150-token prompt prefilled 16 tokens a step (8 while it shares the budget), each layer slowed down, and a
         // 20-token prompt behind it: the short one's prefill, transfer and first token come while the long one's KV
         // is still streaming (its transfer lasts as long as its prefill), and both give the colocated text
-        final Engine prefill = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
-            .modelVersion(VERSION).kvType(KvBlockPool.KvType.F16).kvMemory(8L << 20).blockTokens(16).maxBatchSize(8)
-            .maxPrefillTokens(16));
-        closeables.add(prefill);
+        final Engine prefill = prefillEngine(8L << 20, 16);
         node("p", Msg.Role.PREFILL, prefill);
         node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20));
         final ClusterRouter router = router(2);
@@ -298,10 +302,7 @@ class ClusterRouterTest
         // a prefill pool of 10 blocks for two prompts of 7 blocks each, prefilled 16 tokens a step side by side:
         // the newer is preempted part way (its blocks go back while its first layers are being sent) and runs again
         final long blockBytes = KvBlockPool.blockBytes(weights.config(), KvBlockPool.KvType.F16, 16);
-        final Engine prefill = Engine.launch(new Engine.Context().weights(weights).pool(pool).tokenizer(tokenizer)
-            .modelVersion(VERSION).kvType(KvBlockPool.KvType.F16).kvMemory(10 * blockBytes).blockTokens(16)
-            .maxBatchSize(8).maxPrefillTokens(32));
-        closeables.add(prefill);
+        final Engine prefill = prefillEngine(10 * blockBytes, 32);
         node("p", Msg.Role.PREFILL, prefill);
         node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20));
         final ClusterRouter router = router(2);

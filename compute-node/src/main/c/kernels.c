@@ -1066,8 +1066,10 @@ static void rp_tail(const uint8_t *w, int64_t rowBytes, int r0, int rows, int nb
  *   one tile of 2 / 4 / 8 tokens, one group, one core: 39-42 / 53-58 / 71-72 ms without the prefetch and with the
  *   accumulators on the stack, 30-32 / 34-35 / 46-49 with both (distances in rp_prefetch; T0/T1 prefetches gave
  *   nothing in an earlier measurement).
- * Prefill (more tokens than one tile) takes one group at a time and no prefetch: its later tiles of a group read the
- * weights again from cache, which a non-temporal prefetch would have left only in L1.
+ * Prefill and decode batches of more than one tile take one group at a time; their first tile of a group prefetches
+ * the weights RP_PREFETCH_MANY bytes ahead into all levels (T0: the later tiles read the group again from cache, which
+ * a non-temporal prefetch would have left only in L1). Same harness, ms a pass without -> with (4 KB; 2 and 8 KB were
+ * no better): 12 tokens 77-80 -> 62, 16: 106-107 -> 74-75, 32: 163-173 -> 132, 64: 270-273 -> 240-242.
  */
 static inline __attribute__((always_inline)) void rp_tile(const int N, const int TN, const uint8_t *const *gw,
     int nb, int cols, const int8_t *qs, const float *d, const int32_t *corr, int t0, int prefetch, float *const *out,
@@ -1085,13 +1087,21 @@ static inline __attribute__((always_inline)) void rp_tile(const int N, const int
     {
         for (int j = 0; j < N; j++)
         {
-            if (prefetch)
+            if (prefetch > 0)
             {
                 const char *ahead = (const char *)(gw[j] + (size_t)b * 256 + prefetch);
                 _mm_prefetch(ahead, _MM_HINT_NTA);
                 _mm_prefetch(ahead + 64, _MM_HINT_NTA);
                 _mm_prefetch(ahead + 128, _MM_HINT_NTA);
                 _mm_prefetch(ahead + 192, _MM_HINT_NTA);
+            }
+            else if (prefetch < 0)
+            {
+                const char *ahead = (const char *)(gw[j] + (size_t)b * 256 - prefetch);
+                _mm_prefetch(ahead, _MM_HINT_T0);
+                _mm_prefetch(ahead + 64, _MM_HINT_T0);
+                _mm_prefetch(ahead + 128, _MM_HINT_T0);
+                _mm_prefetch(ahead + 192, _MM_HINT_T0);
             }
             __m512i lo[4];
             __m512i hi[4];
@@ -1124,14 +1134,14 @@ static inline __attribute__((always_inline)) void rp_tile(const int N, const int
         {                                                                                                             \
             switch (tokens - t0 < RP_TOKENS ? tokens - t0 : RP_TOKENS)                                                \
             {                                                                                                         \
-            case 1: rp_tile(N, 1, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
-            case 2: rp_tile(N, 2, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
-            case 3: rp_tile(N, 3, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
-            case 4: rp_tile(N, 4, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
-            case 5: rp_tile(N, 5, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
-            case 6: rp_tile(N, 6, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
-            case 7: rp_tile(N, 7, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                    \
-            default: rp_tile(N, 8, gw, nb, cols, qs, d, corr, t0, prefetch, out, outStride); break;                   \
+            case 1: rp_tile(N, 1, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
+            case 2: rp_tile(N, 2, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
+            case 3: rp_tile(N, 3, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
+            case 4: rp_tile(N, 4, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
+            case 5: rp_tile(N, 5, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
+            case 6: rp_tile(N, 6, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
+            case 7: rp_tile(N, 7, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
+            default: rp_tile(N, 8, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;   \
             }                                                                                                         \
         }                                                                                                             \
     }
@@ -1144,6 +1154,9 @@ RP_GROUPS(4)
 /* Groups multiplied at once (see rp_tile) for a lone tile of tn tokens, and one tile's prefetch distance. */
 #define RP_INTERLEAVE(tn) ((tn) == 1 ? 4 : (tn) <= 4 ? 2 : 1)
 #define RP_PREFETCH(tn) ((tn) == 1 ? 2048 : (tn) <= 4 ? 16384 : 4096)
+#endif
+#ifndef RP_PREFETCH_MANY
+#define RP_PREFETCH_MANY 4096
 #endif
 
 /*
@@ -1168,7 +1181,7 @@ static void rp_product(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int3
     }
     const int lone = tokens <= RP_TOKENS;
     const int n = lone ? RP_INTERLEAVE(tokens) : 1;
-    const int prefetch = lone ? RP_PREFETCH(tokens) : 0;
+    const int prefetch = lone ? RP_PREFETCH(tokens) : -RP_PREFETCH_MANY;
     const int groups = rows / RP_ROWS;
     const int part = groups / n;
     const uint8_t *gw[4];

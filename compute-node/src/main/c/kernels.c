@@ -1064,7 +1064,7 @@ static void rp_tail(const uint8_t *w, int64_t rowBytes, int r0, int rows, int nb
  *   one token, one core (plain read 29-32 GB/s: 19-21 ms a pass): one group 30-32 ms, 2 groups 23-25, 3 or 4 groups
  *   20-22; two cores (read 58-65 GB/s: 9-10 ms): one group 16-18 ms, 2 groups 14, 4 groups 12.
  *   one tile of 2 / 4 / 8 tokens, one group, one core: 39-42 / 53-58 / 71-72 ms without the prefetch and with the
- *   accumulators on the stack, 30-32 / 34-35 / 46-49 with both (distances in rp_prefetch; T0/T1 prefetches gave
+ *   accumulators on the stack, 30-32 / 34-35 / 46-49 with both (distances in RP_PREFETCH; T0/T1 prefetches gave
  *   nothing in an earlier measurement).
  * Prefill and decode batches of more than one tile take one group at a time; their first tile of a group prefetches
  * the weights RP_PREFETCH_MANY bytes ahead into all levels (T0: the later tiles read the group again from cache, which
@@ -1150,14 +1150,13 @@ RP_GROUPS(1)
 RP_GROUPS(2)
 RP_GROUPS(4)
 
-#ifndef RP_INTERLEAVE
-/* Groups multiplied at once (see rp_tile) for a lone tile of tn tokens, and one tile's prefetch distance. */
+/*
+ * Groups multiplied at once (see rp_tile) for a lone tile of tn tokens, and its prefetch distance; the distance of the
+ * first tile of a group when there are several.
+ */
 #define RP_INTERLEAVE(tn) ((tn) == 1 ? 4 : (tn) <= 4 ? 2 : 1)
 #define RP_PREFETCH(tn) ((tn) == 1 ? 2048 : (tn) <= 4 ? 16384 : 4096)
-#endif
-#ifndef RP_PREFETCH_MANY
 #define RP_PREFETCH_MANY 4096
-#endif
 
 /*
  * Tokens [0, tokens) against rows [0, rows) of a repacked tensor, w at a group start: a decode step's few tokens as
@@ -1382,7 +1381,8 @@ static inline __attribute__((always_inline)) void attend_kv_impl(const int elemB
                 }
                 const __m512 sv = _mm512_mul_ps(at_reduce16(acc), _mm512_set1_ps(scale));
                 _mm512_storeu_ps(scratch + (int64_t)h * stride + p0, sv);
-                _mm512_store_ps(mxs + 16 * h, _mm512_mask_max_ps(_mm512_load_ps(mxs + 16 * h), m, _mm512_load_ps(mxs + 16 * h), sv));
+                const __m512 mx = _mm512_load_ps(mxs + 16 * h);
+                _mm512_store_ps(mxs + 16 * h, _mm512_mask_max_ps(mx, m, mx, sv));
             }
         }
     }

@@ -22,6 +22,8 @@ public final class Llama
     private final WeightSource weights;
     private final ModelConfig c;
     private final MatOps ops;
+    /** See {@link #nativeAttention()}: fixed with the kernels. */
+    private final NativeAttention nativeAttention;
     private final int maxBatch;
     private volatile boolean batchInvariant;
 
@@ -77,6 +79,8 @@ public final class Llama
         this.weights = weights;
         this.c = weights.config();
         this.ops = new MatOps(pool);
+        final NativeAttention a = ops.kernels().attention();
+        this.nativeAttention = a != null && NativeAttention.supports(c.headSize(), c.heads()) ? a : null;
         this.maxBatch = maxBatch;
         this.x = new float[maxBatch * c.dim()];
         this.xb = new float[maxBatch * c.dim()];
@@ -495,8 +499,7 @@ public final class Llama
      */
     NativeAttention nativeAttention()
     {
-        final NativeAttention a = ops.kernels().attention();
-        return a != null && NativeAttention.supports(c.headSize(), c.heads()) ? a : null;
+        return nativeAttention;
     }
 
     /**

@@ -15,8 +15,9 @@ import dev.strata.compute.tensor.ThreadPool;
  * tiles).</li>
  * </ul>
  * Where the native attention kernel is there ({@link NativeAttention}), it takes every row of the first kind, and every
- * row of a prompt chunk when the engine is batch-invariant: one task per (row, key-value head), reading the keys and
- * values in place from the pool's blocks (no copy into floats). So a row attends with the same bits in a decode step,
+ * row of a prompt chunk when the engine is batch-invariant: one task per row (or per share of its key-value heads when
+ * the rows are fewer than the threads), reading the keys and values in place from the pool's blocks (no copy into
+ * floats). So a row attends with the same bits in a decode step,
  * in any batch, and in a batch-invariant prefill.
  */
 final class PagedAttention
@@ -33,7 +34,7 @@ final class PagedAttention
     private final ThreadLocal<FloatPage> pages = ThreadLocal.withInitial(FloatPage::new);
     private final ThreadLocal<float[]> scores = ThreadLocal.withInitial(() -> new float[0]);
     private int[] small = new int[0];
-    /** Native path: the segments it takes, and the first task (row x key-value head) of each, plus the total. */
+    /** Native path: the segments it takes, and the first task of each (a task: a row, or a share of its heads). */
     private int[] nativeSegs = new int[0];
     private int[] nativeFirstTask = new int[1];
 

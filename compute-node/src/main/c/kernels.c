@@ -595,14 +595,15 @@ PRODUCT(q6_k, QK_K, 16)
  * the products after the last whole step added one by one. mv_f16 (one token) and mm_f16 (several) run that chain, so
  * a token gets the same bits alone and in a batch. A single token goes row by row (one stream of weights at a time
  * reads memory fastest here: 26 GB/s on one core against 21 GB/s for 4 rows interleaved); several tokens go in tiles
- * of F16_R rows x F16_T tokens whose accumulators stay in registers (per vector of k, F16_R weight loads and F16_T
- * activation loads feed F16_R x F16_T FMAs). One core, 128 tokens, in cache: 6 x 2 tiles 77 G weight-tokens/s, 4 x 3
- * 74, 3 x 4 60, 2 x 6 41 (the Java tiled product it replaces: about 45).
+ * of rows x tokens whose accumulators stay in registers (per vector of k, R weight loads and T activation loads feed
+ * R x T FMAs; mm_f16 below).
  * ------------------------------------------------------------------------------------------------------------- */
 #if defined(__AVX512F__)
 #define F16_V 16
 #define F16_R 6
 #define F16_T 2
+#define F16_BR 6
+#define F16_BT 4
 typedef __m512 vf;
 static inline vf vf_zero(void) { return _mm512_setzero_ps(); }
 static inline vf vf_half(const uint8_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
@@ -613,6 +614,8 @@ static inline float hsum_f(vf a, vf b) { return _mm512_reduce_add_ps(_mm512_add_
 #define F16_V 8
 #define F16_R 2
 #define F16_T 2
+#define F16_BR 3
+#define F16_BT 3
 typedef __m256 vf;
 static inline vf vf_zero(void) { return _mm256_setzero_ps(); }
 static inline vf vf_half(const uint8_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
@@ -713,17 +716,16 @@ void EXPORT(mv_f16)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t
 #define F16_L2_WEIGHTS (192 * 1024)
 
 /*
- * The batched form (prefill, batched decode): tiles of rows x tokens, each pair's chain as in mv_f16. The rows are
- * taken in blocks of about F16_L2_WEIGHTS bytes and, per block, the tokens in blocks of about F16_L2_ACTIVATIONS bytes,
+ * Rows of up to F16_KC values: tiles of F16_R rows x F16_T tokens over whole rows, each pair's chain as in mv_f16
+ * (acc0 and acc1 side by side). One core, 128 tokens, in cache: 6 x 2 tiles 77 G weight-tokens/s, 4 x 3 74, 3 x 4 60,
+ * 2 x 6 41 (the Java tiled product it replaced: about 45). The rows are taken in blocks of about F16_L2_WEIGHTS bytes and, per block, the tokens in blocks of about F16_L2_ACTIVATIONS bytes,
  * so that both stay in L2 while the tiles reuse them: without the token blocks the activations of a long row (5,632
  * values x 128 tokens, 2.8 MB) stream from L3 for every 4 rows, measured at 46-56 G weight-tokens/s on one core against
  * 72-75 for 2,048 values.
  */
-void EXPORT(mm_f16)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols, const float *x,
-    int32_t tokens, float *out, int32_t outOffset, int32_t outStride)
+static void f16_whole_rows(const uint8_t *w, int64_t rowBytes, int32_t rows, int32_t cols, const float *x, int32_t tokens,
+    float *out, int32_t outStride)
 {
-    w += wOffset;
-    out += outOffset;
     int rb = (int)(F16_L2_WEIGHTS / rowBytes) / F16_R * F16_R;
     rb = rb < F16_R ? F16_R : rb;
     int tb = (int)(F16_L2_ACTIVATIONS / (4 * (int64_t)cols)) / F16_T * F16_T;
@@ -746,6 +748,167 @@ void EXPORT(mm_f16)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t
                 f16_rows(1, w + r * rowBytes, rowBytes, cols, xb, tn, ob + r, outStride);
             }
         }
+    }
+}
+
+/*
+ * Longer rows (the down projection's 5,632 values): each (row, token) pair's chain as mv_f16 runs it, in tiles of F16_BR
+ * rows x F16_BT tokens, but the two accumulators of a pair one after the other (acc0 over k, then acc1): the same FMAs in the
+ * same order per accumulator, so the same bits, with half the registers per pair and so twice the tokens per tile.
+ * k is taken in blocks of F16_KC: a tile's F16_BR weight rows of one block stay in L1 while it runs against the tokens of
+ * its token block, and the accumulators of the (row, token) pairs are kept between k blocks in a state buffer (two
+ * vectors a pair). Rows in blocks of F16_KRB and tokens in blocks of F16_KTB, so that the state stays in L1/L2.
+ * A tile reads each vector of activations in two passes (acc0's k, then acc1's), so activations that do not start on a
+ * cache line cost a quarter of the speed (split loads; C harness, 256 x 2,048 x 128: 84 G/s aligned, 61-62 at offsets of
+ * 16 and 24 bytes): the caller passes them 64-byte aligned (MatOps copies them off the heap once per product).
+ * One core, 128 tokens, in L2, G weight-tokens/s (C harness, the whole-row tiles beside it): 1,020 x 5,632 (the down
+ * projection of a thread's half) 79-85 against 58-70 (the six 11 KB rows of a whole-row tile do not fit in L1).
+ */
+#define F16_KRB (4 * F16_BR)
+#define F16_KTB (8 * F16_BT)
+#define F16_KC 2048
+
+/*
+ * R rows x T tokens over k in [k0, k1) (k1 a multiple of 2 x F16_V, or the last whole step): the pairs' accumulators
+ * start at zero (first) or from state, and go back to state, or (last) are summed into out with the tail past k1.
+ */
+static inline __attribute__((always_inline)) void f16_block(const int R, const int T, const uint8_t *w,
+    int64_t rowBytes, int cols, int k0, int k1, const float *x, vf *state, int stateStride, int first, int last,
+    float *out, int32_t outStride)
+{
+    for (int h = 0; h < 2; h++)
+    {
+        vf acc[F16_BR][F16_BT];
+        for (int r = 0; r < R; r++)
+        {
+            for (int t = 0; t < T; t++)
+            {
+                acc[r][t] = first ? vf_zero() : state[(r * stateStride + t) * 2 + h];
+            }
+        }
+        for (int k = k0 + h * F16_V; k < k1; k += 2 * F16_V)
+        {
+            vf wv[F16_BR];
+            for (int r = 0; r < R; r++)
+            {
+                wv[r] = vf_half(w + r * rowBytes + 2 * k);
+            }
+            for (int t = 0; t < T; t++)
+            {
+                const vf xv = vf_load(x + (int64_t)t * cols + k);
+                for (int r = 0; r < R; r++)
+                {
+                    acc[r][t] = vf_fma(wv[r], xv, acc[r][t]);
+                }
+            }
+        }
+        for (int r = 0; r < R; r++)
+        {
+            for (int t = 0; t < T; t++)
+            {
+                if (last && h == 1)
+                {
+                    float sum = hsum_f(state[(r * stateStride + t) * 2], acc[r][t]);
+                    for (int i = k1; i < cols; i++)
+                    {
+                        sum += f16_to_f32(w + r * rowBytes + 2 * i) * x[(int64_t)t * cols + i];
+                    }
+                    out[(int64_t)t * outStride + r] = sum;
+                }
+                else
+                {
+                    state[(r * stateStride + t) * 2 + h] = acc[r][t];
+                }
+            }
+        }
+    }
+}
+
+/* R rows against tokens [0, tokens) of a token block: whole tiles of F16_BT tokens, then the rest in a tile of its own. */
+static inline __attribute__((always_inline)) void f16_block_rows(const int R, const uint8_t *w, int64_t rowBytes,
+    int cols, int k0, int k1, const float *x, int tokens, vf *state, int first, int last, float *out, int32_t outStride)
+{
+    int t = 0;
+    for (; t + F16_BT <= tokens; t += F16_BT)
+    {
+        f16_block(R, F16_BT, w, rowBytes, cols, k0, k1, x + (int64_t)t * cols, state + t * 2, F16_KTB, first, last,
+            out + (int64_t)t * outStride, outStride);
+    }
+    const float *xt = x + (int64_t)t * cols;
+    vf *st = state + t * 2;
+    float *ot = out + (int64_t)t * outStride;
+    switch (tokens - t)
+    {
+    case 1: f16_block(R, 1, w, rowBytes, cols, k0, k1, xt, st, F16_KTB, first, last, ot, outStride); break;
+    case 2: f16_block(R, 2, w, rowBytes, cols, k0, k1, xt, st, F16_KTB, first, last, ot, outStride); break;
+#if F16_BT > 3
+    case 3: f16_block(R, 3, w, rowBytes, cols, k0, k1, xt, st, F16_KTB, first, last, ot, outStride); break;
+#endif
+    default: break;
+    }
+}
+
+static void f16_kblocks(const uint8_t *w, int64_t rowBytes, int32_t rows, int32_t cols, const float *x, int32_t tokens,
+    float *out, int32_t outStride)
+{
+    vf state[F16_KRB * F16_KTB * 2];
+    const int kEnd = cols / (2 * F16_V) * (2 * F16_V);
+    for (int r0 = 0; r0 < rows; r0 += F16_KRB)
+    {
+        const int r1 = r0 + F16_KRB < rows ? r0 + F16_KRB : rows;
+        for (int t0 = 0; t0 < tokens; t0 += F16_KTB)
+        {
+            const int tn = tokens - t0 < F16_KTB ? tokens - t0 : F16_KTB;
+            const float *xb = x + (int64_t)t0 * cols;
+            float *ob = out + (int64_t)t0 * outStride;
+            int k0 = 0;
+            do
+            {
+                const int k1 = k0 + F16_KC < kEnd ? k0 + F16_KC : kEnd;
+                const int first = k0 == 0, last = k1 == kEnd;
+                int r = r0;
+                for (; r + F16_BR <= r1; r += F16_BR)
+                {
+                    f16_block_rows(F16_BR, w + r * rowBytes, rowBytes, cols, k0, k1, xb, tn,
+                        state + (r - r0) * F16_KTB * 2, first, last, ob + r, outStride);
+                }
+                /* the rows left, in a tile of their own (one row at a time is load-bound: 4x slower per row) */
+                const uint8_t *wr = w + r * rowBytes;
+                vf *sr = state + (r - r0) * F16_KTB * 2;
+                switch (r1 - r)
+                {
+                case 1: f16_block_rows(1, wr, rowBytes, cols, k0, k1, xb, tn, sr, first, last, ob + r, outStride); break;
+                case 2: f16_block_rows(2, wr, rowBytes, cols, k0, k1, xb, tn, sr, first, last, ob + r, outStride); break;
+#if F16_BR > 3
+                case 3: f16_block_rows(3, wr, rowBytes, cols, k0, k1, xb, tn, sr, first, last, ob + r, outStride); break;
+                case 4: f16_block_rows(4, wr, rowBytes, cols, k0, k1, xb, tn, sr, first, last, ob + r, outStride); break;
+                case 5: f16_block_rows(5, wr, rowBytes, cols, k0, k1, xb, tn, sr, first, last, ob + r, outStride); break;
+#endif
+                default: break;
+                }
+                k0 = k1;
+            }
+            while (k0 < kEnd);
+        }
+    }
+}
+
+/*
+ * The batched form: rows of up to F16_KC values in whole-row tiles (f16_whole_rows), longer rows in k blocks
+ * (f16_kblocks). Two threads, one layer of 1.1B's shapes, 128 tokens, shares of rows as MatOps gives them, G weight-
+ * tokens/s of both cores (C harness, one process, alternated): whole-row tiles 145-157 on 2,048 values against 138-146
+ * for k blocks, but 108-118 on the 5,632 of the down projection against 132-137.
+ */
+void EXPORT(mm_f16)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols, const float *x,
+    int32_t tokens, float *out, int32_t outOffset, int32_t outStride)
+{
+    if (cols <= F16_KC)
+    {
+        f16_whole_rows(w + wOffset, rowBytes, rows, cols, x, tokens, out + outOffset, outStride);
+    }
+    else
+    {
+        f16_kblocks(w + wOffset, rowBytes, rows, cols, x, tokens, out + outOffset, outStride);
     }
 }
 

@@ -2,6 +2,9 @@ package dev.strata.compute.tensor;
 
 import jdk.incubator.vector.FloatVector;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 
 import static dev.strata.compute.tensor.Vectors.F;
@@ -57,6 +60,9 @@ public final class MatOps
     /** Quantized activations of the current native product; written by the caller, read by the workers. */
     private final NativeKernels.Activations activations = new NativeKernels.Activations();
     /** Per thread: {@value #TILE_ROWS} dequantized weight rows for {@link #matmulDots}. */
+    /** Per calling thread: a 64-byte aligned native copy of a product's float activations ({@link #aligned}). */
+    private final ThreadLocal<MemorySegment[]> alignedActivations =
+        ThreadLocal.withInitial(() -> new MemorySegment[] {MemorySegment.NULL});
     private final ThreadLocal<float[][]> rowScratch = ThreadLocal.withInitial(() -> new float[1][0]);
     private final ThreadLocal<float[][]> scratch = ThreadLocal.withInitial(() -> new float[][] {
         new float[PANEL_ROWS * K_BLOCK], new float[0]});
@@ -314,11 +320,13 @@ public final class MatOps
         final int cols = w.cols();
         if (NativeKernels.floatActivations(w.type()))
         {
-            // whole tiles of rows per share (the kernel takes 4 rows at a time, the rest one by one)
+            // whole tiles of rows per share (the kernel takes 4 rows at a time, the rest one by one); several tokens'
+            // activations copied once to a cache-line-aligned buffer, which the batched kernel reads fastest
             final int granule = natives.rowGranule(w, tokens);
             final int units = (rows + granule - 1) / granule;
+            final MemorySegment xs = tokens == 1 ? MemorySegment.ofArray(x) : aligned(x, tokens * cols);
             pool.parallelFor(units, tokens == 1 ? DECODE_CHUNKS_PER_THREAD : PREFILL_CHUNKS_PER_THREAD,
-                (start, end) -> natives.productFloat(w, granule * start, Math.min(rows, granule * end), x, tokens,
+                (start, end) -> natives.productFloat(w, granule * start, Math.min(rows, granule * end), xs, tokens,
                     out, granule * start, rows));
             return;
         }
@@ -453,6 +461,19 @@ public final class MatOps
                 out[oo + t * os + r] = c[t * 4 + r];
             }
         }
+    }
+
+    /** {@code x[0, n)} copied into this thread's 64-byte aligned native buffer (grown as needed; freed by the GC). */
+    private MemorySegment aligned(final float[] x, final int n)
+    {
+        final MemorySegment[] holder = alignedActivations.get();
+        if (holder[0].byteSize() < 4L * n)
+        {
+            holder[0] = Arena.ofAuto().allocate(4L * n, 64);
+        }
+        final MemorySegment s = holder[0];
+        MemorySegment.copy(x, 0, s, ValueLayout.JAVA_FLOAT, 0, n);
+        return s;
     }
 
     /** {@code xt[k * tp + t] = x[t * cols + k]}, zero for the padding tokens {@code t >= tokens}. */

@@ -258,7 +258,9 @@ class NativeKernelsTest
 
     /**
      * The batched F16 product runs each (row, token) through the single-token chain: whole tiles, the rows and tokens
-     * left after them, and rows long enough that the kernel splits rows and tokens into cache-sized blocks.
+     * left after them (every tail of 1 to 5 rows and of 1 to 3 tokens on one instruction set or another), and rows long
+     * enough that the kernel splits rows, tokens and k into cache-sized blocks (k in blocks of 2,048 with the pairs'
+     * accumulators kept between them).
      */
     @ParameterizedTest
     @ValueSource(strings = {"avx512vnni", "avx512bw", "avx2"})
@@ -268,7 +270,7 @@ class NativeKernelsTest
         assumeTrue(k.supportsBatched(GgmlType.F16));
         final Random rnd = new Random(23);
         final List<String> failures = new ArrayList<>();
-        for (final int[] shape : new int[][]{{13, 17, 5}, {9, 64, 14}, {40, 4113, 50}})
+        for (final int[] shape : new int[][]{{13, 17, 5}, {9, 64, 14}, {40, 4113, 50}, {7, 2100, 7}, {11, 100, 9}, {8, 40, 3}})
         {
             final int rows = shape[0];
             final int cols = shape[1];

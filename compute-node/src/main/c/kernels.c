@@ -912,6 +912,204 @@ void EXPORT(mm_f16)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t
     }
 }
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Float weights against several tokens (prefill): the Java blocked product's definition (MatOps), natively: F32 and
+ * F16 weights in place, other types as the float column blocks the Java path dequantizes them into. Each (row,
+ * token) pair is one chain from zero, one FMA per k in k order, in one vector lane: acc[i * tp + t] = sum over k of
+ * w[i][k] * xt[k * tp + t], with the activations packed transposed (xt, tp tokens padded to whole vectors). A lane's
+ * chain does not depend on the vector width, the tile or the k blocks, so the bits are those of the Java path.
+ * Tiles of F32_R rows x F32_V vectors of tokens: per k, F32_R weight broadcasts and F32_V activation loads feed
+ * F32_R x F32_V FMAs, the accumulators in registers; k in blocks of F32_KB so that a tile's weights stay in L1 and the
+ * block's activations in L2.
+ * ------------------------------------------------------------------------------------------------------------- */
+#if defined(__AVX512F__)
+#define F32_R 6
+#define F32_V 4
+#else
+#define F32_R 3
+#define F32_V 3
+#endif
+#define F32_KB 256
+
+static inline __attribute__((always_inline)) vf vf_bcast(const float *p)
+{
+#if defined(__AVX512F__)
+    return _mm512_set1_ps(*p);
+#else
+    return _mm256_set1_ps(*p);
+#endif
+}
+
+static inline __attribute__((always_inline)) void vf_store(float *p, vf v)
+{
+#if defined(__AVX512F__)
+    _mm512_storeu_ps(p, v);
+#else
+    _mm256_storeu_ps(p, v);
+#endif
+}
+
+/* R rows x V vectors of tokens over k in [k0, k1): the chains continue from acc (first: from zero). */
+static inline __attribute__((always_inline)) void f32_panel_tile(const int R, const int V, const float *w,
+    int64_t rowFloats, int k0, int k1, const float *xt, int tp, float *acc, int first)
+{
+    vf c[F32_R][F32_V];
+    for (int r = 0; r < R; r++)
+    {
+        for (int v = 0; v < V; v++)
+        {
+            c[r][v] = first ? vf_zero() : vf_load(acc + (int64_t)r * tp + v * F16_V);
+        }
+    }
+    for (int k = k0; k < k1; k++)
+    {
+        vf xv[F32_V];
+        for (int v = 0; v < V; v++)
+        {
+            xv[v] = vf_load(xt + (int64_t)k * tp + v * F16_V);
+        }
+        for (int r = 0; r < R; r++)
+        {
+            const vf b = vf_bcast(w + r * rowFloats + k);
+            for (int v = 0; v < V; v++)
+            {
+                c[r][v] = vf_fma(xv[v], b, c[r][v]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+    {
+        for (int v = 0; v < V; v++)
+        {
+            vf_store(acc + (int64_t)r * tp + v * F16_V, c[r][v]);
+        }
+    }
+}
+
+/* R rows against every vector of tokens: whole tiles of F32_V vectors, then the vectors left in a tile of their own. */
+static inline __attribute__((always_inline)) void f32_panel_rows(const int R, const float *w, int64_t rowFloats,
+    int k0, int k1, const float *xt, int tp, float *acc, int first)
+{
+    const int vectors = tp / F16_V;
+    int v = 0;
+    for (; v + F32_V <= vectors; v += F32_V)
+    {
+        f32_panel_tile(R, F32_V, w, rowFloats, k0, k1, xt + v * F16_V, tp, acc + v * F16_V, first);
+    }
+    const float *xv = xt + v * F16_V;
+    float *av = acc + v * F16_V;
+    switch (vectors - v)
+    {
+    case 1: f32_panel_tile(R, 1, w, rowFloats, k0, k1, xv, tp, av, first); break;
+    case 2: f32_panel_tile(R, 2, w, rowFloats, k0, k1, xv, tp, av, first); break;
+#if F32_V > 3
+    case 3: f32_panel_tile(R, 3, w, rowFloats, k0, k1, xv, tp, av, first); break;
+#endif
+    default: break;
+    }
+}
+
+/*
+ * acc[i * tp + t] = sum over k < cols of W[i][k] * xt[k * tp + t] for rows [0, rows) of w + wOffset (rowBytes apart;
+ * E = 4: F32, E = 2: F16, each tile's rows of a k block converted once into a float buffer that stays in L1) and t < tp
+ * (a multiple of the vector width, F16_V floats); with accumulate, the chains continue from acc (the Java path's
+ * dequantized column blocks, one call per block).
+ */
+static inline __attribute__((always_inline)) void panel_impl(const int E, const uint8_t *w, int64_t rowBytes,
+    int32_t rows, int32_t cols, const float *xt, int32_t tp, float *acc, int32_t accumulate)
+{
+    float buf[F32_R * F32_KB] __attribute__((aligned(64)));
+    for (int k0 = 0; k0 < cols; k0 += F32_KB)
+    {
+        const int k1 = k0 + F32_KB < cols ? k0 + F32_KB : cols;
+        const int first = k0 == 0 && !accumulate;
+        for (int r = 0; r < rows; r += F32_R)
+        {
+            const int n = rows - r < F32_R ? rows - r : F32_R;
+            /*
+             * the weights of the next tile (the next rows, or the first rows of the next k block) toward L2 while this
+             * one runs: each row is one of up to 64 streams advanced a block at a time, which the hardware prefetchers
+             * do not follow. C harness, one core, 128 tokens, G weight-tokens/s: F16 weights of 64-92 MB (cold) 89-91
+             * without, 93-94 with; in L3 99 without. Into L1 (T0) it is worse: rows 4 KB apart all map to the same
+             * L1 sets and evict the activations (47-52).
+             */
+            const int rn = r + F32_R < rows ? r + F32_R : 0;
+            const int kn0 = r + F32_R < rows ? k0 : k1;
+            if (kn0 < cols)
+            {
+                const int kn1 = kn0 + F32_KB < cols ? kn0 + F32_KB : cols;
+                const int nn = rows - rn < F32_R ? rows - rn : F32_R;
+                for (int i = 0; i < nn; i++)
+                {
+                    const uint8_t *p = w + (rn + i) * rowBytes + (int64_t)E * kn0;
+                    for (int64_t b = 0; b < (int64_t)E * (kn1 - kn0); b += 64)
+                    {
+                        _mm_prefetch((const char *)(p + b), _MM_HINT_T2);
+                    }
+                }
+            }
+            const float *wr;
+            int64_t stride;
+            int ka, kb;
+            const float *xk;
+            if (E == 4)
+            {
+                wr = (const float *)(w + r * rowBytes);
+                stride = rowBytes / 4;
+                ka = k0;
+                kb = k1;
+                xk = xt;
+            }
+            else
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    const uint8_t *src = w + (r + i) * rowBytes + 2 * (int64_t)k0;
+                    int k = 0;
+                    for (; k + F16_V <= k1 - k0; k += F16_V)
+                    {
+                        vf_store(buf + i * F32_KB + k, vf_half(src + 2 * k));
+                    }
+                    for (; k < k1 - k0; k++)
+                    {
+                        buf[i * F32_KB + k] = f16_to_f32(src + 2 * k);
+                    }
+                }
+                wr = buf;
+                stride = F32_KB;
+                ka = 0;
+                kb = k1 - k0;
+                xk = xt + (int64_t)k0 * tp;
+            }
+            float *ar = acc + (int64_t)r * tp;
+            switch (n)
+            {
+            case F32_R: f32_panel_rows(F32_R, wr, stride, ka, kb, xk, tp, ar, first); break;
+            case 1: f32_panel_rows(1, wr, stride, ka, kb, xk, tp, ar, first); break;
+            case 2: f32_panel_rows(2, wr, stride, ka, kb, xk, tp, ar, first); break;
+#if F32_R > 3
+            case 3: f32_panel_rows(3, wr, stride, ka, kb, xk, tp, ar, first); break;
+            case 4: f32_panel_rows(4, wr, stride, ka, kb, xk, tp, ar, first); break;
+            case 5: f32_panel_rows(5, wr, stride, ka, kb, xk, tp, ar, first); break;
+#endif
+            default: break;
+            }
+        }
+    }
+}
+
+void EXPORT(mm_f32_panel)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
+    const float *xt, int32_t tp, float *acc, int32_t accumulate)
+{
+    panel_impl(4, w + wOffset, rowBytes, rows, cols, xt, tp, acc, accumulate);
+}
+
+void EXPORT(mm_f16_panel)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
+    const float *xt, int32_t tp, float *acc, int32_t accumulate)
+{
+    panel_impl(2, w + wOffset, rowBytes, rows, cols, xt, tp, acc, accumulate);
+}
+
 #if USE_VNNI
 /*
  * Batched forms (several tokens per pass over the weights) of Q4_0 and Q8_0: a group of 4 rows is unpacked once into

@@ -479,13 +479,15 @@ public final class Llama
     /**
      * Batch invariance: every query token attends through the same per-position loop ({@link #attendHead}), in a
      * prompt chunk as in decode, so a position's keys and values get the same bits however its sequence was batched
-     * or chunked. With batch-invariant matrix products (the native Q4_0/Q8_0 kernels) a request prefilled again on
+     * or chunked. With batch-invariant matrix products (the native Q4_0/Q8_0 kernels, and the batched F16 kernel, which
+     * F16 prompts then use instead of the faster panels: {@link MatOps#batchInvariant}) a request prefilled again on
      * another node (a failover) continues with the tokens it would have had. Costs the blocked prefill attention:
      * about 8% of the prefill's arithmetic at 2,048 tokens on a 1.1B model runs slower.
      */
     public void batchInvariant(final boolean on)
     {
         this.batchInvariant = on;
+        ops.batchInvariant(on);
     }
 
     boolean batchInvariant()

@@ -88,6 +88,10 @@ public final class Kernels
                     batched.add(type.name());
                 }
             }
+            if (natives.hasPanels())
+            {
+                batched.add("prompts of the other types");
+            }
             return new Kernels(natives, "native " + natives.isa.symbolName + " for " + String.join(", ", types) +
                 " (several tokens at once: " + (batched.isEmpty() ? "none" : String.join(", ", batched)) +
                 (natives.repacksQ4_0() ? "; Q4_0 repacked by 16 rows" : "") + "); " + javaKernels() + " for the rest",
@@ -177,6 +181,12 @@ public final class Kernels
     }
 
     /** The native kernels, if they cover weights of {@code type}; otherwise null. */
+    /** The native kernels when they compute the blocked product's panels with {@code tp} packed tokens, else null. */
+    NativeKernels nativePanels(final int tp)
+    {
+        return natives != null && natives.supportsPanels(tp) ? natives : null;
+    }
+
     NativeKernels nativeFor(final GgmlType type)
     {
         return natives != null && natives.supports(type) ? natives : null;

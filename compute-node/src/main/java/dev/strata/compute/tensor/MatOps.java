@@ -1,5 +1,7 @@
 package dev.strata.compute.tensor;
 
+import dev.strata.compute.gguf.GgmlType;
+
 import jdk.incubator.vector.FloatVector;
 
 import java.lang.foreign.Arena;
@@ -63,6 +65,8 @@ public final class MatOps
     /** Per calling thread: a 64-byte aligned native copy of a product's float activations ({@link #aligned}). */
     private final ThreadLocal<MemorySegment[]> alignedActivations =
         ThreadLocal.withInitial(() -> new MemorySegment[] {MemorySegment.NULL});
+    /** Whether products must give a token the same bits whatever the batch (see {@link #batchInvariant(boolean)}). */
+    private volatile boolean batchInvariant;
     private final ThreadLocal<float[][]> rowScratch = ThreadLocal.withInitial(() -> new float[1][0]);
     private final ThreadLocal<float[][]> scratch = ThreadLocal.withInitial(() -> new float[][] {
         new float[PANEL_ROWS * K_BLOCK], new float[0]});
@@ -121,13 +125,18 @@ public final class MatOps
             return;
         }
         final NativeKernels natives = kernels.nativeFor(w);
-        if (natives != null && natives.supportsBatched(w))
+        final int rows = w.rows();
+        final int cols = w.cols();
+        final int tp = (tokens + LANES - 1) / LANES * LANES;
+        // F16 prompts go to the native panels below (faster than the batched F16 kernel) unless the batched kernel's
+        // bits are needed: with batch invariance, a token must get the same bits in a prompt as alone
+        final boolean f16Panels = w.type() == GgmlType.F16 && !batchInvariant && VECTOR_OK &&
+            tokens > SMALL_BATCH_TOKENS && kernels.nativePanels(tp) != null;
+        if (natives != null && natives.supportsBatched(w) && !f16Panels)
         {
             nativeProduct(natives, w, x, tokens, out);
             return;
         }
-        final int rows = w.rows();
-        final int cols = w.cols();
         if (VECTOR_OK && tokens <= SMALL_BATCH_TOKENS)
         {
             matmulDots(w, x, tokens, out);
@@ -149,9 +158,12 @@ public final class MatOps
             });
             return;
         }
-        final int tp = (tokens + LANES - 1) / LANES * LANES;
         final float[] xt = pack(x, tokens, cols, tp);
         final int panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
+        // the same panel chains natively (same bits, wider tiles): F32 and F16 weights read in place, other types from
+        // the dequantized column blocks
+        final NativeKernels nativePanels = kernels.nativePanels(tp);
+        final boolean inPlace = nativePanels != null && nativePanels.panelsInPlace(w.type());
         pool.parallelFor(panels, PREFILL_CHUNKS_PER_THREAD, (start, end) ->
         {
             final float[][] s = scratch.get();
@@ -165,15 +177,32 @@ public final class MatOps
             {
                 final int p0 = panel * PANEL_ROWS;
                 final int np = Math.min(PANEL_ROWS, rows - p0);
-                Arrays.fill(acc, 0, np * tp, 0f);
-                for (int k0 = 0; k0 < cols; k0 += K_BLOCK)
+                if (inPlace)
                 {
-                    final int kn = Math.min(K_BLOCK, cols - k0);
-                    for (int i = 0; i < np; i++)
+                    nativePanels.panel(w, p0, np, xt, tp, acc);
+                }
+                else
+                {
+                    if (nativePanels == null)
                     {
-                        w.dequantize(p0 + i, k0, kn, wp, i * K_BLOCK);
+                        Arrays.fill(acc, 0, np * tp, 0f);
                     }
-                    block(wp, np, kn, xt, k0 * tp, tp, acc);
+                    for (int k0 = 0; k0 < cols; k0 += K_BLOCK)
+                    {
+                        final int kn = Math.min(K_BLOCK, cols - k0);
+                        for (int i = 0; i < np; i++)
+                        {
+                            w.dequantize(p0 + i, k0, kn, wp, i * K_BLOCK);
+                        }
+                        if (nativePanels != null)
+                        {
+                            nativePanels.panelFloats(wp, K_BLOCK, np, kn, xt, k0 * tp, tp, acc, k0 > 0);
+                        }
+                        else
+                        {
+                            block(wp, np, kn, xt, k0 * tp, tp, acc);
+                        }
+                    }
                 }
                 for (int t = 0; t < tokens; t++)
                 {
@@ -461,6 +490,16 @@ public final class MatOps
                 out[oo + t * os + r] = c[t * 4 + r];
             }
         }
+    }
+
+    /**
+     * With batch invariance on, a token's product has the same bits in a prompt as alone or in a decode batch where
+     * the kernels allow it: F16 prompts then use the batched F16 kernel (the single-token chains) instead of the
+     * faster panels. The quantized native kernels are batch-invariant either way; the Java kernels are not.
+     */
+    public void batchInvariant(final boolean on)
+    {
+        this.batchInvariant = on;
     }
 
     /** {@code x[0, n)} copied into this thread's 64-byte aligned native buffer (grown as needed; freed by the GC). */

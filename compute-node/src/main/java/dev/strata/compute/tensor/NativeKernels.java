@@ -36,17 +36,20 @@ final class NativeKernels
     /** Instruction sets with a kernel set in the library, best first; {@code bit} is strata_cpu_features()'s. */
     enum Isa
     {
-        AVX512_VNNI("avx512vnni", 4),
-        AVX512_BW("avx512bw", 2),
-        AVX2("avx2", 1);
+        AVX512_VNNI("avx512vnni", 4, 16),
+        AVX512_BW("avx512bw", 2, 16),
+        AVX2("avx2", 1, 8);
 
         final String symbolName;
         final int bit;
+        /** Floats in one of the set's vectors. */
+        final int floatsPerVector;
 
-        Isa(final String symbolName, final int bit)
+        Isa(final String symbolName, final int bit, final int floatsPerVector)
         {
             this.symbolName = symbolName;
             this.bit = bit;
+            this.floatsPerVector = floatsPerVector;
         }
 
         static Isa byName(final String name)
@@ -96,6 +99,9 @@ final class NativeKernels
     private static final FunctionDescriptor PRODUCT_FLOAT = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_LONG,
         JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
 
+    private static final FunctionDescriptor PANEL_F32 = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_LONG,
+        JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_INT);
+
     private static final FunctionDescriptor ATTEND_KV = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, ADDRESS,
         JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
         JAVA_FLOAT, ADDRESS, ADDRESS, JAVA_INT);
@@ -119,6 +125,9 @@ final class NativeKernels
     private final MethodHandle batchedQ4_0x16;
     /** Attention of a row over a sequence's KV blocks in place ({@link NativeAttention}); null where absent. */
     final MethodHandle attendKv;
+    /** Float weights against packed activations: the Java blocked product's chains ({@link #panel}). */
+    private final MethodHandle panelF32;
+    private final MethodHandle panelF16;
 
     private NativeKernels(final Isa isa, final SymbolLookup lookup)
     {
@@ -142,6 +151,8 @@ final class NativeKernels
         productQ4_0x16 = mv != null && mm != null ? mv : null;
         batchedQ4_0x16 = mv != null && mm != null ? mm : null;
         attendKv = bind(lookup, "attend_kv", ATTEND_KV);
+        panelF32 = bind(lookup, "mm_f32_panel", PANEL_F32);
+        panelF16 = bind(lookup, "mm_f16_panel", PANEL_F32);
     }
 
     private MethodHandle bind(final SymbolLookup lookup, final String kernel, final FunctionDescriptor descriptor)
@@ -301,6 +312,61 @@ final class NativeKernels
             return 6;
         }
         return tokens > 1 || w.type == GgmlType.F16 ? 4 : 1;
+    }
+
+    /** Whether this set has {@link #panel}. */
+    boolean hasPanels()
+    {
+        return panelF32 != null;
+    }
+
+    /** Whether {@link #panel} and {@link #panelFloats} take activations packed {@code tp} tokens wide. */
+    boolean supportsPanels(final int tp)
+    {
+        return panelF32 != null && tp % isa.floatsPerVector == 0;
+    }
+
+    /** Whether {@link #panel} reads {@code type}'s weights in place (F32 and F16; the others go by {@link #panelFloats}). */
+    boolean panelsInPlace(final GgmlType type)
+    {
+        return type == GgmlType.F32 ? panelF32 != null : type == GgmlType.F16 && panelF16 != null;
+    }
+
+    /**
+     * The Java blocked product's panel ({@code MatOps.matmul}) for F32 or F16 weights read in place: {@code acc[i * tp +
+     * t] = sum over k of W[r0 + i][k] * xt[k * tp + t]} for {@code i < rows} and {@code t < tp}, each a chain from zero
+     * with one FMA per k in k order, so the same bits as the Java kernels' lanes.
+     */
+    void panel(final WeightTensor w, final int r0, final int rows, final float[] xt, final int tp, final float[] acc)
+    {
+        try
+        {
+            (w.type == GgmlType.F32 ? panelF32 : panelF16).invokeExact(w.data, r0 * w.rowBytes, w.rowBytes, rows,
+                w.cols, MemorySegment.ofArray(xt), tp, MemorySegment.ofArray(acc), 0);
+        }
+        catch (final Throwable e)
+        {
+            throw new IllegalStateException("native panel product failed for " + w.name, e);
+        }
+    }
+
+    /**
+     * As {@link #panel} for one column block of weights already dequantized into {@code wp} ({@code rows} rows of
+     * {@code kn} floats, {@code ws} apart), against {@code xt} from {@code xo}: the chains continue from {@code acc}
+     * when {@code accumulate}, else start from zero.
+     */
+    void panelFloats(final float[] wp, final int ws, final int rows, final int kn, final float[] xt, final int xo,
+        final int tp, final float[] acc, final boolean accumulate)
+    {
+        try
+        {
+            panelF32.invokeExact(MemorySegment.ofArray(wp), 0L, 4L * ws, rows, kn,
+                MemorySegment.ofArray(xt).asSlice(4L * xo), tp, MemorySegment.ofArray(acc), accumulate ? 1 : 0);
+        }
+        catch (final Throwable e)
+        {
+            throw new IllegalStateException("native panel product failed", e);
+        }
     }
 
     /** Whether products with {@code type} take the activations as floats (no {@link #quantize} first). */

@@ -5,12 +5,14 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 @Timeout(value = 120, threadMode = Timeout.ThreadMode.SEPARATE_THREAD)
 class MatOpsTest
@@ -39,6 +41,62 @@ class MatOpsTest
             for (int seed = 1; seed <= 3; seed++)
             {
                 assertNoFailures(KernelConformance.checkMatmulShapes(ops, seed));
+            }
+        }
+    }
+
+    /**
+     * A prompt's product gives the same bits with native kernels (their panel kernel: F32 weights in place, the other
+     * float-activation types from dequantized column blocks) as with the Java kernels, which run the same chains; with
+     * batch invariance on, an F16 prompt instead gives each token the bits it gets alone.
+     */
+    @Test
+    void nativePanelsShouldGiveTheJavaBlockedProductsBits()
+    {
+        final Kernels natives = Kernels.of("native");
+        assumeTrue(natives.isNative(), "no native kernels on this machine");
+        final Random rnd = new Random(41);
+        try (ThreadPool pool = new ThreadPool(2))
+        {
+            final MatOps nativeOps = new MatOps(pool, natives);
+            final MatOps javaOps = new MatOps(pool, Kernels.java());
+            for (final GgmlType type : new GgmlType[]{GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q4_K,
+                GgmlType.Q6_K})
+            {
+                for (final int[] shape : new int[][]{{70, 512, 65}, {131, 1024, 130}})
+                {
+                    final int rows = shape[0];
+                    final int cols = shape[1];
+                    final int tokens = shape[2];
+                    final byte[] data = KernelConformance.randomData(type, rows, cols, rnd);
+                    final WeightTensor w = WeightTensor.of("w", type, MemorySegment.ofArray(data), rows, cols);
+                    final float[] x = KernelConformance.randomVector(rnd, 0, tokens * cols);
+                    final float[] a = new float[tokens * rows];
+                    final float[] b = new float[tokens * rows];
+                    nativeOps.matmul(w, x, tokens, a);
+                    javaOps.matmul(w, x, tokens, b);
+                    for (int i = 0; i < a.length; i++)
+                    {
+                        assertEquals(Float.floatToRawIntBits(b[i]), Float.floatToRawIntBits(a[i]),
+                            () -> type + " " + rows + "x" + cols + " x " + tokens + " tokens differ");
+                    }
+                    if (type == GgmlType.F16)
+                    {
+                        nativeOps.batchInvariant(true);
+                        nativeOps.matmul(w, x, tokens, a);
+                        nativeOps.batchInvariant(false);
+                        final float[] alone = new float[rows];
+                        for (int t = 0; t < tokens; t++)
+                        {
+                            nativeOps.matvec(w, Arrays.copyOfRange(x, t * cols, (t + 1) * cols), alone);
+                            for (int r = 0; r < rows; r++)
+                            {
+                                assertEquals(Float.floatToRawIntBits(alone[r]), Float.floatToRawIntBits(a[t * rows + r]),
+                                    () -> "batch-invariant F16 " + rows + "x" + cols + " differs from a token alone");
+                            }
+                        }
+                    }
+                }
             }
         }
     }

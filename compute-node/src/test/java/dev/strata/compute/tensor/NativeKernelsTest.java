@@ -257,6 +257,64 @@ class NativeKernelsTest
     }
 
     /**
+     * The panel kernel computes each (row, token) as the Java blocked product's lane does: a chain from zero, one FMA
+     * per k in k order, over F32 or F16 weights read in place. Shapes give every tail of rows (1-5) and of token
+     * vectors (1-3) on one instruction set or another, and k over several blocks of 256 with a partial last one.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"avx512vnni", "avx512bw", "avx2"})
+    void shouldComputePanelsAsTheJavaLanesDo(final String isa)
+    {
+        final NativeKernels k = kernels(isa);
+        final Random rnd = new Random(29);
+        final List<String> failures = new ArrayList<>();
+        int shapes = 0;
+        for (final GgmlType type : new GgmlType[]{GgmlType.F32, GgmlType.F16})
+        {
+            assertTrue(k.panelsInPlace(type), type.name());
+            for (final int[] shape : new int[][]{{64, 768, 128}, {13, 300, 48}, {11, 513, 80}, {9, 257, 96},
+                {8, 1000, 40}})
+            {
+                final int rows = shape[0];
+                final int cols = shape[1];
+                final int tp = shape[2];
+                if (!k.supportsPanels(tp))
+                {
+                    continue;
+                }
+                shapes++;
+                final int r0 = 3;
+                final byte[] data = KernelConformance.randomData(type, r0 + rows, cols, rnd);
+                final WeightTensor w = WeightTensor.of("w", type, MemorySegment.ofArray(data), r0 + rows, cols);
+                final float[] xt = KernelConformance.randomVector(rnd, 0, cols * tp);
+                final float[] acc = new float[rows * tp];
+                k.panel(w, r0, rows, xt, tp, acc);
+                final float[] row = new float[cols];
+                for (int i = 0; i < rows; i++)
+                {
+                    w.dequantizeRow(r0 + i, row, 0);
+                    for (int t = 0; t < tp; t++)
+                    {
+                        float c = 0f;
+                        for (int j = 0; j < cols; j++)
+                        {
+                            c = Math.fma(xt[j * tp + t], row[j], c);
+                        }
+                        if (Float.floatToRawIntBits(c) != Float.floatToRawIntBits(acc[i * tp + t]))
+                        {
+                            failures.add(type + " " + rows + "x" + cols + " tp " + tp + " row " + i + " token " + t +
+                                ": " + acc[i * tp + t] + " vs " + c);
+                        }
+                    }
+                }
+            }
+        }
+        assertTrue(shapes >= 8, "shapes run: " + shapes);
+        assertTrue(failures.isEmpty(), () -> failures.size() + " differences, first: " +
+            String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
+    }
+
+    /**
      * The batched F16 product runs each (row, token) through the single-token chain: whole tiles, the rows and tokens
      * left after them (every tail of 1 to 5 rows and of 1 to 3 tokens on one instruction set or another), and rows long
      * enough that the kernel splits rows, tokens and k into cache-sized blocks (k in blocks of 2,048 with the pairs'

@@ -144,6 +144,11 @@ final class ServeBench implements Callable<Integer>
             throw new IllegalArgumentException("need --num-prompts, --prompt-len, --output-len >= 1, ranges below " +
                 "their lengths, --vocab >= 300");
         }
+        if (detailed && !json)
+        {
+            throw new IllegalArgumentException("--detailed needs --json: the per-request figures go into the JSON " +
+                "object");
+        }
         final double rate = requestRate.equals("inf") ? Double.POSITIVE_INFINITY : Double.parseDouble(requestRate);
         if (!(rate > 0))
         {

@@ -446,5 +446,12 @@ class OpenAiServerTest
             }
             assertTrue(ttft > 0 && ttft + sum <= e2e + 1e-6, r.toString());
         }
+        // without --json there is nowhere to put them: refused before any request is sent, and said why
+        final java.io.StringWriter err2 = new java.io.StringWriter();
+        final int refused = dev.strata.tools.Main.run(new java.io.PrintWriter(new java.io.StringWriter(), true),
+            new java.io.PrintWriter(err2, true), "bench", "serve", "--url", url("/v1"), "--model", "tiny",
+            "--num-prompts", "3", "--prompt-len", "8", "--output-len", "5", "--vocab", "300", "--detailed");
+        assertTrue(refused != 0, err2::toString);
+        assertTrue(err2.toString().contains("--detailed needs --json"), err2::toString);
     }
 }

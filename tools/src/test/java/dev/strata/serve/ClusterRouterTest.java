@@ -77,6 +77,7 @@ class ClusterRouterTest
     {
         NodeAgent.injectChunkFaults(c -> false);
         NodeAgent.slowPrefillLayers(0);
+        NodeAgent.slowKvParts(0);
         for (int i = closeables.size() - 1; i >= 0; i--)
         {
             closeables.get(i).close();
@@ -300,13 +301,17 @@ class ClusterRouterTest
     void shouldKeepStreamedKvRightWhenThePrefillIsPreemptedAndRunsAgain() throws Exception
     {
         // a prefill pool of 10 blocks for two prompts of 7 blocks each, prefilled 16 tokens a step side by side:
-        // the newer is preempted part way (its blocks go back while its first layers are being sent) and runs again
+        // the newer is preempted part way (its blocks go back while its first layers are being sent) and runs again.
+        // The transfers lag their prefills (60 ms a part), so the first prompt's KV stays held after its prefill
+        // while the second waits for blocks with nothing running: the node must wait for the transfer to give them
+        // back (its engine thread used to fail, "KV pool exhausted with nothing running")
         final long blockBytes = KvBlockPool.blockBytes(weights.config(), KvBlockPool.KvType.F16, 16);
         final Engine prefill = prefillEngine(10 * blockBytes, 32);
         node("p", Msg.Role.PREFILL, prefill);
         node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20));
         final ClusterRouter router = router(2);
         NodeAgent.slowPrefillLayers(5);
+        NodeAgent.slowKvParts(60);
         final Random random = new Random(12);
         final GenerationRequest a = request(random, 100, SamplerConfig.greedy(), List.of());
         final GenerationRequest b = request(random, 100, SamplerConfig.greedy(), List.of());

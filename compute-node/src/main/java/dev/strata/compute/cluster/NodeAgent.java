@@ -845,6 +845,7 @@ public final class NodeAgent implements AutoCloseable
                     while (next[l] < nb)
                     {
                         final int b = skipped + next[l];
+                        BEFORE_PART.run();
                         reading.lock();
                         try
                         {
@@ -897,6 +898,28 @@ public final class NodeAgent implements AutoCloseable
 
     /** Test hook: run on the engine thread after each layer a prefill stores (nothing unless set by a test). */
     static volatile Runnable AFTER_LAYER = () -> { };
+
+    /** Test hook: run on a transfer thread before it looks at the next KV part (nothing unless set by a test). */
+    static volatile Runnable BEFORE_PART = () -> { };
+
+    /**
+     * Makes every KV transfer of this process wait {@code millis} before each part, outside the lock a preempted
+     * prefill's release waits on (tests of a transfer that lags its prefill).
+     */
+    public static void slowKvParts(final long millis)
+    {
+        BEFORE_PART = millis <= 0 ? () -> { } : () ->
+        {
+            try
+            {
+                Thread.sleep(millis);
+            }
+            catch (final InterruptedException e)
+            {
+                Thread.currentThread().interrupt();
+            }
+        };
+    }
 
     /** Makes every prefill of this process slower by {@code millis} per layer (tests of the overlap). */
     public static void slowPrefillLayers(final long millis)

@@ -274,12 +274,14 @@ final class Scheduler
             final int n = Math.min(s.pending(), prefillTokens);
             if (!allocate(s, s.computed + n))
             {
-                if (running.isEmpty())
+                freeBlocks(s);
+                if (running.isEmpty() && pool.inUse() == 0)
                 {
                     // nothing will free blocks (validate() guarantees a lone sequence fits): should not happen
                     throw new IllegalStateException("KV pool exhausted with nothing running");
                 }
-                freeBlocks(s);
+                // wait: running sequences, or runs held outside the scheduler (a prefill's KV until its transfer
+                // ends, a decode node's import), give their blocks back later
                 break;
             }
             waiting.pollFirst();

@@ -28,6 +28,7 @@ import java.util.function.BooleanSupplier;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -286,6 +287,33 @@ class EngineTest
             final Engine.Stats stats = engine.stats();
             assertTrue(stats.preemptions() > 0 && preempted > 0, "no preemption: the test no longer tests it");
             assertTrue(stats.kvBlocksPeak() <= stats.kvBlocks(), "peak " + stats.kvBlocksPeak());
+            awaitTrue(() -> engine.stats().kvBlocksInUse() == 0, "every block released");
+        }
+    }
+
+    /**
+     * Blocks held outside the scheduler (a run reserved for a KV import, or a prefill's KV kept until its transfer
+     * ends) come back later from another thread: a request that needs them waits, with nothing running, and then
+     * gets its tokens. (The engine thread used to fail with "KV pool exhausted with nothing running".)
+     */
+    @Test
+    void shouldWaitForBlocksHeldOutsideTheSchedulerInsteadOfFailing() throws Exception
+    {
+        open(GgmlType.F32);
+        final int[] prompt = prompts(1, 29)[0];
+        final long blockBytes = 2L * weights.config().layers() * 16 * weights.config().kvDim() * 4;
+        try (Engine engine = Engine.launch(context(8 * blockBytes)))
+        {
+            final Engine.KvRun held = engine.reserve(java.util.stream.IntStream.range(0, 6 * 16).map(i -> 3 + i % 50)
+                .toArray(), 0).get(30, TimeUnit.SECONDS);
+            assertEquals(6, held.blocks().length);
+            final Engine.Handle h = engine.submit(GenerationRequest.of(prompt, SamplerConfig.greedy(), 40), c -> { });
+            Thread.sleep(300);
+            assertFalse(h.completion().isDone(), "the request cannot fit while 6 of 8 blocks are held");
+            engine.release(held);
+            final Completion c = h.completion().get(60, TimeUnit.SECONDS);
+            assertEquals(FinishReason.LENGTH, c.reason(), () -> "" + c.error());
+            assertArrayEquals(alone(prompt, SamplerConfig.greedy(), 40), c.tokens());
             awaitTrue(() -> engine.stats().kvBlocksInUse() == 0, "every block released");
         }
     }

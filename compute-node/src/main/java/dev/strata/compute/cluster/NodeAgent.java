@@ -908,23 +908,19 @@ public final class NodeAgent implements AutoCloseable
      */
     public static void slowKvParts(final long millis)
     {
-        BEFORE_PART = millis <= 0 ? () -> { } : () ->
-        {
-            try
-            {
-                Thread.sleep(millis);
-            }
-            catch (final InterruptedException e)
-            {
-                Thread.currentThread().interrupt();
-            }
-        };
+        BEFORE_PART = sleeping(millis);
     }
 
     /** Makes every prefill of this process slower by {@code millis} per layer (tests of the overlap). */
     public static void slowPrefillLayers(final long millis)
     {
-        AFTER_LAYER = millis <= 0 ? () -> { } : () ->
+        AFTER_LAYER = sleeping(millis);
+    }
+
+    /** A test hook that sleeps {@code millis} (nothing for 0 or less). */
+    private static Runnable sleeping(final long millis)
+    {
+        return millis <= 0 ? () -> { } : () ->
         {
             try
             {

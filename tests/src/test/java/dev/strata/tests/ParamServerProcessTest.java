@@ -23,7 +23,6 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -196,18 +195,43 @@ class ParamServerProcessTest
         }
     }
 
+    /**
+     * Stored objects under {@code root} (temporary files left out). The service writes while this counts: a
+     * temporary file renamed or removed between the listing and its attributes is skipped, not an error.
+     */
     private static long countFiles(final Path root) throws IOException
     {
         if (!Files.isDirectory(root))
         {
             return 0;
         }
-        try (Stream<Path> files = Files.walk(root))
+        final long[] count = {0};
+        Files.walkFileTree(root, new java.nio.file.SimpleFileVisitor<>()
         {
-            return files.filter(Files::isRegularFile).filter(p -> !p.getFileName().toString().endsWith(
-                dev.strata.tiering.DirectoryObjectTier.TEMP_SUFFIX))
-                .count();
-        }
+            @Override
+            public java.nio.file.FileVisitResult visitFile(final Path file,
+                final java.nio.file.attribute.BasicFileAttributes attrs)
+            {
+                if (attrs.isRegularFile() &&
+                    !file.getFileName().toString().endsWith(dev.strata.tiering.DirectoryObjectTier.TEMP_SUFFIX))
+                {
+                    count[0]++;
+                }
+                return java.nio.file.FileVisitResult.CONTINUE;
+            }
+
+            @Override
+            public java.nio.file.FileVisitResult visitFileFailed(final Path file, final IOException e)
+                throws IOException
+            {
+                if (e instanceof java.nio.file.NoSuchFileException)
+                {
+                    return java.nio.file.FileVisitResult.CONTINUE; // gone while we looked: not a stored object
+                }
+                throw e;
+            }
+        });
+        return count[0];
     }
 
     private static void assertTensorsEqual(final Path expected, final Path actual) throws IOException

@@ -180,13 +180,13 @@ public final class Kernels
         return new Q4_0x16Tensor(w.name(), copy, w.rows(), w.cols());
     }
 
-    /** The native kernels, if they cover weights of {@code type}; otherwise null. */
     /** The native kernels when they compute the blocked product's panels with {@code tp} packed tokens, else null. */
     NativeKernels nativePanels(final int tp)
     {
         return natives != null && natives.supportsPanels(tp) ? natives : null;
     }
 
+    /** The native kernels, if they cover weights of {@code type}; otherwise null. */
     NativeKernels nativeFor(final GgmlType type)
     {
         return natives != null && natives.supports(type) ? natives : null;

@@ -28,8 +28,11 @@ import static dev.strata.compute.tensor.Vectors.VECTOR_OK;
  * reductions are needed, and the activations stream once per panel rather than once per few rows.</li>
  * </ul>
  * Where its {@link Kernels} have native kernels for the weight type, both go to them instead: the activations are
- * quantized to int8 blocks once, then each thread's row ranges are one native call each ({@link NativeKernels}); a
- * batch of tokens goes native only where the set has a batched kernel for the type.
+ * quantized to int8 blocks once (F16: kept as floats, copied 64-byte aligned), then each thread's row ranges are one
+ * native call each ({@link NativeKernels}); a batch of tokens goes native only where the set has a batched kernel for
+ * the type. Otherwise a prompt's panels still run natively where the set has the panel kernel (the same chains, so
+ * the same bits; F32 and F16 weights read in place, the others from the dequantized blocks), and F16 prompts take
+ * that path too unless {@link #batchInvariant} is on.
  */
 public final class MatOps
 {
@@ -61,12 +64,12 @@ public final class MatOps
     private final Kernels kernels;
     /** Quantized activations of the current native product; written by the caller, read by the workers. */
     private final NativeKernels.Activations activations = new NativeKernels.Activations();
-    /** Per thread: {@value #TILE_ROWS} dequantized weight rows for {@link #matmulDots}. */
     /** Per calling thread: a 64-byte aligned native copy of a product's float activations ({@link #aligned}). */
     private final ThreadLocal<MemorySegment[]> alignedActivations =
         ThreadLocal.withInitial(() -> new MemorySegment[] {MemorySegment.NULL});
     /** Whether products must give a token the same bits whatever the batch (see {@link #batchInvariant(boolean)}). */
     private volatile boolean batchInvariant;
+    /** Per thread: {@value #TILE_ROWS} dequantized weight rows for {@link #matmulDots}. */
     private final ThreadLocal<float[][]> rowScratch = ThreadLocal.withInitial(() -> new float[1][0]);
     private final ThreadLocal<float[][]> scratch = ThreadLocal.withInitial(() -> new float[][] {
         new float[PANEL_ROWS * K_BLOCK], new float[0]});
@@ -128,10 +131,11 @@ public final class MatOps
         final int rows = w.rows();
         final int cols = w.cols();
         final int tp = (tokens + LANES - 1) / LANES * LANES;
-        // F16 prompts go to the native panels below (faster than the batched F16 kernel) unless the batched kernel's
-        // bits are needed: with batch invariance, a token must get the same bits in a prompt as alone
-        final boolean f16Panels = w.type() == GgmlType.F16 && !batchInvariant && VECTOR_OK &&
-            tokens > SMALL_BATCH_TOKENS && kernels.nativePanels(tp) != null;
+        // a prompt's blocked product (below) runs its panels natively where the set has them
+        final NativeKernels nativePanels = VECTOR_OK && tokens > SMALL_BATCH_TOKENS ? kernels.nativePanels(tp) : null;
+        // F16 prompts go to those panels (faster than the batched F16 kernel) unless the batched kernel's bits are
+        // needed: with batch invariance, a token must get the same bits in a prompt as alone
+        final boolean f16Panels = w.type() == GgmlType.F16 && !batchInvariant && nativePanels != null;
         if (natives != null && natives.supportsBatched(w) && !f16Panels)
         {
             nativeProduct(natives, w, x, tokens, out);
@@ -162,7 +166,6 @@ public final class MatOps
         final int panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
         // the same panel chains natively (same bits, wider tiles): F32 and F16 weights read in place, other types from
         // the dequantized column blocks
-        final NativeKernels nativePanels = kernels.nativePanels(tp);
         final boolean inPlace = nativePanels != null && nativePanels.panelsInPlace(w.type());
         pool.parallelFor(panels, PREFILL_CHUNKS_PER_THREAD, (start, end) ->
         {

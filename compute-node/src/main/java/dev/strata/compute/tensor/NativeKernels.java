@@ -99,7 +99,8 @@ final class NativeKernels
     private static final FunctionDescriptor PRODUCT_FLOAT = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_LONG,
         JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
 
-    private static final FunctionDescriptor PANEL_F32 = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_LONG,
+    /** mm_f32_panel and mm_f16_panel: weights, offset, row bytes, rows, cols, xt, tp, acc, accumulate. */
+    private static final FunctionDescriptor PANEL = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, JAVA_LONG,
         JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_INT);
 
     private static final FunctionDescriptor ATTEND_KV = FunctionDescriptor.ofVoid(ADDRESS, JAVA_LONG, ADDRESS,
@@ -151,8 +152,8 @@ final class NativeKernels
         productQ4_0x16 = mv != null && mm != null ? mv : null;
         batchedQ4_0x16 = mv != null && mm != null ? mm : null;
         attendKv = bind(lookup, "attend_kv", ATTEND_KV);
-        panelF32 = bind(lookup, "mm_f32_panel", PANEL_F32);
-        panelF16 = bind(lookup, "mm_f16_panel", PANEL_F32);
+        panelF32 = bind(lookup, "mm_f32_panel", PANEL);
+        panelF16 = bind(lookup, "mm_f16_panel", PANEL);
     }
 
     private MethodHandle bind(final SymbolLookup lookup, final String kernel, final FunctionDescriptor descriptor)

@@ -1819,9 +1819,287 @@ static inline __attribute__((always_inline)) void attend_kv_impl(const int elemB
 }
 
 /*
- * The kernel above for heads of hs = 16, 32, ..., 256 elements, key-value heads [kv0, kv1) with g query heads each
+ * Attention over an 8-bit KV pool (KvBlockPool's Q8 type). Within a block, for each layer the keys then the values,
+ * each a region of int8 [blockTokens][kvDim] followed by f32 scales [blockTokens][kvDim / hs], one per position and
+ * key-value head: an element is int8 * scale. The row's query heads are quantized the same way here (scale
+ * max|q| / 127, round half to even), so a score is an exact integer dot product:
+ *   scores   s[h][p] = (float)(sum_i qi[h][i] * ki[p][i]) * (dk[p] * (dq[h] * scale)); the integer sum is exact, so
+ *            its order does not matter (VNNI's vpdpbusd and the BW set's vpmaddwd give the same bits)
+ *   softmax  as attend_kv's; then w[h][p] = (e[h][p] * (1 / sum)) * dv[p]
+ *   output   out[h] = sum_p w[h][p] * (float)vi[p], one FMA per position in position order per 16-lane chunk
+ * Half the bytes of F16 and a quarter of the score arithmetic; and the next run of 16 positions is prefetched while
+ * one is computed, so the kernel does not wait on memory once per run and head as attend_kv does.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/* Prefetches the keys (or values: off) of positions [p0, p0 + 16) of a sequence, toward L1. */
+static inline __attribute__((always_inline)) void aq_prefetch_run(const uint8_t *pool, int64_t blockBytes,
+    const int32_t *table, int bt, int64_t off, int kvDim, int p0, int n)
+{
+    const int cnt = n - p0 < 16 ? n - p0 : 16;
+    int b = p0 / bt;
+    int slot = p0 - b * bt;
+    for (int i = 0; i < cnt; i++, slot++)
+    {
+        if (slot == bt)
+        {
+            b++;
+            slot = 0;
+        }
+        const uint8_t *p = pool + table[b] * blockBytes + off + (int64_t)slot * kvDim;
+        for (int o = 0; o < kvDim; o += 64)
+        {
+            _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+        }
+    }
+}
+
+/* Lane i of the result: the sum of the 16 lanes of a[i] (integers, so exact whatever the tree). */
+static inline __m512i aq_reduce16(const __m512i *a)
+{
+    __m512i b[8];
+    for (int i = 0; i < 8; i++)
+    {
+        b[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+            _mm512_shuffle_i32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    __m512i c[4];
+    for (int i = 0; i < 4; i++)
+    {
+        c[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+            _mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+    const __m512i d0 = _mm512_add_epi32(_mm512_unpacklo_epi32(c[0], c[1]), _mm512_unpackhi_epi32(c[0], c[1]));
+    const __m512i d1 = _mm512_add_epi32(_mm512_unpacklo_epi32(c[2], c[3]), _mm512_unpackhi_epi32(c[2], c[3]));
+    const __m512i e = _mm512_add_epi32(_mm512_unpacklo_epi64(d0, d1), _mm512_unpackhi_epi64(d0, d1));
+    return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), e);
+}
+
+#if defined(__AVX512VNNI__)
+/* 64 int8 per chunk; the query as unsigned bytes qi + 128, the offset taken back by starting from -128 * sum(k) */
+#define AQ_CHUNK 64
+typedef uint8_t aq_q_t;
+/* the extra pass over the keys of a position for -128 * sum(k) pays for itself over the g query heads */
+#else
+/* 32 int16 per chunk (vpmaddwd: exact, no saturation) */
+#define AQ_CHUNK 32
+typedef int16_t aq_q_t;
+#endif
+
+static inline __attribute__((always_inline)) __m512i aq_load_k(const uint8_t *p, int c, int hs)
+{
+    const int left = hs - c * AQ_CHUNK;
+#if defined(__AVX512VNNI__)
+    const __mmask64 mk = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+    return _mm512_maskz_loadu_epi8(mk, p + c * 64);
+#else
+    const __mmask32 mk = left >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << left) - 1);
+    return _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mk, p + c * 32));
+#endif
+}
+
+static inline __attribute__((always_inline)) void attend_kv_q8_impl(const int hs, const uint8_t *pool,
+    int64_t blockBytes, const int32_t *table, int bt, int kvDim, int layer, const float *q, int g, int kv0, int kv1,
+    int n, float scale, float *scratch, float *out)
+{
+    const int kvHeads = kvDim / hs;
+    const int chunks = hs / 16;
+    const int qc = (hs + AQ_CHUNK - 1) / AQ_CHUNK;
+    const int stride = (n + 15) & ~15;
+    const int heads = (kv1 - kv0) * g;
+    const int64_t region = (int64_t)bt * kvDim + (int64_t)bt * kvHeads * 4;
+    const int64_t kOff = (int64_t)(layer * 2) * region;
+    const int64_t vOff = kOff + region;
+    const int64_t scaleOff = (int64_t)bt * kvDim;
+    const float *q0 = q + (int64_t)kv0 * g * hs;
+    float *o0 = out + (int64_t)kv0 * g * hs;
+    float *vsc = scratch + (int64_t)heads * stride; /* value scales: [key-value head of the range][stride] */
+    aq_q_t qq[256 * 256] __attribute__((aligned(64))); /* the query heads quantized, each padded to whole chunks */
+    float qd[256];
+    float mxs[256 * 16] __attribute__((aligned(64)));
+    for (int h = 0; h < heads; h++)
+    {
+        _mm512_store_ps(mxs + 16 * h, _mm512_set1_ps(-INFINITY));
+        const float *qh = q0 + (int64_t)h * hs;
+        float amax = 0;
+        for (int i = 0; i < hs; i++)
+        {
+            amax = fmaxf(amax, fabsf(qh[i]));
+        }
+        const float d = amax / 127.0f;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        aq_q_t *qo = qq + (int64_t)h * qc * AQ_CHUNK;
+        for (int i = 0; i < qc * AQ_CHUNK; i++)
+        {
+            const int v = i < hs ? (int)lrintf(qh[i] * id) : 0;
+#if defined(__AVX512VNNI__)
+            qo[i] = (uint8_t)(v + 128);
+#else
+            qo[i] = (int16_t)v;
+#endif
+        }
+        qd[h] = d * scale;
+    }
+    /* scores: runs of up to 16 positions; a run's keys of one key-value head loaded once for its g query heads */
+    for (int p0 = 0; p0 < n; p0 += 16)
+    {
+        const int cnt = n - p0 < 16 ? n - p0 : 16;
+        const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+        const uint8_t *blk[16];
+        int slots[16];
+        int b = p0 / bt;
+        int slot = p0 - b * bt;
+        for (int i = 0; i < cnt; i++, slot++)
+        {
+            if (slot == bt)
+            {
+                b++;
+                slot = 0;
+            }
+            blk[i] = pool + table[b] * blockBytes;
+            slots[i] = slot;
+        }
+        if (p0 + 16 < n)
+        {
+            aq_prefetch_run(pool, blockBytes, table, bt, kOff, kvDim, p0 + 16, n);
+        }
+        for (int kvh = kv0; kvh < kv1; kvh++)
+        {
+            float ksc[16] __attribute__((aligned(64))) = {0};
+            __m512i k[16][256 / AQ_CHUNK];
+            __m512i start[16];
+            for (int i = 0; i < 16; i++)
+            {
+                start[i] = _mm512_setzero_si512();
+                for (int c = 0; c < qc; c++)
+                {
+                    k[i][c] = _mm512_setzero_si512();
+                }
+            }
+            for (int i = 0; i < cnt; i++)
+            {
+                const int64_t sc = scaleOff + ((int64_t)slots[i] * kvHeads + kvh) * 4;
+                memcpy(&ksc[i], blk[i] + kOff + sc, 4);
+                memcpy(&vsc[(int64_t)(kvh - kv0) * stride + p0 + i], blk[i] + vOff + sc, 4);
+                const uint8_t *kp = blk[i] + kOff + (int64_t)slots[i] * kvDim + (int64_t)kvh * hs;
+                for (int c = 0; c < qc; c++)
+                {
+                    k[i][c] = aq_load_k(kp, c, hs);
+#if defined(__AVX512VNNI__)
+                    start[i] = _mm512_dpbusd_epi32(start[i], _mm512_set1_epi8((char)0x80), k[i][c]);
+#endif
+                }
+#if defined(__AVX512VNNI__)
+                start[i] = _mm512_sub_epi32(_mm512_setzero_si512(), start[i]);
+#endif
+            }
+            const __m512 kscv = _mm512_load_ps(ksc);
+            for (int hg = 0; hg < g; hg++)
+            {
+                const int h = (kvh - kv0) * g + hg;
+                const aq_q_t *qh = qq + (int64_t)h * qc * AQ_CHUNK;
+                __m512i acc[16];
+                for (int i = 0; i < 16; i++)
+                {
+                    __m512i a = start[i];
+                    for (int c = 0; c < qc; c++)
+                    {
+#if defined(__AVX512VNNI__)
+                        a = _mm512_dpbusd_epi32(a, _mm512_load_si512(qh + c * AQ_CHUNK), k[i][c]);
+#else
+                        a = _mm512_add_epi32(a, _mm512_madd_epi16(_mm512_load_si512(qh + c * AQ_CHUNK), k[i][c]));
+#endif
+                    }
+                    acc[i] = a;
+                }
+                const __m512 sv = _mm512_mul_ps(_mm512_cvtepi32_ps(aq_reduce16(acc)),
+                    _mm512_mul_ps(kscv, _mm512_set1_ps(qd[h])));
+                _mm512_storeu_ps(scratch + (int64_t)h * stride + p0, sv);
+                const __m512 mx = _mm512_load_ps(mxs + 16 * h);
+                _mm512_store_ps(mxs + 16 * h, _mm512_mask_max_ps(mx, m, mx, sv));
+            }
+        }
+    }
+    /* softmax: e^(s - max), the lanes past n zero, a sum per head; the weights carry the value scales */
+    for (int h = 0; h < heads; h++)
+    {
+        float *sh = scratch + (int64_t)h * stride;
+        const float *vs = vsc + (int64_t)(h / g) * stride;
+        const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_load_ps(mxs + 16 * h)));
+        __m512 sum = _mm512_setzero_ps();
+        for (int p0 = 0; p0 < n; p0 += 16)
+        {
+            const int cnt = n - p0 < 16 ? n - p0 : 16;
+            const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+            const __m512 e = _mm512_maskz_mov_ps(mk, at_exp(_mm512_sub_ps(_mm512_loadu_ps(sh + p0), mx)));
+            _mm512_storeu_ps(sh + p0, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        for (int p0 = 0; p0 < n; p0 += 16)
+        {
+            const int cnt = n - p0 < 16 ? n - p0 : 16;
+            const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+            _mm512_storeu_ps(sh + p0, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(sh + p0), inv),
+                _mm512_maskz_loadu_ps(mk, vs + p0)));
+        }
+    }
+    /* weighted sum of the values, as attend_kv's, each value converted from int8 once for the g query heads */
+    for (int i = 0; i < heads * hs; i += 16)
+    {
+        _mm512_storeu_ps(o0 + i, _mm512_setzero_ps());
+    }
+    const int perPass = AT_ACC / chunks > 0 ? AT_ACC / chunks : 1;
+    for (int p0 = 0; p0 < n; p0 += 16)
+    {
+        const int cnt = n - p0 < 16 ? n - p0 : 16;
+        const uint8_t *base[16];
+        at_slots(pool, blockBytes, table, bt, vOff, kvDim, p0, cnt, base);
+        if (p0 + 16 < n)
+        {
+            aq_prefetch_run(pool, blockBytes, table, bt, vOff, kvDim, p0 + 16, n);
+        }
+        for (int kvh = kv0; kvh < kv1; kvh++)
+        {
+            for (int hg0 = 0; hg0 < g; hg0 += perPass)
+            {
+                const int hn = g - hg0 < perPass ? g - hg0 : perPass;
+                const int h0 = (kvh - kv0) * g + hg0;
+                __m512 acc[AT_ACC];
+                for (int j = 0; j < hn * chunks; j++)
+                {
+                    acc[j] = _mm512_loadu_ps(o0 + (int64_t)h0 * hs + 16 * j);
+                }
+                for (int i = 0; i < cnt; i++)
+                {
+                    const uint8_t *vp = base[i] + (int64_t)kvh * hs;
+                    __m512 v[16];
+                    for (int c = 0; c < chunks; c++)
+                    {
+                        v[c] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(vp + 16 * c))));
+                    }
+                    for (int h = 0; h < hn; h++)
+                    {
+                        const __m512 w = _mm512_set1_ps(scratch[(int64_t)(h0 + h) * stride + p0 + i]);
+                        for (int c = 0; c < chunks; c++)
+                        {
+                            acc[h * chunks + c] = _mm512_fmadd_ps(w, v[c], acc[h * chunks + c]);
+                        }
+                    }
+                }
+                for (int j = 0; j < hn * chunks; j++)
+                {
+                    _mm512_storeu_ps(o0 + (int64_t)h0 * hs + 16 * j, acc[j]);
+                }
+            }
+        }
+    }
+}
+
+/*
+ * The kernels above for heads of hs = 16, 32, ..., 256 elements, key-value heads [kv0, kv1) with g query heads each
  * (at most 256 query heads in the range); q and out hold the row's heads at q + qOffset, out + outOffset (floats),
- * scratch at least (kv1 - kv0) * g * (n rounded up to 16) floats.
+ * scratch at least ((kv1 - kv0) * g + (kv1 - kv0)) * (n rounded up to 16) floats. elemBytes 4 (F32), 2 (F16) or
+ * 1 (the 8-bit pool, attend_kv_q8_impl).
  */
 void EXPORT(attend_kv)(const uint8_t *pool, int64_t blockBytes, const int32_t *table, int32_t blockTokens,
     int32_t kvDim, int32_t elemBytes, int32_t layer, const float *q, int32_t qOffset, int32_t g, int32_t kv0,
@@ -1830,7 +2108,15 @@ void EXPORT(attend_kv)(const uint8_t *pool, int64_t blockBytes, const int32_t *t
 #define AT_CALL(E, HS) attend_kv_impl(E, HS, pool, blockBytes, table, blockTokens, kvDim, layer, q + qOffset, g, kv0, \
         kv1, n, scale, scratch, out + outOffset)
     /* the common head sizes as constants (loops unrolled, the chunks in registers) */
-    if (elemBytes == 2)
+    if (elemBytes == 1)
+    {
+        /* the 8-bit pool (scale regions after the int8 ones), its own kernel */
+#define AQ_CALL(HS) attend_kv_q8_impl(HS, pool, blockBytes, table, blockTokens, kvDim, layer, q + qOffset, g, kv0, kv1, \
+            n, scale, scratch, out + outOffset)
+        if (hs == 64) AQ_CALL(64); else if (hs == 128) AQ_CALL(128); else AQ_CALL(hs);
+#undef AQ_CALL
+    }
+    else if (elemBytes == 2)
     {
         if (hs == 64) AT_CALL(2, 64); else if (hs == 128) AT_CALL(2, 128); else AT_CALL(2, hs);
     }

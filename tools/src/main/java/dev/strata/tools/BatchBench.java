@@ -60,7 +60,8 @@ final class BatchBench implements Callable<Integer>
     @Option(names = "--ubatch", description = "Most rows of a prefill step (default: ${DEFAULT-VALUE}).")
     int ubatch = 512;
 
-    @Option(names = "--kv-type", defaultValue = "f16", description = "f16 or f32 (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--kv-type", defaultValue = "f16", description = "f16, f32 or q8 (llama.cpp: q8_0; default: " +
+        "${DEFAULT-VALUE}).")
     String kvType;
 
     @Option(names = "--repetitions", description = "Runs per side and batch size; the best counts (default: " +
@@ -273,7 +274,8 @@ final class BatchBench implements Callable<Integer>
     private Run peer(final int b, final int threads, final KvBlockPool.KvType type, final PrintWriter err)
         throws Exception
     {
-        final String kv = type.name().toLowerCase(Locale.ROOT);
+        // llama.cpp's nearest 8-bit cache scales blocks of 32 elements (Strata's Q8: a key-value head's elements)
+        final String kv = type == KvBlockPool.KvType.Q8 ? "q8_0" : type.name().toLowerCase(Locale.ROOT);
         final List<String> cmd = List.of(peer.toString(), "-m", this.model.toString(), "-t",
             String.valueOf(threads), "-c", String.valueOf(b * (promptTokens + genTokens) + 16), "-b",
             String.valueOf(Math.max(2048, ubatch)), "-ub", String.valueOf(ubatch), "-npp", String.valueOf(promptTokens),

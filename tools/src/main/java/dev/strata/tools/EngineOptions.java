@@ -16,7 +16,8 @@ final class EngineOptions
     @Option(names = "--kv-memory", defaultValue = "1G", description = "KV block pool (default: ${DEFAULT-VALUE}).")
     String kvMemory;
 
-    @Option(names = "--kv-type", defaultValue = "f16", description = "f16 or f32 (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--kv-type", defaultValue = "f16", description = "f16, f32 or q8 (int8 with a scale per " +
+        "position and key-value head: half F16's bytes; default: ${DEFAULT-VALUE}).")
     String kvType;
 
     @Option(names = "--max-batch", defaultValue = "32", description = "Most sequences per step (default: " +

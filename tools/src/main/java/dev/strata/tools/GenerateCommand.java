@@ -72,7 +72,7 @@ final class GenerateCommand implements Callable<Integer>
         "suffixes; default: what one sequence of the context needs).")
     String kvMemory;
 
-    @Option(names = "--kv-type", defaultValue = "f16", description = "Key/value storage: f16 or f32 (default: " +
+    @Option(names = "--kv-type", defaultValue = "f16", description = "Key/value storage: f16, f32 or q8 (default: " +
         "${DEFAULT-VALUE}).")
     String kvType;
 

@@ -4,6 +4,7 @@ import dev.strata.compute.tensor.HalfFloats;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashSet;
@@ -16,10 +17,13 @@ import java.util.Objects;
  *
  * <h2>Block layout</h2>
  * Block {@code b} is the {@link #blockBytes()} bytes at {@code b * blockBytes} of {@link #segment()}. Within it,
- * every layer's keys then values, position-major, each element little-endian F32 or IEEE F16 ({@link KvType}):
+ * every layer's keys then values, each a region of {@link #regionBytes()}, position-major: elements little-endian
+ * F32 or IEEE F16, or for {@link KvType#Q8} int8 followed by the region's scales ({@link KvType}):
  * <pre>
- *   element (layer l, kind k: 0 = key, 1 = value, slot s, i) at
- *     (((l * 2 + k) * blockTokens + s) * kvDim + i) * elementBytes
+ *   region (layer l, kind k: 0 = key, 1 = value) at (l * 2 + k) * regionBytes
+ *   element (slot s, i) of a region at (s * kvDim + i) * elementBytes
+ *   Q8 only: scale (slot s, key-value head h) at blockTokens * kvDim + (s * kvHeads + h) * 4, little-endian F32;
+ *            element i of head h = i / headSize is int8 * that scale
  *   slot s of block j of a sequence holds position j * blockTokens + s; keys are stored after RoPE.
  * </pre>
  * The bytes depend only on (model, kvType, blockTokens), never on the process that wrote them, so a block can be
@@ -40,10 +44,15 @@ import java.util.Objects;
  */
 public final class KvBlockPool implements AutoCloseable
 {
-    /** How keys and values are stored. */
+    /**
+     * How keys and values are stored. {@link #Q8}: per position and key-value head, int8 values and one F32 scale
+     * (max |x| / 127, symmetric, round half to even): half the bytes of F16, a relative error of at most 1/254 of the
+     * head's largest element. (llama.cpp's {@code q8_0} cache scales blocks of 32 elements, and vLLM's FP8 cache one
+     * scale per tensor.)
+     */
     public enum KvType
     {
-        F32(4), F16(2);
+        F32(4), F16(2), Q8(1);
 
         final int bytes;
 
@@ -63,10 +72,14 @@ public final class KvBlockPool implements AutoCloseable
             {
                 case "f32" -> F32;
                 case "f16" -> F16;
-                default -> throw new IllegalArgumentException("KV type is f16 or f32, not " + s);
+                case "q8" -> Q8;
+                default -> throw new IllegalArgumentException("KV type is f16, f32 or q8, not " + s);
             };
         }
     }
+
+    private static final ValueLayout.OfFloat SCALE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(
+        java.nio.ByteOrder.LITTLE_ENDIAN);
 
     /** Most blocks a pool may have (block ids are ints, offsets longs). */
     public static final int MAX_BLOCKS = 1 << 24;
@@ -94,8 +107,11 @@ public final class KvBlockPool implements AutoCloseable
 
     private final int layers;
     private final int kvDim;
+    private final int headSize;
+    private final int kvHeads;
     private final int blockTokens;
     private final KvType type;
+    private final long regionBytes;
     private final long blockBytes;
     private final int blocks;
     private final Arena arena;
@@ -125,8 +141,11 @@ public final class KvBlockPool implements AutoCloseable
         }
         this.layers = config.layers();
         this.kvDim = config.kvDim();
+        this.headSize = config.headSize();
+        this.kvHeads = config.kvHeads();
         this.blockTokens = blockTokens;
         this.type = Objects.requireNonNull(type, "type");
+        this.regionBytes = regionBytes(config, type, blockTokens);
         this.blockBytes = blockBytes(config, type, blockTokens);
         final long count = budgetBytes / blockBytes;
         if (count < 1)
@@ -151,7 +170,14 @@ public final class KvBlockPool implements AutoCloseable
     /** Bytes of one block: every layer's keys and values of {@code blockTokens} positions. */
     public static long blockBytes(final ModelConfig config, final KvType type, final int blockTokens)
     {
-        return 2L * config.layers() * blockTokens * config.kvDim() * type.bytes;
+        return 2L * config.layers() * regionBytes(config, type, blockTokens);
+    }
+
+    /** Bytes of one layer's keys (or values) in a block: the elements, and for Q8 the scales after them. */
+    static long regionBytes(final ModelConfig config, final KvType type, final int blockTokens)
+    {
+        final long elements = (long)blockTokens * config.kvDim() * type.bytes;
+        return type == KvType.Q8 ? elements + 4L * blockTokens * config.kvHeads() : elements;
     }
 
     public int blockTokens()
@@ -167,6 +193,12 @@ public final class KvBlockPool implements AutoCloseable
     public long blockBytes()
     {
         return blockBytes;
+    }
+
+    /** Bytes of one layer's keys, or values, in a block (see the class comment). */
+    public long regionBytes()
+    {
+        return regionBytes;
     }
 
     public KvType type()
@@ -372,46 +404,90 @@ public final class KvBlockPool implements AutoCloseable
         }
     }
 
-    /** Byte offset of (layer, kind, slot) in the pool. */
-    private long offset(final int id, final int layer, final int kind, final int slot)
+    /** Byte offset of the (layer, kind) region of block {@code id} in the pool. */
+    private long region(final int id, final int layer, final int kind)
     {
-        return id * blockBytes + (((long)(layer * 2 + kind) * blockTokens + slot) * kvDim) * type.bytes;
+        return id * blockBytes + (layer * 2L + kind) * regionBytes;
     }
 
     /** Stores the key and value of one position. */
     public void write(final int id, final int layer, final int slot, final float[] k, final int ko, final float[] v,
         final int vo)
     {
-        final long kOff = offset(id, layer, 0, slot);
-        final long vOff = offset(id, layer, 1, slot);
-        if (type == KvType.F32)
+        store(region(id, layer, 0), slot, k, ko);
+        store(region(id, layer, 1), slot, v, vo);
+    }
+
+    private void store(final long region, final int slot, final float[] x, final int xo)
+    {
+        final long off = region + (long)slot * kvDim * type.bytes;
+        switch (type)
         {
-            HalfFloats.storeFloats(k, ko, segment, kOff, kvDim);
-            HalfFloats.storeFloats(v, vo, segment, vOff, kvDim);
-        }
-        else
-        {
-            HalfFloats.fromFloats(k, ko, segment, kOff, kvDim);
-            HalfFloats.fromFloats(v, vo, segment, vOff, kvDim);
+            case F32 -> HalfFloats.storeFloats(x, xo, segment, off, kvDim);
+            case F16 -> HalfFloats.fromFloats(x, xo, segment, off, kvDim);
+            case Q8 ->
+            {
+                for (int h = 0; h < kvHeads; h++)
+                {
+                    final int x0 = xo + h * headSize;
+                    float max = 0;
+                    for (int i = 0; i < headSize; i++)
+                    {
+                        max = Math.max(max, Math.abs(x[x0 + i]));
+                    }
+                    final float d = max / 127f;
+                    final float id = d != 0 ? 1f / d : 0f;
+                    final long q0 = off + (long)h * headSize;
+                    for (int i = 0; i < headSize; i++)
+                    {
+                        segment.set(ValueLayout.JAVA_BYTE, q0 + i, (byte)Math.rint(x[x0 + i] * id));
+                    }
+                    segment.set(SCALE, scaleOffset(region, slot, h), d);
+                }
+            }
         }
     }
 
+    private long scaleOffset(final long region, final int slot, final int head)
+    {
+        return region + (long)blockTokens * kvDim + ((long)slot * kvHeads + head) * 4;
+    }
+
     /**
-     * Reads {@code n} elements starting at element {@code i0} of the (layer, kind, slot) vector into {@code dst}.
+     * Reads {@code n} elements starting at element {@code i0} of the (layer, kind, slot) vector into {@code dst}; they
+     * may run on into the next slots of the block (as Q8, dequantized).
      *
      * @param kind 0 for the key, 1 for the value.
      */
     public void read(final int id, final int layer, final int kind, final int slot, final int i0, final int n,
         final float[] dst, final int dstOffset)
     {
-        final long off = offset(id, layer, kind, slot) + (long)i0 * type.bytes;
-        if (type == KvType.F32)
+        final long region = region(id, layer, kind);
+        final long off = region + ((long)slot * kvDim + i0) * type.bytes;
+        switch (type)
         {
-            HalfFloats.copyFloats(segment, off, dst, dstOffset, n);
-        }
-        else
-        {
-            HalfFloats.toFloats(segment, off, dst, dstOffset, n);
+            case F32 -> HalfFloats.copyFloats(segment, off, dst, dstOffset, n);
+            case F16 -> HalfFloats.toFloats(segment, off, dst, dstOffset, n);
+            case Q8 ->
+            {
+                // a run of elements within one (slot, head) at a time: one scale each
+                int e = slot * kvDim + i0;
+                int done = 0;
+                while (done < n)
+                {
+                    final int s = e / kvDim;
+                    final int h = (e % kvDim) / headSize;
+                    final int run = Math.min(n - done, headSize - (e % kvDim) % headSize);
+                    final float d = segment.get(SCALE, scaleOffset(region, s, h));
+                    final long q0 = region + e;
+                    for (int i = 0; i < run; i++)
+                    {
+                        dst[dstOffset + done + i] = segment.get(ValueLayout.JAVA_BYTE, q0 + i) * d;
+                    }
+                    e += run;
+                    done += run;
+                }
+            }
         }
     }
 

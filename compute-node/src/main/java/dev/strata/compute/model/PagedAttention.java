@@ -143,7 +143,7 @@ final class PagedAttention
                     final int kv0 = kvHeads * part / parts;
                     final int kv1 = kvHeads * (part + 1) / parts;
                     final int n = s.startPos() + t + 1;
-                    final int need = NativeAttention.scratchFloats((kv1 - kv0) * group, n);
+                    final int need = NativeAttention.scratchFloats(kv1 - kv0, group, n);
                     float[] sc = scores.get();
                     if (sc.length < need)
                     {

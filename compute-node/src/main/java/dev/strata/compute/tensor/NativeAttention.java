@@ -4,9 +4,10 @@ import java.lang.foreign.MemorySegment;
 
 /**
  * Attention of one row over a sequence's keys and values read in place from a KV pool's blocks, by the native kernel
- * {@code attend_kv} (see its definition in {@code kernels.c}): the query heads that share a key-value head, their
+ * {@code attend_kv} (see its definitions in {@code kernels.c}): the query heads that share a key-value head, their
  * scores, softmax and weighted sum of the values in one call, F16 keys and values converted by F16C as they are read
- * (no copy of the sequence into floats first). Every call with the same inputs gives the same bits, so the engine uses
+ * (no copy of the sequence into floats first). Over an 8-bit pool the scores are integer dot products of the keys
+ * with the query quantized the same way. Every call with the same inputs gives the same bits, so the engine uses
  * it for every row that must attend the same alone and batched (decode, and batch-invariant prefill).
  * <p>
  * {@link Kernels#attention()} gives one where the native kernel set has it (the AVX-512 sets); elsewhere the engine
@@ -31,10 +32,13 @@ public final class NativeAttention
         return headSize % 16 == 0 && headSize <= MAX_HEAD_SIZE && heads >= 1 && heads <= MAX_HEADS;
     }
 
-    /** Floats of scratch a call over {@code n} positions needs for {@code heads} query heads. */
-    public static int scratchFloats(final int heads, final int n)
+    /**
+     * Floats of scratch a call over {@code n} positions needs for {@code keyValueHeads} key-value heads of
+     * {@code group} query heads each (their scores, and the 8-bit pool's value scales).
+     */
+    public static int scratchFloats(final int keyValueHeads, final int group, final int n)
     {
-        return heads * ((n + 15) & ~15);
+        return keyValueHeads * (group + 1) * ((n + 15) & ~15);
     }
 
     /**
@@ -42,7 +46,8 @@ public final class NativeAttention
      * {@code q[qOffset + (kvh * group + h) * headSize ..]}, {@code group} per key-value head), over positions
      * {@code [0, n)} of the sequence whose blocks are {@code table} in {@code pool} (block {@code b} at
      * {@code b * blockBytes}; layer {@code layer}'s keys, then values, position-major, {@code kvDim} elements of
-     * {@code elementBytes}: 2 for F16, 4 for F32), into {@code out} at the same offsets from {@code outOffset}.
+     * {@code elementBytes}: 2 for F16, 4 for F32, 1 for the 8-bit layout with its scales, {@code KvBlockPool.KvType.Q8}),
+     * into {@code out} at the same offsets from {@code outOffset}.
      */
     public void attend(final MemorySegment pool, final long blockBytes, final int[] table, final int blockTokens,
         final int kvDim, final int elementBytes, final int layer, final float[] q, final int qOffset, final int group,
@@ -50,8 +55,9 @@ public final class NativeAttention
         final float[] out, final int outOffset)
     {
         final int heads = (kv1 - kv0) * group;
-        if (n < 1 || (n + blockTokens - 1) / blockTokens > table.length || scratch.length < scratchFloats(heads, n) ||
-            (elementBytes != 2 && elementBytes != 4) || !supports(headSize, heads) || kv0 < 0 ||
+        if (n < 1 || (n + blockTokens - 1) / blockTokens > table.length ||
+            scratch.length < scratchFloats(kv1 - kv0, group, n) || (elementBytes != 1 && elementBytes != 2 &&
+            elementBytes != 4) || !supports(headSize, heads) || kv0 < 0 ||
             kv1 * headSize > kvDim || group < 1)
         {
             throw new IllegalArgumentException("attend: n " + n + ", " + table.length + " blocks, scratch " +

@@ -64,8 +64,14 @@ class KvHandoverTest
 
     private Engine engine(final long kvMemory)
     {
+        return engine(kvMemory, KvBlockPool.KvType.F16);
+    }
+
+    /** An 8-bit pool's engine is batch-invariant, as the nodes of a split deployment are (see the handover test). */
+    private Engine engine(final long kvMemory, final KvBlockPool.KvType type)
+    {
         return Engine.launch(new Engine.Context().weights(weights).pool(pool).modelVersion("v1")
-            .kvType(KvBlockPool.KvType.F16).kvMemory(kvMemory).blockTokens(16).maxBatchSize(8).maxPrefillTokens(40));
+            .batchInvariant(type == KvBlockPool.KvType.Q8).kvType(type).kvMemory(kvMemory).blockTokens(16).maxBatchSize(8).maxPrefillTokens(40));
     }
 
     private int[] alone(final int[] prompt, final SamplerConfig sampling, final int maxTokens)
@@ -109,24 +115,32 @@ class KvHandoverTest
         return to.submit(request, c -> { }, target).completion().get(60, TimeUnit.SECONDS);
     }
 
-    @Test
-    void shouldDecodeFromTransferredBlocksExactlyAsFromItsOwnPrefill() throws Exception
+    /**
+     * F32 and F16: the handed-over request against the lone-sequence path. Q8: against the same request on one
+     * engine of the same kind (the 8-bit pool's attention quantizes the query, which the lone path does not); both
+     * engines batch-invariant, so the last prompt token, which the decode side computes, gets the bits it has there.
+     */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.EnumSource(KvBlockPool.KvType.class)
+    void shouldDecodeFromTransferredBlocksExactlyAsFromItsOwnPrefill(final KvBlockPool.KvType type) throws Exception
     {
         final Random random = new Random(11);
-        try (Engine prefill = engine(8L << 20); Engine decode = engine(8L << 20))
+        try (Engine prefill = engine(8L << 20, type); Engine decode = engine(8L << 20, type);
+            Engine colocated = engine(8L << 20, type))
         {
             // lengths around block boundaries: the prefix ends inside, at the end of, and just after a block
             for (final int length : new int[]{2, 16, 17, 18, 33, 47, 60})
             {
                 final int[] prompt = random.ints(length, 0, vocab).toArray();
                 final int[] cached = new int[1];
-                final Completion greedy = handOver(prefill, decode,
-                    GenerationRequest.of(prompt, SamplerConfig.greedy(), 20), cached);
-                assertEquals(FinishReason.LENGTH, greedy.reason());
-                assertArrayEquals(alone(prompt, SamplerConfig.greedy(), 20), greedy.tokens(), "greedy, " + length);
-                final SamplerConfig sampled = SamplerConfig.defaults(1000 + length);
-                final Completion c = handOver(prefill, decode, GenerationRequest.of(prompt, sampled, 20), cached);
-                assertArrayEquals(alone(prompt, sampled, 20), c.tokens(), "sampled, " + length);
+                final GenerationRequest greedy = GenerationRequest.of(prompt, SamplerConfig.greedy(), 20);
+                final Completion g = handOver(prefill, decode, greedy, cached);
+                assertEquals(FinishReason.LENGTH, g.reason());
+                assertArrayEquals(expected(colocated, greedy, type), g.tokens(), "greedy, " + length);
+                final GenerationRequest sampled = GenerationRequest.of(prompt, SamplerConfig.defaults(1000 + length),
+                    20);
+                final Completion c = handOver(prefill, decode, sampled, cached);
+                assertArrayEquals(expected(colocated, sampled, type), c.tokens(), "sampled, " + length);
                 // the second transfer of the same prompt finds its full blocks in the decode side's prefix cache
                 assertEquals((length - 1) / 16, cached[0], "cached blocks of the second transfer, " + length);
             }
@@ -135,15 +149,24 @@ class KvHandoverTest
         }
     }
 
+    private int[] expected(final Engine colocated, final GenerationRequest request, final KvBlockPool.KvType type)
+        throws Exception
+    {
+        return type == KvBlockPool.KvType.Q8 ? colocated.generate(request).tokens() :
+            alone(request.prompt(), request.sampling(), request.maxTokens());
+    }
+
     /**
      * A request moved to another node continues from its prompt plus the tokens it had generated, prefilled
      * again: the prefill must give those tokens the keys and values their decode steps gave them, or greedy decoding
      * drifts. Checked on the Java kernels and, where the library was built, on the native ones (whose batched
-     * product is bit-identical to the single-token one for that reason), with F16 KV.
+     * product is bit-identical to the single-token one for that reason), with F16 KV, and with 8-bit KV on a
+     * batch-invariant engine (as split nodes run).
      */
     @org.junit.jupiter.params.ParameterizedTest
-    @org.junit.jupiter.params.provider.ValueSource(strings = {"java", "native"})
-    void shouldContinueARequestPrefilledAgainWithTheTokensItWouldHaveHad(final String kernels) throws Exception
+    @org.junit.jupiter.params.provider.CsvSource({"java,F16", "native,F16", "java,Q8", "native,Q8"})
+    void shouldContinueARequestPrefilledAgainWithTheTokensItWouldHaveHad(final String kernels,
+        final KvBlockPool.KvType type) throws Exception
     {
         final String before = System.getProperty(dev.strata.compute.tensor.Kernels.PROPERTY);
         System.setProperty(dev.strata.compute.tensor.Kernels.PROPERTY, kernels);
@@ -156,7 +179,8 @@ class KvHandoverTest
                 "dim=384,layers=6,heads=6,kv=3,ffn=1024,context=2048"), GgmlType.Q8_0, null, 9);
             try (GgufFile f = GgufFile.open(model); GgufWeightSource w = new GgufWeightSource(f, false);
                 Engine e = Engine.launch(new Engine.Context().weights(w).pool(pool).modelVersion("v")
-                    .kvType(KvBlockPool.KvType.F16).kvMemory(64L << 20).maxPrefillTokens(64)))
+                    .batchInvariant(type == KvBlockPool.KvType.Q8).kvType(type).kvMemory(64L << 20)
+                    .maxPrefillTokens(64)))
             {
                 final int[] prompt = new Random(1).ints(40, 3, v).toArray();
                 final int[] full = e.generate(new GenerationRequest(prompt, SamplerConfig.greedy(), 200, null, null,
@@ -167,7 +191,8 @@ class KvHandoverTest
                     System.arraycopy(full, 0, again, prompt.length, moved);
                     final int[] rest = e.generate(new GenerationRequest(again, SamplerConfig.greedy(), 200 - moved,
                         null, null, -1, 0f, 0f, true)).tokens();
-                    assertArrayEquals(Arrays.copyOfRange(full, moved, 200), rest, kernels + ", moved after " + moved);
+                    assertArrayEquals(Arrays.copyOfRange(full, moved, 200), rest, kernels + ", " + type +
+                        ", moved after " + moved);
                 }
             }
         }

@@ -21,7 +21,7 @@ class KvBlockPoolTest
     void shouldStoreEachElementWhereTheLayoutSays() throws Exception
     {
         final int kvDim = CONFIG.kvDim();
-        for (final KvBlockPool.KvType type : KvBlockPool.KvType.values())
+        for (final KvBlockPool.KvType type : new KvBlockPool.KvType[]{KvBlockPool.KvType.F32, KvBlockPool.KvType.F16})
         {
             try (KvBlockPool pool = new KvBlockPool(CONFIG, type, 8, 1L << 20))
             {
@@ -59,6 +59,85 @@ class KvBlockPoolTest
                     }
                 }
                 assertTrue(a != b);
+            }
+        }
+    }
+
+    @Test
+    void shouldStoreEightBitElementsAndTheirScalesWhereTheLayoutSays()
+    {
+        final int kvDim = CONFIG.kvDim();
+        final int hs = CONFIG.headSize();
+        final int kvHeads = CONFIG.kvHeads();
+        final int bt = 8;
+        try (KvBlockPool pool = new KvBlockPool(CONFIG, KvBlockPool.KvType.Q8, bt, 1L << 20))
+        {
+            // per layer and kind: bt x kvDim int8, then bt x kvHeads F32 scales
+            final long region = (long)bt * kvDim + 4L * bt * kvHeads;
+            assertEquals(2L * 3 * region, pool.blockBytes());
+            pool.allocate();
+            final int b = pool.allocate();
+            final Random random = new Random(3);
+            final float[][] k = new float[bt][kvDim];
+            final float[][] v = new float[bt][kvDim];
+            for (int s = 0; s < bt; s++)
+            {
+                for (int i = 0; i < kvDim; i++)
+                {
+                    k[s][i] = random.nextFloat() * 8 - 4;
+                    v[s][i] = (float)random.nextGaussian() * (i == 5 ? 30 : 1); // one outlier in a head
+                }
+                if (s == 6)
+                {
+                    java.util.Arrays.fill(v[s], 0, hs, 0f); // a head of zeros: scale 0, no NaN
+                }
+                pool.write(b, 1, s, k[s], 0, v[s], 0);
+            }
+            final MemorySegment block = pool.block(b);
+            for (int kind = 0; kind < 2; kind++)
+            {
+                final long r = (1L * 2 + kind) * region;
+                for (int s = 0; s < bt; s++)
+                {
+                    final float[] x = kind == 0 ? k[s] : v[s];
+                    for (int h = 0; h < kvHeads; h++)
+                    {
+                        float max = 0;
+                        for (int i = 0; i < hs; i++)
+                        {
+                            max = Math.max(max, Math.abs(x[h * hs + i]));
+                        }
+                        final float d = block.get(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN),
+                            r + (long)bt * kvDim + (s * kvHeads + h) * 4L);
+                        assertEquals(max / 127f, d, "scale of slot " + s + " head " + h);
+                        for (int i = 0; i < hs; i++)
+                        {
+                            final byte q = block.get(ValueLayout.JAVA_BYTE, r + (long)s * kvDim + h * hs + i);
+                            final float exact = d == 0 ? 0 : x[h * hs + i] / d;
+                            // round to nearest: within half a step (and a float's rounding of the quotient)
+                            assertTrue(Math.abs(q - exact) <= 0.5001f, "slot " + s + " [" + (h * hs + i) + "]: " + q +
+                                " for " + exact);
+                        }
+                    }
+                }
+            }
+            // reads dequantize, also when a read runs on from one slot into the next
+            final float[] all = new float[3 * kvDim - 5];
+            pool.read(b, 1, 1, 4, 5, all.length, all, 0);
+            final float[] one = new float[kvDim];
+            for (int e = 0; e < all.length; e++)
+            {
+                final int slot = 4 + (5 + e) / kvDim;
+                final int i = (5 + e) % kvDim;
+                pool.read(b, 1, 1, slot, 0, kvDim, one, 0);
+                assertEquals(one[i], all[e], "element " + e);
+                float max = 0;
+                for (int j = i / hs * hs; j < i / hs * hs + hs; j++)
+                {
+                    max = Math.max(max, Math.abs(v[slot][j]));
+                }
+                assertTrue(Math.abs(all[e] - v[slot][i]) <= max / 254f * 1.001f, "element " + e + ": " + all[e] +
+                    " for " + v[slot][i]);
             }
         }
     }

@@ -197,6 +197,48 @@ class SplitServeProcessTest
     }
 
     @Test
+    @Order(0)
+    void shouldPinTheRouterToThePrefillNodesCpusWhereTheNodesArePinned() throws Exception
+    {
+        final String out = Files.readString(log);
+        final Matcher prefill = Pattern.compile("node prefill-1: pid (\\d+), CPUs (\\S+)").matcher(out);
+        final Matcher decode = Pattern.compile("node decode-2: pid (\\d+), CPUs (\\S+)").matcher(out);
+        org.junit.jupiter.api.Assumptions.assumeTrue(prefill.find() && decode.find(),
+            "nodes not pinned here (no taskset, or fewer CPUs than nodes):\n" + out);
+        // what the kernel says of each process, not what the launcher printed
+        try (Stream<Path> tasks = Files.list(Path.of("/proc/" + server.pid() + "/task")))
+        {
+            for (final Path task : tasks.toList())
+            {
+                assertEquals(prefill.group(2), cpusAllowed(task), "every thread of the router process (" + task +
+                    ") runs on the prefill node's CPUs");
+            }
+        }
+        assertEquals(prefill.group(2), cpusAllowed(Long.parseLong(prefill.group(1))));
+        assertEquals(decode.group(2), cpusAllowed(Long.parseLong(decode.group(1))));
+        assertNotEquals(cpusAllowed(server.pid()), cpusAllowed(Long.parseLong(decode.group(1))),
+            "nothing of the router on the decode node's CPUs");
+    }
+
+    /** Cpus_allowed_list of a process's main thread. */
+    private static String cpusAllowed(final long pid) throws IOException
+    {
+        return cpusAllowed(Path.of("/proc/" + pid));
+    }
+
+    private static String cpusAllowed(final Path procDir) throws IOException
+    {
+        for (final String line : Files.readAllLines(procDir.resolve("status")))
+        {
+            if (line.startsWith("Cpus_allowed_list:"))
+            {
+                return line.substring(line.indexOf(':') + 1).strip();
+            }
+        }
+        throw new IllegalStateException("no Cpus_allowed_list in " + procDir);
+    }
+
+    @Test
     @Order(1)
     void shouldContinueAStreamWithNoGapOrRepeatWhenItsDecodeNodeIsKilled() throws Exception
     {

@@ -208,6 +208,11 @@ final class ClusterLauncher
                         pins[i] : "");
                     i++;
                 }
+                final String routerCpus = routerCpus(roles(), pins);
+                if (routerCpus != null)
+                {
+                    pinSelf(routerCpus);
+                }
                 err.flush();
                 final Thread supervisor = Thread.ofPlatform().daemon().name("strata-node-supervisor")
                     .start(this::supervise);
@@ -296,6 +301,62 @@ final class ClusterLauncher
             pins[i] = lists[i];
         }
         return pins;
+    }
+
+    /**
+     * The CPUs of this process (router, HTTP server, media driver) in a split deployment whose nodes are all pinned:
+     * the prefill nodes' CPUs, so that its work (requests, tokenizing, relaying tokens, the driver) never preempts a
+     * decode step, whose time is every running request's TPOT; a prefill absorbs it in its TTFT. Null otherwise.
+     */
+    static String routerCpus(final List<String> roles, final String[] pins)
+    {
+        final List<String> prefill = new ArrayList<>();
+        boolean decode = false;
+        for (int i = 0; i < roles.size(); i++)
+        {
+            if (pins[i] == null)
+            {
+                return null;
+            }
+            if (roles.get(i).equals("prefill"))
+            {
+                prefill.add(pins[i]);
+            }
+            else
+            {
+                decode = true;
+            }
+        }
+        return prefill.isEmpty() || !decode ? null : String.join(",", prefill);
+    }
+
+    /** Pins every thread of this process (and so the threads it starts later) to {@code cpus}, with taskset. */
+    private void pinSelf(final String cpus)
+    {
+        final long pid = ProcessHandle.current().pid();
+        try
+        {
+            final Process p = new ProcessBuilder("taskset", "-a", "-p", "-c", cpus, Long.toString(pid))
+                .redirectErrorStream(true).start();
+            final String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+            if (p.waitFor() == 0)
+            {
+                err.printf("router: pid %d, CPUs %s (the prefill nodes'; decode nodes' CPUs run only their steps)%n",
+                    pid, cpus);
+            }
+            else
+            {
+                err.printf("router: not pinned to CPUs %s: %s%n", cpus, out.strip());
+            }
+        }
+        catch (final java.io.IOException e)
+        {
+            err.printf("router: not pinned to CPUs %s: %s%n", cpus, e.getMessage());
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+        }
     }
 
     private static boolean onPath(final String program)

@@ -308,7 +308,8 @@ class ClusterRouterTest
         final long blockBytes = KvBlockPool.blockBytes(weights.config(), KvBlockPool.KvType.F16, 16);
         final Engine prefill = prefillEngine(10 * blockBytes, 32);
         node("p", Msg.Role.PREFILL, prefill);
-        node("d", Msg.Role.DECODE, engine(VERSION, 8L << 20));
+        final Engine decode = engine(VERSION, 8L << 20);
+        node("d", Msg.Role.DECODE, decode);
         final ClusterRouter router = router(2);
         NodeAgent.slowPrefillLayers(5);
         NodeAgent.slowKvParts(60);
@@ -323,6 +324,43 @@ class ClusterRouterTest
         assertSame(colocated(b), hb.completion().get(120, TimeUnit.SECONDS), sb.toString(), "second, preempted");
         assertTrue(prefill.stats().preemptions() > 0, "a prefill was preempted: " + prefill.stats());
         awaitTrue(() -> prefill.stats().kvBlocksInUse() == 0, "the prefill node freed its blocks");
+        // the text is a weak witness (a small random model may decode the same over a few wrong positions): the
+        // bytes the decode node holds for each prompt must be the bytes its prefill computed, block by block. A part
+        // sent from blocks the preempted prefill had given back (and another prompt then wrote) would differ
+        assertSameKv(prefill, decode, b, "second, preempted", true);
+        // the second prompt's prefill took some of the first's blocks back from the 10 of the prefill node's cache
+        assertSameKv(prefill, decode, a, "first", false);
+    }
+
+    /**
+     * The full blocks of a request's prefilled tokens (its prompt but the last token), as both engines hold them in
+     * their prefix caches, byte for byte.
+     */
+    private static void assertSameKv(final Engine prefill, final Engine decode, final GenerationRequest r,
+        final String what, final boolean allCachedAtPrefill) throws Exception
+    {
+        final int[] prefix = java.util.Arrays.copyOf(r.prompt(), r.prompt().length - 1);
+        final Engine.KvRun p = prefill.reserve(prefix, 0).get(30, TimeUnit.SECONDS);
+        final Engine.KvRun d = decode.reserve(prefix, 0).get(30, TimeUnit.SECONDS);
+        try
+        {
+            final int full = prefix.length / 16;
+            assertEquals(full, d.cachedBlocks(), what + ": the decode node caches the transferred blocks");
+            if (allCachedAtPrefill)
+            {
+                assertEquals(full, p.cachedBlocks(), what + ": the prefill node still caches them");
+            }
+            for (int i = 0; i < p.cachedBlocks(); i++)
+            {
+                assertEquals(-1L, prefill.kvPool().block(p.blocks()[i]).mismatch(decode.kvPool().block(d.blocks()[i])),
+                    what + ": block " + i + " of the prompt");
+            }
+        }
+        finally
+        {
+            prefill.release(p);
+            decode.release(d);
+        }
     }
 
     @Test

@@ -158,6 +158,7 @@ final class ClusterLauncher
         {
             throw new IllegalArgumentException("--prefill needs at least one --decode (or --both) node to decode");
         }
+        final String routerSpec = routerSpec(cmd.routerCpus);
         final int count = cmd.prefillNodes + cmd.decodeNodes + cmd.bothNodes;
         final int cores = Runtime.getRuntime().availableProcessors();
         final int threads = cmd.nodeThreads != null ? cmd.nodeThreads : Math.max(1, cores / count);
@@ -208,10 +209,16 @@ final class ClusterLauncher
                         pins[i] : "");
                     i++;
                 }
-                final String routerCpus = routerCpus(roles(), pins);
+                final String routerCpus = switch (routerSpec)
+                {
+                    case "auto" -> routerCpus(roles(), pins);
+                    case "none" -> null;
+                    default -> routerSpec;
+                };
                 if (routerCpus != null)
                 {
-                    pinSelf(routerCpus);
+                    pinSelf(routerCpus, routerSpec.equals("auto") ? " (the prefill nodes'; decode nodes' CPUs run only " +
+                        "their steps)" : " (--router-cpus)");
                 }
                 err.flush();
                 final Thread supervisor = Thread.ofPlatform().daemon().name("strata-node-supervisor")
@@ -330,8 +337,20 @@ final class ClusterLauncher
         return prefill.isEmpty() || !decode ? null : String.join(",", prefill);
     }
 
+    /** {@code --router-cpus} checked: auto, none or a CPU list. */
+    static String routerSpec(final String option)
+    {
+        final String spec = option.trim().toLowerCase(Locale.ROOT);
+        if (!spec.equals("auto") && !spec.equals("none") && !spec.matches("[0-9][0-9,\\-]*"))
+        {
+            throw new IllegalArgumentException("--router-cpus: '" + option + "' is not auto, none or a CPU list like " +
+                "0 or 0-1,3");
+        }
+        return spec;
+    }
+
     /** Pins every thread of this process (and so the threads it starts later) to {@code cpus}, with taskset. */
-    private void pinSelf(final String cpus)
+    private void pinSelf(final String cpus, final String why)
     {
         final long pid = ProcessHandle.current().pid();
         try
@@ -341,8 +360,7 @@ final class ClusterLauncher
             final String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
             if (p.waitFor() == 0)
             {
-                err.printf("router: pid %d, CPUs %s (the prefill nodes'; decode nodes' CPUs run only their steps)%n",
-                    pid, cpus);
+                err.printf("router: pid %d, CPUs %s%s%n", pid, cpus, why);
             }
             else
             {

@@ -106,6 +106,11 @@ final class ServeCommand implements Callable<Integer>
         "there are enough), 'none', or lists per node separated by '/', e.g. 0/1 or 0-1/2-3 (default: auto).")
     String cpus = "auto";
 
+    @Option(names = "--router-cpus", description = "Pin this process (router, HTTP server, media driver) with " +
+        "taskset: 'auto' (the prefill nodes' CPUs when a split's nodes are pinned: decode cores then run only decode " +
+        "steps, and the prefill absorbs the router's work in its TTFT), 'none', or a CPU list (default: auto).")
+    String routerCpus = "auto";
+
     @Option(names = "--batch-invariant", negatable = true, defaultValue = "true", fallbackValue = "true",
         description = "Node processes attend with the same arithmetic however tokens are batched, so a request " +
             "moved after a node failure continues with the same tokens (default: on).")

@@ -6,6 +6,8 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** Where `strata serve` puts its own process: with the prefill nodes, only when the split's nodes are all pinned. */
 class ClusterLauncherTest
@@ -18,6 +20,18 @@ class ClusterLauncherTest
             new String[]{"0-1", "2", "3"}));
         assertEquals("4", ClusterLauncher.routerCpus(List.of("decode", "both", "prefill"),
             new String[]{"0", "1-3", "4"}));
+    }
+
+    @Test
+    void shouldAcceptAutoNoneOrACpuListForTheRouter()
+    {
+        assertEquals("auto", ClusterLauncher.routerSpec(" Auto"));
+        assertEquals("none", ClusterLauncher.routerSpec("none"));
+        assertEquals("0-1,3", ClusterLauncher.routerSpec("0-1,3"));
+        final IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+            () -> ClusterLauncher.routerSpec("first"));
+        assertTrue(e.getMessage().contains("'first' is not auto, none or a CPU list"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> ClusterLauncher.routerSpec("-1"));
     }
 
     @Test

@@ -1683,6 +1683,130 @@ static inline void at_slots(const uint8_t *pool, int64_t blockBytes, const int32
 /* Accumulators of the weighted value sum held in registers at once (heads of a pass x hs / 16). */
 #define AT_ACC 16
 
+/* A value's 16-lane chunk as floats: F32, F16 (F16C) or int8 (the 8-bit pool, its scale applied by the weight). */
+static inline __m512 at_load_v(const uint8_t *p, int elemBytes)
+{
+    if (elemBytes == 1)
+    {
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+    }
+    return at_load(p, elemBytes);
+}
+
+/* Prefetches the run of 16 positions from p0 (or fewer, to n) at offset off of their slots, toward L1. */
+static inline __attribute__((always_inline)) void at_prefetch_run(const uint8_t *pool, int64_t blockBytes,
+    const int32_t *table, int bt, int64_t off, int64_t slotBytes, int p0, int n)
+{
+    const int cnt = n - p0 < 16 ? n - p0 : 16;
+    const uint8_t *next[16];
+    at_slots(pool, blockBytes, table, bt, off, slotBytes, p0, cnt, next);
+    for (int i = 0; i < cnt; i++)
+    {
+        for (int64_t o = 0; o < slotBytes; o += 64)
+        {
+            _mm_prefetch((const char *)next[i] + o, _MM_HINT_T0);
+        }
+    }
+}
+
+/*
+ * Softmax of each head's scores in scratch ([h * stride + p], max per head in mxs): e^(s - max), the lanes past n
+ * zero, summed lane-wise over 16-position chunks in order and then across lanes; w = e * (1 / sum), then times the
+ * value scale of the position (vsc[(h / g) * stride + p]) when vsc is not NULL.
+ */
+static inline __attribute__((always_inline)) void at_softmax(float *scratch, int stride, int heads, int n,
+    const float *mxs, const float *vsc, int g)
+{
+    for (int h = 0; h < heads; h++)
+    {
+        float *sh = scratch + (int64_t)h * stride;
+        const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_load_ps(mxs + 16 * h)));
+        __m512 sum = _mm512_setzero_ps();
+        for (int p0 = 0; p0 < n; p0 += 16)
+        {
+            const int cnt = n - p0 < 16 ? n - p0 : 16;
+            const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+            const __m512 e = _mm512_maskz_mov_ps(mk, at_exp(_mm512_sub_ps(_mm512_loadu_ps(sh + p0), mx)));
+            _mm512_storeu_ps(sh + p0, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        for (int p0 = 0; p0 < n; p0 += 16)
+        {
+            __m512 w = _mm512_mul_ps(_mm512_loadu_ps(sh + p0), inv);
+            if (vsc != NULL)
+            {
+                const int cnt = n - p0 < 16 ? n - p0 : 16;
+                w = _mm512_mul_ps(w, _mm512_maskz_loadu_ps((__mmask16)((1u << cnt) - 1),
+                    vsc + (int64_t)(h / g) * stride + p0));
+            }
+            _mm512_storeu_ps(sh + p0, w);
+        }
+    }
+}
+
+/*
+ * The weighted sum of the values into out (the range's heads from o0): per run of positions (the next run
+ * prefetched), per pass of heads whose accumulators fit in registers, the accumulators loaded from out, one FMA per
+ * position in position order, stored back; a value converted once for the pass's heads.
+ */
+static inline __attribute__((always_inline)) void at_values(const int elemBytes, const int hs, const uint8_t *pool,
+    int64_t blockBytes, const int32_t *table, int bt, int64_t vOff, int64_t slotBytes, int g, int kv0, int kv1, int n,
+    const float *scratch, int stride, float *o0)
+{
+    const int chunks = hs / 16;
+    const int heads = (kv1 - kv0) * g;
+    for (int i = 0; i < heads * hs; i += 16)
+    {
+        _mm512_storeu_ps(o0 + i, _mm512_setzero_ps());
+    }
+    const int perPass = AT_ACC / chunks > 0 ? AT_ACC / chunks : 1;
+    for (int p0 = 0; p0 < n; p0 += 16)
+    {
+        const int cnt = n - p0 < 16 ? n - p0 : 16;
+        const uint8_t *base[16];
+        at_slots(pool, blockBytes, table, bt, vOff, slotBytes, p0, cnt, base);
+        if (p0 + 16 < n)
+        {
+            at_prefetch_run(pool, blockBytes, table, bt, vOff, slotBytes, p0 + 16, n);
+        }
+        for (int kvh = kv0; kvh < kv1; kvh++)
+        {
+            for (int hg0 = 0; hg0 < g; hg0 += perPass)
+            {
+                const int hn = g - hg0 < perPass ? g - hg0 : perPass;
+                const int h0 = (kvh - kv0) * g + hg0;
+                __m512 acc[AT_ACC];
+                for (int j = 0; j < hn * chunks; j++)
+                {
+                    acc[j] = _mm512_loadu_ps(o0 + (int64_t)h0 * hs + 16 * j);
+                }
+                for (int i = 0; i < cnt; i++)
+                {
+                    const uint8_t *vp = base[i] + (int64_t)kvh * hs * elemBytes;
+                    __m512 v[16];
+                    for (int c = 0; c < chunks; c++)
+                    {
+                        v[c] = at_load_v(vp + (int64_t)16 * c * elemBytes, elemBytes);
+                    }
+                    for (int h = 0; h < hn; h++)
+                    {
+                        const __m512 w = _mm512_set1_ps(scratch[(int64_t)(h0 + h) * stride + p0 + i]);
+                        for (int c = 0; c < chunks; c++)
+                        {
+                            acc[h * chunks + c] = _mm512_fmadd_ps(w, v[c], acc[h * chunks + c]);
+                        }
+                    }
+                }
+                for (int j = 0; j < hn * chunks; j++)
+                {
+                    _mm512_storeu_ps(o0 + (int64_t)h0 * hs + 16 * j, acc[j]);
+                }
+            }
+        }
+    }
+}
+
 /*
  * Key-value heads [kv0, kv1), each with its g query heads (query head kvh * g + h at q + (kvh * g + h) * hs), over
  * positions [0, n). The positions go in runs of up to 16 within one block: a run's keys (then values) are one
@@ -1747,75 +1871,8 @@ static inline __attribute__((always_inline)) void attend_kv_impl(const int elemB
             }
         }
     }
-    /* softmax: e^(s - max), the lanes past n zero, a sum per head */
-    for (int h = 0; h < heads; h++)
-    {
-        float *sh = scratch + (int64_t)h * stride;
-        const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_load_ps(mxs + 16 * h)));
-        __m512 sum = _mm512_setzero_ps();
-        for (int p0 = 0; p0 < n; p0 += 16)
-        {
-            const int cnt = n - p0 < 16 ? n - p0 : 16;
-            const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
-            const __m512 e = _mm512_maskz_mov_ps(mk, at_exp(_mm512_sub_ps(_mm512_loadu_ps(sh + p0), mx)));
-            _mm512_storeu_ps(sh + p0, e);
-            sum = _mm512_add_ps(sum, e);
-        }
-        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-        for (int p0 = 0; p0 < n; p0 += 16)
-        {
-            _mm512_storeu_ps(sh + p0, _mm512_mul_ps(_mm512_loadu_ps(sh + p0), inv));
-        }
-    }
-    /*
-     * weighted sum of the values: per run of positions, per pass of heads whose accumulators fit in registers, the
-     * accumulators loaded from out, one FMA per position in position order, stored back
-     */
-    for (int i = 0; i < heads * hs; i += 16)
-    {
-        _mm512_storeu_ps(o0 + i, _mm512_setzero_ps());
-    }
-    const int perPass = AT_ACC / chunks > 0 ? AT_ACC / chunks : 1;
-    for (int p0 = 0; p0 < n; p0 += 16)
-    {
-        const int cnt = n - p0 < 16 ? n - p0 : 16;
-        const uint8_t *base[16];
-        at_slots(pool, blockBytes, table, bt, vOff, slotBytes, p0, cnt, base);
-        for (int kvh = kv0; kvh < kv1; kvh++)
-        {
-            for (int hg0 = 0; hg0 < g; hg0 += perPass)
-            {
-                const int hn = g - hg0 < perPass ? g - hg0 : perPass;
-                const int h0 = (kvh - kv0) * g + hg0;
-                __m512 acc[AT_ACC];
-                for (int j = 0; j < hn * chunks; j++)
-                {
-                    acc[j] = _mm512_loadu_ps(o0 + (int64_t)h0 * hs + 16 * j);
-                }
-                for (int i = 0; i < cnt; i++)
-                {
-                    const uint8_t *vp = base[i] + (int64_t)kvh * hs * elemBytes;
-                    __m512 v[16];
-                    for (int c = 0; c < chunks; c++)
-                    {
-                        v[c] = at_load(vp + (int64_t)16 * c * elemBytes, elemBytes);
-                    }
-                    for (int h = 0; h < hn; h++)
-                    {
-                        const __m512 w = _mm512_set1_ps(scratch[(int64_t)(h0 + h) * stride + p0 + i]);
-                        for (int c = 0; c < chunks; c++)
-                        {
-                            acc[h * chunks + c] = _mm512_fmadd_ps(w, v[c], acc[h * chunks + c]);
-                        }
-                    }
-                }
-                for (int j = 0; j < hn * chunks; j++)
-                {
-                    _mm512_storeu_ps(o0 + (int64_t)h0 * hs + 16 * j, acc[j]);
-                }
-            }
-        }
-    }
+    at_softmax(scratch, stride, heads, n, mxs, NULL, g);
+    at_values(elemBytes, hs, pool, blockBytes, table, bt, vOff, slotBytes, g, kv0, kv1, n, scratch, stride, o0);
 }
 
 /*
@@ -1827,31 +1884,10 @@ static inline __attribute__((always_inline)) void attend_kv_impl(const int elemB
  *            its order does not matter (VNNI's vpdpbusd and the BW set's vpmaddwd give the same bits)
  *   softmax  as attend_kv's; then w[h][p] = (e[h][p] * (1 / sum)) * dv[p]
  *   output   out[h] = sum_p w[h][p] * (float)vi[p], one FMA per position in position order per 16-lane chunk
- * Half the bytes of F16 and a quarter of the score arithmetic; and the next run of 16 positions is prefetched while
- * one is computed, so the kernel does not wait on memory once per run and head as attend_kv does.
+ * Half the bytes of F16 and a quarter of the score arithmetic; and the next run of 16 positions' keys is prefetched
+ * while one is scored (the values' next run is prefetched for every type, at_values), so the kernel does not wait on
+ * memory once per run and head. The softmax and the value pass are attend_kv's (at_softmax, at_values).
  * ------------------------------------------------------------------------------------------------------------- */
-
-/* Prefetches the keys (or values: off) of positions [p0, p0 + 16) of a sequence, toward L1. */
-static inline __attribute__((always_inline)) void aq_prefetch_run(const uint8_t *pool, int64_t blockBytes,
-    const int32_t *table, int bt, int64_t off, int kvDim, int p0, int n)
-{
-    const int cnt = n - p0 < 16 ? n - p0 : 16;
-    int b = p0 / bt;
-    int slot = p0 - b * bt;
-    for (int i = 0; i < cnt; i++, slot++)
-    {
-        if (slot == bt)
-        {
-            b++;
-            slot = 0;
-        }
-        const uint8_t *p = pool + table[b] * blockBytes + off + (int64_t)slot * kvDim;
-        for (int o = 0; o < kvDim; o += 64)
-        {
-            _mm_prefetch((const char *)p + o, _MM_HINT_T0);
-        }
-    }
-}
 
 /* Lane i of the result: the sum of the 16 lanes of a[i] (integers, so exact whatever the tree). */
 static inline __m512i aq_reduce16(const __m512i *a)
@@ -1902,7 +1938,6 @@ static inline __attribute__((always_inline)) void attend_kv_q8_impl(const int hs
     int n, float scale, float *scratch, float *out)
 {
     const int kvHeads = kvDim / hs;
-    const int chunks = hs / 16;
     const int qc = (hs + AQ_CHUNK - 1) / AQ_CHUNK;
     const int stride = (n + 15) & ~15;
     const int heads = (kv1 - kv0) * g;
@@ -1944,31 +1979,25 @@ static inline __attribute__((always_inline)) void attend_kv_q8_impl(const int hs
     {
         const int cnt = n - p0 < 16 ? n - p0 : 16;
         const __mmask16 m = (__mmask16)((1u << cnt) - 1);
-        const uint8_t *blk[16];
+        const uint8_t *blk[16]; /* the blocks of the run's positions, and their slots */
         int slots[16];
-        int b = p0 / bt;
-        int slot = p0 - b * bt;
-        for (int i = 0; i < cnt; i++, slot++)
+        at_slots(pool, blockBytes, table, bt, 0, 0, p0, cnt, blk);
+        for (int i = 0; i < cnt; i++)
         {
-            if (slot == bt)
-            {
-                b++;
-                slot = 0;
-            }
-            blk[i] = pool + table[b] * blockBytes;
-            slots[i] = slot;
+            slots[i] = (p0 + i) % bt;
         }
         if (p0 + 16 < n)
         {
-            aq_prefetch_run(pool, blockBytes, table, bt, kOff, kvDim, p0 + 16, n);
+            at_prefetch_run(pool, blockBytes, table, bt, kOff, kvDim, p0 + 16, n);
         }
         for (int kvh = kv0; kvh < kv1; kvh++)
         {
-            float ksc[16] __attribute__((aligned(64))) = {0};
+            float ksc[16] __attribute__((aligned(64)));
             __m512i k[16][256 / AQ_CHUNK];
             __m512i start[16];
-            for (int i = 0; i < 16; i++)
+            for (int i = cnt; i < 16; i++) /* past the run: zero keys, zero scores */
             {
+                ksc[i] = 0;
                 start[i] = _mm512_setzero_si512();
                 for (int c = 0; c < qc; c++)
                 {
@@ -1977,6 +2006,7 @@ static inline __attribute__((always_inline)) void attend_kv_q8_impl(const int hs
             }
             for (int i = 0; i < cnt; i++)
             {
+                start[i] = _mm512_setzero_si512();
                 const int64_t sc = scaleOff + ((int64_t)slots[i] * kvHeads + kvh) * 4;
                 memcpy(&ksc[i], blk[i] + kOff + sc, 4);
                 memcpy(&vsc[(int64_t)(kvh - kv0) * stride + p0 + i], blk[i] + vOff + sc, 4);
@@ -2019,80 +2049,9 @@ static inline __attribute__((always_inline)) void attend_kv_q8_impl(const int hs
             }
         }
     }
-    /* softmax: e^(s - max), the lanes past n zero, a sum per head; the weights carry the value scales */
-    for (int h = 0; h < heads; h++)
-    {
-        float *sh = scratch + (int64_t)h * stride;
-        const float *vs = vsc + (int64_t)(h / g) * stride;
-        const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_load_ps(mxs + 16 * h)));
-        __m512 sum = _mm512_setzero_ps();
-        for (int p0 = 0; p0 < n; p0 += 16)
-        {
-            const int cnt = n - p0 < 16 ? n - p0 : 16;
-            const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
-            const __m512 e = _mm512_maskz_mov_ps(mk, at_exp(_mm512_sub_ps(_mm512_loadu_ps(sh + p0), mx)));
-            _mm512_storeu_ps(sh + p0, e);
-            sum = _mm512_add_ps(sum, e);
-        }
-        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-        for (int p0 = 0; p0 < n; p0 += 16)
-        {
-            const int cnt = n - p0 < 16 ? n - p0 : 16;
-            const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
-            _mm512_storeu_ps(sh + p0, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(sh + p0), inv),
-                _mm512_maskz_loadu_ps(mk, vs + p0)));
-        }
-    }
-    /* weighted sum of the values, as attend_kv's, each value converted from int8 once for the g query heads */
-    for (int i = 0; i < heads * hs; i += 16)
-    {
-        _mm512_storeu_ps(o0 + i, _mm512_setzero_ps());
-    }
-    const int perPass = AT_ACC / chunks > 0 ? AT_ACC / chunks : 1;
-    for (int p0 = 0; p0 < n; p0 += 16)
-    {
-        const int cnt = n - p0 < 16 ? n - p0 : 16;
-        const uint8_t *base[16];
-        at_slots(pool, blockBytes, table, bt, vOff, kvDim, p0, cnt, base);
-        if (p0 + 16 < n)
-        {
-            aq_prefetch_run(pool, blockBytes, table, bt, vOff, kvDim, p0 + 16, n);
-        }
-        for (int kvh = kv0; kvh < kv1; kvh++)
-        {
-            for (int hg0 = 0; hg0 < g; hg0 += perPass)
-            {
-                const int hn = g - hg0 < perPass ? g - hg0 : perPass;
-                const int h0 = (kvh - kv0) * g + hg0;
-                __m512 acc[AT_ACC];
-                for (int j = 0; j < hn * chunks; j++)
-                {
-                    acc[j] = _mm512_loadu_ps(o0 + (int64_t)h0 * hs + 16 * j);
-                }
-                for (int i = 0; i < cnt; i++)
-                {
-                    const uint8_t *vp = base[i] + (int64_t)kvh * hs;
-                    __m512 v[16];
-                    for (int c = 0; c < chunks; c++)
-                    {
-                        v[c] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(vp + 16 * c))));
-                    }
-                    for (int h = 0; h < hn; h++)
-                    {
-                        const __m512 w = _mm512_set1_ps(scratch[(int64_t)(h0 + h) * stride + p0 + i]);
-                        for (int c = 0; c < chunks; c++)
-                        {
-                            acc[h * chunks + c] = _mm512_fmadd_ps(w, v[c], acc[h * chunks + c]);
-                        }
-                    }
-                }
-                for (int j = 0; j < hn * chunks; j++)
-                {
-                    _mm512_storeu_ps(o0 + (int64_t)h0 * hs + 16 * j, acc[j]);
-                }
-            }
-        }
-    }
+    /* the weights carry the value scales */
+    at_softmax(scratch, stride, heads, n, mxs, vsc, g);
+    at_values(1, hs, pool, blockBytes, table, bt, vOff, kvDim, g, kv0, kv1, n, scratch, stride, o0);
 }
 
 /*

@@ -46,8 +46,8 @@ public final class KvBlockPool implements AutoCloseable
 {
     /**
      * How keys and values are stored. {@link #Q8}: per position and key-value head, int8 values and one F32 scale
-     * (max |x| / 127, symmetric, round half to even): half the bytes of F16, a relative error of at most 1/254 of the
-     * head's largest element. (llama.cpp's {@code q8_0} cache scales blocks of 32 elements, and vLLM's FP8 cache one
+     * (max |x| / 127, symmetric, round half to even): half the bytes of F16; each element within 1/254 of the largest
+     * magnitude of its head. (llama.cpp's {@code q8_0} cache scales blocks of 32 elements, and vLLM's FP8 cache one
      * scale per tensor.)
      */
     public enum KvType
@@ -61,6 +61,7 @@ public final class KvBlockPool implements AutoCloseable
             this.bytes = bytes;
         }
 
+        /** Bytes of one element (Q8's scales come on top: {@link #regionBytes()}). */
         public int bytes()
         {
             return bytes;

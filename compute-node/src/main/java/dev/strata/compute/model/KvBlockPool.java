@@ -61,7 +61,7 @@ public final class KvBlockPool implements AutoCloseable
             this.bytes = bytes;
         }
 
-        /** Bytes of one element (Q8's scales come on top: {@link #regionBytes()}). */
+        /** Bytes of one element (Q8's scales come on top: {@link KvBlockPool#regionBytes()}). */
         public int bytes()
         {
             return bytes;

@@ -276,10 +276,14 @@ final class BatchBench implements Callable<Integer>
     {
         // llama.cpp's nearest 8-bit cache scales blocks of 32 elements (Strata's Q8: a key-value head's elements)
         final String kv = type == KvBlockPool.KvType.Q8 ? "q8_0" : type.name().toLowerCase(Locale.ROOT);
-        final List<String> cmd = List.of(peer.toString(), "-m", this.model.toString(), "-t",
+        final List<String> cmd = new ArrayList<>(List.of(peer.toString(), "-m", this.model.toString(), "-t",
             String.valueOf(threads), "-c", String.valueOf(b * (promptTokens + genTokens) + 16), "-b",
             String.valueOf(Math.max(2048, ubatch)), "-ub", String.valueOf(ubatch), "-npp", String.valueOf(promptTokens),
-            "-ntg", String.valueOf(genTokens), "-npl", String.valueOf(b), "-ctk", kv, "-ctv", kv);
+            "-ntg", String.valueOf(genTokens), "-npl", String.valueOf(b), "-ctk", kv, "-ctv", kv));
+        if (type == KvBlockPool.KvType.Q8)
+        {
+            cmd.add("-fa"); // llama.cpp quantizes a V cache only with its flash attention
+        }
         final Process process = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         Run result = null;
         final StringBuilder log = new StringBuilder();

@@ -841,10 +841,10 @@ public final class NodeAgent implements AutoCloseable
                             {
                                 break;
                             }
-                            // at most 2 s of back-pressure while the engine may wait on this lock
+                            // a bounded wait for back-pressure: the engine may be waiting on this lock
                             final long n = sender.sendPart(id, 1, l * nb + next[l],
                                 pool.block(table[b]).asSlice(l * layerBytes, layerBytes),
-                                System.nanoTime() + Math.min(timeout, 2_000_000_000L), gone).bytes();
+                                System.nanoTime() + Math.min(timeout, PART_WAIT_NANOS), gone).bytes();
                             bytes += n;
                             if (firstSentAt == 0)
                             {
@@ -881,6 +881,12 @@ public final class NodeAgent implements AutoCloseable
         LOG.warning(ctx.node + ": request " + id + ": " + why);
         send(router, new Msg.Failed(id, ctx.node, why));
     }
+
+    /**
+     * The longest a KV part waits for back-pressure (or for its receiver to connect) while it holds the lock that
+     * a preempted prefill's release waits on: 2 s, which a test of that lock lengthens.
+     */
+    static volatile long PART_WAIT_NANOS = 2_000_000_000L;
 
     /** Test hook: run on the engine thread after each layer a prefill stores (nothing unless set by a test). */
     static volatile Runnable AFTER_LAYER = () -> { };

@@ -226,6 +226,93 @@ class KvHandoverTest
         }
     }
 
+    /**
+     * The contract a transfer that streams each layer as it lands rests on ({@link Engine.PrefillListener}): a
+     * prefill preempted part way tells its listener {@code onReleased} while it still holds every block it reported,
+     * and what it reported before comes out of the prefill's second run with the same bytes, so the parts already
+     * sent stay right. Two 100-token prompts in a pool of 10 blocks of 16: the newer is preempted, and runs again
+     * once the first's KV is given back.
+     */
+    @Test
+    void shouldTellAPreemptedPrefillBeforeItsBlocksGoBackAndRecomputeWhatItReportedWithTheSameBytes() throws Exception
+    {
+        final long blockBytes = KvBlockPool.blockBytes(weights.config(), KvBlockPool.KvType.F16, 16);
+        final Random random = new Random(17);
+        try (Engine engine = engine(10 * blockBytes))
+        {
+            final KvBlockPool kv = engine.kvPool();
+            final int layers = weights.config().layers();
+            final long layerBytes = kv.blockBytes() / layers;
+            final class Watch implements Engine.PrefillListener
+            {
+                final CompletableFuture<Engine.KvRun> done = new CompletableFuture<>();
+                final java.util.Map<Long, byte[]> reported = new java.util.HashMap<>(); // (layer, block) -> bytes
+                int[] held = new int[0];
+                int releases;
+                int reportedBeforeRelease;
+                String heldBack;
+
+                @Override
+                public void onLayerStored(final int layer, final int positions, final int[] blocks)
+                {
+                    held = blocks.clone();
+                    for (int b = 0; (b + 1) * kv.blockTokens() <= positions; b++)
+                    {
+                        reported.putIfAbsent((long)layer << 32 | b,
+                            kv.block(blocks[b]).asSlice(layer * layerBytes, layerBytes).toArray(
+                                java.lang.foreign.ValueLayout.JAVA_BYTE));
+                    }
+                }
+
+                @Override
+                public void onReleased()
+                {
+                    releases++;
+                    reportedBeforeRelease = reported.size();
+                    for (final int id : held)
+                    {
+                        if (kv.refCount(id) <= 0 && heldBack == null)
+                        {
+                            heldBack = "block " + id + " went back to the pool before onReleased";
+                        }
+                    }
+                }
+
+                @Override
+                public void onPrefilled(final Engine.KvRun run)
+                {
+                    done.complete(run);
+                }
+
+                @Override
+                public void onFailed(final String error)
+                {
+                    done.completeExceptionally(new IllegalStateException(error));
+                }
+            }
+            final Watch first = new Watch();
+            final Watch second = new Watch();
+            engine.prefill(random.ints(100, 0, vocab).toArray(), first);
+            engine.prefill(random.ints(100, 0, vocab).toArray(), second);
+            engine.release(first.done.get(60, TimeUnit.SECONDS));
+            final Engine.KvRun run = second.done.get(60, TimeUnit.SECONDS);
+            assertEquals(0, first.releases, "the older prefill ran through");
+            assertTrue(second.releases > 0 && second.reportedBeforeRelease > 0,
+                "the newer was preempted after it reported blocks: the test no longer tests it (" +
+                    second.releases + " releases, " + second.reportedBeforeRelease + " reported)");
+            assertNull(second.heldBack);
+            for (final java.util.Map.Entry<Long, byte[]> e : second.reported.entrySet())
+            {
+                final int layer = (int)(e.getKey() >>> 32);
+                final int b = (int)(long)e.getKey();
+                assertArrayEquals(e.getValue(), kv.block(run.blocks()[b]).asSlice(layer * layerBytes, layerBytes)
+                    .toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), "layer " + layer + ", block " + b);
+            }
+            engine.release(run);
+            awaitIdle(engine);
+        }
+    }
+
     private static void awaitIdle(final Engine engine) throws InterruptedException
     {
         final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);

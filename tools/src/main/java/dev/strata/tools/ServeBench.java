@@ -114,13 +114,14 @@ final class ServeBench implements Callable<Integer>
     boolean json;
 
     @Option(names = "--detailed", description = "With --json: also each request's prompt and output tokens, TTFT, " +
-        "TPOT, end-to-end time and inter-token latencies (between chunks with text), in the order the requests were " +
-        "sent (as vLLM's --save-detailed).")
+        "TPOT, end-to-end time, inter-token latencies (between chunks with text) and when it was sent (seconds into " +
+        "the run, which began at started_at_ms on the wall clock), in the order the requests were sent (as vLLM's " +
+        "--save-detailed).")
     boolean detailed;
 
     /** One request's outcome. */
     record Result(boolean ok, String error, int promptTokens, int outputTokens, double ttft, double e2e,
-        double[] itl)
+        double[] itl, long sentNanos)
     {
         double tpot()
         {
@@ -218,7 +219,7 @@ final class ServeBench implements Callable<Integer>
             {
                 err.println();
             }
-            report(out, results, seconds, rate);
+            report(out, results, seconds, rate, start);
         }
         return 0;
     }
@@ -290,7 +291,7 @@ final class ServeBench implements Callable<Integer>
             if (r.statusCode() != 200)
             {
                 final String text = String.join("\n", r.body().toList());
-                return new Result(false, r.statusCode() + " " + text, 0, 0, 0, 0, new double[0]);
+                return new Result(false, r.statusCode() + " " + text, 0, 0, 0, 0, new double[0], t0);
             }
             final List<Double> arrivals = new ArrayList<>();
             final int[] usage = {-1, -1};
@@ -329,7 +330,7 @@ final class ServeBench implements Callable<Integer>
             final double e2e = (System.nanoTime() - t0) / 1e9;
             if (!finished[0] || arrivals.isEmpty())
             {
-                return new Result(false, "stream ended without [DONE] or text", 0, 0, 0, e2e, new double[0]);
+                return new Result(false, "stream ended without [DONE] or text", 0, 0, 0, e2e, new double[0], t0);
             }
             final double[] itl = new double[arrivals.size() - 1];
             for (int i = 1; i < arrivals.size(); i++)
@@ -338,15 +339,16 @@ final class ServeBench implements Callable<Integer>
             }
             final int outputTokens = usage[1] > 0 ? usage[1] : arrivals.size();
             return new Result(true, null, usage[0] > 0 ? usage[0] : w.promptTokens, outputTokens, arrivals.get(0),
-                e2e, itl);
+                e2e, itl, t0);
         }
         catch (final Exception e)
         {
-            return new Result(false, e.toString(), 0, 0, 0, 0, new double[0]);
+            return new Result(false, e.toString(), 0, 0, 0, 0, new double[0], t0);
         }
     }
 
-    private void report(final PrintWriter out, final List<Result> results, final double seconds, final double rate)
+    private void report(final PrintWriter out, final List<Result> results, final double seconds, final double rate,
+        final long start)
     {
         final List<Result> ok = results.stream().filter(Result::ok).toList();
         final double[] ttft = ok.stream().mapToDouble(Result::ttft).toArray();
@@ -371,10 +373,12 @@ final class ServeBench implements Callable<Integer>
             stats(root, "e2e_ms", e2e);
             if (detailed)
             {
+                // when the run began on the wall clock, and when each request went out after it (logs, profiles)
+                root.put("started_at_ms", System.currentTimeMillis() - (System.nanoTime() - start) / 1_000_000);
                 final ArrayNode requests = root.putArray("requests");
                 for (final Result r : results)
                 {
-                    final ObjectNode o = requests.addObject().put("ok", r.ok);
+                    final ObjectNode o = requests.addObject().put("ok", r.ok).put("sent_s", (r.sentNanos - start) / 1e9);
                     if (!r.ok)
                     {
                         o.put("error", r.error);

@@ -420,18 +420,26 @@ class OpenAiServerTest
         startSynthetic(null);
         final java.io.StringWriter out = new java.io.StringWriter();
         final java.io.StringWriter err = new java.io.StringWriter();
+        final long before = System.currentTimeMillis();
         final int code = dev.strata.tools.Main.run(new java.io.PrintWriter(out, true), new java.io.PrintWriter(err, true),
             "bench", "serve", "--url", url("/v1"), "--model", "tiny", "--num-prompts", "3", "--prompt-len", "8",
             "--output-len", "5", "--vocab", "300", "--warmup", "0", "--json", "--detailed");
+        final long after = System.currentTimeMillis();
         assertEquals(0, code, err::toString);
         final String text = out.toString();
         final JsonNode root = JSON.readTree(text.substring(text.indexOf('{')));
         assertEquals(3, root.get("completed").asInt(), text);
         final JsonNode requests = root.get("requests");
         assertEquals(3, requests.size(), text);
+        // the run's start on the wall clock (to line requests up with logs), and each request inside the run
+        final long started = root.get("started_at_ms").asLong();
+        assertTrue(started >= before - 1 && started <= after, started + " not in [" + before + ", " + after + "]");
         for (final JsonNode r : requests)
         {
             assertTrue(r.get("ok").asBoolean(), r.toString());
+            final double sent = r.get("sent_s").asDouble();
+            assertTrue(sent >= 0 && sent + r.get("e2e_ms").asDouble() / 1000 <= root.get("duration_s").asDouble() + 1e-3,
+                r.toString());
             assertEquals(5, r.get("output_len").asInt(), r.toString());
             final double ttft = r.get("ttft_ms").asDouble();
             final double e2e = r.get("e2e_ms").asDouble();

@@ -31,7 +31,8 @@ final class MemoryBandwidth
     {
         try (Arena arena = Arena.ofShared())
         {
-            final MemorySegment seg = arena.allocate(bytes, 4096);
+            // on the pages the weights get (huge pages unless -Dstrata.hugepages=false): the same limit they meet
+            final MemorySegment seg = dev.strata.compute.tensor.HugePages.allocate(arena, bytes);
             seg.fill((byte)1);
             final int chunks = pool.threads();
             final long per = bytes / chunks / 4096 * 4096;

@@ -25,7 +25,8 @@ public final class GgufWeightSource implements WeightSource
     private final GlobalWeights globals;
     private final LayerWeights[] layers;
     /** Repacked copies of the matrices whose layout the kernels change ({@link Kernels#prepare}). */
-    private final Arena arena = Arena.ofShared();
+    /** The repacked matrices, on huge pages ({@link dev.strata.compute.tensor.HugePages}). */
+    private final Arena arena = dev.strata.compute.tensor.HugePages.arena();
     private final Kernels kernels = Kernels.fromSystemProperties();
 
     /**

@@ -157,7 +157,7 @@ public final class KvBlockPool implements AutoCloseable
         }
         this.blocks = (int)Math.min(count, MAX_BLOCKS);
         this.arena = Arena.ofShared();
-        this.segment = arena.allocate(blocks * blockBytes, 64);
+        this.segment = dev.strata.compute.tensor.HugePages.allocate(arena, blocks * blockBytes);
         this.refCount = new int[blocks];
         this.freeList = new int[blocks];
         this.keyOf = new PrefixKey[blocks];

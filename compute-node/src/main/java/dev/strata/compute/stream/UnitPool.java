@@ -132,7 +132,8 @@ final class UnitPool implements AutoCloseable
         if (buffer == null)
         {
             final Arena arena = Arena.ofShared();
-            buffer = arena.allocate(bytes, UnitLayout.ALIGN);
+            buffer = dev.strata.compute.tensor.HugePages.allocate(arena, bytes); // 64-byte aligned at least
+            assert buffer.address() % UnitLayout.ALIGN == 0;
             arenas.put(buffer, arena);
         }
         usedBytes += bytes;

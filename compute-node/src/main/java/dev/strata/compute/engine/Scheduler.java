@@ -16,7 +16,8 @@ import java.util.function.IntPredicate;
  * <li>Chunked prefill: at most {@code maxPrefillTokens} prompt rows and {@code maxPrefillBatchSize} prompts per
  * step, a long prompt spread over several steps; decode rows are not counted against that budget. The prompts
  * being prefilled share the budget: one under way takes at most its share, so a short prompt behind a long one
- * starts at once and runs beside it.</li>
+ * starts at once and runs beside it. Long prompts (more than a step's budget to go) take turns, oldest first: one
+ * is prefilled at a time, beside the short ones.</li>
  * <li>Prefix cache: a new sequence starts from the longest run of its prompt's full blocks found in the pool's
  * cache under the same model version (at least its last token is always computed, for its logits).</li>
  * <li>Preemption: when a running sequence needs a block and none is left, the newest running sequence gives all its
@@ -219,11 +220,27 @@ final class Scheduler
         boolean preempted = false;
         // the prompts being prefilled (under way or waiting) share the budget: a prompt under way takes at most its
         // share, so a short prompt behind a long one starts at the next step and runs beside it instead of after the
-        // whole long prompt (as vLLM's long_prefill_token_threshold); alone, a prompt takes the whole budget
-        int prefilling = waiting.size();
+        // whole long prompt (as vLLM's long_prefill_token_threshold); alone, a prompt takes the whole budget.
+        // Long prompts (more than a step's budget to go) take turns, oldest first: one at a time is prefilled, so
+        // each one's first token waits for its own prefill and not for every long prompt's beside it (as vLLM's
+        // max_long_partial_prefills = 1); shorter prompts still run beside it, and start ahead of long ones waiting
+        Sequence longTurn = null;
+        int prefilling = 0;
         for (final Sequence s : running)
         {
-            prefilling += s.pending() > 1 ? 1 : 0;
+            if (s.pending() > 1 && (!isLong(s) || longTurn == null))
+            {
+                longTurn = longTurn == null && isLong(s) ? s : longTurn;
+                prefilling++;
+            }
+        }
+        for (final Sequence s : waiting)
+        {
+            if (!isLong(s) || longTurn == null)
+            {
+                longTurn = longTurn == null && isLong(s) ? s : longTurn;
+                prefilling++;
+            }
         }
         final int chunkCap = prefilling > 1 ?
             Math.max(1, prefillTokens / Math.min(prefilling, limits.maxPrefillBatchSize())) : prefillTokens;
@@ -234,7 +251,7 @@ final class Scheduler
             final int pending = s.pending();
             final boolean prefill = pending > 1;
             final int n = prefill ? Math.min(Math.min(pending, prefillTokens), chunkCap) : 1;
-            if (prefill && (n == 0 || prefills == limits.maxPrefillBatchSize()))
+            if (prefill && (n == 0 || prefills == limits.maxPrefillBatchSize() || isLong(s) && s != longTurn))
             {
                 continue;
             }
@@ -262,11 +279,16 @@ final class Scheduler
                 prefills++;
             }
         }
-        // then waiting sequences, first come first served, while nothing had to be preempted
-        while (!preempted && !waiting.isEmpty() && segments.size() < limits.maxBatchSize() &&
-            prefills < limits.maxPrefillBatchSize() && prefillTokens > 0)
+        // then waiting sequences, first come first served (but a long prompt whose turn it is not), while nothing had
+        // to be preempted
+        for (final java.util.Iterator<Sequence> it = waiting.iterator(); !preempted && it.hasNext() &&
+            segments.size() < limits.maxBatchSize() && prefills < limits.maxPrefillBatchSize() && prefillTokens > 0; )
         {
-            final Sequence s = waiting.peekFirst();
+            final Sequence s = it.next();
+            if (isLong(s) && s != longTurn)
+            {
+                continue;
+            }
             if (s.computed == 0 && s.blockCount == 0)
             {
                 reuseCachedPrefix(s);
@@ -284,7 +306,7 @@ final class Scheduler
                 // ends, a decode node's import), give their blocks back later
                 break;
             }
-            waiting.pollFirst();
+            it.remove();
             running.add(s);
             rows = addSegment(segments, seqs, s, n, rows);
             prefillTokens -= n;
@@ -432,6 +454,15 @@ final class Scheduler
             s.addBlock(id);
         }
         return true;
+    }
+
+    /**
+     * A prompt with more than one step's prefill budget still to compute; not one that was preempted, which computes
+     * its tokens again first (it may have been decoding, and its stream waits on it).
+     */
+    private boolean isLong(final Sequence s)
+    {
+        return s.pending() > limits.maxPrefillTokens() && s.preemptions == 0;
     }
 
     private void preempt(final Sequence s)

@@ -521,6 +521,57 @@ class EngineTest
     }
 
     /**
+     * Long prompts (more than a step's budget) take turns, oldest first, where they used to share the budget: the
+     * first one's first token comes after its own prefill, in the first half of the steps the three take, not after
+     * all three; a short prompt submitted behind them starts at once and finishes first. Every request still gets the
+     * tokens of running alone.
+     */
+    @Test
+    void shouldPrefillLongPromptsOneAtATimeOldestFirstWithShortOnesBeside() throws Exception
+    {
+        open(GgmlType.F32);
+        final Random random = new Random(72);
+        final int[][] prompts = {random.ints(150, 0, vocab).toArray(), random.ints(150, 0, vocab).toArray(),
+            random.ints(150, 0, vocab).toArray(), random.ints(5, 0, vocab).toArray()};
+        final long[] firstTokenStep = new long[prompts.length];
+        try (Engine engine = Engine.launch(context(16L << 20).maxPrefillTokens(16)))
+        {
+            final Engine.Handle[] handles = new Engine.Handle[prompts.length];
+            for (int i = 0; i < prompts.length; i++)
+            {
+                final int r = i;
+                handles[i] = engine.submit(GenerationRequest.of(prompts[i], SamplerConfig.greedy(), 3),
+                    new GenerationListener()
+                    {
+                        @Override
+                        public void onToken(final TokenEvent event)
+                        {
+                            if (firstTokenStep[r] == 0)
+                            {
+                                firstTokenStep[r] = engine.stats().steps(); // the engine thread's own count
+                            }
+                        }
+
+                        @Override
+                        public void onComplete(final Completion completion)
+                        {
+                        }
+                    });
+            }
+            for (int i = 0; i < prompts.length; i++)
+            {
+                assertArrayEquals(alone(prompts[i], SamplerConfig.greedy(), 3),
+                    handles[i].completion().get(60, TimeUnit.SECONDS).tokens(), "request " + i);
+            }
+        }
+        final String steps = Arrays.toString(firstTokenStep);
+        assertTrue(firstTokenStep[3] < firstTokenStep[0], "the short prompt first: " + steps);
+        assertTrue(firstTokenStep[0] < firstTokenStep[1] && firstTokenStep[1] < firstTokenStep[2], steps);
+        assertTrue(2 * firstTokenStep[0] < firstTokenStep[2], "the oldest long prompt's first token in the first half: " +
+            steps);
+    }
+
+    /**
      * A short prompt submitted behind a long one starts while the long one is still being prefilled (the long
      * prompt's chunks take half the budget while prompts wait), so its first token comes first; both still give the
      * tokens of running alone.

@@ -663,7 +663,12 @@ public final class NodeAgent implements AutoCloseable
         private final int layers;
         private final int positions;
         private final java.util.concurrent.atomic.AtomicIntegerArray stored;
-        private final java.util.concurrent.locks.ReentrantLock reading = new java.util.concurrent.locks.ReentrantLock();
+        /**
+         * Held while a part is read; fair, so a release (the engine thread) waits for the part in flight only: an
+         * unfair lock let the transfer thread take it back for every part it could still send (seen in a test).
+         */
+        private final java.util.concurrent.locks.ReentrantLock reading =
+            new java.util.concurrent.locks.ReentrantLock(true);
         private final Object changed = new Object();
         private volatile int[] blocks = new int[0];
         private volatile Engine.KvRun run;

@@ -27,8 +27,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The node agent's {@code KvStream}, between a transfer that sends a prefill's layers as they land and the prefill
- * giving its blocks back (preempted): the release waits for the part being sent; after it, nothing is read from
- * the blocks given back, and the parts still to send come from the blocks of the prefill's next run.
+ * giving its blocks back (preempted): the release waits for the part being sent, and only for it (the engine thread
+ * is the one waiting); after it, nothing is read from the blocks given back, and the parts still to send come from
+ * the blocks of the prefill's next run.
  */
 class KvStreamTest
 {
@@ -111,7 +112,8 @@ class KvStreamTest
                     return !release.isAlive();
                 }, "the release went on once the part was out");
 
-                // the prefill runs again into another block; the parts not yet sent must come from it
+                // the prefill runs again into another block; the parts not yet sent must come from it (layer 1 was
+                // stored before the release, but the release goes first once the part in flight is out)
                 for (int l = 0; l < layers; l++)
                 {
                     stream.stored(l, 16, new int[]{again});

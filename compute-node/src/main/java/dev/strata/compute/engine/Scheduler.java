@@ -16,8 +16,8 @@ import java.util.function.IntPredicate;
  * <li>Chunked prefill: at most {@code maxPrefillTokens} prompt rows and {@code maxPrefillBatchSize} prompts per
  * step, a long prompt spread over several steps; decode rows are not counted against that budget. The prompts
  * being prefilled share the budget: one under way takes at most its share, so a short prompt behind a long one
- * starts at once and runs beside it. Long prompts (more than a step's budget to go) take turns, oldest first: one
- * is prefilled at a time, beside the short ones.</li>
+ * starts at once and runs beside it. Long prompts (more than four steps' budget to go) take turns, oldest first:
+ * one is prefilled at a time, beside the shorter ones.</li>
  * <li>Prefix cache: a new sequence starts from the longest run of its prompt's full blocks found in the pool's
  * cache under the same model version (at least its last token is always computed, for its logits).</li>
  * <li>Preemption: when a running sequence needs a block and none is left, the newest running sequence gives all its
@@ -221,7 +221,7 @@ final class Scheduler
         // the prompts being prefilled (under way or waiting) share the budget: a prompt under way takes at most its
         // share, so a short prompt behind a long one starts at the next step and runs beside it instead of after the
         // whole long prompt (as vLLM's long_prefill_token_threshold); alone, a prompt takes the whole budget.
-        // Long prompts (more than a step's budget to go) take turns, oldest first: one at a time is prefilled, so
+        // Long prompts (more than four steps' budget to go) take turns, oldest first: one at a time is prefilled, so
         // each one's first token waits for its own prefill and not for every long prompt's beside it (as vLLM's
         // max_long_partial_prefills = 1); shorter prompts still run beside it, and start ahead of long ones waiting
         Sequence longTurn = null;
@@ -456,13 +456,17 @@ final class Scheduler
         return true;
     }
 
+    /** Steps of the full prefill budget a prompt must still need to take turns with the other long ones. */
+    static final int LONG_PROMPT_STEPS = 4;
+
     /**
-     * A prompt with more than one step's prefill budget still to compute; not one that was preempted, which computes
-     * its tokens again first (it may have been decoding, and its stream waits on it).
+     * A prompt with more than {@link #LONG_PROMPT_STEPS} steps of prefill budget still to compute (1,024 tokens at
+     * `strata serve`'s 256): shorter ones share the budget beside it rather than wait for a whole long prompt. Not
+     * one that was preempted, which computes its tokens again first (it may have been decoding; its stream waits).
      */
     private boolean isLong(final Sequence s)
     {
-        return s.pending() > limits.maxPrefillTokens() && s.preemptions == 0;
+        return s.pending() > LONG_PROMPT_STEPS * limits.maxPrefillTokens() && s.preemptions == 0;
     }
 
     private void preempt(final Sequence s)

@@ -25,6 +25,14 @@ public final class GgufWeightSource implements WeightSource
     private final GlobalWeights globals;
     private final LayerWeights[] layers;
     /** Repacked copies of the matrices whose layout the kernels change ({@link Kernels#prepare}). */
+    /**
+     * {@code -Dstrata.weights.copy=auto|true|false}: whether the matrices the kernels read in ggml's layout (all but
+     * repacked Q4_0, which is copied anyway) are copied off the file's mapping onto huge pages, the mapped pages then
+     * released as the repack does. {@code auto} (the default) copies when huge pages are on and the file takes at
+     * most half of the memory available; {@code false} reads them from the page cache's small pages.
+     */
+    public static final String COPY_PROPERTY = "strata.weights.copy";
+
     /** The repacked matrices, on huge pages ({@link dev.strata.compute.tensor.HugePages}). */
     private final Arena arena = dev.strata.compute.tensor.HugePages.arena();
     private final Kernels kernels = Kernels.fromSystemProperties();
@@ -54,10 +62,19 @@ public final class GgufWeightSource implements WeightSource
         };
         // the kernels' layout (Q4_0 repacked on VNNI): the file is mapped read-only, so a repacked matrix is a copy in
         // this source's arena, and the mapped pages it came from are released (the products never read them again;
-        // the page cache keeps them as clean, reclaimable file pages): the process holds the weights once
+        // the page cache keeps them as clean, reclaimable file pages): the process holds the weights once. The other
+        // matrices of a huge page or more are copied there too ({@value #COPY_PROPERTY}): on huge pages, a decode
+        // step's stream over them runs faster (1.1B Q8_0: 4-15%, three alternated rounds)
+        final boolean copy = copyWeights(file.segment().byteSize());
         final UnaryOperator<WeightTensor> prepare = w ->
         {
-            final WeightTensor p = kernels.prepare(w, arena);
+            WeightTensor p = kernels.prepare(w, arena);
+            if (p == w && copy && w.byteSize() >= dev.strata.compute.tensor.HugePages.SIZE)
+            {
+                final MemorySegment bytes = arena.allocate(w.byteSize(), 64);
+                bytes.copyFrom(w.data().asSlice(0, w.byteSize()));
+                p = WeightTensor.of(w.name(), w.type(), bytes, w.rows(), w.cols());
+            }
             if (p != w)
             {
                 releasePages(mappedBytes(file, w));
@@ -95,6 +112,40 @@ public final class GgufWeightSource implements WeightSource
             }
         }
         return null;
+    }
+
+    /** Whether a file of {@code fileBytes} has its matrices copied onto huge pages ({@value #COPY_PROPERTY}). */
+    static boolean copyWeights(final long fileBytes)
+    {
+        final String v = System.getProperty(COPY_PROPERTY, "auto");
+        final boolean huge = dev.strata.compute.tensor.HugePages.used(dev.strata.compute.tensor.HugePages.SIZE);
+        return switch (v)
+        {
+            case "true" -> huge;
+            case "false" -> false;
+            case "auto" -> huge && fileBytes <= memoryAvailable() / 2;
+            default -> throw new IllegalArgumentException(COPY_PROPERTY + " must be auto, true or false, not " + v);
+        };
+    }
+
+    /** MemAvailable of {@code /proc/meminfo} in bytes; 0 where it cannot be read. */
+    static long memoryAvailable()
+    {
+        try
+        {
+            for (final String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/meminfo")))
+            {
+                if (line.startsWith("MemAvailable:"))
+                {
+                    return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+                }
+            }
+        }
+        catch (final java.io.IOException | NumberFormatException e)
+        {
+            // not Linux, or no such line: no copy
+        }
+        return 0;
     }
 
     private static void releasePages(final MemorySegment mapped)

@@ -246,6 +246,7 @@ class KvHandoverTest
             final class Watch implements Engine.PrefillListener
             {
                 final CompletableFuture<Engine.KvRun> done = new CompletableFuture<>();
+                final java.util.concurrent.CountDownLatch gate = new java.util.concurrent.CountDownLatch(1);
                 final java.util.Map<Long, byte[]> reported = new java.util.HashMap<>(); // (layer, block) -> bytes
                 int[] held = new int[0];
                 int releases;
@@ -255,6 +256,16 @@ class KvHandoverTest
                 @Override
                 public void onLayerStored(final int layer, final int positions, final int[] blocks)
                 {
+                    try
+                    {
+                        // the engine thread waits here until the test let it go: both prompts are then in the
+                        // engine before its second step, however slowly the test thread ran
+                        assertTrue(gate.await(30, TimeUnit.SECONDS));
+                    }
+                    catch (final InterruptedException e)
+                    {
+                        Thread.currentThread().interrupt();
+                    }
                     held = blocks.clone();
                     for (int b = 0; (b + 1) * kv.blockTokens() <= positions; b++)
                     {
@@ -292,8 +303,10 @@ class KvHandoverTest
             }
             final Watch first = new Watch();
             final Watch second = new Watch();
+            second.gate.countDown();
             engine.prefill(random.ints(100, 0, vocab).toArray(), first);
             engine.prefill(random.ints(100, 0, vocab).toArray(), second);
+            first.gate.countDown();
             engine.release(first.done.get(60, TimeUnit.SECONDS));
             final Engine.KvRun run = second.done.get(60, TimeUnit.SECONDS);
             assertEquals(0, first.releases, "the older prefill ran through");

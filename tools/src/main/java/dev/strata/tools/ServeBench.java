@@ -378,7 +378,8 @@ final class ServeBench implements Callable<Integer>
                 final ArrayNode requests = root.putArray("requests");
                 for (final Result r : results)
                 {
-                    final ObjectNode o = requests.addObject().put("ok", r.ok).put("sent_s", (r.sentNanos - start) / 1e9);
+                    final ObjectNode o = requests.addObject().put("ok", r.ok)
+                        .put("sent_s", (r.sentNanos - start) / 1e9);
                     if (!r.ok)
                     {
                         o.put("error", r.error);

@@ -461,8 +461,9 @@ final class Scheduler
 
     /**
      * A prompt with more than {@link #LONG_PROMPT_STEPS} steps of prefill budget still to compute (1,024 tokens at
-     * `strata serve`'s 256): shorter ones share the budget beside it rather than wait for a whole long prompt. Not
-     * one that was preempted, which computes its tokens again first (it may have been decoding; its stream waits).
+     * {@code strata serve}'s 256): shorter ones share the budget beside it rather than wait for a whole long prompt.
+     * Not one that was preempted, which computes its tokens again first (it may have been decoding; its stream
+     * waits).
      */
     private boolean isLong(final Sequence s)
     {

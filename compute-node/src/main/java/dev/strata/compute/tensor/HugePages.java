@@ -47,9 +47,10 @@ public final class HugePages
             final var h = libc.find("madvise");
             if (f.isPresent() && g.isPresent() && h.isPresent())
             {
-                mmap = linker.downcallHandle(f.get(), FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG,
-                    ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
-                    ValueLayout.JAVA_LONG));
+                // void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset), as a long
+                mmap = linker.downcallHandle(f.get(), FunctionDescriptor.of(ValueLayout.JAVA_LONG,
+                    ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                    ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG));
                 munmap = linker.downcallHandle(g.get(), FunctionDescriptor.of(ValueLayout.JAVA_INT,
                     ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG));
                 madvise = linker.downcallHandle(h.get(), FunctionDescriptor.of(ValueLayout.JAVA_INT,

@@ -522,7 +522,8 @@ class EngineTest
 
     /**
      * Long prompts (more than four steps' budget) take turns, oldest first, where they used to share the budget: the
-     * first one's first token comes after its own prefill, well before the last one's, not with it. A short prompt and a medium one (more than a step's budget, less than four) submitted behind them
+     * first one's first token comes after its own prefill, well before the last one's, not with it. A short prompt
+     * and a medium one (more than a step's budget, less than four) submitted behind them
      * start at once, beside the first, and finish before it. Every request still gets the tokens of running alone.
      */
     @Test
@@ -531,7 +532,8 @@ class EngineTest
         open(GgmlType.F32);
         final Random random = new Random(72);
         final int[][] prompts = {random.ints(150, 0, vocab).toArray(), random.ints(150, 0, vocab).toArray(),
-            random.ints(150, 0, vocab).toArray(), random.ints(5, 0, vocab).toArray(), random.ints(40, 0, vocab).toArray()};
+            random.ints(150, 0, vocab).toArray(), random.ints(5, 0, vocab).toArray(),
+            random.ints(40, 0, vocab).toArray()};
         final long[] firstTokenStep = new long[prompts.length];
         try (Engine engine = Engine.launch(context(16L << 20).maxPrefillTokens(16)))
         {

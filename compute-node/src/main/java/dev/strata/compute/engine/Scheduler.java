@@ -226,19 +226,22 @@ final class Scheduler
         // max_long_partial_prefills = 1); shorter prompts still run beside it, and start ahead of long ones waiting
         Sequence longTurn = null;
         int prefilling = 0;
-        for (final Sequence s : running)
+        for (final java.util.Collection<Sequence> queue : List.<java.util.Collection<Sequence>>of(running, waiting))
         {
-            if (s.pending() > 1 && (!isLong(s) || longTurn == null))
+            for (final Sequence s : queue)
             {
-                longTurn = longTurn == null && isLong(s) ? s : longTurn;
-                prefilling++;
-            }
-        }
-        for (final Sequence s : waiting)
-        {
-            if (!isLong(s) || longTurn == null)
-            {
-                longTurn = longTurn == null && isLong(s) ? s : longTurn;
+                if (queue == running && s.pending() <= 1)
+                {
+                    continue; // decoding
+                }
+                if (isLong(s))
+                {
+                    if (longTurn != null)
+                    {
+                        continue; // waits for its turn
+                    }
+                    longTurn = s;
+                }
                 prefilling++;
             }
         }

@@ -24,7 +24,6 @@ public final class GgufWeightSource implements WeightSource
     private final ModelConfig config;
     private final GlobalWeights globals;
     private final LayerWeights[] layers;
-    /** Repacked copies of the matrices whose layout the kernels change ({@link Kernels#prepare}). */
     /**
      * {@code -Dstrata.weights.copy=auto|true|false}: whether the matrices the kernels read in ggml's layout (all but
      * repacked Q4_0, which is copied anyway) are copied off the file's mapping onto huge pages, the mapped pages then
@@ -33,7 +32,10 @@ public final class GgufWeightSource implements WeightSource
      */
     public static final String COPY_PROPERTY = "strata.weights.copy";
 
-    /** The repacked matrices, on huge pages ({@link dev.strata.compute.tensor.HugePages}). */
+    /**
+     * The repacked matrices ({@link Kernels#prepare}) and the copied ones, on huge pages
+     * ({@link dev.strata.compute.tensor.HugePages}).
+     */
     private final Arena arena = dev.strata.compute.tensor.HugePages.arena();
     private final Kernels kernels = Kernels.fromSystemProperties();
 

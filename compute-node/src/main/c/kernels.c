@@ -1280,7 +1280,12 @@ MM(q8_0)
  * block (started from -8 x the block's activation sum, the unsigned-nibble correction) is exact whatever the order.
  * ------------------------------------------------------------------------------------------------------------- */
 #define RP_ROWS 16
+/* the most tokens of one tile: 8 on VNNI (32 registers), 4 on AVX2 (16) */
+#if USE_VNNI
 #define RP_TOKENS 8
+#else
+#define RP_TOKENS 4
+#endif
 
 /* One group of 16 rows from ggml's layout (src) into the layout above (dst); the two must not overlap. */
 static void repack_group(const uint8_t *src, uint8_t *dst, int nb, size_t rowBytes)
@@ -1356,8 +1361,6 @@ void EXPORT(unpack_q4_0)(uint8_t *w, int64_t rows, int32_t cols)
     free(src);
 }
 
-#if USE_VNNI
-
 /* Per block of one token: -8 x the sum of its 32 activations (the sum of aux's 8 group entries). */
 static inline void block_corrections(const int32_t *aux, int nb, int32_t *corr)
 {
@@ -1370,6 +1373,7 @@ static inline void block_corrections(const int32_t *aux, int nb, int32_t *corr)
     }
 }
 
+#if USE_VNNI
 /* The exact integer sums of one block for 16 rows: weights unpacked (lo[k], hi[k]), activations y (32 bytes). */
 static inline __m512i rp_block_sum(const __m512i *lo, const __m512i *hi, const int8_t *y, int32_t corr)
 {
@@ -1397,6 +1401,8 @@ static inline void rp_unpack(const uint8_t *qb, __m512i *lo, __m512i *hi)
         hi[k] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
     }
 }
+
+#endif
 
 /* Rows after the last whole group (ggml's layout): one dot_q4_0 per row and token, alone or batched alike. */
 static void rp_tail(const uint8_t *w, int64_t rowBytes, int r0, int rows, int nb, int cols, const int8_t *qs,
@@ -1432,6 +1438,7 @@ static void rp_tail(const uint8_t *w, int64_t rowBytes, int r0, int rows, int nb
  * a non-temporal prefetch would have left only in L1). Same harness, ms a pass without -> with (4 KB; 2 and 8 KB were
  * no better): 12 tokens 77-80 -> 62, 16: 106-107 -> 74-75, 32: 163-173 -> 132, 64: 270-273 -> 240-242.
  */
+#if USE_VNNI
 static inline __attribute__((always_inline)) void rp_tile(const int N, const int TN, const uint8_t *const *gw,
     int nb, int cols, const int8_t *qs, const float *d, const int32_t *corr, int t0, int prefetch, float *const *out,
     int32_t outStride)
@@ -1486,7 +1493,127 @@ static inline __attribute__((always_inline)) void rp_tile(const int N, const int
     }
 }
 
+#else /* AVX2 (also the AVX-512 BW build): each 64-byte vector of the layout as two halves of 8 rows */
+
+/*
+ * The exact integer sums of one block for the 8 rows of a half, as rp_block_sum: each vpdpbusd is a pmaddubsw (no
+ * saturation: 2 x 15 x 127 per 16-bit pair), the eight products' pairs are summed in 16 bits (8 x 3,810 < 32,768),
+ * and one pmaddwd makes the 32-bit lanes. The integers are the VNNI kernel's, so the float chain after them is too.
+ */
+static inline __m256i rp2_block_sum(const __m256i *lo, const __m256i *hi, const int8_t *y, int32_t corr)
+{
+    const int32_t *yd = (const int32_t *)y;
+    __m256i a = _mm256_maddubs_epi16(lo[0], _mm256_set1_epi32(yd[0]));
+    __m256i b = _mm256_maddubs_epi16(hi[0], _mm256_set1_epi32(yd[4]));
+    a = _mm256_add_epi16(a, _mm256_maddubs_epi16(lo[1], _mm256_set1_epi32(yd[1])));
+    b = _mm256_add_epi16(b, _mm256_maddubs_epi16(hi[1], _mm256_set1_epi32(yd[5])));
+    a = _mm256_add_epi16(a, _mm256_maddubs_epi16(lo[2], _mm256_set1_epi32(yd[2])));
+    b = _mm256_add_epi16(b, _mm256_maddubs_epi16(hi[2], _mm256_set1_epi32(yd[6])));
+    a = _mm256_add_epi16(a, _mm256_maddubs_epi16(lo[3], _mm256_set1_epi32(yd[3])));
+    b = _mm256_add_epi16(b, _mm256_maddubs_epi16(hi[3], _mm256_set1_epi32(yd[7])));
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_add_epi16(a, b), _mm256_set1_epi16(1)), _mm256_set1_epi32(corr));
+}
+
+/* Half h (rows 8h..8h+7) of a block's four 64-byte vectors: 32 bytes each. */
+static inline void rp2_unpack(const uint8_t *qb, int h, __m256i *lo, __m256i *hi)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int k = 0; k < 4; k++)
+    {
+        const __m256i p = _mm256_loadu_si256((const __m256i *)(qb + 64 * k + 32 * h));
+        lo[k] = _mm256_and_si256(p, m4);
+        hi[k] = _mm256_and_si256(_mm256_srli_epi16(p, 4), m4);
+    }
+}
+
+/*
+ * As the VNNI rp_tile (the same chains, so the same bits), with a group's 16 rows as two halves of 8 in 256-bit
+ * lanes. One or two tokens take both halves per block (one pass over the weights, 4 N TN accumulators); more take one
+ * half per pass over the group (16 registers hold a half's unpacked weights and N TN accumulators; the second pass
+ * reads the group from cache, so its prefetch is T0, not non-temporal).
+ */
+static inline __attribute__((always_inline)) void rp_tile(const int N, const int TN, const uint8_t *const *gw,
+    int nb, int cols, const int8_t *qs, const float *d, const int32_t *corr, int t0, int prefetch, float *const *out,
+    int32_t outStride)
+{
+    const int H = TN <= 2 ? 2 : 1;
+    for (int h0 = 0; h0 < 2; h0 += H)
+    {
+        __m256 acc[4][2][RP_TOKENS];
+        for (int j = 0; j < N; j++)
+        {
+            for (int h = 0; h < H; h++)
+            {
+                for (int i = 0; i < TN; i++)
+                {
+                    acc[j][h][i] = _mm256_setzero_ps();
+                }
+            }
+        }
+        for (int b = 0; b < nb; b++)
+        {
+            for (int j = 0; j < N; j++)
+            {
+                const uint8_t *qb = gw[j] + (size_t)b * 256;
+                if (h0 == 0 && prefetch != 0)
+                {
+                    const char *ahead = (const char *)qb + (prefetch > 0 ? prefetch : -prefetch);
+                    if (prefetch > 0 && H == 2)
+                    {
+                        _mm_prefetch(ahead, _MM_HINT_NTA);
+                        _mm_prefetch(ahead + 64, _MM_HINT_NTA);
+                        _mm_prefetch(ahead + 128, _MM_HINT_NTA);
+                        _mm_prefetch(ahead + 192, _MM_HINT_NTA);
+                    }
+                    else
+                    {
+                        _mm_prefetch(ahead, _MM_HINT_T0);
+                        _mm_prefetch(ahead + 64, _MM_HINT_T0);
+                        _mm_prefetch(ahead + 128, _MM_HINT_T0);
+                        _mm_prefetch(ahead + 192, _MM_HINT_T0);
+                    }
+                }
+                for (int h = 0; h < H; h++)
+                {
+                    __m256i lo[4];
+                    __m256i hi[4];
+                    rp2_unpack(qb, h0 + h, lo, hi);
+                    const __m256 wsc = _mm256_cvtph_ps(
+                        _mm_loadu_si128((const __m128i *)(gw[j] + (size_t)nb * 256 + 32 * b + 16 * (h0 + h))));
+                    for (int i = 0; i < TN; i++)
+                    {
+                        const int t = t0 + i;
+                        const __m256i s = rp2_block_sum(lo, hi, qs + (int64_t)t * cols + 32 * b, corr[(size_t)t * nb + b]);
+                        const __m256 scale = _mm256_mul_ps(wsc, _mm256_set1_ps(d[(int64_t)t * nb + b]));
+                        acc[j][h][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[j][h][i]);
+                    }
+                }
+            }
+        }
+        for (int j = 0; j < N; j++)
+        {
+            for (int h = 0; h < H; h++)
+            {
+                for (int i = 0; i < TN; i++)
+                {
+                    _mm256_storeu_ps(out[j] + (int64_t)(t0 + i) * outStride + 8 * (h0 + h), acc[j][h][i]);
+                }
+            }
+        }
+    }
+}
+#endif
+
 /* rp_tile for N groups and any token count: tiles of up to RP_TOKENS tokens. */
+#if RP_TOKENS == 8
+#define RP_CASES_4_TO_7(N)                                                                                            \
+    case 4: rp_tile(N, 4, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;            \
+    case 5: rp_tile(N, 5, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;            \
+    case 6: rp_tile(N, 6, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;            \
+    case 7: rp_tile(N, 7, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;
+#else
+#define RP_CASES_4_TO_7(N)
+#endif
 #define RP_GROUPS(N)                                                                                                  \
     static void rp_groups_##N(const uint8_t *const *gw, int nb, int cols, const int8_t *qs, const float *d,           \
         const int32_t *corr, int tokens, int prefetch, float *const *out, int32_t outStride)                          \
@@ -1498,11 +1625,9 @@ static inline __attribute__((always_inline)) void rp_tile(const int N, const int
             case 1: rp_tile(N, 1, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
             case 2: rp_tile(N, 2, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
             case 3: rp_tile(N, 3, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
-            case 4: rp_tile(N, 4, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
-            case 5: rp_tile(N, 5, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
-            case 6: rp_tile(N, 6, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
-            case 7: rp_tile(N, 7, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;    \
-            default: rp_tile(N, 8, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride); break;   \
+            RP_CASES_4_TO_7(N)                                                                                        \
+            default: rp_tile(N, RP_TOKENS, gw, nb, cols, qs, d, corr, t0, t0 == 0 ? prefetch : 0, out, outStride);  \
+                break;                                                                                                \
             }                                                                                                         \
         }                                                                                                             \
     }
@@ -1588,7 +1713,6 @@ void EXPORT(mm_q4_0r)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32
 {
     rp_product(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);
 }
-#endif
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Attention of one decode row (or one row of a batch-invariant prefill) over a sequence's keys and values, read in

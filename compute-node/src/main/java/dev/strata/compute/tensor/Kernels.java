@@ -154,7 +154,7 @@ public final class Kernels
     }
 
     /**
-     * {@code w} in the layout these kernels are fastest with: a Q4_0 matrix of at least 16 rows, on the VNNI set, is
+     * {@code w} in the layout these kernels are fastest with: a Q4_0 matrix of at least 16 rows, on any native set, is
      * repacked by 16 rows ({@link Q4_0x16Tensor}: the same number of bytes); any other tensor is returned as is.
      * <p>
      * With {@code copyInto} null the bytes are rewritten in place, so {@code w}'s memory must be writable and used by

@@ -148,7 +148,7 @@ final class NativeKernels
         unpackQ4_0 = bind(lookup, "unpack_q4_0", REPACK);
         final MethodHandle mv = bind(lookup, "mv_q4_0r", PRODUCT);
         final MethodHandle mm = bind(lookup, "mm_q4_0r", PRODUCT);
-        // the layout only pays where both products exist (the VNNI set)
+        // every set has both (VNNI in 512-bit lanes, AVX-512 BW and AVX2 in two 256-bit halves of a group)
         productQ4_0x16 = mv != null && mm != null ? mv : null;
         batchedQ4_0x16 = mv != null && mm != null ? mm : null;
         attendKv = bind(lookup, "attend_kv", ATTEND_KV);

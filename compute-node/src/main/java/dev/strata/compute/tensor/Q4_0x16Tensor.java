@@ -6,9 +6,10 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
 /**
- * Q4_0 weights repacked for the VNNI kernels: the same bytes as ggml's layout ({@link Q4_0Tensor}), reordered within
- * each group of {@value #GROUP} consecutive rows so that one 512-bit vector holds 4 nibble bytes of each of the 16
- * rows (one row per 32-bit lane) and the scales sit apart. Rows after the last whole group keep ggml's layout.
+ * Q4_0 weights repacked for the native kernels: the same bytes as ggml's layout ({@link Q4_0Tensor}), reordered within
+ * each group of {@value #GROUP} consecutive rows so that one 512-bit vector (two 256-bit halves on AVX2) holds 4 nibble
+ * bytes of each of the 16 rows (one row per 32-bit lane) and the scales sit apart. Rows after the last whole group keep
+ * ggml's layout.
  * <pre>
  * group g (16 x rowBytes bytes, at g * 16 * rowBytes):
  *   +---------------------------------------------+-----------------------------+

@@ -10,6 +10,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
+import java.util.function.Consumer;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -19,23 +20,53 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
- * Q4_0 repacked by 16 rows for the VNNI kernels ({@link Q4_0x16Tensor}, {@code mv_q4_0r}, {@code mm_q4_0r}): the
- * layout change is lossless, the products match {@link NativeReference} on the original bytes (as
- * {@link NativeKernelsTest} checks the other kernels), a token's products are the same bits alone and in a batch, and
- * a repacked tensor still works with the Java kernels. Skipped where the VNNI set cannot run.
+ * Q4_0 repacked by 16 rows for the native kernels ({@link Q4_0x16Tensor}, {@code mv_q4_0r}, {@code mm_q4_0r}), on
+ * every instruction set this CPU runs: the layout change is lossless, the products match {@link NativeReference} on
+ * the original bytes (as {@link NativeKernelsTest} checks the other kernels), a token's products are the same bits
+ * alone and in a batch, and a repacked tensor still works with the Java kernels. Where the CPU runs more than one set,
+ * the rows of whole groups get the same bits from each (the same integers, then the same float chain). Skipped where
+ * no set can run.
  */
 class RepackedQ4_0Test
 {
     private static final int GROUP = Q4_0x16Tensor.GROUP;
 
-    private static NativeKernels vnni()
+    /** Every instruction set this CPU runs that repacks Q4_0 (at least one, or the test is skipped). */
+    private static List<NativeKernels> sets()
     {
         assumeTrue(NativeKernels.class.getResource(NativeKernels.RESOURCE) != null, "no native library in this build");
-        final Object selected = NativeKernels.select("avx512vnni");
-        assumeTrue(selected instanceof NativeKernels, () -> "avx512vnni: " + selected);
-        final NativeKernels k = (NativeKernels)selected;
-        assumeTrue(k.repacksQ4_0(), "the VNNI set has no repacked Q4_0 kernels");
-        return k;
+        final List<NativeKernels> sets = new ArrayList<>();
+        final List<String> why = new ArrayList<>();
+        for (final NativeKernels.Isa isa : NativeKernels.Isa.values())
+        {
+            final Object selected = NativeKernels.select(isa.symbolName);
+            if (selected instanceof NativeKernels k && k.repacksQ4_0())
+            {
+                sets.add(k);
+            }
+            else
+            {
+                why.add(isa.symbolName + ": " + (selected instanceof NativeKernels ? "no repacked Q4_0 kernels" : selected));
+            }
+        }
+        assumeTrue(!sets.isEmpty(), () -> "no set repacks Q4_0 here: " + why);
+        return sets;
+    }
+
+    /** Runs {@code test} on each set of {@link #sets()}, a failure naming the set. */
+    private static void forEachSet(final Consumer<NativeKernels> test)
+    {
+        for (final NativeKernels k : sets())
+        {
+            try
+            {
+                test.accept(k);
+            }
+            catch (final AssertionError e)
+            {
+                throw new AssertionError(k.isa.symbolName + ": " + e.getMessage(), e);
+            }
+        }
     }
 
     /** A repacked copy of {@code data} ({@code rows x cols} Q4_0 in ggml's layout) as a tensor. */
@@ -50,7 +81,11 @@ class RepackedQ4_0Test
     @Test
     void shouldRepackLosslesslyAndDequantizeTheSameValues()
     {
-        final NativeKernels k = vnni();
+        forEachSet(this::shouldRepackLosslesslyAndDequantizeTheSameValues);
+    }
+
+    private void shouldRepackLosslesslyAndDequantizeTheSameValues(final NativeKernels k)
+    {
         final Random rnd = new Random(41);
         for (final int rows : new int[]{16, 37, 48})
         {
@@ -83,7 +118,11 @@ class RepackedQ4_0Test
     @Test
     void shouldMatchTheReferenceOnRandomAndAdversarialRows()
     {
-        final NativeKernels k = vnni();
+        forEachSet(this::shouldMatchTheReferenceOnRandomAndAdversarialRows);
+    }
+
+    private void shouldMatchTheReferenceOnRandomAndAdversarialRows(final NativeKernels k)
+    {
         final Random rnd = new Random(43);
         final List<String> failures = new ArrayList<>();
         try (Arena arena = Arena.ofConfined())
@@ -125,7 +164,11 @@ class RepackedQ4_0Test
     @Test
     void shouldSumIntegersExactlyWithUnitScales()
     {
-        final NativeKernels k = vnni();
+        forEachSet(this::shouldSumIntegersExactlyWithUnitScales);
+    }
+
+    private void shouldSumIntegersExactlyWithUnitScales(final NativeKernels k)
+    {
         final Random rnd = new Random(47);
         final int cols = 32 * 7;
         final int rows = 2 * GROUP + 3;
@@ -163,7 +206,11 @@ class RepackedQ4_0Test
     @Test
     void shouldGiveATokenTheSameBitsAloneAndInABatch()
     {
-        final NativeKernels k = vnni();
+        forEachSet(this::shouldGiveATokenTheSameBitsAloneAndInABatch);
+    }
+
+    private void shouldGiveATokenTheSameBitsAloneAndInABatch(final NativeKernels k)
+    {
         final Random rnd = new Random(53);
         final List<String> failures = new ArrayList<>();
         for (final int cols : new int[]{128, 192, 320})
@@ -208,6 +255,54 @@ class RepackedQ4_0Test
     }
 
     /**
+     * Where the CPU runs more than one set (VNNI's 512-bit tiles, and AVX-512 BW's and AVX2's two 256-bit halves of a
+     * group): the rows of whole groups get the same bits from each, alone and in tiles of several tokens, from the same
+     * quantized activations. The rows after the last group are each set's own {@code dot_q4_0} chain and may differ.
+     */
+    @Test
+    void shouldGiveTheSameBitsOnEverySet()
+    {
+        final List<NativeKernels> sets = sets();
+        assumeTrue(sets.size() > 1, () -> "only " + sets.get(0).isa.symbolName + " runs here: no second set to compare");
+        final Random rnd = new Random(61);
+        final int cols = 320;
+        final int rows = 9 * GROUP + 5;
+        final int groupRows = rows / GROUP * GROUP;
+        final byte[] data = KernelConformance.randomData(GgmlType.Q4_0, rows, cols, rnd);
+        final List<String> failures = new ArrayList<>();
+        for (final int tokens : new int[]{1, 2, 3, 5, 11, 40})
+        {
+            final float[] x = KernelConformance.randomVector(rnd, 0, tokens * cols);
+            final NativeKernels.Activations a = new NativeKernels.Activations();
+            a.ensure(tokens, cols);
+            sets.get(0).quantize(GgmlType.Q4_0, x, cols, 0, tokens, a);
+            final float[][] out = new float[sets.size()][tokens * rows];
+            for (int i = 0; i < sets.size(); i++)
+            {
+                sets.get(i).product(repacked(sets.get(i), data, rows, cols), 0, rows, a, tokens, out[i], 0, rows);
+            }
+            for (int i = 1; i < sets.size(); i++)
+            {
+                for (int t = 0; t < tokens; t++)
+                {
+                    for (int r = 0; r < groupRows; r++)
+                    {
+                        final float e = out[0][t * rows + r];
+                        final float v = out[i][t * rows + r];
+                        if (Float.floatToRawIntBits(e) != Float.floatToRawIntBits(v))
+                        {
+                            failures.add(sets.get(i).isa.symbolName + " against " + sets.get(0).isa.symbolName +
+                                ", " + tokens + " tokens, token " + t + " row " + r + ": " + v + " vs " + e);
+                        }
+                    }
+                }
+            }
+        }
+        assertTrue(failures.isEmpty(), () -> failures.size() + " differences, first: " +
+            String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
+    }
+
+    /**
      * Through {@link Kernels#prepare} and {@link MatOps} on two threads (shares of whole 16-row groups): the same
      * products as the ggml-layout tensor within the reference tolerance, whether repacked into a copy (the source is
      * left alone) or in place; and with the Java kernels, a repacked tensor gives the Java products of the original.
@@ -215,8 +310,12 @@ class RepackedQ4_0Test
     @Test
     void shouldPrepareAndMultiplyThroughMatOps()
     {
-        vnni();
-        final Kernels kernels = Kernels.of("avx512vnni");
+        forEachSet(this::shouldPrepareAndMultiplyThroughMatOps);
+    }
+
+    private void shouldPrepareAndMultiplyThroughMatOps(final NativeKernels k)
+    {
+        final Kernels kernels = Kernels.of(k.isa.symbolName);
         final Random rnd = new Random(59);
         final int rows = 5 * GROUP + 7;
         final int cols = 256;

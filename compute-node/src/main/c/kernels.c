@@ -926,8 +926,8 @@ void EXPORT(mm_f16)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t
 #define F32_R 6
 #define F32_V 4
 #else
-#define F32_R 3
-#define F32_V 3
+#define F32_R 6
+#define F32_V 2
 #endif
 #define F32_KB 256
 
@@ -1089,7 +1089,11 @@ static inline __attribute__((always_inline)) void panel_impl(const int E, const 
             case 2: f32_panel_rows(2, wr, stride, ka, kb, xk, tp, ar, first); break;
 #if F32_R > 3
             case 3: f32_panel_rows(3, wr, stride, ka, kb, xk, tp, ar, first); break;
+#endif
+#if F32_R > 4
             case 4: f32_panel_rows(4, wr, stride, ka, kb, xk, tp, ar, first); break;
+#endif
+#if F32_R > 5
             case 5: f32_panel_rows(5, wr, stride, ka, kb, xk, tp, ar, first); break;
 #endif
             default: break;

@@ -184,19 +184,17 @@ void EXPORT(quantize_q8_k)(const float *x, int32_t n, int8_t *qs, float *d, int3
  * Row dot products, one per weight type
  * ------------------------------------------------------------------------------------------------------------- */
 
-/* Q4_K sub-block scales and mins: 8 of each, 6 bits, packed in 12 bytes (ggml's get_scale_min_k4). */
-static inline void q4_k_scales(const uint8_t *s, uint8_t *sc, uint8_t *m)
+/* Q4_K sub-block scales and mins (ggml's get_scale_min_k4) for all 8 sub-blocks at once, as 4 bytes per word. */
+static inline void q4_k_scales_words(const uint8_t *s, uint32_t *sc, uint32_t *m)
 {
-    for (int j = 0; j < 4; j++)
-    {
-        sc[j] = s[j] & 63;
-        m[j] = s[j + 4] & 63;
-    }
-    for (int j = 4; j < 8; j++)
-    {
-        sc[j] = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-        m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    sc[0] = u0 & 0x3F3F3F3Fu;
+    m[0] = u1 & 0x3F3F3F3Fu;
+    sc[1] = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    m[1] = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
 }
 
 #if USE_VNNI
@@ -302,19 +300,6 @@ static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const f
         sum += (float)si * (f16_to_f32(wb) * d[b]);
     }
     return sum;
-}
-
-/* Q4_K sub-block scales and mins (ggml's get_scale_min_k4) for all 8 sub-blocks at once, as 4 bytes per word. */
-static inline void q4_k_scales_words(const uint8_t *s, uint32_t *sc, uint32_t *m)
-{
-    uint32_t u0, u1, u2;
-    memcpy(&u0, s, 4);
-    memcpy(&u1, s + 4, 4);
-    memcpy(&u2, s + 8, 4);
-    sc[0] = u0 & 0x3F3F3F3Fu;
-    m[0] = u1 & 0x3F3F3F3Fu;
-    sc[1] = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
-    m[1] = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
 }
 
 /*
@@ -482,18 +467,26 @@ static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const f
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-/* Q4_K x Q8_K: per 32 weights pmaddubsw, then pmaddwd by the sub-block scale; the mins through the bsums. */
+/*
+ * Q4_K x Q8_K: per 32 weights pmaddubsw, then pmaddwd by the sub-block scale; the mins through the bsums, per lane
+ * (16 bsums, each times its sub-block's min, in two vectors added). As the VNNI kernel, the per-block sums stay in
+ * vectors (scaled in float per lane, one horizontal sum per row at the end).
+ */
 static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    float sum = 0.0f;
+    /* byte j of the 8 mins to bytes 2j and 2j+1: the mins of bsums 2j and 2j+1 */
+    const __m128i pairs = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m256 acc = _mm256_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++)
     {
         const uint8_t *wb = w + b * Q4_K_BYTES;
         const int8_t *y = qs + b * QK_K;
-        uint8_t sc[8];
-        uint8_t m[8];
-        q4_k_scales(wb + 4, sc, m);
+        uint32_t scw[2];
+        uint32_t mw[2];
+        q4_k_scales_words(wb + 4, scw, mw);
+        const uint8_t *sc = (const uint8_t *)scw;
         __m256i sumi = _mm256_setzero_si256();
         for (int j = 0; j < 4; j++)
         {
@@ -505,22 +498,27 @@ static inline float dot_q4_k(const uint8_t *w, int nb, const int8_t *qs, const f
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(lo, _mm256_set1_epi16(sc[2 * j])));
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(hi, _mm256_set1_epi16(sc[2 * j + 1])));
         }
-        int32_t summ = 0;
-        for (int j = 0; j < 8; j++)
-        {
-            summ += m[j] * (bsums[b * 16 + 2 * j] + bsums[b * 16 + 2 * j + 1]);
-        }
-        sum += (f16_to_f32(wb) * d[b]) * (float)hsum256_epi32(sumi) - (f16_to_f32(wb + 2) * d[b]) * (float)summ;
+        const __m128i mins = _mm_shuffle_epi8(_mm_set_epi32(0, 0, (int)mw[1], (int)mw[0]), pairs);
+        const __m256i mterm = _mm256_add_epi32(
+            _mm256_mullo_epi32(_mm256_cvtepu8_epi32(mins), _mm256_loadu_si256((const __m256i *)(bsums + b * 16))),
+            _mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(mins, 8)),
+                _mm256_loadu_si256((const __m256i *)(bsums + b * 16 + 8))));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(f16_to_f32(wb) * d[b]), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mterm), _mm256_set1_ps(f16_to_f32(wb + 2) * d[b]), accm);
     }
-    return sum;
+    return hsum256(acc) - hsum256(accm);
 }
 
-/* Q6_K x Q8_K: unsigned 6-bit weights (w + 32) by pmaddubsw (2 * 63 * 127 fits), pmaddwd by the group scales. */
+/*
+ * Q6_K x Q8_K: unsigned 6-bit weights (w + 32) by pmaddubsw (2 * 63 * 127 fits), pmaddwd by the group scales; the
+ * -32 per lane through the bsums (16 group scales times their bsums, in two vectors), so that each block adds one
+ * vector of exact integer lanes, scaled in float; one horizontal sum per row at the end.
+ */
 static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *bsums)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i m30 = _mm256_set1_epi8(0x30);
-    float sum = 0.0f;
+    __m256 acc = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++)
     {
         const uint8_t *wb = w + b * Q6_K_BYTES;
@@ -547,14 +545,15 @@ static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const f
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q4,
                 _mm256_loadu_si256((const __m256i *)(y + 96))), scale16(s[6], s[7])));
         }
-        int32_t offset = 0;
-        for (int g = 0; g < 16; g++)
-        {
-            offset += sc[g] * bsums[b * 16 + g];
-        }
-        sum += (f16_to_f32(wb + 208) * d[b]) * (float)(hsum256_epi32(sumi) - 32 * offset);
+        const __m128i scv = _mm_loadu_si128((const __m128i *)sc);
+        const __m256i offset = _mm256_add_epi32(
+            _mm256_mullo_epi32(_mm256_cvtepi8_epi32(scv), _mm256_loadu_si256((const __m256i *)(bsums + b * 16))),
+            _mm256_mullo_epi32(_mm256_cvtepi8_epi32(_mm_srli_si128(scv, 8)),
+                _mm256_loadu_si256((const __m256i *)(bsums + b * 16 + 8))));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(sumi, _mm256_slli_epi32(offset, 5))),
+            _mm256_set1_ps(f16_to_f32(wb + 208) * d[b]), acc);
     }
-    return sum;
+    return hsum256(acc);
 }
 
 #endif

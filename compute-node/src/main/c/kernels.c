@@ -1263,6 +1263,97 @@ static void mm_q8_0_paired(unpack_fn unpack, const uint8_t *w, int64_t rowBytes,
 
 MM(q4_0)
 MM(q8_0)
+#else /* AVX2 (also the AVX-512 BW build) */
+/*
+ * Batched Q8_0 whose every (row, token) is dot_q8_0's chain, so that a token gets the same bits in a batch as alone (a
+ * request prefilled again after a move must get the keys and values its decode steps had): per block the product
+ * |w| x (y with w's sign) as pmaddubsw + pmaddwd, scaled by mul(float(p), f16(w_d) x y_d), added into acc0 for even and
+ * acc1 for odd blocks, one hsum256(acc0 + acc1) at the end. Tiles of 2 rows x 2 tokens share each row's |w| and each
+ * token's activations across the tile (8 accumulators); the rows and tokens left over take dot_q8_0 itself.
+ */
+static inline __attribute__((always_inline)) void q8_tile(const uint8_t *w0, const uint8_t *w1, int nb,
+    const int8_t *y0, const int8_t *y1, const float *d0, const float *d1, float *out, int32_t outStride)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[2][2][2];
+    for (int r = 0; r < 2; r++)
+    {
+        for (int t = 0; t < 2; t++)
+        {
+            acc[r][t][0] = _mm256_setzero_ps();
+            acc[r][t][1] = _mm256_setzero_ps();
+        }
+    }
+    const uint8_t *wr[2] = {w0, w1};
+    const int8_t *yt[2] = {y0, y1};
+    const float *dt[2] = {d0, d1};
+    for (int b = 0; b < nb; b++)
+    {
+        __m256i v[2];
+        __m256i a[2];
+        float sw[2];
+        for (int r = 0; r < 2; r++)
+        {
+            const uint8_t *wb = wr[r] + b * Q8_0_BYTES;
+            v[r] = _mm256_loadu_si256((const __m256i *)(wb + 2));
+            a[r] = _mm256_abs_epi8(v[r]);
+            sw[r] = f16_to_f32(wb);
+        }
+        for (int t = 0; t < 2; t++)
+        {
+            const __m256i y = _mm256_loadu_si256((const __m256i *)(yt[t] + b * QK8_0));
+            for (int r = 0; r < 2; r++)
+            {
+                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(a[r], _mm256_sign_epi8(y, v[r])), ones);
+                const __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sw[r] * dt[t][b]));
+                acc[r][t][b & 1] = _mm256_add_ps(acc[r][t][b & 1], x);
+            }
+        }
+    }
+    for (int r = 0; r < 2; r++)
+    {
+        for (int t = 0; t < 2; t++)
+        {
+            out[(int64_t)t * outStride + r] = hsum256(_mm256_add_ps(acc[r][t][0], acc[r][t][1]));
+        }
+    }
+}
+
+void EXPORT(mm_q8_0)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
+    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
+    int32_t outStride)
+{
+    const int nb = cols / QK8_0;
+    w += wOffset;
+    out += outOffset;
+    const int rows2 = rows & ~1;
+    const int tokens2 = tokens & ~1;
+    for (int r = 0; r < rows2; r += 2)
+    {
+        const uint8_t *wr = w + r * rowBytes;
+        for (int t = 0; t < tokens2; t += 2)
+        {
+            q8_tile(wr, wr + rowBytes, nb, qs + (int64_t)t * cols, qs + (int64_t)(t + 1) * cols, d + (int64_t)t * nb,
+                d + (int64_t)(t + 1) * nb, out + (int64_t)t * outStride + r, outStride);
+        }
+    }
+    for (int r = 0; r < rows; r++)
+    {
+        for (int t = r < rows2 ? tokens2 : 0; t < tokens; t++)
+        {
+            out[(int64_t)t * outStride + r] = dot_q8_0(w + r * rowBytes, nb, qs + (int64_t)t * cols, d + (int64_t)t * nb,
+                aux + (int64_t)t * (cols / 4));
+        }
+    }
+}
+
+/* Q4_0 in ggml's layout batched (matrices of fewer than 16 rows, or the repack turned off): dot_q4_0 per pair. */
+void EXPORT(mm_q4_0)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
+    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
+    int32_t outStride)
+{
+    EXPORT_NAME(mv_q4_0)(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);
+}
 #endif
 
 /* ---------------------------------------------------------------------------------------------------------------

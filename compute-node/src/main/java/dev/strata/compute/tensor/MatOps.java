@@ -31,8 +31,9 @@ import static dev.strata.compute.tensor.Vectors.VECTOR_OK;
  * quantized to int8 blocks once (F16: kept as floats, copied 64-byte aligned), then each thread's row ranges are one
  * native call each ({@link NativeKernels}); a batch of tokens goes native only where the set has a batched kernel for
  * the type. Otherwise a prompt's panels still run natively where the set has the panel kernel (the same chains, so
- * the same bits; F32 and F16 weights read in place, the others from the dequantized blocks), and F16 prompts take
- * that path too unless {@link #batchInvariant} is on.
+ * the same bits; F32 and F16 weights read in place, the others from the dequantized blocks), and the prompts whose
+ * panels are faster than the batched kernel ({@link NativeKernels#panelsFaster}: F16, and Q4_0 and Q8_0 on a set
+ * without VNNI) take that path too unless {@link #batchInvariant} is on.
  */
 public final class MatOps
 {
@@ -133,10 +134,12 @@ public final class MatOps
         final int tp = (tokens + LANES - 1) / LANES * LANES;
         // a prompt's blocked product (below) runs its panels natively where the set has them
         final NativeKernels nativePanels = VECTOR_OK && tokens > SMALL_BATCH_TOKENS ? kernels.nativePanels(tp) : null;
-        // F16 prompts go to those panels (faster than the batched F16 kernel) unless the batched kernel's bits are
-        // needed: with batch invariance, a token must get the same bits in a prompt as alone
-        final boolean f16Panels = w.type() == GgmlType.F16 && !batchInvariant && nativePanels != null;
-        if (natives != null && natives.supportsBatched(w) && !f16Panels)
+        // prompts whose panels are faster than the set's batched kernel (F16; Q4_0 and Q8_0 without VNNI) go to the
+        // panels unless the batched kernel's bits are needed: with batch invariance, a token must get the same bits in
+        // a prompt as alone
+        final boolean panelsFaster = !batchInvariant && nativePanels != null && natives != null &&
+            natives.panelsFaster(w);
+        if (natives != null && natives.supportsBatched(w) && !panelsFaster)
         {
             nativeProduct(natives, w, x, tokens, out);
             return;
@@ -497,8 +500,9 @@ public final class MatOps
 
     /**
      * With batch invariance on, a token's product has the same bits in a prompt as alone or in a decode batch where
-     * the kernels allow it: F16 prompts then use the batched F16 kernel (the single-token chains) instead of the
-     * faster panels. The quantized native kernels are batch-invariant either way; the Java kernels are not.
+     * the kernels allow it: prompts then use the batched native kernels (the single-token chains) even where the
+     * panels are faster (F16; Q4_0 and Q8_0 without VNNI). The other quantized native products are batch-invariant
+     * either way; the Java kernels are not.
      */
     public void batchInvariant(final boolean on)
     {

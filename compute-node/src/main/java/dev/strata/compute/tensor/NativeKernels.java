@@ -250,6 +250,23 @@ final class NativeKernels
         return w instanceof Q4_0x16Tensor ? productQ4_0x16 != null : supports(w.type);
     }
 
+    /**
+     * Whether a prompt's product with {@code w} runs faster on the float panels ({@link #panel}) than on this set's
+     * batched kernel: F16 on every set, and Q4_0 (in ggml's layout) and Q8_0 on the sets without VNNI, whose batched
+     * kernels are the single-token dot chains (kept for their bits: on a Zen 3, 1.1B Q8_0 prefill of 128 tokens ran at
+     * 33-35 tok/s on them against 50-56 on the panels). The batched kernel still serves where bits must not depend on
+     * the batch ({@link MatOps#batchInvariant}).
+     */
+    boolean panelsFaster(final WeightTensor w)
+    {
+        if (w.type == GgmlType.F16)
+        {
+            return true;
+        }
+        return isa != Isa.AVX512_VNNI && !(w instanceof Q4_0x16Tensor) &&
+            (w.type == GgmlType.Q4_0 || w.type == GgmlType.Q8_0);
+    }
+
     /** Whether Q4_0 weights are faster with this set once repacked ({@link #repack}). */
     boolean repacksQ4_0()
     {

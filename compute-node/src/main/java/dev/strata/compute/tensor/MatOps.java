@@ -134,12 +134,7 @@ public final class MatOps
         final int tp = (tokens + LANES - 1) / LANES * LANES;
         // a prompt's blocked product (below) runs its panels natively where the set has them
         final NativeKernels nativePanels = VECTOR_OK && tokens > SMALL_BATCH_TOKENS ? kernels.nativePanels(tp) : null;
-        // prompts whose panels are faster than the set's batched kernel (F16; Q4_0 and Q8_0 without VNNI) go to the
-        // panels unless the batched kernel's bits are needed: with batch invariance, a token must get the same bits in
-        // a prompt as alone
-        final boolean panelsFaster = !batchInvariant && nativePanels != null && natives != null &&
-            natives.panelsFaster(w);
-        if (natives != null && natives.supportsBatched(w) && !panelsFaster)
+        if (natives != null && natives.supportsBatched(w) && !panelsFaster(natives, w, tokens))
         {
             nativeProduct(natives, w, x, tokens, out);
             return;
@@ -302,8 +297,21 @@ public final class MatOps
     }
 
     /**
+     * Whether a prompt of {@code tokens} tokens goes to the native panels rather than to the set's batched kernel for
+     * {@code w}: where the panels are faster ({@link NativeKernels#panelsFaster}: F16; Q4_0 and Q8_0 without VNNI),
+     * unless the batched kernel's bits are needed (with {@link #batchInvariant}, a token must get the same bits in a
+     * prompt as alone).
+     */
+    private boolean panelsFaster(final NativeKernels natives, final WeightTensor w, final int tokens)
+    {
+        return VECTOR_OK && tokens > SMALL_BATCH_TOKENS && !batchInvariant && natives.panelsFaster(w) &&
+            kernels.nativePanels((tokens + LANES - 1) / LANES * LANES) != null;
+    }
+
+    /**
      * The native kernels if they take every matrix of {@code ws} with quantized activations of one format (and, for
-     * several tokens, with a batched kernel) and the matrices have one row length; otherwise null.
+     * several tokens, with a batched kernel that {@link #panelsFaster} does not pass over) and the matrices have one
+     * row length; otherwise null.
      */
     private NativeKernels fusable(final WeightTensor[] ws, final int tokens)
     {
@@ -316,7 +324,7 @@ public final class MatOps
         {
             if (kernels.nativeFor(w) != natives || w.cols() != ws[0].cols() ||
                 !NativeKernels.sameActivations(w.type(), ws[0].type()) ||
-                (tokens > 1 && !natives.supportsBatched(w)))
+                (tokens > 1 && (!natives.supportsBatched(w) || panelsFaster(natives, w, tokens))))
             {
                 return null;
             }

@@ -586,6 +586,25 @@ PRODUCT(q8_0, QK8_0, 4)
 PRODUCT(q4_k, QK_K, 16)
 PRODUCT(q6_k, QK_K, 16)
 
+/*
+ * Batched K-quants: the dot per (row, token), so that a token gets the same bits in a batch as alone. They serve the
+ * batch-invariant engines (split nodes, where a moved request is prefilled again with the tokens it had); the others
+ * keep the faster Java tiled product and float panels, whose chains differ (MatOps).
+ */
+void EXPORT(mm_q4_k)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
+    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
+    int32_t outStride)
+{
+    EXPORT_NAME(mv_q4_k)(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);
+}
+
+void EXPORT(mm_q6_k)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
+    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
+    int32_t outStride)
+{
+    EXPORT_NAME(mv_q6_k)(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);
+}
+
 /* ---------------------------------------------------------------------------------------------------------------
  * F16 weights against float activations (no activation quantization): the halves converted by F16C / AVX-512F.
  *

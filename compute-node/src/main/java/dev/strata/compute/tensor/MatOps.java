@@ -134,7 +134,7 @@ public final class MatOps
         final int tp = (tokens + LANES - 1) / LANES * LANES;
         // a prompt's blocked product (below) runs its panels natively where the set has them
         final NativeKernels nativePanels = VECTOR_OK && tokens > SMALL_BATCH_TOKENS ? kernels.nativePanels(tp) : null;
-        if (natives != null && natives.supportsBatched(w) && !panelsFaster(natives, w, tokens))
+        if (natives != null && batchedNative(natives, w, tokens))
         {
             nativeProduct(natives, w, x, tokens, out);
             return;
@@ -308,10 +308,28 @@ public final class MatOps
             kernels.nativePanels((tokens + LANES - 1) / LANES * LANES) != null;
     }
 
+    /** Whether {@code tokens} rows times {@code w} run on the native integer kernels, else on the Java ones (tests). */
+    boolean onNativeKernels(final WeightTensor w, final int tokens)
+    {
+        final NativeKernels natives = kernels.nativeFor(w);
+        return natives != null && (tokens == 1 || batchedNative(natives, w, tokens));
+    }
+
+    /**
+     * Whether a product of several tokens with {@code w} goes to the set's batched kernel: where it has one, unless
+     * the panels are faster ({@link #panelsFaster}) or the kernel is there for its bits only and the product need not
+     * be batch-invariant ({@link NativeKernels#batchedForBitsOnly}).
+     */
+    private boolean batchedNative(final NativeKernels natives, final WeightTensor w, final int tokens)
+    {
+        return natives.supportsBatched(w) && !panelsFaster(natives, w, tokens) &&
+            (batchInvariant || !natives.batchedForBitsOnly(w));
+    }
+
     /**
      * The native kernels if they take every matrix of {@code ws} with quantized activations of one format (and, for
-     * several tokens, with a batched kernel that {@link #panelsFaster} does not pass over) and the matrices have one
-     * row length; otherwise null.
+     * several tokens, with a batched kernel that {@link #batchedNative} takes) and the matrices have one row length;
+     * otherwise null.
      */
     private NativeKernels fusable(final WeightTensor[] ws, final int tokens)
     {
@@ -324,7 +342,7 @@ public final class MatOps
         {
             if (kernels.nativeFor(w) != natives || w.cols() != ws[0].cols() ||
                 !NativeKernels.sameActivations(w.type(), ws[0].type()) ||
-                (tokens > 1 && (!natives.supportsBatched(w) || panelsFaster(natives, w, tokens))))
+                (tokens > 1 && !batchedNative(natives, w, tokens)))
             {
                 return null;
             }

@@ -143,6 +143,8 @@ final class NativeKernels
         batchedF16 = bind(lookup, "mm_f16", PRODUCT_FLOAT);
         batched[GgmlType.Q4_0.ordinal()] = bind(lookup, "mm_q4_0", PRODUCT);
         batched[GgmlType.Q8_0.ordinal()] = bind(lookup, "mm_q8_0", PRODUCT);
+        batched[GgmlType.Q4_K.ordinal()] = bind(lookup, "mm_q4_k", PRODUCT);
+        batched[GgmlType.Q6_K.ordinal()] = bind(lookup, "mm_q6_k", PRODUCT);
         repackQ4_0 = bind(lookup, "repack_q4_0", REPACK);
         repackCopyQ4_0 = bind(lookup, "repack_q4_0_copy", REPACK_COPY);
         unpackQ4_0 = bind(lookup, "unpack_q4_0", REPACK);
@@ -265,6 +267,16 @@ final class NativeKernels
         }
         return isa != Isa.AVX512_VNNI && !(w instanceof Q4_0x16Tensor) &&
             (w.type == GgmlType.Q4_0 || w.type == GgmlType.Q8_0);
+    }
+
+    /**
+     * Whether this set's batched product for {@code w} is there for its bits only (the K-quants: the single-token dot
+     * per row and token), slower than the Java tiled product and the panels, so that only batch-invariant products use
+     * it ({@link MatOps#batchInvariant}).
+     */
+    boolean batchedForBitsOnly(final WeightTensor w)
+    {
+        return w.type == GgmlType.Q4_K || w.type == GgmlType.Q6_K;
     }
 
     /** Whether Q4_0 weights are faster with this set once repacked ({@link #repack}). */

@@ -87,7 +87,7 @@ class FusedProductsTest
                                         " tokens, index " + j + ": fused " + fused[i][j] + " alone " + alone[j]);
                                 }
                             }
-                            if (onNativeKernels(k, ws[i], tokens))
+                            if (ops.onNativeKernels(ws[i], tokens))
                             {
                                 failures.addAll(againstReference(types[i], data.get(i), rows[i], cols, x, tokens,
                                     fused[i], "matrix " + i));
@@ -140,7 +140,7 @@ class FusedProductsTest
                                     "index " + j + ": fused " + gate[j] + " separate " + g[j]);
                             }
                         }
-                        if (onNativeKernels(k, ws[0], tokens) && onNativeKernels(k, ws[1], tokens))
+                        if (ops.onNativeKernels(ws[0], tokens) && ops.onNativeKernels(ws[1], tokens))
                         {
                             // SwiGLU of the reference products, in double
                             final float[] refGate = reference(types[0], data.get(0), ffn, cols, x, tokens);
@@ -159,13 +159,6 @@ class FusedProductsTest
         }
         assertTrue(failures.isEmpty(), () -> failures.size() + " failures, first: " +
             String.join("\n", failures.subList(0, Math.min(10, failures.size()))));
-    }
-
-    /** Whether {@code tokens} rows times {@code w} run on the native integer kernels (else on the Java ones). */
-    private static boolean onNativeKernels(final Kernels k, final WeightTensor w, final int tokens)
-    {
-        final NativeKernels natives = k.nativeFor(w);
-        return natives != null && (tokens == 1 || natives.supportsBatched(w));
     }
 
     /** {@code tokens x rows} products of ggml's bytes {@code data} with {@code x}, by the scalar reference. */

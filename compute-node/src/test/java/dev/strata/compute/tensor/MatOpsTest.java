@@ -46,6 +46,69 @@ class MatOpsTest
     }
 
     /**
+     * With batch invariance on (the engines of split nodes), every product of several tokens gives each token the bits
+     * it gets alone, for every type the native kernels take, in decode-sized batches and prompts, alone and fused (QKV):
+     * a request moved to another node is prefilled again with the tokens it had, whose keys and values must be those
+     * of its decode steps.
+     */
+    @Test
+    void batchInvariantProductsShouldGiveATokenItsBitsAlone()
+    {
+        final Kernels natives = Kernels.of("native");
+        assumeTrue(natives.isNative(), "no native kernels on this machine");
+        final Random rnd = new Random(43);
+        try (ThreadPool pool = new ThreadPool(2))
+        {
+            final MatOps ops = new MatOps(pool, natives);
+            ops.batchInvariant(true);
+            for (final GgmlType type : new GgmlType[]{GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K,
+                GgmlType.F16})
+            {
+                final int rows = 70;
+                final int cols = 512;
+                final WeightTensor w = WeightTensor.of("w", type,
+                    MemorySegment.ofArray(KernelConformance.randomData(type, rows, cols, rnd)), rows, cols);
+                final WeightTensor v = WeightTensor.of("v", type,
+                    MemorySegment.ofArray(KernelConformance.randomData(type, 37, cols, rnd)), 37, cols);
+                for (final int tokens : new int[]{3, 64, 65, 130})
+                {
+                    final float[] x = KernelConformance.randomVector(rnd, 0, tokens * cols);
+                    final float[] a = new float[tokens * rows];
+                    ops.matmul(w, x, tokens, a);
+                    final float[][] fused = {new float[tokens * rows], new float[tokens * 37]};
+                    ops.matmuls(new WeightTensor[]{w, v}, x, tokens, fused);
+                    final float[] alone = new float[rows];
+                    final float[] aloneV = new float[37];
+                    for (int t = 0; t < tokens; t++)
+                    {
+                        final float[] xt = Arrays.copyOfRange(x, t * cols, (t + 1) * cols);
+                        ops.matvec(w, xt, alone);
+                        ops.matvec(v, xt, aloneV);
+                        for (int r = 0; r < rows; r++)
+                        {
+                            final int rr = r;
+                            final int tt = t;
+                            assertEquals(Float.floatToRawIntBits(alone[r]), Float.floatToRawIntBits(a[t * rows + r]),
+                                () -> type + ", " + tokens + " tokens: token " + tt + " row " + rr + " differs from alone");
+                            assertEquals(Float.floatToRawIntBits(alone[r]),
+                                Float.floatToRawIntBits(fused[0][t * rows + r]),
+                                () -> type + ", " + tokens + " tokens fused: token " + tt + " row " + rr + " differs");
+                        }
+                        for (int r = 0; r < 37; r++)
+                        {
+                            final int rr = r;
+                            final int tt = t;
+                            assertEquals(Float.floatToRawIntBits(aloneV[r]),
+                                Float.floatToRawIntBits(fused[1][t * 37 + r]),
+                                () -> type + ", " + tokens + " tokens fused, second matrix: token " + tt + " row " + rr);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /**
      * A prompt's product gives the same bits with native kernels (their panel kernel: F32 weights in place, the other
      * float-activation types from dequantized column blocks) as with the Java kernels, which run the same chains; with
      * batch invariance on, an F16 prompt instead gives each token the bits it gets alone.

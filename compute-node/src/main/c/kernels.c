@@ -1360,8 +1360,8 @@ void EXPORT(mm_q8_0)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_
     {
         for (int t = r < rows2 ? tokens2 : 0; t < tokens; t++)
         {
-            out[(int64_t)t * outStride + r] = dot_q8_0(w + r * rowBytes, nb, qs + (int64_t)t * cols, d + (int64_t)t * nb,
-                aux + (int64_t)t * (cols / 4));
+            out[(int64_t)t * outStride + r] = dot_q8_0(w + r * rowBytes, nb, qs + (int64_t)t * cols,
+                d + (int64_t)t * nb, aux + (int64_t)t * (cols / 4));
         }
     }
 }
@@ -1696,7 +1696,8 @@ static inline __attribute__((always_inline)) void rp_tile(const int N, const int
                     for (int i = 0; i < TN; i++)
                     {
                         const int t = t0 + i;
-                        const __m256i s = rp2_block_sum(lo, hi, qs + (int64_t)t * cols + 32 * b, corr[(size_t)t * nb + b]);
+                        const __m256i s = rp2_block_sum(lo, hi, qs + (int64_t)t * cols + 32 * b,
+                            corr[(size_t)t * nb + b]);
                         const __m256 scale = _mm256_mul_ps(wsc, _mm256_set1_ps(d[(int64_t)t * nb + b]));
                         acc[j][h][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[j][h][i]);
                     }

@@ -63,9 +63,9 @@ public final class GgufWeightSource implements WeightSource
             return info == null ? null : new WeightViews.Tensor(info.type(), info.shape(), file.tensorData(info));
         };
         // the kernels' layout (Q4_0 repacked by the native sets): the file is mapped read-only, so a repacked matrix is
-        // a copy in this source's arena, and the mapped pages it came from are released (the products never read them again;
-        // the page cache keeps them as clean, reclaimable file pages): the process holds the weights once. The other
-        // matrices of a huge page or more are copied there too ({@value #COPY_PROPERTY}): on huge pages, a decode
+        // a copy in this source's arena, and the mapped pages it came from are released (the products never read them
+        // again; the page cache keeps them as clean, reclaimable file pages): the process holds the weights once. The
+        // other matrices of a huge page or more are copied there too ({@value #COPY_PROPERTY}): on huge pages, a decode
         // step's stream over them runs faster (1.1B Q8_0: 4-15%, three alternated rounds)
         final boolean copy = copyWeights(file.segment().byteSize());
         final UnaryOperator<WeightTensor> prepare = w ->

@@ -47,9 +47,9 @@ class MatOpsTest
 
     /**
      * With batch invariance on (the engines of split nodes), every product of several tokens gives each token the bits
-     * it gets alone, for every type the native kernels take, in decode-sized batches and prompts, alone and fused (QKV):
-     * a request moved to another node is prefilled again with the tokens it had, whose keys and values must be those
-     * of its decode steps.
+     * it gets alone, for every type the native kernels take, in decode-sized batches and prompts, alone and fused
+     * (QKV): a request moved to another node is prefilled again with the tokens it had, whose keys and values must be
+     * those of its decode steps.
      */
     @Test
     void batchInvariantProductsShouldGiveATokenItsBitsAlone()
@@ -89,7 +89,8 @@ class MatOpsTest
                             final int rr = r;
                             final int tt = t;
                             assertEquals(Float.floatToRawIntBits(alone[r]), Float.floatToRawIntBits(a[t * rows + r]),
-                                () -> type + ", " + tokens + " tokens: token " + tt + " row " + rr + " differs from alone");
+                                () -> type + ", " + tokens + " tokens: token " + tt + " row " + rr +
+                                    " differs from alone");
                             assertEquals(Float.floatToRawIntBits(alone[r]),
                                 Float.floatToRawIntBits(fused[0][t * rows + r]),
                                 () -> type + ", " + tokens + " tokens fused: token " + tt + " row " + rr + " differs");
@@ -100,7 +101,8 @@ class MatOpsTest
                             final int tt = t;
                             assertEquals(Float.floatToRawIntBits(aloneV[r]),
                                 Float.floatToRawIntBits(fused[1][t * 37 + r]),
-                                () -> type + ", " + tokens + " tokens fused, second matrix: token " + tt + " row " + rr);
+                                () -> type + ", " + tokens + " tokens fused, second matrix: token " + tt +
+                                    " row " + rr);
                         }
                     }
                 }

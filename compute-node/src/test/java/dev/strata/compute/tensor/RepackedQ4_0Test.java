@@ -46,7 +46,8 @@ class RepackedQ4_0Test
             }
             else
             {
-                why.add(isa.symbolName + ": " + (selected instanceof NativeKernels ? "no repacked Q4_0 kernels" : selected));
+                why.add(isa.symbolName + ": " +
+                    (selected instanceof NativeKernels ? "no repacked Q4_0 kernels" : selected));
             }
         }
         assumeTrue(!sets.isEmpty(), () -> "no set repacks Q4_0 here: " + why);
@@ -263,7 +264,8 @@ class RepackedQ4_0Test
     void shouldGiveTheSameBitsOnEverySet()
     {
         final List<NativeKernels> sets = sets();
-        assumeTrue(sets.size() > 1, () -> "only " + sets.get(0).isa.symbolName + " runs here: no second set to compare");
+        assumeTrue(sets.size() > 1,
+            () -> "only " + sets.get(0).isa.symbolName + " runs here: no second set to compare");
         final Random rnd = new Random(61);
         final int cols = 320;
         final int rows = 9 * GROUP + 5;

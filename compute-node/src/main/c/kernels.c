@@ -441,11 +441,18 @@ static inline float dot_q4_0(const uint8_t *w, int nb, const int8_t *qs, const f
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-/* Q8_0 x Q8_0: |w| times y with w's sign (|-128| = 128 fits unsigned; 2 * 128 * 127 does not saturate). */
+/* One Q8_0 block's 8 lane sums, as floats: |w| (absw) times y with w's sign (|-128| = 128 fits unsigned; 2 * 128 * 127
+ * does not saturate). */
+static inline __m256 q8_block(__m256i absw, __m256i w, __m256i y)
+{
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(absw, _mm256_sign_epi8(y, w)),
+        _mm256_set1_epi16(1)));
+}
+
+/* Q8_0 x Q8_0 (q8_block per block): two accumulators over alternate blocks, one horizontal sum. */
 static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const float *d, const int32_t *aux)
 {
     (void)aux;
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc0 = _mm256_setzero_ps();
     __m256 acc1 = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++)
@@ -453,8 +460,7 @@ static inline float dot_q8_0(const uint8_t *w, int nb, const int8_t *qs, const f
         const uint8_t *wb = w + b * Q8_0_BYTES;
         const __m256i v = _mm256_loadu_si256((const __m256i *)(wb + 2));
         const __m256i y = _mm256_loadu_si256((const __m256i *)(qs + b * QK8_0));
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(y, v)), ones);
-        const __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_to_f32(wb) * d[b]));
+        const __m256 t = _mm256_mul_ps(q8_block(_mm256_abs_epi8(v), v, y), _mm256_set1_ps(f16_to_f32(wb) * d[b]));
         if (b & 1)
         {
             acc1 = _mm256_add_ps(acc1, t);
@@ -587,23 +593,21 @@ PRODUCT(q4_k, QK_K, 16)
 PRODUCT(q6_k, QK_K, 16)
 
 /*
- * Batched K-quants: the dot per (row, token), so that a token gets the same bits in a batch as alone. They serve the
- * batch-invariant engines (split nodes, where a moved request is prefilled again with the tokens it had); the others
- * keep the faster Java tiled product and float panels, whose chains differ (MatOps).
+ * A batched product that is the dot per (row, token) (mv_<type> over the tokens), so that a token gets the same bits
+ * in a batch as alone: exported as mm_<type> where the set has no faster batched kernel with those bits.
  */
-void EXPORT(mm_q4_k)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
-    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
-    int32_t outStride)
-{
-    EXPORT_NAME(mv_q4_k)(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);
-}
+#define BATCHED_AS_DOTS(type)                                                                                         \
+    void EXPORT(mm_##type)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,        \
+        const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,       \
+        int32_t outStride)                                                                                            \
+    {                                                                                                                 \
+        EXPORT_NAME(mv_##type)(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);     \
+    }
 
-void EXPORT(mm_q6_k)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
-    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
-    int32_t outStride)
-{
-    EXPORT_NAME(mv_q6_k)(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);
-}
+/* The K-quants: for the batch-invariant engines only (split nodes, where a moved request is prefilled again with the
+ * tokens it had); the others keep the faster Java tiled product and float panels, whose chains differ (MatOps). */
+BATCHED_AS_DOTS(q4_k)
+BATCHED_AS_DOTS(q6_k)
 
 /* ---------------------------------------------------------------------------------------------------------------
  * F16 weights against float activations (no activation quantization): the halves converted by F16C / AVX-512F.
@@ -1293,7 +1297,6 @@ MM(q8_0)
 static inline __attribute__((always_inline)) void q8_tile(const uint8_t *w0, const uint8_t *w1, int nb,
     const int8_t *y0, const int8_t *y1, const float *d0, const float *d1, float *out, int32_t outStride)
 {
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[2][2][2];
     for (int r = 0; r < 2; r++)
     {
@@ -1323,8 +1326,7 @@ static inline __attribute__((always_inline)) void q8_tile(const uint8_t *w0, con
             const __m256i y = _mm256_loadu_si256((const __m256i *)(yt[t] + b * QK8_0));
             for (int r = 0; r < 2; r++)
             {
-                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(a[r], _mm256_sign_epi8(y, v[r])), ones);
-                const __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sw[r] * dt[t][b]));
+                const __m256 x = _mm256_mul_ps(q8_block(a[r], v[r], y), _mm256_set1_ps(sw[r] * dt[t][b]));
                 acc[r][t][b & 1] = _mm256_add_ps(acc[r][t][b & 1], x);
             }
         }
@@ -1367,12 +1369,7 @@ void EXPORT(mm_q8_0)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_
 }
 
 /* Q4_0 in ggml's layout batched (matrices of fewer than 16 rows, or the repack turned off): dot_q4_0 per pair. */
-void EXPORT(mm_q4_0)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,
-    const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,
-    int32_t outStride)
-{
-    EXPORT_NAME(mv_q4_0)(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);
-}
+BATCHED_AS_DOTS(q4_0)
 #endif
 
 /* ---------------------------------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ import java.util.Locale;
 /**
  * Large off-heap allocations (repacked and copied weights, the KV pool, streamed unit buffers) on 2 MiB pages where
  * Linux gives them: the region is aligned to 2 MiB and advised {@code MADV_HUGEPAGE} before its first touch, so with
- * transparent huge pages in {@code madvise} mode (the common default) its faults take huge pages. A decode step streams every weight once:
- * with 4 KiB pages that is a TLB miss every 4 KiB and a hardware prefetch that stops at every page's end.
+ * transparent huge pages in {@code madvise} mode (the common default) its faults take huge pages. A decode step
+ * streams every weight once: with 4 KiB pages that is a TLB miss every 4 KiB and a hardware prefetch that stops at
+ * every page's end.
  * <p>
  * {@value #PROPERTY}{@code =false} turns it off (a plain 64-byte aligned allocation), to measure what it brings. Where
  * {@code madvise} is missing (not Linux) or refuses, the memory is the same, on small pages.

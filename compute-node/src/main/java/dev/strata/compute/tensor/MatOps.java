@@ -527,8 +527,9 @@ public final class MatOps
     /**
      * With batch invariance on, a token's product has the same bits in a prompt as alone or in a decode batch where
      * the kernels allow it: prompts then use the batched native kernels (the single-token chains) even where the
-     * panels are faster (F16; Q4_0 and Q8_0 without VNNI). The other quantized native products are batch-invariant
-     * either way; the Java kernels are not.
+     * panels are faster (F16; Q4_0 and Q8_0 without VNNI), and K-quant batches use theirs, which are there for their
+     * bits only ({@link NativeKernels#batchedForBitsOnly}). Q4_0 and Q8_0 batches of up to 64 tokens are
+     * batch-invariant either way; the Java kernels are not.
      */
     public void batchInvariant(final boolean on)
     {

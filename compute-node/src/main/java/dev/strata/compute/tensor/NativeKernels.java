@@ -123,7 +123,6 @@ final class NativeKernels
     private final MethodHandle repackCopyQ4_0;
     private final MethodHandle unpackQ4_0;
     private final MethodHandle productQ4_0x16;
-    private final MethodHandle batchedQ4_0x16;
     /** Attention of a row over a sequence's KV blocks in place ({@link NativeAttention}); null where absent. */
     final MethodHandle attendKv;
     /** Float weights against packed activations: the Java blocked product's chains ({@link #panel}). */
@@ -148,11 +147,9 @@ final class NativeKernels
         repackQ4_0 = bind(lookup, "repack_q4_0", REPACK);
         repackCopyQ4_0 = bind(lookup, "repack_q4_0_copy", REPACK_COPY);
         unpackQ4_0 = bind(lookup, "unpack_q4_0", REPACK);
-        final MethodHandle mv = bind(lookup, "mv_q4_0r", PRODUCT);
-        final MethodHandle mm = bind(lookup, "mm_q4_0r", PRODUCT);
-        // every set has both (VNNI in 512-bit lanes, AVX-512 BW and AVX2 in two 256-bit halves of a group)
-        productQ4_0x16 = mv != null && mm != null ? mv : null;
-        batchedQ4_0x16 = mv != null && mm != null ? mm : null;
+        // one kernel for one token or many, in every set (VNNI in 512-bit lanes, AVX-512 BW and AVX2 in two 256-bit
+        // halves of a group)
+        productQ4_0x16 = bind(lookup, "mm_q4_0r", PRODUCT);
         attendKv = bind(lookup, "attend_kv", ATTEND_KV);
         panelF32 = bind(lookup, "mm_f32_panel", PANEL);
         panelF16 = bind(lookup, "mm_f16_panel", PANEL);
@@ -449,7 +446,7 @@ final class NativeKernels
     /** As {@link #supportsBatched(GgmlType)} for {@code w} in its layout. */
     boolean supportsBatched(final WeightTensor w)
     {
-        return w instanceof Q4_0x16Tensor ? batchedQ4_0x16 != null : supportsBatched(w.type);
+        return w instanceof Q4_0x16Tensor ? productQ4_0x16 != null : supportsBatched(w.type);
     }
 
     /**
@@ -510,7 +507,7 @@ final class NativeKernels
         final MethodHandle kernel;
         if (w instanceof Q4_0x16Tensor)
         {
-            kernel = tokens > 1 ? batchedQ4_0x16 : productQ4_0x16;
+            kernel = productQ4_0x16;
         }
         else
         {

@@ -19,7 +19,7 @@ import java.lang.foreign.ValueLayout;
  *   scales: block b's 16 f16 at nb * 256 + 32b, row r at + 2r
  * </pre>
  * Byte j of a block holds weight j (low nibble) and weight j + 16 (high nibble), as in ggml: the nibbles are not
- * moved, only the bytes. The native kernels ({@code mv_q4_0r}, {@code mm_q4_0r}) read this layout; the Java methods
+ * moved, only the bytes. The native kernel ({@code mm_q4_0r}) reads this layout; the Java methods
  * here read it too (scalar code, for a tensor used with the Java kernels after it was repacked), so every user of a
  * {@link WeightTensor} keeps working.
  */

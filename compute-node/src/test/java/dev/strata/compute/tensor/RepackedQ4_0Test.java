@@ -20,7 +20,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
- * Q4_0 repacked by 16 rows for the native kernels ({@link Q4_0x16Tensor}, {@code mv_q4_0r}, {@code mm_q4_0r}), on
+ * Q4_0 repacked by 16 rows for the native kernels ({@link Q4_0x16Tensor}, {@code mm_q4_0r}), on
  * every instruction set this CPU runs: the layout change is lossless, the products match {@link NativeReference} on
  * the original bytes (as {@link NativeKernelsTest} checks the other kernels), a token's products are the same bits
  * alone and in a batch, and a repacked tensor still works with the Java kernels. Where the CPU runs more than one set,

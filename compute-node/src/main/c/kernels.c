@@ -1839,6 +1839,40 @@ void EXPORT(mm_q4_0r)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32
  * positions (1.1B's 22 layers, one thread) about 1.7x faster than reading a run at once and indexing the accumulators
  * at run time, with the same bits.
  * ------------------------------------------------------------------------------------------------------------- */
+/* The addresses of positions [p0, p0 + cnt) at offset off of their slots (one division per run, not per position). */
+static inline void at_slots(const uint8_t *pool, int64_t blockBytes, const int32_t *table, int bt, int64_t off,
+    int64_t slotBytes, int p0, int cnt, const uint8_t **base)
+{
+    int b = p0 / bt;
+    int slot = p0 - b * bt;
+    for (int i = 0; i < cnt; i++, slot++)
+    {
+        if (slot == bt)
+        {
+            b++;
+            slot = 0;
+        }
+        base[i] = pool + table[b] * blockBytes + off + (int64_t)slot * slotBytes;
+    }
+}
+
+/*
+ * Prefetches share `part` of `parts` of the positions at next[0, cnt) toward L1: bytes [from, to) of each. A run is
+ * prefetched in shares, one per key-value head it is read for, so that its misses are spread over the run before it
+ * instead of filling the miss queue at once.
+ */
+static inline __attribute__((always_inline)) void at_prefetch_share(const uint8_t *const *next, int cnt, int part,
+    int parts, int64_t from, int64_t to)
+{
+    for (int i = cnt * part / parts; i < cnt * (part + 1) / parts; i++)
+    {
+        for (int64_t o = from; o < to; o += 64)
+        {
+            _mm_prefetch((const char *)next[i] + o, _MM_HINT_T0);
+        }
+    }
+}
+
 #if defined(__AVX512F__)
 
 /* e^x for x <= 0 (a softmax's shifted scores): Cody-Waite reduction by ln 2, a degree-6 polynomial, 2^n by exponent. */
@@ -1893,23 +1927,6 @@ static inline __m512 at_load(const uint8_t *p, int elemBytes)
     return elemBytes == 2 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)) : _mm512_loadu_ps((const float *)p);
 }
 
-/* The addresses of positions [p0, p0 + cnt) at offset off of their slots (one division per run, not per position). */
-static inline void at_slots(const uint8_t *pool, int64_t blockBytes, const int32_t *table, int bt, int64_t off,
-    int64_t slotBytes, int p0, int cnt, const uint8_t **base)
-{
-    int b = p0 / bt;
-    int slot = p0 - b * bt;
-    for (int i = 0; i < cnt; i++, slot++)
-    {
-        if (slot == bt)
-        {
-            b++;
-            slot = 0;
-        }
-        base[i] = pool + table[b] * blockBytes + off + (int64_t)slot * slotBytes;
-    }
-}
-
 /* Accumulators of the weighted value sum held in registers at once (heads of a pass x hs / 16). */
 #define AT_ACC 16
 
@@ -1921,23 +1938,6 @@ static inline __m512 at_load_v(const uint8_t *p, int elemBytes)
         return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
     }
     return at_load(p, elemBytes);
-}
-
-/*
- * Prefetches share `part` of `parts` of the positions at next[0, cnt) toward L1: bytes [from, to) of each. A run is
- * prefetched in shares, one per key-value head it is read for, so that its misses are spread over the run before it
- * instead of filling the miss queue at once.
- */
-static inline __attribute__((always_inline)) void at_prefetch_share(const uint8_t *const *next, int cnt, int part,
-    int parts, int64_t from, int64_t to)
-{
-    for (int i = cnt * part / parts; i < cnt * (part + 1) / parts; i++)
-    {
-        for (int64_t o = from; o < to; o += 64)
-        {
-            _mm_prefetch((const char *)next[i] + o, _MM_HINT_T0);
-        }
-    }
 }
 
 /*
@@ -2373,7 +2373,7 @@ static inline __attribute__((always_inline)) void attend_kv_q8_impl(const int hs
         {
             at_slots(pool, blockBytes, table, bt, kOff, kvDim, p0 + 16, ncnt, next);
             at_slots(pool, blockBytes, table, bt, kOff + scaleOff, kvHeads * 4, p0 + 16, ncnt, nextScales);
-            at_slots(pool, blockBytes, table, bt, vOff + scaleOff, kvHeads * 4, p0 + 16, ncnt, nextScales + 16);
+            at_slots(pool, blockBytes, table, bt, vOff + scaleOff, kvHeads * 4, p0 + 16, ncnt, nextScales + ncnt);
         }
         for (int kvh = kv0; kvh < kv1; kvh++)
         {
@@ -2402,7 +2402,8 @@ static inline __attribute__((always_inline)) void attend_kv_q8_impl(const int hs
             for (int hg = 0; hg < g; hg++)
             {
                 const int h = h0 + hg;
-                const __m512 sv = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[hg]), _mm512_mul_ps(kscv, _mm512_set1_ps(qd[h])));
+                const __m512 sv = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[hg]),
+                    _mm512_mul_ps(kscv, _mm512_set1_ps(qd[h])));
                 _mm512_storeu_ps(scratch + (int64_t)h * stride + p0, sv);
                 const __m512 mx = _mm512_load_ps(mxs + 16 * h);
                 _mm512_store_ps(mxs + 16 * h, _mm512_mask_max_ps(mx, m, mx, sv));
@@ -2444,5 +2445,412 @@ void EXPORT(attend_kv)(const uint8_t *pool, int64_t blockBytes, const int32_t *t
         if (hs == 64) AT_CALL(4, 64); else if (hs == 128) AT_CALL(4, 128); else AT_CALL(4, hs);
     }
 #undef AT_CALL
+}
+#else
+/* ---------------------------------------------------------------------------------------------------------------
+ * AVX2: attend_kv in 8-lane vectors (runs of 8 positions), with the definitions above read for 8 lanes: a score's
+ * 8-lane chunk products chained by FMA in chunk order, the lanes of 8 positions summed by one fixed tree
+ * (at2_reduce8); e^x the same operations per lane as at_exp; the softmax sums lane-wise over 8-position chunks in
+ * order, then across lanes by a fixed tree; the value sums one FMA per position in position order. The 8-bit pool's
+ * scores are the same exact integers and the same float products as the AVX-512 sets'; the rest is this set's own
+ * order of additions, so the bits are those of this set.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+static inline __m256 at2_exp(__m256 x)
+{
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* Lane i of the result: the sum of the 8 lanes of a[i] (a fixed tree of pairwise additions). */
+static inline __m256 at2_reduce8(const __m256 *a)
+{
+    const __m256 c0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    const __m256 c1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    /* c0's 128-bit halves: the sums of lanes 0-3 and 4-7 of a[0..3]; c1 the same for a[4..7] */
+    return _mm256_add_ps(_mm256_permute2f128_ps(c0, c1, 0x20), _mm256_permute2f128_ps(c0, c1, 0x31));
+}
+
+/* The same for integers (exact, so any tree would do). */
+static inline __m256i at2_reduce8i(const __m256i *a)
+{
+    const __m256i c0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    const __m256i c1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(c0, c1, 0x20), _mm256_permute2x128_si256(c0, c1, 0x31));
+}
+
+static inline float at2_hsum(__m256 v)
+{
+    const __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    return _mm_cvtss_f32(_mm_add_ss(b, _mm_movehdup_ps(b)));
+}
+
+static inline float at2_hmax(__m256 v)
+{
+    const __m128 a = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 b = _mm_max_ps(a, _mm_movehl_ps(a, a));
+    return _mm_cvtss_f32(_mm_max_ss(b, _mm_movehdup_ps(b)));
+}
+
+/* Lanes [0, cnt) all ones. */
+static inline __m256 at2_mask(int cnt)
+{
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+
+/* An 8-lane chunk of a key or value as floats: F32, F16 (F16C) or int8 (the 8-bit pool, its scale applied later). */
+static inline __m256 at2_load(const uint8_t *p, int elemBytes)
+{
+    if (elemBytes == 1)
+    {
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+    }
+    return elemBytes == 2 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)) : _mm256_loadu_ps((const float *)p);
+}
+
+/* Softmax of each head's scores (at2's definition; vsc as at_softmax's). */
+static inline __attribute__((always_inline)) void at2_softmax(float *scratch, int stride, int heads, int n,
+    const float *mxs, const float *vsc, int g)
+{
+    for (int h = 0; h < heads; h++)
+    {
+        float *sh = scratch + (int64_t)h * stride;
+        const __m256 mx = _mm256_set1_ps(at2_hmax(_mm256_loadu_ps(mxs + 8 * h)));
+        __m256 sum = _mm256_setzero_ps();
+        for (int p0 = 0; p0 < n; p0 += 8)
+        {
+            const __m256 e = _mm256_and_ps(at2_mask(n - p0), at2_exp(_mm256_sub_ps(_mm256_loadu_ps(sh + p0), mx)));
+            _mm256_storeu_ps(sh + p0, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        const __m256 inv = _mm256_set1_ps(1.0f / at2_hsum(sum));
+        for (int p0 = 0; p0 < n; p0 += 8)
+        {
+            __m256 w = _mm256_mul_ps(_mm256_loadu_ps(sh + p0), inv);
+            if (vsc != NULL)
+            {
+                w = _mm256_mul_ps(w, _mm256_loadu_ps(vsc + (int64_t)(h / g) * stride + p0));
+            }
+            _mm256_storeu_ps(sh + p0, w);
+        }
+    }
+}
+
+/* Accumulators of the weighted value sum in registers at once (AVX2 has 16). */
+#define AT2_ACC 8
+
+static inline __attribute__((always_inline)) void at2_values_pass(const int hn, const int chunks, const __m256 *v,
+    int cnt, const float *w, int stride, float *o)
+{
+    __m256 acc[4 * AT2_ACC]; /* one head of 256 elements at most */
+    for (int j = 0; j < hn * chunks; j++)
+    {
+        acc[j] = _mm256_loadu_ps(o + 8 * j);
+    }
+    for (int i = 0; i < cnt; i++)
+    {
+        for (int h = 0; h < hn; h++)
+        {
+            const __m256 wh = _mm256_set1_ps(w[(int64_t)h * stride + i]);
+            for (int c = 0; c < chunks; c++)
+            {
+                acc[h * chunks + c] = _mm256_fmadd_ps(wh, v[i * chunks + c], acc[h * chunks + c]);
+            }
+        }
+    }
+    for (int j = 0; j < hn * chunks; j++)
+    {
+        _mm256_storeu_ps(o + 8 * j, acc[j]);
+    }
+}
+
+/* The weighted sum of the values (at_values' shape in runs of 8: a run converted once, then passes of heads). */
+static inline __attribute__((always_inline)) void at2_values(const int elemBytes, const int hs, const uint8_t *pool,
+    int64_t blockBytes, const int32_t *table, int bt, int64_t vOff, int64_t slotBytes, int g, int kv0, int kv1, int n,
+    const float *scratch, int stride, float *o0)
+{
+    const int chunks = hs / 8;
+    const int heads = (kv1 - kv0) * g;
+    for (int i = 0; i < heads * hs; i += 8)
+    {
+        _mm256_storeu_ps(o0 + i, _mm256_setzero_ps());
+    }
+    const int perPass = AT2_ACC / chunks > 0 ? AT2_ACC / chunks : 1;
+    __m256 v[8 * 32];
+    for (int p0 = 0; p0 < n; p0 += 8)
+    {
+        const int cnt = n - p0 < 8 ? n - p0 : 8;
+        const uint8_t *base[16];
+        at_slots(pool, blockBytes, table, bt, vOff, slotBytes, p0, cnt, base);
+        const uint8_t *next[16];
+        const int ncnt = n - p0 - 8 < 8 ? n - p0 - 8 : 8;
+        if (ncnt > 0)
+        {
+            at_slots(pool, blockBytes, table, bt, vOff, slotBytes, p0 + 8, ncnt, next);
+        }
+        for (int kvh = kv0; kvh < kv1; kvh++)
+        {
+            if (ncnt > 0)
+            {
+                at_prefetch_share(next, ncnt, kvh - kv0, kv1 - kv0, (int64_t)kv0 * hs * elemBytes,
+                    (int64_t)kv1 * hs * elemBytes);
+            }
+            for (int i = 0; i < cnt; i++)
+            {
+                const uint8_t *vp = base[i] + (int64_t)kvh * hs * elemBytes;
+                for (int c = 0; c < chunks; c++)
+                {
+                    v[i * chunks + c] = at2_load(vp + (int64_t)8 * c * elemBytes, elemBytes);
+                }
+            }
+            for (int hg0 = 0; hg0 < g; hg0 += perPass)
+            {
+                const int hn = g - hg0 < perPass ? g - hg0 : perPass;
+                const int h0 = (kvh - kv0) * g + hg0;
+                const float *w = scratch + (int64_t)h0 * stride + p0;
+                float *o = o0 + (int64_t)h0 * hs;
+                /* the common counts as constants (perPass is at least hn, so the guards always hold) */
+                switch (hn)
+                {
+                case 1: at2_values_pass(1, chunks, v, cnt, w, stride, o); break;
+                case 2: if (2 * chunks <= AT2_ACC) at2_values_pass(2, chunks, v, cnt, w, stride, o); break;
+                case 4: if (4 * chunks <= AT2_ACC) at2_values_pass(4, chunks, v, cnt, w, stride, o); break;
+                default: at2_values_pass(hn, chunks, v, cnt, w, stride, o); break;
+                }
+            }
+        }
+    }
+}
+
+/*
+ * F16 or F32 keys and values, heads of hs (a multiple of 16, at most 256): attend_kv_impl's definition in runs of 8
+ * positions.
+ */
+static inline __attribute__((always_inline)) void attend_kv2_impl(const int elemBytes, const int hs,
+    const uint8_t *pool, int64_t blockBytes, const int32_t *table, int bt, int kvDim, int layer, const float *q, int g,
+    int kv0, int kv1, int n, float scale, float *scratch, float *out)
+{
+    const int chunks = hs / 8;
+    const int stride = (n + 15) & ~15;
+    const int heads = (kv1 - kv0) * g;
+    const int64_t kOff = (int64_t)(layer * 2) * bt * kvDim * elemBytes;
+    const int64_t vOff = (int64_t)(layer * 2 + 1) * bt * kvDim * elemBytes;
+    const int64_t slotBytes = (int64_t)kvDim * elemBytes;
+    const float *q0 = q + (int64_t)kv0 * g * hs;
+    float *o0 = out + (int64_t)kv0 * g * hs;
+    float mxs[256 * 8];
+    for (int h = 0; h < heads; h++)
+    {
+        _mm256_storeu_ps(mxs + 8 * h, _mm256_set1_ps(-INFINITY));
+    }
+    __m256 k[8 * 32]; /* a run's keys of one key-value head as floats: [position][chunk] */
+    for (int p0 = 0; p0 < n; p0 += 8)
+    {
+        const int cnt = n - p0 < 8 ? n - p0 : 8;
+        const __m256 m = at2_mask(cnt);
+        const uint8_t *base[16];
+        at_slots(pool, blockBytes, table, bt, kOff, slotBytes, p0, cnt, base);
+        const uint8_t *next[16];
+        const int ncnt = n - p0 - 8 < 8 ? n - p0 - 8 : 8;
+        if (ncnt > 0)
+        {
+            at_slots(pool, blockBytes, table, bt, kOff, slotBytes, p0 + 8, ncnt, next);
+        }
+        for (int kvh = kv0; kvh < kv1; kvh++)
+        {
+            if (ncnt > 0)
+            {
+                at_prefetch_share(next, ncnt, kvh - kv0, kv1 - kv0, (int64_t)kv0 * hs * elemBytes,
+                    (int64_t)kv1 * hs * elemBytes);
+            }
+            for (int i = 0; i < cnt; i++)
+            {
+                for (int c = 0; c < chunks; c++)
+                {
+                    k[i * chunks + c] = at2_load(base[i] + ((int64_t)kvh * hs + 8 * c) * elemBytes, elemBytes);
+                }
+            }
+            for (int hg = 0; hg < g; hg++)
+            {
+                const int h = (kvh - kv0) * g + hg;
+                const float *qh = q0 + (int64_t)h * hs;
+                __m256 acc[8];
+                for (int i = 0; i < 8; i++)
+                {
+                    acc[i] = _mm256_setzero_ps();
+                }
+                for (int i = 0; i < cnt; i++)
+                {
+                    __m256 a = _mm256_mul_ps(_mm256_loadu_ps(qh), k[i * chunks]);
+                    for (int c = 1; c < chunks; c++)
+                    {
+                        a = _mm256_fmadd_ps(_mm256_loadu_ps(qh + 8 * c), k[i * chunks + c], a);
+                    }
+                    acc[i] = a;
+                }
+                const __m256 sv = _mm256_mul_ps(at2_reduce8(acc), _mm256_set1_ps(scale));
+                _mm256_storeu_ps(scratch + (int64_t)h * stride + p0, sv);
+                const __m256 mx = _mm256_loadu_ps(mxs + 8 * h);
+                _mm256_storeu_ps(mxs + 8 * h, _mm256_blendv_ps(mx, _mm256_max_ps(mx, sv), m));
+            }
+        }
+    }
+    at2_softmax(scratch, stride, heads, n, mxs, NULL, g);
+    at2_values(elemBytes, hs, pool, blockBytes, table, bt, vOff, slotBytes, g, kv0, kv1, n, scratch, stride, o0);
+}
+
+/*
+ * The 8-bit pool (attend_kv_q8_impl's definition): the query quantized as there, each score the exact integer dot
+ * product (the key widened to int16, vpmaddwd) times the same float factors.
+ */
+static inline __attribute__((always_inline)) void attend_kv2_q8_impl(const int hs, const uint8_t *pool,
+    int64_t blockBytes, const int32_t *table, int bt, int kvDim, int layer, const float *q, int g, int kv0, int kv1,
+    int n, float scale, float *scratch, float *out)
+{
+    const int kvHeads = kvDim / hs;
+    const int chunks = hs / 16;
+    const int stride = (n + 15) & ~15;
+    const int heads = (kv1 - kv0) * g;
+    const int64_t region = (int64_t)bt * kvDim + (int64_t)bt * kvHeads * 4;
+    const int64_t kOff = (int64_t)(layer * 2) * region;
+    const int64_t vOff = kOff + region;
+    const int64_t scaleOff = (int64_t)bt * kvDim;
+    const float *q0 = q + (int64_t)kv0 * g * hs;
+    float *o0 = out + (int64_t)kv0 * g * hs;
+    float *vsc = scratch + (int64_t)heads * stride;
+    int16_t qq[256 * 256] __attribute__((aligned(32)));
+    float qd[256];
+    float mxs[256 * 8];
+    for (int h = 0; h < heads; h++)
+    {
+        _mm256_storeu_ps(mxs + 8 * h, _mm256_set1_ps(-INFINITY));
+        const float *qh = q0 + (int64_t)h * hs;
+        __m256 amax = _mm256_setzero_ps();
+        for (int i = 0; i < hs; i += 8)
+        {
+            amax = _mm256_max_ps(amax, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(qh + i)));
+        }
+        const float d = at2_hmax(amax) / 127.0f;
+        const __m256 id = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+        for (int i = 0; i < hs; i += 8)
+        {
+            /* round half to even (the default rounding mode), as lrintf */
+            int32_t v[8];
+            _mm256_storeu_si256((__m256i *)v, _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qh + i), id)));
+            for (int j = 0; j < 8; j++)
+            {
+                qq[(int64_t)h * hs + i + j] = (int16_t)v[j];
+            }
+        }
+        qd[h] = d * scale;
+    }
+    __m256i k[8 * 16]; /* a run's keys of one key-value head widened to int16: [position][16-element chunk] */
+    for (int p0 = 0; p0 < n; p0 += 8)
+    {
+        const int cnt = n - p0 < 8 ? n - p0 : 8;
+        const __m256 m = at2_mask(cnt);
+        const uint8_t *blk[16];
+        at_slots(pool, blockBytes, table, bt, 0, 0, p0, cnt, blk);
+        const uint8_t *next[16];
+        const uint8_t *nextScales[32];
+        const int ncnt = n - p0 - 8 < 8 ? n - p0 - 8 : 8;
+        if (ncnt > 0)
+        {
+            at_slots(pool, blockBytes, table, bt, kOff, kvDim, p0 + 8, ncnt, next);
+            at_slots(pool, blockBytes, table, bt, kOff + scaleOff, kvHeads * 4, p0 + 8, ncnt, nextScales);
+            at_slots(pool, blockBytes, table, bt, vOff + scaleOff, kvHeads * 4, p0 + 8, ncnt, nextScales + ncnt);
+        }
+        for (int kvh = kv0; kvh < kv1; kvh++)
+        {
+            if (ncnt > 0)
+            {
+                at_prefetch_share(next, ncnt, kvh - kv0, kv1 - kv0, (int64_t)kv0 * hs, (int64_t)kv1 * hs);
+                at_prefetch_share(nextScales, 2 * ncnt, kvh - kv0, kv1 - kv0, 0, 1);
+            }
+            float ksc[8];
+            for (int i = 0; i < 8; i++)
+            {
+                ksc[i] = 0;
+            }
+            for (int i = 0; i < cnt; i++)
+            {
+                const int slot = (p0 + i) % bt;
+                const int64_t sc = scaleOff + ((int64_t)slot * kvHeads + kvh) * 4;
+                memcpy(&ksc[i], blk[i] + kOff + sc, 4);
+                memcpy(&vsc[(int64_t)(kvh - kv0) * stride + p0 + i], blk[i] + vOff + sc, 4);
+                const uint8_t *kp = blk[i] + kOff + (int64_t)slot * kvDim + (int64_t)kvh * hs;
+                for (int c = 0; c < chunks; c++)
+                {
+                    k[i * chunks + c] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(kp + 16 * c)));
+                }
+            }
+            const __m256 kscv = _mm256_loadu_ps(ksc);
+            for (int hg = 0; hg < g; hg++)
+            {
+                const int h = (kvh - kv0) * g + hg;
+                const int16_t *qh = qq + (int64_t)h * hs;
+                __m256i acc[8];
+                for (int i = 0; i < 8; i++)
+                {
+                    acc[i] = _mm256_setzero_si256();
+                }
+                for (int i = 0; i < cnt; i++)
+                {
+                    __m256i a = _mm256_madd_epi16(_mm256_load_si256((const __m256i *)qh), k[i * chunks]);
+                    for (int c = 1; c < chunks; c++)
+                    {
+                        a = _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(qh + 16 * c)),
+                            k[i * chunks + c]));
+                    }
+                    acc[i] = a;
+                }
+                const __m256 sv = _mm256_mul_ps(_mm256_cvtepi32_ps(at2_reduce8i(acc)),
+                    _mm256_mul_ps(kscv, _mm256_set1_ps(qd[h])));
+                _mm256_storeu_ps(scratch + (int64_t)h * stride + p0, sv);
+                const __m256 mx = _mm256_loadu_ps(mxs + 8 * h);
+                _mm256_storeu_ps(mxs + 8 * h, _mm256_blendv_ps(mx, _mm256_max_ps(mx, sv), m));
+            }
+        }
+    }
+    at2_softmax(scratch, stride, heads, n, mxs, vsc, g);
+    at2_values(1, hs, pool, blockBytes, table, bt, vOff, kvDim, g, kv0, kv1, n, scratch, stride, o0);
+}
+
+/* attend_kv of the AVX-512 sets (same arguments and scratch), in this set's 8-lane definition. */
+void EXPORT(attend_kv)(const uint8_t *pool, int64_t blockBytes, const int32_t *table, int32_t blockTokens,
+    int32_t kvDim, int32_t elemBytes, int32_t layer, const float *q, int32_t qOffset, int32_t g, int32_t kv0,
+    int32_t kv1, int32_t hs, int32_t n, float scale, float *scratch, float *out, int32_t outOffset)
+{
+#define AT2_CALL(E, HS) attend_kv2_impl(E, HS, pool, blockBytes, table, blockTokens, kvDim, layer, q + qOffset, g, \
+        kv0, kv1, n, scale, scratch, out + outOffset)
+#define AQ2_CALL(HS) attend_kv2_q8_impl(HS, pool, blockBytes, table, blockTokens, kvDim, layer, q + qOffset, g, kv0, \
+        kv1, n, scale, scratch, out + outOffset)
+    if (elemBytes == 1)
+    {
+        if (hs == 64) AQ2_CALL(64); else if (hs == 128) AQ2_CALL(128); else AQ2_CALL(hs);
+    }
+    else if (elemBytes == 2)
+    {
+        if (hs == 64) AT2_CALL(2, 64); else if (hs == 128) AT2_CALL(2, 128); else AT2_CALL(2, hs);
+    }
+    else
+    {
+        if (hs == 64) AT2_CALL(4, 64); else if (hs == 128) AT2_CALL(4, 128); else AT2_CALL(4, hs);
+    }
+#undef AT2_CALL
+#undef AQ2_CALL
 }
 #endif

@@ -479,12 +479,8 @@ public final class KvBlockPool implements AutoCloseable
                     final int s = e / kvDim;
                     final int h = (e % kvDim) / headSize;
                     final int run = Math.min(n - done, headSize - (e % kvDim) % headSize);
-                    final float d = segment.get(SCALE, scaleOffset(region, s, h));
-                    final long q0 = region + e;
-                    for (int i = 0; i < run; i++)
-                    {
-                        dst[dstOffset + done + i] = segment.get(ValueLayout.JAVA_BYTE, q0 + i) * d;
-                    }
+                    HalfFloats.bytesToFloats(segment, region + e, segment.get(SCALE, scaleOffset(region, s, h)), dst,
+                        dstOffset + done, run);
                     e += run;
                     done += run;
                 }

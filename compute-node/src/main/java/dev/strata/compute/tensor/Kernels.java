@@ -121,7 +121,7 @@ public final class Kernels
     }
 
     /**
-     * The native attention kernel, or null where this kernel set has none (the Java kernels, the AVX2 set) or
+     * The native attention kernel, or null where this kernel set has none (the Java kernels) or
      * {@value #ATTENTION_PROPERTY} is {@code java}.
      */
     public NativeAttention attention()

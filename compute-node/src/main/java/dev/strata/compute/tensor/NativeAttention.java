@@ -10,8 +10,9 @@ import java.lang.foreign.MemorySegment;
  * with the query quantized the same way. Every call with the same inputs gives the same bits, so the engine uses
  * it for every row that must attend the same alone and batched (decode, and batch-invariant prefill).
  * <p>
- * {@link Kernels#attention()} gives one where the native kernel set has it (the AVX-512 sets); elsewhere the engine
- * keeps the Java loops ({@code Llama.attendGroup}).
+ * {@link Kernels#attention()} gives one where a native kernel set is loaded (AVX-512 in 16-lane runs, AVX2 in 8-lane
+ * runs, each set with its own order of additions); elsewhere the engine keeps the Java loops
+ * ({@code Llama.attendGroup}).
  */
 public final class NativeAttention
 {

@@ -131,6 +131,11 @@ class KvBlockPoolTest
                 final int i = (5 + e) % kvDim;
                 pool.read(b, 1, 1, slot, 0, kvDim, one, 0);
                 assertEquals(one[i], all[e], "element " + e);
+                // exactly int8 x scale (the vector lanes and the scalar tail alike)
+                final long r = (1L * 2 + 1) * region;
+                final float d = block.get(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN),
+                    r + (long)bt * kvDim + (slot * kvHeads + i / hs) * 4L);
+                assertEquals(block.get(ValueLayout.JAVA_BYTE, r + (long)slot * kvDim + i) * d, all[e], "element " + e);
                 float max = 0;
                 for (int j = i / hs * hs; j < i / hs * hs + hs; j++)
                 {

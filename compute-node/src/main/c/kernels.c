@@ -1839,9 +1839,9 @@ void EXPORT(mm_q4_0r)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32
  * positions (1.1B's 22 layers, one thread) about 1.7x faster than reading a run at once and indexing the accumulators
  * at run time, with the same bits.
  * ------------------------------------------------------------------------------------------------------------- */
-/* The addresses of positions [p0, p0 + cnt) at offset off of their slots (one division per run, not per position). */
-static inline void at_slots(const uint8_t *pool, int64_t blockBytes, const int32_t *table, int bt, int64_t off,
-    int64_t slotBytes, int p0, int cnt, const uint8_t **base)
+/* The blocks of positions [p0, p0 + cnt) (at most 16) and the positions' slots in them: one division per run. */
+static inline void at_blocks(const uint8_t *pool, int64_t blockBytes, const int32_t *table, int bt, int p0, int cnt,
+    const uint8_t **blk, int *slots)
 {
     int b = p0 / bt;
     int slot = p0 - b * bt;
@@ -1852,7 +1852,20 @@ static inline void at_slots(const uint8_t *pool, int64_t blockBytes, const int32
             b++;
             slot = 0;
         }
-        base[i] = pool + table[b] * blockBytes + off + (int64_t)slot * slotBytes;
+        blk[i] = pool + table[b] * blockBytes;
+        slots[i] = slot;
+    }
+}
+
+/* The addresses of positions [p0, p0 + cnt) (at most 16) at offset off of their slots. */
+static inline void at_slots(const uint8_t *pool, int64_t blockBytes, const int32_t *table, int bt, int64_t off,
+    int64_t slotBytes, int p0, int cnt, const uint8_t **base)
+{
+    int slots[16];
+    at_blocks(pool, blockBytes, table, bt, p0, cnt, base, slots);
+    for (int i = 0; i < cnt; i++)
+    {
+        base[i] += off + (int64_t)slots[i] * slotBytes;
     }
 }
 
@@ -2360,11 +2373,7 @@ static inline __attribute__((always_inline)) void attend_kv_q8_impl(const int hs
         const __mmask16 m = (__mmask16)((1u << cnt) - 1);
         const uint8_t *blk[16]; /* the blocks of the run's positions, and their slots */
         int slots[16];
-        at_slots(pool, blockBytes, table, bt, 0, 0, p0, cnt, blk);
-        for (int i = 0; i < cnt; i++)
-        {
-            slots[i] = (p0 + i) % bt;
-        }
+        at_blocks(pool, blockBytes, table, bt, p0, cnt, blk, slots);
         /* the next run's keys and scale rows, a share per key-value head (the scale rows are read whole) */
         const uint8_t *next[16];
         const uint8_t *nextScales[32];
@@ -2762,8 +2771,9 @@ static inline __attribute__((always_inline)) void attend_kv2_q8_impl(const int h
     {
         const int cnt = n - p0 < 8 ? n - p0 : 8;
         const __m256 m = at2_mask(cnt);
-        const uint8_t *blk[16];
-        at_slots(pool, blockBytes, table, bt, 0, 0, p0, cnt, blk);
+        const uint8_t *blk[16]; /* the blocks of the run's positions, and their slots */
+        int slots[16];
+        at_blocks(pool, blockBytes, table, bt, p0, cnt, blk, slots);
         const uint8_t *next[16];
         const uint8_t *nextScales[32];
         const int ncnt = n - p0 - 8 < 8 ? n - p0 - 8 : 8;
@@ -2787,11 +2797,10 @@ static inline __attribute__((always_inline)) void attend_kv2_q8_impl(const int h
             }
             for (int i = 0; i < cnt; i++)
             {
-                const int slot = (p0 + i) % bt;
-                const int64_t sc = scaleOff + ((int64_t)slot * kvHeads + kvh) * 4;
+                const int64_t sc = scaleOff + ((int64_t)slots[i] * kvHeads + kvh) * 4;
                 memcpy(&ksc[i], blk[i] + kOff + sc, 4);
                 memcpy(&vsc[(int64_t)(kvh - kv0) * stride + p0 + i], blk[i] + vOff + sc, 4);
-                const uint8_t *kp = blk[i] + kOff + (int64_t)slot * kvDim + (int64_t)kvh * hs;
+                const uint8_t *kp = blk[i] + kOff + (int64_t)slots[i] * kvDim + (int64_t)kvh * hs;
                 for (int c = 0; c < chunks; c++)
                 {
                     k[i * chunks + c] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(kp + 16 * c)));

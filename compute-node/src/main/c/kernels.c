@@ -1751,9 +1751,23 @@ RP_GROUPS(4)
  * Groups multiplied at once (see rp_tile) for a lone tile of tn tokens, and its prefetch distance; the distance of the
  * first tile of a group when there are several.
  */
-#define RP_INTERLEAVE(tn) ((tn) == 1 ? 4 : (tn) <= 4 ? 2 : 1)
-#define RP_PREFETCH(tn) ((tn) == 1 ? 2048 : (tn) <= 4 ? 16384 : 4096)
+/*
+ * Four tokens used to take 2 groups at once, and 5-8 tokens prefetched 4 KB ahead. product_bench (bench/, 1.1B's
+ * projections from memory, one core, ms a step; three rounds alternated) measured one group with 16 KB better for
+ * both: 4 tokens 33-34 against 42-44 (AVX2: 60-65 against 80-87), 6 tokens 34-40 against 38-44; 2 and 3 tokens
+ * were better with 2 groups. The arithmetic alone (CACHE_ROWS=256, the weights in L2) is 170 / 230 / 300 G
+ * weight-tokens/s at 1 / 4 / 8 tokens, against 340 for the two vpdpbusd pipes (8 vpdpbusd and a multiply and an FMA
+ * per block and token), so batches of 4 and more are mostly arithmetic that the weight stream does not overlap.
+ */
+#ifndef RP_INTERLEAVE
+#define RP_INTERLEAVE(tn) ((tn) == 1 ? 4 : (tn) <= 3 ? 2 : 1)
+#endif
+#ifndef RP_PREFETCH
+#define RP_PREFETCH(tn) ((tn) == 1 ? 2048 : 16384)
+#endif
+#ifndef RP_PREFETCH_MANY
 #define RP_PREFETCH_MANY 4096
+#endif
 
 /*
  * Tokens [0, tokens) against rows [0, rows) of a repacked tensor, w at a group start: a decode step's few tokens as

@@ -169,7 +169,13 @@ int main(int argc, char **argv)
                 best = t < best ? t : best;
             }
         }
-        const double weights = cache ? 6.0 * kv * dim * layers : (double)bytes * layers / Q4_0_BYTES * QK8_0;
+        double weights = 0; /* weights of one step: the rows of each call times its columns */
+        for (int s = 0; s < 7; s++)
+        {
+            const int rows = shapes[s][0], cols = shapes[s][1];
+            weights += cache ? (cols == dim ? (double)(rows < kv ? rows : kv) * cols : 0) : (double)rows * cols;
+        }
+        weights *= layers;
         printf("tokens %2d: best %7.2f ms, mean %7.2f ms a step; %6.1f G weight-tokens/s (best)\n", tokens, best * 1e3,
             sum / (steps - 1) * 1e3, weights * tokens / best * 1e-9);
         fflush(stdout);

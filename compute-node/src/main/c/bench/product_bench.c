@@ -2,9 +2,11 @@
  * A benchmark of the repacked Q4_0 product (mm_q4_0r) as a decode or prefill step calls it (not part of the build):
  * the 1.1B model's 22 layers of projections (q 2048 x 2048, k and v 256 x 2048, o 2048 x 2048, gate and up
  * 5632 x 2048, down 2048 x 5632: 545 MB of weights, so each step streams them from memory as a decode step does), one
- * call per tensor for T tokens (their activations quantized once, before the timed steps). With "cache" as the mode, the same calls go to one 256 x 2048 tensor (288 KB, held in
- * L2; CACHE_ROWS=16 takes one group of 16 rows, 18 KB, held in L1), which gives the arithmetic alone. Prints, per token count, the best and mean step and weights x tokens per
- * second; with DUMP=file writes every output of the last step (to compare two builds byte for byte).
+ * call per tensor for T tokens, their activations quantized once before the timed steps. ONLY_COLS=2048 or 5632
+ * times only the tensors of rows that long. With "cache" as the mode, the calls with rows of 2048 go to one
+ * 256 x 2048 tensor (288 KB, held in L2; CACHE_ROWS=16 takes one group of 16 rows, 18 KB, held in L1), which gives
+ * the arithmetic alone. Prints, per token count, the best and mean step and weights x tokens per second; with
+ * DUMP=file writes every output of the last step (to compare two builds byte for byte).
  *
  *   gcc -O3 -std=gnu11 -DISA=avx512vnni -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512dq -mavx2 -mfma -mf16c \
  *       compute-node/src/main/c/bench/product_bench.c -o /tmp/product_bench -lm
@@ -128,6 +130,7 @@ int main(int argc, char **argv)
     }
     float *out = aligned_alloc(64, sizeof(float) * maxT * hidden);
     const char *dump = getenv("DUMP");
+    const int only = getenv("ONLY_COLS") != NULL ? atoi(getenv("ONLY_COLS")) : 0; /* mem mode: only these tensors */
     for (int a = 3; a < argc; a++)
     {
         const int tokens = atoi(argv[a]);
@@ -149,7 +152,7 @@ int main(int argc, char **argv)
                     const uint8_t *tw = cache ? w : w + (int64_t)l * bytes + offsets[s];
                     const int r = cache ? (rows < kv ? rows : kv) : rows;
                     const int64_t rowBytes = (int64_t)cols / QK8_0 * Q4_0_BYTES;
-                    if (cache && cols != dim)
+                    if (cache ? cols != dim : only != 0 && cols != only)
                     {
                         continue;
                     }
@@ -173,7 +176,8 @@ int main(int argc, char **argv)
         for (int s = 0; s < 7; s++)
         {
             const int rows = shapes[s][0], cols = shapes[s][1];
-            weights += cache ? (cols == dim ? (double)(rows < kv ? rows : kv) * cols : 0) : (double)rows * cols;
+            weights += cache ? (cols == dim ? (double)(rows < kv ? rows : kv) * cols : 0)
+                             : only == 0 || cols == only ? (double)rows * cols : 0;
         }
         weights *= layers;
         printf("tokens %2d: best %7.2f ms, mean %7.2f ms a step; %6.1f G weight-tokens/s (best)\n", tokens, best * 1e3,

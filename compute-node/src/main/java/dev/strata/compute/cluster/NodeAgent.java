@@ -12,7 +12,6 @@ import io.aeron.Publication;
 import io.aeron.Subscription;
 import org.agrona.CloseHelper;
 import org.agrona.concurrent.BackoffIdleStrategy;
-import org.agrona.concurrent.YieldingIdleStrategy;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
@@ -576,7 +575,7 @@ public final class NodeAgent implements AutoCloseable
             final BulkSender sender = senders.computeIfAbsent(r.decodeChannel() + "|" + (r.decodeStream() + 1) + "|" +
                 Thread.currentThread().threadId(),
                 k -> new BulkSender(peer(bulkChannel(r.decodeChannel()), r.decodeStream() + 1),
-                    new YieldingIdleStrategy()).corruptChunks(FAULTS));
+                    BulkSender.sharedCoreIdle()).corruptChunks(FAULTS));
             long bytes = stream.send(sender, engine.kvPool(), id, skipped, timeout, gone, kvBytesStreamed);
             if (bytes < 0)
             {

@@ -1,11 +1,13 @@
 package dev.strata.transport.bulk;
 
 import io.aeron.Publication;
+import org.agrona.concurrent.BackoffIdleStrategy;
 import org.agrona.concurrent.IdleStrategy;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Objects;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.function.BooleanSupplier;
 import java.util.function.IntPredicate;
@@ -21,6 +23,18 @@ public final class BulkSender
     /** What a transfer sent. */
     public record Sent(long bytes, int chunks)
     {
+    }
+
+    /**
+     * The wait for a sender that shares a core with compute (a prefill node's KV sends beside its engine thread):
+     * under back-pressure it spins and yields briefly, then parks from 10 us doubling to 1 ms, so the compute keeps
+     * the core while the receiver catches up. A yielding wait stays runnable and takes a fair share of the core for
+     * as long as the receiver lags: in serve rounds with one core per node, a prefill node whose KV sends were held
+     * back prefilled its long prompts at about half speed.
+     */
+    public static IdleStrategy sharedCoreIdle()
+    {
+        return new BackoffIdleStrategy(10, 10, TimeUnit.MICROSECONDS.toNanos(10), TimeUnit.MILLISECONDS.toNanos(1));
     }
 
     private final Publication publication;

@@ -173,6 +173,31 @@ class BulkTransferTest
         }
     }
 
+    @Test
+    void shouldLeaveTheCoreToComputeWhileBackPressured() throws Exception
+    {
+        // the receiver never polls: the sender waits out its deadline. With the shared-core wait it must park, not
+        // spin or yield: its thread's CPU time stays a small part of the wait (a yielding wait is runnable all along
+        // and takes a core's fair share: most of the wait on an idle core)
+        final String small = "aeron:ipc?term-length=65536";
+        try (Publication pub = transport.publication(small, 10); Subscription sub = transport.subscription(small, 10))
+        {
+            awaitConnected(pub);
+            final BulkSender sender = new BulkSender(pub, BulkSender.sharedCoreIdle());
+            final MemorySegment[] source = random(new Random(4), 1 << 20);
+            final java.lang.management.ThreadMXBean threads = java.lang.management.ManagementFactory.getThreadMXBean();
+            final long cpu0 = threads.getCurrentThreadCpuTime();
+            final long wall0 = System.nanoTime();
+            assertThrows(TimeoutException.class, () ->
+                sender.send(1L, 1, source, System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(600), () -> false));
+            final long wall = System.nanoTime() - wall0;
+            final long cpu = threads.getCurrentThreadCpuTime() - cpu0;
+            assertTrue(cpu < wall / 5, "a back-pressured sender used " + cpu / 1_000_000 + " ms of CPU in " +
+                wall / 1_000_000 + " ms");
+            assertTrue(sub.isConnected());
+        }
+    }
+
     private static void awaitConnected(final Publication pub) throws InterruptedException
     {
         final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);

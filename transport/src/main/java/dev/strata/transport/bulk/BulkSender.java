@@ -28,9 +28,8 @@ public final class BulkSender
     /**
      * The wait for a sender that shares a core with compute (a prefill node's KV sends beside its engine thread):
      * under back-pressure it spins and yields briefly, then parks from 10 us doubling to 1 ms, so the compute keeps
-     * the core while the receiver catches up. A yielding wait stays runnable and takes a fair share of the core for
-     * as long as the receiver lags: in serve rounds with one core per node, a prefill node whose KV sends were held
-     * back prefilled its long prompts at about half speed.
+     * the core while the receiver catches up. A yielding wait stays runnable, so beside one engine thread it takes
+     * up to half of the core for as long as the receiver lags (alone on a core, all of it: BulkTransferTest).
      */
     public static IdleStrategy sharedCoreIdle()
     {

@@ -11,34 +11,7 @@
  *
  * (-DISA=avx2 -mavx2 -mfma -mf16c for the AVX2 set; -DKSRC='"other/kernels.c"' for another copy of the kernels.)
  */
-#define _GNU_SOURCE
-#include <stdio.h>
-#include <sys/mman.h>
-#include <time.h>
-#ifndef KSRC
-#define KSRC "../kernels.c"
-#endif
-#include KSRC
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static void *huge(size_t n)
-{
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-    {
-        perror("mmap");
-        exit(1);
-    }
-    madvise(p, n, MADV_HUGEPAGE);
-    memset(p, 1, n);
-    return p;
-}
+#include "bench.h"
 
 int main(int argc, char **argv)
 {

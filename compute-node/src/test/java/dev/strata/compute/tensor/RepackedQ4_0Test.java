@@ -216,8 +216,8 @@ class RepackedQ4_0Test
         final List<String> failures = new ArrayList<>();
         for (final int cols : new int[]{128, 192, 320})
         {
-            // 9 groups and a tail: alone and in a decode-sized batch the groups are taken several at once, in a
-            // prefill-sized batch one at a time
+            // 9 groups and a tail: alone and in batches of 2-3 the groups are taken several at once, from 4 tokens on
+            // one at a time (4-8: one tile; more: tiles of 8)
             final int rows = 9 * GROUP + 5;
             final int maxTokens = 70;
             final byte[] data = KernelConformance.randomData(GgmlType.Q4_0, rows, cols, rnd);
@@ -231,7 +231,7 @@ class RepackedQ4_0Test
                 k.quantize(GgmlType.Q4_0, Arrays.copyOfRange(x, t * cols, (t + 1) * cols), cols, 0, 1, one);
                 k.product(w, 0, rows, one, 1, alone[t], 0, rows);
             }
-            for (final int tokens : new int[]{2, 3, 5, 8, 70})
+            for (final int tokens : new int[]{2, 3, 4, 5, 6, 8, 70})
             {
                 final NativeKernels.Activations all = new NativeKernels.Activations();
                 all.ensure(tokens, cols);

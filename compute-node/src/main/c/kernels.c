@@ -1749,9 +1749,8 @@ RP_GROUPS(4)
 
 /*
  * Groups multiplied at once (see rp_tile) for a lone tile of tn tokens, and its prefetch distance; the distance of the
- * first tile of a group when there are several.
- */
-/*
+ * first tile of a group when there are several. Each can be overridden with -D (product_bench's variants).
+ *
  * Four tokens used to take 2 groups at once, and 5-8 tokens prefetched 4 KB ahead. product_bench (bench/, 1.1B's
  * projections from memory, one core, ms a step; three rounds alternated) measured one group with 16 KB better for
  * both: 4 tokens 33-34 against 42-44 (AVX2: 60-65 against 80-87), 6 tokens 34-40 against 38-44; 2 and 3 tokens

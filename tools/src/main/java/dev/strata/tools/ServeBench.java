@@ -35,7 +35,8 @@ import java.util.stream.Stream;
  * arriving as a Poisson process ({@code --request-rate}) or kept at a fixed concurrency, with prompts of random
  * token ids (sent as token arrays, so their length is exact whatever the server's tokenizer) or from a ShareGPT
  * file, and {@code ignore_eos} so each output has its drawn length. Reports TTFT, TPOT, ITL and end-to-end latency
- * (mean, P50, P90, P99), request and token throughput, and goodput under the SLOs.
+ * (mean, P50, P90, P99), request and token throughput, goodput under the SLOs, and the inter-token gaps by the
+ * number of requests decoding at once, with the TPOT spread that their mix alone explains ({@link DecodeMix}).
  */
 @Command(name = "serve", description = "Load an OpenAI-compatible server with streamed completions and report " +
     "TTFT, TPOT, ITL, latency, throughput and goodput.")
@@ -358,6 +359,7 @@ final class ServeBench implements Callable<Integer>
         final long outTokens = ok.stream().mapToLong(Result::outputTokens).sum();
         final long inTokens = ok.stream().mapToLong(Result::promptTokens).sum();
         final long good = ok.stream().filter(r -> r.ttft * 1000 <= sloTtftMs && r.tpot() * 1000 <= sloTpotMs).count();
+        final DecodeMix.Summary mix = DecodeMix.of(ok.stream().map(r -> DecodeMix.arrivals(r, start)).toList());
         if (json)
         {
             final ObjectNode root = JSON.createObjectNode();
@@ -371,6 +373,15 @@ final class ServeBench implements Callable<Integer>
             stats(root, "tpot_ms", tpot);
             stats(root, "itl_ms", itl);
             stats(root, "e2e_ms", e2e);
+            final ObjectNode m = root.putObject("decode_mix");
+            ratio(m, "measured_p99_over_p50", mix.measuredRatio());
+            ratio(m, "mix_p99_over_p50", mix.mixRatio());
+            final ArrayNode rows = m.putArray("itl_by_decoding");
+            for (final DecodeMix.Row r : mix.rows())
+            {
+                rows.addObject().put("decoding", r.decoding()).put("gaps", r.gaps()).put("p50_ms", r.p50Ms())
+                    .put("p90_ms", r.p90Ms());
+            }
             if (detailed)
             {
                 // when the run began on the wall clock, and when each request went out after it (logs, profiles)
@@ -407,6 +418,7 @@ final class ServeBench implements Callable<Integer>
             row(out, "TPOT", tpot);
             row(out, "ITL", itl);
             row(out, "E2E", e2e);
+            out.println(DecodeMix.line(mix));
             results.stream().filter(r -> !r.ok).limit(3).forEach(r -> out.println("failed: " + r.error));
         }
     }
@@ -415,6 +427,12 @@ final class ServeBench implements Callable<Integer>
     {
         out.printf(Locale.ROOT, "%-10s %10.1f %10.1f %10.1f %10.1f%n", name, 1000 * mean(v), 1000 * pct(v, 50),
             1000 * pct(v, 90), 1000 * pct(v, 99));
+    }
+
+    /** No ratio without a request of two tokens or more: null, as JSON has no NaN. */
+    private static void ratio(final ObjectNode o, final String name, final double v)
+    {
+        o.set(name, Double.isNaN(v) ? o.nullNode() : o.numberNode(v));
     }
 
     private static void stats(final ObjectNode root, final String name, final double[] v)

@@ -454,6 +454,19 @@ class OpenAiServerTest
             }
             assertTrue(ttft > 0 && ttft + sum <= e2e + 1e-6, r.toString());
         }
+        // the gaps by requests decoding at once are all the gaps the requests report
+        int gaps = 0;
+        for (final JsonNode row : root.get("decode_mix").get("itl_by_decoding"))
+        {
+            assertTrue(row.get("decoding").asInt() >= 1 && row.get("decoding").asInt() <= 3, row.toString());
+            gaps += row.get("gaps").asInt();
+        }
+        int itls = 0;
+        for (final JsonNode r : requests)
+        {
+            itls += r.get("itl_ms").size();
+        }
+        assertEquals(itls, gaps, text);
         // without --json there is nowhere to put them: refused before any request is sent, and said why
         final java.io.StringWriter err2 = new java.io.StringWriter();
         final int refused = dev.strata.tools.Main.run(new java.io.PrintWriter(new java.io.StringWriter(), true),

@@ -47,7 +47,10 @@ import java.util.logging.Logger;
  * <li>The router keeps each request's generated tokens and assembles its text ({@link TextStream}: stop strings are
  * applied here), so when a node dies its requests are run again elsewhere from the prompt plus the tokens already
  * sent, and the client's stream goes on with no gap and no repeated text.</li>
- * <li>Both halves of a request run on the version the router serves; a node of another version refuses it.</li>
+ * <li>Each request is bound to a model version when it arrives (the router's current one) and both its halves run on
+ * nodes of that version, also when it moves; a node of another version refuses it. Nodes of several versions can be
+ * in rotation at once: {@link #switchVersion} makes another version current, the requests already bound finish on
+ * theirs, so a deployment can change version with no request mixing two.</li>
  * </ul>
  * One thread owns all state; submit and cancel hand it commands.
  */
@@ -100,7 +103,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             return this;
         }
 
-        /** The model version's digest: only nodes running it get requests. */
+        /** The model version requests are bound to at first (see {@link #switchVersion}). */
         public Context version(final String version)
         {
             this.version = version;
@@ -159,7 +162,8 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
     }
 
     /** A node as the router sees it, for {@code /v1/nodes} and {@code strata nodes}. */
-    public record NodeView(String node, String role, long pid, String channel, boolean alive, long queueTokens,
+    public record NodeView(String node, String role, String version, long pid, String channel, boolean alive,
+        long queueTokens,
         int running, int waiting, int kvBlocks, int kvFree, long kvBytesSent, long kvBytesReceived, long kvTransfers,
         long kvRetries, double kvSendGBps, long requests, long lastSeenMillisAgo)
     {
@@ -170,9 +174,10 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
      * byte to the decode node's acknowledgement (overlapped with the prefill: a prefill node sends each layer as it
      * lands); {@code kvExposedMillis} is the part after the prefill ended, what transfers added to time to first token.
      */
-    public record RouterView(long requests, long split, long whole, long failovers, long retries, long roleSwitches,
-        long kvBytes, long kvTransferMillis, double kvGBps, long kvExposedMillis, double prefillDelayMillis,
-        double tpotMillis, int active, int pending, List<NodeView> nodes)
+    public record RouterView(String version, long requests, long split, long whole, long failovers, long retries,
+        long roleSwitches, long kvBytes, long kvTransferMillis, double kvGBps, long kvExposedMillis,
+        double prefillDelayMillis, double tpotMillis, int active, int pending, Map<String, Integer> activeByVersion,
+        List<NodeView> nodes)
     {
     }
 
@@ -226,6 +231,8 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         boolean finished;
         /** Its last token arrived (length or a stop token): it ends with the node's Done, which carries its counts. */
         FinishReason ending;
+        /** The model version both its halves run on, bound when it arrives (or, not yet started, at a switch). */
+        String version;
 
         Req(final long id, final GenerationRequest request, final GenerationListener listener)
         {
@@ -272,6 +279,8 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
     private final AtomicLong ids = new AtomicLong();
     private final Thread thread;
     private long nextWire = 1;
+    /** The version new requests are bound to (router thread). */
+    private String current;
     private volatile boolean closed;
     private volatile RouterView view;
     private volatile int maxContext;
@@ -300,6 +309,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
     private ClusterRouter(final Context ctx)
     {
         this.ctx = ctx;
+        this.current = ctx.version;
         this.inbound = ctx.aeron.addSubscription(ctx.channel, ctx.stream);
         this.udpInbound = ctx.udpListen == null ? null : ctx.aeron.addSubscription(ctx.udpListen, ctx.stream);
         this.view = snapshot();
@@ -354,22 +364,59 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
                 return v;
             }
         }
-        return new NodeView(node, "gone", 0, "", false, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+        return new NodeView(node, "gone", "", 0, "", false, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     }
 
-    /** Waits until {@code count} nodes (of the router's version) are in rotation. */
+    /** Waits until {@code count} nodes are in rotation. */
     public void awaitNodes(final int count, final long timeoutMillis) throws InterruptedException
     {
+        awaitNodes(count, null, timeoutMillis);
+    }
+
+    /** Waits until {@code count} nodes of {@code version} (any version: null) are in rotation. */
+    public void awaitNodes(final int count, final String version, final long timeoutMillis)
+        throws InterruptedException
+    {
         final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMillis);
-        while (view.nodes().stream().filter(NodeView::alive).count() < count)
+        while (view.nodes().stream().filter(n -> n.alive() && (version == null || n.version().equals(version)))
+            .count() < count)
         {
             if (System.nanoTime() - deadline > 0)
             {
-                throw new IllegalStateException("only " + view.nodes().stream().filter(NodeView::alive).count() +
-                    " of " + count + " nodes joined within " + timeoutMillis + " ms: " + view.nodes());
+                throw new IllegalStateException("fewer than " + count + " nodes" + (version == null ? "" : " of " +
+                    "version " + version) + " joined within " + timeoutMillis + " ms: " + view.nodes());
             }
             Thread.sleep(20);
         }
+    }
+
+    /**
+     * Binds the requests that arrive from now on to {@code version}; those bound before keep theirs and finish on its
+     * nodes, except requests still waiting for a node, which have no token yet and take the new version. Completes
+     * once the router thread has switched.
+     */
+    public CompletableFuture<Void> switchVersion(final String version)
+    {
+        Objects.requireNonNull(version, "version");
+        final CompletableFuture<Void> result = new CompletableFuture<>();
+        commands.add(() ->
+        {
+            if (!version.equals(current))
+            {
+                LOG.info("version " + current + " -> " + version + " for new requests");
+                current = version;
+                for (final Req r : pending)
+                {
+                    if (r.generated.isEmpty())
+                    {
+                        r.version = version;
+                    }
+                }
+            }
+            view = snapshot();
+            result.complete(null);
+        });
+        return result;
     }
 
     public RouterView view()
@@ -424,6 +471,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         final Req r = new Req(ids.incrementAndGet(), request, listener);
         commands.add(() ->
         {
+            r.version = current;
             requests++;
             active.add(r);
             dispatch(r);
@@ -548,18 +596,6 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         }
         if (fresh)
         {
-            if (!h.version().equals(ctx.version))
-            {
-                if (n.hb == null || n.hb.pid() != h.pid())
-                {
-                    LOG.warning("node " + h.node() + " runs version " + h.version() + ", not the router's " +
-                        ctx.version + ": not taken into rotation");
-                }
-                n.hb = h;
-                n.alive = false;
-                n.seen = System.nanoTime();
-                return;
-            }
             if (n.pub != null && (!n.hb.channel().equals(h.channel()) || n.hb.controlStream() != h.controlStream()))
             {
                 CloseHelper.quietClose(n.pub);
@@ -578,7 +614,8 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
                 }
             }
             n.abandoned.clear();
-            LOG.info("node " + h.node() + " (pid " + h.pid() + ", " + h.role() + ") joined");
+            LOG.info("node " + h.node() + " (pid " + h.pid() + ", " + h.role() + ", version " + h.version() +
+                ") joined");
             maxContext = h.maxContext();
             vocabSize = h.vocabSize();
         }
@@ -719,7 +756,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         final int remaining = r.request.maxTokens() - r.generated.size();
         final long prefix = prompt.length > PREFIX_TOKENS ?
             dev.strata.compute.model.KvBlockPool.chainHash(0L, prompt, 0, PREFIX_TOKENS) : 0L;
-        final Node decode = pickDecode(prefix);
+        final Node decode = pickDecode(prefix, r.version);
         if (decode == null)
         {
             if (!pending.contains(r))
@@ -728,7 +765,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             }
             return;
         }
-        final Node prefill = prompt.length >= ctx.splitMinPrompt ? pick(true) : null;
+        final Node prefill = prompt.length >= ctx.splitMinPrompt ? pick(true, r.version) : null;
         r.dispatched = System.nanoTime();
         r.lastToken = 0;
         if (r.firstDispatched == 0)
@@ -755,7 +792,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             split++;
             r.prefillNode = prefill.hb.node();
             prefill.assignedTokens += prompt.length;
-            send(prefill, new Msg.Run(wire, true, spec, ctx.version, decode.hb.node(), decode.hb.channel(),
+            send(prefill, new Msg.Run(wire, true, spec, r.version, decode.hb.node(), decode.hb.channel(),
                 decode.hb.controlStream()));
         }
         else
@@ -763,20 +800,22 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
             whole++;
             r.prefillNode = null;
             decode.assignedTokens += prompt.length;
-            send(decode, new Msg.Run(wire, false, spec, ctx.version, null, null, 0));
+            send(decode, new Msg.Run(wire, false, spec, r.version, null, null, 0));
         }
     }
 
     /**
-     * The node for a half: prefill to the prefill node with the shortest queue in tokens; decode to the decode node
-     * with the most free KV blocks. {@code both} nodes serve either when no dedicated node is in rotation.
+     * The node of {@code version} for a half: prefill to the prefill node with the shortest queue in tokens; decode to
+     * the decode node with the most free KV blocks. {@code both} nodes serve either when no dedicated node is in
+     * rotation.
      */
-    private Node pick(final boolean forPrefill)
+    private Node pick(final boolean forPrefill, final String version)
     {
         Node best = null;
         for (final Node n : nodes.values())
         {
-            if (!n.alive || !(forPrefill ? n.role == Msg.Role.PREFILL : n.role.decodes()))
+            if (!n.alive || !n.hb.version().equals(version) ||
+                !(forPrefill ? n.role == Msg.Role.PREFILL : n.role.decodes()))
             {
                 continue;
             }
@@ -796,9 +835,9 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
      * prompt start lately (its prefix cache likely holds those blocks, which then need no transfer) has at least half
      * as many free.
      */
-    private Node pickDecode(final long prefix)
+    private Node pickDecode(final long prefix, final String version)
     {
-        final Node most = pick(false);
+        final Node most = pick(false, version);
         if (most == null || prefix == 0L)
         {
             return most;
@@ -806,7 +845,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         Node affine = null;
         for (final Node n : nodes.values())
         {
-            if (n.alive && n.role.decodes() && n.recentPrefixes.contains(prefix) &&
+            if (n.alive && n.hb.version().equals(version) && n.role.decodes() && n.recentPrefixes.contains(prefix) &&
                 (affine == null || free(n) > free(affine)))
             {
                 affine = n;
@@ -878,7 +917,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         int pool = 0;
         for (final Node n : nodes.values())
         {
-            if (n.alive && n.role == from)
+            if (n.alive && n.role == from && n.hb.version().equals(current))
             {
                 pool++;
                 if (pick == null || n.hb.running() + n.hb.queueTokens() < pick.hb.running() + pick.hb.queueTokens())
@@ -999,15 +1038,20 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         {
             final Msg.Heartbeat h = n.hb;
             list.add(new NodeView(h.node(), (n.role == null ? h.role() : n.role).name().toLowerCase(
-                java.util.Locale.ROOT), h.pid(), h.channel() + " stream " + h.controlStream(), n.alive, h.queueTokens(),
+                java.util.Locale.ROOT), h.version(), h.pid(), h.channel() + " stream " + h.controlStream(), n.alive, h.queueTokens(),
                 h.running(), h.waiting(), h.kvBlocks(), h.kvFree(), h.kvBytesSent(), h.kvBytesReceived(),
                 h.kvTransfers(), h.kvRetries(), h.kvSendNanos() == 0 ? 0 : (double)h.kvBytesSent() / h.kvSendNanos(),
                 h.requests(), TimeUnit.NANOSECONDS.toMillis(now - n.seen)));
         }
-        return new RouterView(requests, split, whole, failovers, retries, roleSwitches, kvBytes,
+        final Map<String, Integer> byVersion = new java.util.TreeMap<>();
+        for (final Req r : active)
+        {
+            byVersion.merge(r.version, 1, Integer::sum);
+        }
+        return new RouterView(current, requests, split, whole, failovers, retries, roleSwitches, kvBytes,
             TimeUnit.NANOSECONDS.toMillis(kvNanos), kvNanos == 0 ? 0 : (double)kvBytes / kvNanos,
             TimeUnit.NANOSECONDS.toMillis(kvExposedNanos), lastPrefillDelayMillis,
-            lastTpotMillis, active.size(), pending.size(), List.copyOf(list));
+            lastTpotMillis, active.size(), pending.size(), Map.copyOf(byVersion), List.copyOf(list));
     }
 
     @Override

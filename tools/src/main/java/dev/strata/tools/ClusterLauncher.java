@@ -30,12 +30,19 @@ import java.util.concurrent.TimeUnit;
  * and class path as this one), pinned to its CPUs with {@code taskset} where the machine has enough, reaching the
  * router and the other nodes over Aeron IPC through this process's driver. A node that exits is started again and
  * rejoins; its requests have moved to the others meanwhile.
+ * <p>
+ * Served by name or label from a parameter service ({@code --model NAME} or {@code NAME:LABEL}), the deployment
+ * follows the label: when it names another version (promote, rollback), a second set of nodes starts on that version,
+ * the router binds new requests to it once the whole set is in rotation, the old set finishes the requests bound to
+ * the old version and is then stopped. No request runs on two versions and none is refused during the change; the
+ * machine carries both sets for that while.
  */
 final class ClusterLauncher
 {
     private final ServeCommand cmd;
     private final PrintWriter err;
-    private final List<Child> children = new ArrayList<>();
+    /** Every node process started (the supervisor's list; retired ones stay, stopped). */
+    private final List<Child> children = new java.util.concurrent.CopyOnWriteArrayList<>();
     private volatile boolean stopping;
 
     /** One node process and how to start it again. */
@@ -50,6 +57,8 @@ final class ClusterLauncher
         int quickFailures;
         long notBefore;
         boolean abandoned;
+        /** Stopped on purpose (its version was replaced): not started again. */
+        volatile boolean retired;
 
         Child(final String name, final List<String> command, final String token)
         {
@@ -67,7 +76,7 @@ final class ClusterLauncher
 
     /** Where the nodes get the weights, and what the router needs of the model. */
     private record Source(String name, String version, Tokenizer tokenizer, ChatTemplate template,
-        List<String> nodeArgs, String token, List<AutoCloseable> resources) implements AutoCloseable
+        List<String> nodeArgs, String token, List<AutoCloseable> resources, Follow follow) implements AutoCloseable
     {
         @Override
         public void close() throws Exception
@@ -101,13 +110,13 @@ final class ClusterLauncher
                 return new Source(cmd.servedName != null ? cmd.servedName : model.getFileName().toString()
                     .replaceFirst("(?i)\\.gguf$", ""), ServeCommand.fileVersion(model),
                     Tokenizer.fromGguf(file.metadata()), ChatTemplate.fromMetadata(file.metadata()),
-                    List.of("--model", model.toAbsolutePath().toString()), null, resources);
+                    List.of("--model", model.toAbsolutePath().toString()), null, resources, null);
             }
             final String token;
             final String admin;
             if (cmd.paramServer != null)
             {
-                token = cmd.token != null ? cmd.token : System.getenv("STRATA_TOKEN");
+                token = Tokens.resolve(cmd.token, cmd.tokenFile, "STRATA_TOKEN");
                 admin = cmd.paramServer;
             }
             else
@@ -128,15 +137,14 @@ final class ClusterLauncher
                 ServeCommand.importFile(client, Path.of(cmd.model), cmd.servedName, err) : cmd.model;
             final ModelCommand.Ref r = ModelCommand.Ref.parse(ref);
             final int number = r.number(client);
-            final dev.strata.compute.stream.RemoteModel remote = dev.strata.compute.stream.RemoteModel.open(client,
-                r.model(), String.valueOf(number), "router-" + ProcessHandle.current().pid(), 60_000);
+            final dev.strata.compute.stream.RemoteModel remote = lease(client, r.model(), number);
             resources.add(remote);
-            // the version string the nodes' engines use (ParamCatalog): the pinned version and its manifest
-            final String version = remote.pinned() + ":" + dev.strata.transport.BlockId.of(remote.manifest()
-                .encode()).hex();
-            return new Source(r.model(), version, Tokenizer.fromGguf(remote.metadata()),
-                ChatTemplate.fromMetadata(remote.metadata()), List.of("--param-server", admin, "--model",
-                    r.model() + "@" + number), token, resources);
+            // a name or a label is followed; a number (or a file, imported as a number) stays
+            final Follow follow = r.version().matches("[0-9]+") ? null :
+                new Follow(client, admin, r, remote.metadata(), new Follow.Serving(number, versionOf(remote), remote));
+            return new Source(r.model(), versionOf(remote), Tokenizer.fromGguf(remote.metadata()),
+                ChatTemplate.fromMetadata(remote.metadata()), nodeArgs(admin, r.model(), number), token, resources,
+                follow);
         }
         catch (final Exception e)
         {
@@ -145,6 +153,52 @@ final class ClusterLauncher
                 resources.get(i).close();
             }
             throw e;
+        }
+    }
+
+    /** A lease on a version for as long as this process serves it: the service does not remove a served version. */
+    private static dev.strata.compute.stream.RemoteModel lease(final dev.strata.paramclient.ParamClient client,
+        final String model, final int number) throws java.io.IOException
+    {
+        return dev.strata.compute.stream.RemoteModel.open(client, model, String.valueOf(number),
+            "router-" + ProcessHandle.current().pid(), 60_000);
+    }
+
+    /** The version string the nodes' engines use (as ParamCatalog's): the pinned version and its manifest's digest. */
+    private static String versionOf(final dev.strata.compute.stream.RemoteModel remote)
+    {
+        return remote.pinned() + ":" + dev.strata.transport.BlockId.of(remote.manifest().encode()).hex();
+    }
+
+    private static List<String> nodeArgs(final String admin, final String model, final int number)
+    {
+        return List.of("--param-server", admin, "--model", model + "@" + number);
+    }
+
+    /** A label the deployment follows, and what it serves now (router thread of the launcher: the follower). */
+    private static final class Follow
+    {
+        record Serving(int number, String version, AutoCloseable lease)
+        {
+        }
+
+        final dev.strata.paramclient.ParamClient client;
+        final String admin;
+        final ModelCommand.Ref ref;
+        /** The served version's metadata, whose tokenizer every followed version must share. */
+        final dev.strata.compute.gguf.GgufMetadata metadata;
+        Serving serving;
+        /** A version that could not be switched to: not tried again until the label moves on. */
+        int refused = -1;
+
+        Follow(final dev.strata.paramclient.ParamClient client, final String admin, final ModelCommand.Ref ref,
+            final dev.strata.compute.gguf.GgufMetadata metadata, final Serving serving)
+        {
+            this.client = client;
+            this.admin = admin;
+            this.ref = ref;
+            this.metadata = metadata;
+            this.serving = serving;
         }
     }
 
@@ -179,36 +233,7 @@ final class ClusterLauncher
                 .bindTo(registry))
             {
                 final String[] pins = pins(count, cores);
-                int i = 0;
-                for (final String role : roles())
-                {
-                    final String node = role + "-" + (i + 1);
-                    final List<String> command = new ArrayList<>();
-                    if (pins[i] != null)
-                    {
-                        command.addAll(List.of("taskset", "-c", pins[i]));
-                    }
-                    command.add(ProcessHandle.current().info().command().orElse("java"));
-                    for (final String arg : ManagementFactory.getRuntimeMXBean().getInputArguments())
-                    {
-                        if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent"))
-                        {
-                            command.add(arg);
-                        }
-                    }
-                    command.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "node",
-                        "--role", role, "--node-id", node, "--router", "aeron:ipc", "--aeron-dir", aeronDir,
-                        "--threads", Integer.toString(threads),
-                        cmd.batchInvariant ? "--batch-invariant" : "--no-batch-invariant"));
-                    command.addAll(cmd.engineOptions.args());
-                    command.addAll(source.nodeArgs());
-                    final Child child = new Child(node, command, source.token());
-                    children.add(child);
-                    start(child);
-                    err.printf("node %s: pid %d%s%n", node, child.process.pid(), pins[i] != null ? ", CPUs " +
-                        pins[i] : "");
-                    i++;
-                }
+                final List<Child> first = startNodes(pins, aeronDir, threads, source.nodeArgs(), source.token(), "");
                 final String routerCpus = switch (routerSpec)
                 {
                     case "auto" -> routerCpus(roles(), pins);
@@ -224,6 +249,9 @@ final class ClusterLauncher
                 final Thread supervisor = Thread.ofPlatform().daemon().name("strata-node-supervisor")
                     .start(this::supervise);
                 router.awaitNodes(count, 180_000);
+                final Thread follower = source.follow() == null ? null : Thread.ofPlatform().daemon()
+                    .name("strata-version-follower").start(() -> follow(source, router, first, pins, aeronDir,
+                        threads));
                 try (OpenAiServer server = OpenAiServer.launch(new OpenAiServer.Context().host(cmd.host)
                     .port(cmd.port).apiKey(apiKey).registry(registry).cluster(router)
                     .catalog(new SingleModelCatalog(new ServedModel(name, router, tokenizer, template,
@@ -242,6 +270,11 @@ final class ClusterLauncher
                 {
                     stopping = true;
                     supervisor.interrupt();
+                    if (follower != null)
+                    {
+                        follower.interrupt();
+                        follower.join(10_000);
+                    }
                     stopChildren();
                 }
             }
@@ -252,6 +285,214 @@ final class ClusterLauncher
             stopChildren();
         }
         return 0;
+    }
+
+    /** Starts a node process per role, named {@code ROLE-I} and {@code suffix}, on {@code pins}. */
+    private List<Child> startNodes(final String[] pins, final String aeronDir, final int threads,
+        final List<String> nodeArgs, final String token, final String suffix) throws java.io.IOException
+    {
+        final List<Child> set = new ArrayList<>();
+        int i = 0;
+        for (final String role : roles())
+        {
+            final String node = role + "-" + (i + 1) + suffix;
+            final List<String> command = new ArrayList<>();
+            if (pins[i] != null)
+            {
+                command.addAll(List.of("taskset", "-c", pins[i]));
+            }
+            command.add(ProcessHandle.current().info().command().orElse("java"));
+            for (final String arg : ManagementFactory.getRuntimeMXBean().getInputArguments())
+            {
+                // a node reaches this process's driver through --aeron-dir: an inherited -Dstrata.aeron.dir (with an
+                // embedded driver by default) had each node start its own driver in the router's directory
+                if (!arg.startsWith("-agentlib") && !arg.startsWith("-javaagent") &&
+                    !arg.startsWith("-D" + TransportContext.AERON_DIR_PROP + "=") &&
+                    !arg.startsWith("-D" + TransportContext.EMBEDDED_DRIVER_PROP + "="))
+                {
+                    command.add(arg);
+                }
+            }
+            command.addAll(List.of("-cp", System.getProperty("java.class.path"), Main.class.getName(), "node",
+                "--role", role, "--node-id", node, "--router", "aeron:ipc", "--aeron-dir", aeronDir,
+                "--threads", Integer.toString(threads),
+                cmd.batchInvariant ? "--batch-invariant" : "--no-batch-invariant"));
+            command.addAll(cmd.engineOptions.args());
+            command.addAll(nodeArgs);
+            final Child child = new Child(node, command, token);
+            start(child);
+            children.add(child); // started first: the supervisor reads its process
+            set.add(child);
+            err.printf("node %s: pid %d%s%n", node, child.process.pid(), pins[i] != null ? ", CPUs " + pins[i] : "");
+            i++;
+        }
+        err.flush();
+        return set;
+    }
+
+    /**
+     * Follows the served label: every second, the version it names; when that changes, {@link #switchTo}. Runs until
+     * interrupted (the deployment stops).
+     */
+    private void follow(final Source source, final ClusterRouter router, final List<Child> first, final String[] pins,
+        final String aeronDir, final int threads)
+    {
+        final Follow f = source.follow();
+        List<Child> serving = first;
+        while (!stopping)
+        {
+            try
+            {
+                Thread.sleep(FOLLOW_INTERVAL_MILLIS);
+                final int number = f.ref.number(f.client);
+                if (number != f.serving.number() && number != f.refused)
+                {
+                    serving = switchTo(source, router, serving, number, pins, aeronDir, threads);
+                }
+                else if (number == f.serving.number())
+                {
+                    f.refused = -1;
+                }
+            }
+            catch (final InterruptedException e)
+            {
+                return;
+            }
+            catch (final Exception e)
+            {
+                // the service restarting, or the label read failing: the deployment keeps what it serves
+                err.printf("version follower: %s (still serving %s@%d)%n", e.getMessage(), f.ref.model(),
+                    f.serving.number());
+                err.flush();
+            }
+        }
+    }
+
+    /** How often the followed label is read. */
+    static final long FOLLOW_INTERVAL_MILLIS = 1_000;
+
+    /** How long the old version's requests may run on after a switch before its nodes are stopped anyway. */
+    static final long DRAIN_MILLIS = 600_000;
+
+    /**
+     * Moves the deployment to version {@code number}: a lease on it, a node set of it started (its tokenizer and chat
+     * template must be the served one's: the HTTP layer tokenizes before the router binds a version), new requests
+     * bound to it once the whole set is in rotation, then the old set stopped when the old version's requests have
+     * finished. A set that does not join within 180 s is stopped and the version refused until the label moves.
+     * Returns the node set now serving.
+     */
+    private List<Child> switchTo(final Source source, final ClusterRouter router, final List<Child> old,
+        final int number, final String[] pins, final String aeronDir, final int threads) throws Exception
+    {
+        final Follow f = source.follow();
+        final String model = f.ref.model();
+        final dev.strata.compute.stream.RemoteModel remote = lease(f.client, model, number);
+        final String version = versionOf(remote);
+        final String mismatch = !sameTokenizer(f.metadata, remote.metadata()) ? "its tokenizer or " +
+            "chat template differs from the served one's (restart strata serve to serve it)" : null;
+        if (mismatch != null)
+        {
+            remote.close();
+            f.refused = number;
+            err.printf("%s:%s names %s@%d, not followed: %s%n", model, f.ref.version(), model, number, mismatch);
+            err.flush();
+            return old;
+        }
+        err.printf("%s:%s names %s@%d (serving %s@%d): starting its nodes%n", model, f.ref.version(), model, number,
+            model, f.serving.number());
+        err.flush();
+        final List<Child> set = startNodes(pins, aeronDir, threads, nodeArgs(f.admin, model, number), source.token(),
+            "-v" + number);
+        try
+        {
+            router.awaitNodes(set.size(), version, 180_000);
+        }
+        catch (final IllegalStateException e)
+        {
+            retire(set);
+            remote.close();
+            f.refused = number;
+            err.printf("%s@%d: its nodes did not join (%s); still serving %s@%d%n", model, number, e.getMessage(),
+                model, f.serving.number());
+            err.flush();
+            return old;
+        }
+        final Follow.Serving before = f.serving;
+        router.switchVersion(version).get(10, TimeUnit.SECONDS);
+        f.serving = new Follow.Serving(number, version, remote);
+        synchronized (source.resources())
+        {
+            source.resources().add(remote);
+        }
+        err.printf("serving %s@%d: new requests run on it; %s@%d finishes its requests%n", model, number, model,
+            before.number());
+        err.flush();
+        final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(DRAIN_MILLIS);
+        while (router.view().activeByVersion().getOrDefault(before.version(), 0) > 0 &&
+            System.nanoTime() - deadline < 0)
+        {
+            Thread.sleep(100);
+        }
+        final int left = router.view().activeByVersion().getOrDefault(before.version(), 0);
+        retire(old);
+        synchronized (source.resources())
+        {
+            source.resources().remove(before.lease());
+        }
+        before.lease().close();
+        err.printf("%s@%d: nodes stopped%s%n", model, before.number(), left == 0 ? " (no request left on it)" :
+            " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 + " s: they end with an error");
+        err.flush();
+        return set;
+    }
+
+    /**
+     * Whether two versions' metadata give the same tokenizer and chat template (every {@code tokenizer.*} entry
+     * equal), so that a prompt tokenized for one is the same prompt for the other.
+     */
+    static boolean sameTokenizer(final dev.strata.compute.gguf.GgufMetadata a,
+        final dev.strata.compute.gguf.GgufMetadata b)
+    {
+        final java.util.Set<String> keys = new java.util.TreeSet<>();
+        for (final String k : a.keys())
+        {
+            if (k.startsWith("tokenizer."))
+            {
+                keys.add(k);
+            }
+        }
+        for (final String k : b.keys())
+        {
+            if (k.startsWith("tokenizer.") && !keys.contains(k))
+            {
+                return false;
+            }
+        }
+        for (final String k : keys)
+        {
+            if (!b.contains(k) || !java.util.Objects.deepEquals(a.get(k), b.get(k)))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** Stops a node set for good: the supervisor does not start it again. */
+    private void retire(final List<Child> set) throws InterruptedException
+    {
+        for (final Child c : set)
+        {
+            c.retired = true;
+            c.process.destroy();
+        }
+        for (final Child c : set)
+        {
+            if (!c.process.waitFor(10, TimeUnit.SECONDS))
+            {
+                c.process.destroyForcibly();
+            }
+        }
     }
 
     private List<String> roles()
@@ -408,7 +649,7 @@ final class ClusterLauncher
             for (final Child c : children)
             {
                 final Process p = c.process;
-                if (!p.isAlive() && !stopping && !c.abandoned)
+                if (p != null && !p.isAlive() && !stopping && !c.abandoned && !c.retired)
                 {
                     final long now = System.nanoTime();
                     if (c.notBefore == 0)

@@ -45,12 +45,13 @@ final class NodesCommand implements Callable<Integer>
             return 0;
         }
         final JsonNode v = new ObjectMapper().readTree(r.body());
-        out.printf("%-22s %-8s %8s %-5s %10s %7s %7s %12s %12s %9s %7s%n", "NODE", "ROLE", "PID", "UP", "QUEUE_TOK",
-            "RUNNING", "WAITING", "KV_FREE", "KV_SENT", "TRANSFERS", "RETRIES");
+        out.printf("%-22s %-8s %-8s %8s %-5s %10s %7s %7s %12s %12s %9s %7s%n", "NODE", "ROLE", "VERSION", "PID", "UP",
+            "QUEUE_TOK", "RUNNING", "WAITING", "KV_FREE", "KV_SENT", "TRANSFERS", "RETRIES");
         for (final JsonNode n : v.path("nodes"))
         {
-            out.printf("%-22s %-8s %8d %-5s %10d %7d %7d %6d/%-5d %12s %9d %7d%n", n.path("node").asText(),
-                n.path("role").asText(), n.path("pid").asLong(), n.path("alive").asBoolean() ? "yes" : "no",
+            out.printf("%-22s %-8s %-8s %8d %-5s %10d %7d %7d %6d/%-5d %12s %9d %7d%n", n.path("node").asText(),
+                n.path("role").asText(), shortVersion(n.path("version").asText()), n.path("pid").asLong(),
+                n.path("alive").asBoolean() ? "yes" : "no",
                 n.path("queueTokens").asLong(), n.path("running").asInt(), n.path("waiting").asInt(),
                 n.path("kvFree").asInt(), n.path("kvBlocks").asInt(), Sizes.format(n.path("kvBytesSent").asLong()),
                 n.path("kvTransfers").asLong(), n.path("kvRetries").asLong());
@@ -59,7 +60,19 @@ final class NodesCommand implements Callable<Integer>
             "%.2f GB/s%n", v.path("requests").asLong(), v.path("split").asLong(), v.path("whole").asLong(),
             v.path("failovers").asLong(), v.path("retries").asLong(), v.path("roleSwitches").asLong(),
             Sizes.format(v.path("kvBytes").asLong()), v.path("kvGBps").asDouble());
+        final StringBuilder active = new StringBuilder();
+        v.path("activeByVersion").fields().forEachRemaining(e -> active.append(active.isEmpty() ? "" : ", ")
+            .append(shortVersion(e.getKey())).append(": ").append(e.getValue().asInt()));
+        out.printf("new requests go to version %s; running by version: %s%n", shortVersion(v.path("version").asText()),
+            active.isEmpty() ? "none" : active);
         return 0;
+    }
+
+    /** A served version as its number ({@code N:digest} from a parameter service), or its first 12 characters. */
+    static String shortVersion(final String version)
+    {
+        final int colon = version.indexOf(':');
+        return colon > 0 ? version.substring(0, colon) : version.length() > 12 ? version.substring(0, 12) : version;
     }
 
     static HttpResponse<String> http(final String url, final String path, final String postBody) throws Exception

@@ -42,7 +42,8 @@ final class ServeCommand implements Callable<Integer>
     EngineOptions engineOptions = new EngineOptions();
 
     @Option(names = {"-m", "--model"}, required = true, description = "A GGUF file (imported into the parameter " +
-        "service as --served-name), or NAME, NAME:LABEL, NAME@VERSION of a model already there.")
+        "service as --served-name), or NAME, NAME:LABEL, NAME@VERSION of a model already there (split " +
+        "deployments follow NAME's stable label or LABEL to the version it names).")
     String model;
 
     @Option(names = "--direct", description = "Serve the GGUF file straight from its mapping, without a parameter " +

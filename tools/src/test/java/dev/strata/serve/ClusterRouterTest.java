@@ -227,6 +227,95 @@ class ClusterRouterTest
             x.node().equals("d")), "the prefill node freed its blocks");
     }
 
+    /**
+     * Nodes of two versions in rotation at once. A request runs on the version current when it arrived, both halves on
+     * nodes of it: before the switch version 1's tokens, after it version 2's, and one streaming across the switch
+     * finishes with version 1's tokens (a colocated run of version 1, not a mix).
+     */
+    @Test
+    void shouldRunEachRequestOnTheVersionCurrentWhenItArrivedAcrossASwitch() throws Exception
+    {
+        final Path second = dir.resolve("m2.gguf");
+        SyntheticModel.write(second, SyntheticModel.Shape.parse("dim=64,layers=2,heads=4,kv=2,ffn=96"), GgmlType.Q8_0,
+            null, 18);
+        final GgufFile file2 = GgufFile.open(second);
+        closeables.add(file2);
+        final GgufWeightSource weights2 = new GgufWeightSource(file2, false);
+        closeables.add(weights2);
+        final java.util.function.Function<Long, Engine> engine2 = kv ->
+        {
+            final Engine e = Engine.launch(new Engine.Context().weights(weights2).pool(pool).tokenizer(tokenizer)
+                .modelVersion("v2").kvType(KvBlockPool.KvType.F16).kvMemory(kv).blockTokens(16).maxBatchSize(8)
+                .maxPrefillTokens(64));
+            closeables.add(e);
+            return e;
+        };
+        node("p1", Msg.Role.PREFILL, engine(VERSION, 8L << 20));
+        node("d1", Msg.Role.DECODE, engine(VERSION, 64L << 20));
+        node("p2", Msg.Role.PREFILL, engine2.apply(8L << 20));
+        node("d2", Msg.Role.DECODE, engine2.apply(64L << 20));
+        final ClusterRouter router = router(4);
+        router.awaitNodes(2, "v2", 30_000);
+
+        final GenerationRequest r = request(new Random(21), 40, SamplerConfig.greedy(), List.of());
+        final Completion one = colocated(r);
+        final Completion two;
+        try (Engine e = engine2.apply(8L << 20))
+        {
+            two = e.generate(r);
+        }
+        assertFalse(java.util.Arrays.equals(one.tokens(), two.tokens()), "the versions answer differently");
+        StringBuilder streamed = new StringBuilder();
+        assertSame(one, run(router, r, streamed), streamed.toString(), "before the switch");
+
+        // a long request of version 1, streaming when the switch comes
+        final GenerationRequest longer = new GenerationRequest(request(new Random(22), 30, SamplerConfig.greedy(),
+            List.of()).prompt(), SamplerConfig.greedy(), 1500, null, List.of(), -1, 0f, 0f, true);
+        final StringBuilder longStreamed = new StringBuilder();
+        final java.util.concurrent.atomic.AtomicInteger tokens = new java.util.concurrent.atomic.AtomicInteger();
+        final RequestHandle inFlight = router.submit(longer, new dev.strata.compute.engine.GenerationListener()
+        {
+            @Override
+            public void onToken(final TokenEvent event)
+            {
+                longStreamed.append(event.text());
+                tokens.incrementAndGet();
+            }
+
+            @Override
+            public void onComplete(final Completion completion)
+            {
+            }
+        });
+        awaitTrue(() -> tokens.get() >= 5, "the long request streams");
+        router.switchVersion("v2").get(10, TimeUnit.SECONDS);
+        final ClusterRouter.RouterView atSwitch = router.view();
+        assertEquals("v2", atSwitch.version());
+        final boolean crossed = !inFlight.completion().isDone();
+        streamed = new StringBuilder();
+        assertSame(two, run(router, r, streamed), streamed.toString(), "after the switch");
+        final Completion longDone = inFlight.completion().get(120, TimeUnit.SECONDS);
+        assertSame(colocated(longer), longDone, longStreamed.toString(), "the request that streamed across the switch");
+        assertTrue(crossed, "the long request was still streaming at the switch (" + tokens.get() + " tokens): " +
+            atSwitch);
+        assertEquals(1, atSwitch.activeByVersion().getOrDefault(VERSION, 0), atSwitch.toString());
+        // routed to nodes of their version the first time (a node of another version would refuse it: a retry)
+        assertEquals(0, router.view().retries(), router.view().toString());
+        // each version's decode node ran its requests only: two of version 1, one of version 2 (as they report them)
+        awaitTrue(() -> decodeRequests(router, "d1") == 2 && decodeRequests(router, "d2") == 1,
+            "requests by node: " + router.view().nodes());
+        for (final ClusterRouter.NodeView n : router.view().nodes())
+        {
+            assertEquals(n.node().endsWith("1") ? VERSION : "v2", n.version(), n.toString());
+        }
+    }
+
+    private static long decodeRequests(final ClusterRouter router, final String node)
+    {
+        return router.view().nodes().stream().filter(n -> n.node().equals(node)).mapToLong(
+            ClusterRouter.NodeView::requests).sum();
+    }
+
     @Test
     void shouldSendEachLayersKvWhileTheRestOfThePrefillComputes() throws Exception
     {

@@ -169,8 +169,15 @@ class VersionFollowProcessTest
             assertEquals(0, back.code(), back.err());
             awaitServing(1, log);
             assertEquals(one, text(complete(prompt, 32)), "version 1's answer after the rollback");
-            final String out = StrataProcesses.read(log);
-            assertTrue(out.contains("m@2: nodes stopped") && out.contains("m@1: nodes stopped"), out);
+            // each old set stopped and dropped from the router's list once its requests ended
+            final long stopped = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (!(StrataProcesses.read(log).contains("m@2: nodes stopped") &&
+                StrataProcesses.read(log).contains("m@1: nodes stopped")))
+            {
+                assertTrue(System.nanoTime() < stopped, StrataProcesses.read(log));
+                Thread.sleep(100);
+            }
+            assertEquals(2, nodes().path("nodes").size(), "only the serving set is listed: " + nodes());
             final java.util.List<ProcessHandle> nodes = serve.descendants().toList();
             StrataProcesses.sigterm(serve);
             for (final ProcessHandle n : nodes)

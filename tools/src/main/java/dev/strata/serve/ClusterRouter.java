@@ -391,6 +391,28 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
     }
 
     /**
+     * Drops a node that is out of rotation from the router's list (a node stopped for good, such as one of a version
+     * the deployment left); a node in rotation stays. Completes with whether it was dropped.
+     */
+    public CompletableFuture<Boolean> forget(final String node)
+    {
+        final CompletableFuture<Boolean> result = new CompletableFuture<>();
+        commands.add(() ->
+        {
+            final Node n = nodes.get(node);
+            final boolean drop = n != null && !n.alive;
+            if (drop)
+            {
+                nodes.remove(node);
+                CloseHelper.quietClose(n.pub);
+                view = snapshot();
+            }
+            result.complete(drop);
+        });
+        return result;
+    }
+
+    /**
      * Binds the requests that arrive from now on to {@code version}; those bound before keep theirs and finish on its
      * nodes, except requests still waiting for a node, which have no token yet and take the new version. Completes
      * once the router thread has switched.

@@ -435,6 +435,15 @@ final class ClusterLauncher
         }
         final int left = router.view().activeByVersion().getOrDefault(before.version(), 0);
         retire(old);
+        for (final Child c : old)
+        {
+            // out of rotation once its process is gone (checked every 50 ms): then off the router's list
+            final long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (!router.forget(c.name).get(10, TimeUnit.SECONDS) && System.nanoTime() - until < 0)
+            {
+                Thread.sleep(50);
+            }
+        }
         synchronized (source.resources())
         {
             source.resources().remove(before.lease());

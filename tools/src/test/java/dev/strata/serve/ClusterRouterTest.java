@@ -308,6 +308,9 @@ class ClusterRouterTest
         {
             assertEquals(n.node().endsWith("1") ? VERSION : "v2", n.version(), n.toString());
         }
+        // a node in rotation is not forgotten
+        assertFalse(router.forget("d1").get(10, TimeUnit.SECONDS));
+        assertTrue(router.view().nodes().stream().anyMatch(n -> n.node().equals("d1")));
     }
 
     private static long decodeRequests(final ClusterRouter router, final String node)

@@ -401,16 +401,28 @@ final class ClusterLauncher
         err.printf("%s:%s names %s@%d (serving %s@%d): starting its nodes%n", model, f.ref.version(), model, number,
             model, f.serving.number());
         err.flush();
-        final List<Child> set = startNodes(pins, aeronDir, threads, nodeArgs(f.admin, model, number), source.token(),
-            "-v" + number);
+        final List<Child> set;
+        try
+        {
+            set = startNodes(pins, aeronDir, threads, nodeArgs(f.admin, model, number), source.token(), "-v" + number);
+        }
+        catch (final java.io.IOException e)
+        {
+            remote.close();
+            throw e;
+        }
         try
         {
             router.awaitNodes(set.size(), version, 180_000);
         }
-        catch (final IllegalStateException e)
+        catch (final IllegalStateException | InterruptedException e)
         {
             retire(set);
             remote.close();
+            if (e instanceof InterruptedException)
+            {
+                throw e; // the deployment stops
+            }
             f.refused = number;
             err.printf("%s@%d: its nodes did not join (%s); still serving %s@%d%n", model, number, e.getMessage(),
                 model, f.serving.number());

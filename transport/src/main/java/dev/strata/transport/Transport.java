@@ -32,8 +32,13 @@ public final class Transport implements AutoCloseable
         {
             if (context.embeddedDriver())
             {
+                // a client unheard of for the driver timeout is dropped; a publication whose publisher stopped mid
+                // message is unblocked after that (Aeron wants the unblock timeout above the liveness timeout)
+                final long liveness = java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(context.driverTimeoutMs());
                 driver = MediaDriver.launch(new MediaDriver.Context()
                     .aeronDirectoryName(context.aeronDirectory())
+                    .clientLivenessTimeoutNs(liveness)
+                    .publicationUnblockTimeoutNs(liveness + liveness / 2)
                     .threadingMode(context.threadingMode())
                     .dirDeleteOnStart(true)
                     .dirDeleteOnShutdown(true));

@@ -20,7 +20,12 @@ public final class TransportContext
 
     private String aeronDirectory = System.getProperty(AERON_DIR_PROP);
     private boolean embeddedDriver = Boolean.parseBoolean(System.getProperty(EMBEDDED_DRIVER_PROP, "true"));
-    private long driverTimeoutMs = 10_000;
+    /**
+     * 30 s, not Aeron's 10: on a 2-core machine carrying a node set's start beside a serving one, a parameter
+     * service's client conductor went unserviced for 10.1-11.3 s, twice in two tries, and the service lost its Aeron
+     * client (and so its block server) for good. The embedded driver's client liveness follows it.
+     */
+    private long driverTimeoutMs = 30_000;
     private io.aeron.driver.ThreadingMode threadingMode = io.aeron.driver.ThreadingMode.valueOf(
         System.getProperty(THREADING_PROP, "SHARED_NETWORK"));
     private boolean concluded;

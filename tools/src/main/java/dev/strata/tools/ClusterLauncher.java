@@ -176,7 +176,7 @@ final class ClusterLauncher
         return List.of("--param-server", admin, "--model", model + "@" + number);
     }
 
-    /** A label the deployment follows, and what it serves now (router thread of the launcher: the follower). */
+    /** A label the deployment follows, and what it serves now (read and changed by the follower thread only). */
     private static final class Follow
     {
         record Serving(int number, String version, AutoCloseable lease)

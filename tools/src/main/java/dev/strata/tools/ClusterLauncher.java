@@ -349,12 +349,14 @@ final class ClusterLauncher
     {
         final Follow f = source.follow();
         List<Child> serving = first;
+        String lastError = null;
         while (!stopping)
         {
             try
             {
                 Thread.sleep(FOLLOW_INTERVAL_MILLIS);
                 final int number = f.ref.number(f.client);
+                lastError = null;
                 if (number != f.serving.number() && number != f.refused)
                 {
                     serving = switchTo(source, router, serving, number, pins, aeronDir, threads);
@@ -370,10 +372,15 @@ final class ClusterLauncher
             }
             catch (final Exception e)
             {
-                // the service restarting, or the label read failing: the deployment keeps what it serves
-                err.printf("version follower: %s (still serving %s@%d)%n", e.getMessage(), f.ref.model(),
-                    f.serving.number());
-                err.flush();
+                // the service restarting, or the label read failing: the deployment keeps what it serves (said once
+                // per distinct failure, not every second)
+                if (!java.util.Objects.equals(lastError, e.getMessage()))
+                {
+                    lastError = e.getMessage();
+                    err.printf("version follower: %s (still serving %s@%d)%n", e.getMessage(), f.ref.model(),
+                        f.serving.number());
+                    err.flush();
+                }
             }
         }
     }

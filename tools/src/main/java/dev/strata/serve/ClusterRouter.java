@@ -1060,8 +1060,8 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         {
             final Msg.Heartbeat h = n.hb;
             list.add(new NodeView(h.node(), (n.role == null ? h.role() : n.role).name().toLowerCase(
-                java.util.Locale.ROOT), h.version(), h.pid(), h.channel() + " stream " + h.controlStream(), n.alive, h.queueTokens(),
-                h.running(), h.waiting(), h.kvBlocks(), h.kvFree(), h.kvBytesSent(), h.kvBytesReceived(),
+                java.util.Locale.ROOT), h.version(), h.pid(), h.channel() + " stream " + h.controlStream(), n.alive,
+                h.queueTokens(), h.running(), h.waiting(), h.kvBlocks(), h.kvFree(), h.kvBytesSent(), h.kvBytesReceived(),
                 h.kvTransfers(), h.kvRetries(), h.kvSendNanos() == 0 ? 0 : (double)h.kvBytesSent() / h.kvSendNanos(),
                 h.requests(), TimeUnit.NANOSECONDS.toMillis(now - n.seen)));
         }

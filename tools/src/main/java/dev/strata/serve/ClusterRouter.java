@@ -415,12 +415,12 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
     /**
      * Binds the requests that arrive from now on to {@code version}; those bound before keep theirs and finish on its
      * nodes, except requests still waiting for a node, which have no token yet and take the new version. Completes
-     * once the router thread has switched.
+     * once the router thread has switched, with its view at that moment.
      */
-    public CompletableFuture<Void> switchVersion(final String version)
+    public CompletableFuture<RouterView> switchVersion(final String version)
     {
         Objects.requireNonNull(version, "version");
-        final CompletableFuture<Void> result = new CompletableFuture<>();
+        final CompletableFuture<RouterView> result = new CompletableFuture<>();
         commands.add(() ->
         {
             if (!version.equals(current))
@@ -436,7 +436,7 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
                 }
             }
             view = snapshot();
-            result.complete(null);
+            result.complete(view);
         });
         return result;
     }

@@ -49,8 +49,7 @@ final class ClusterLauncher
     private static final class Child
     {
         final String name;
-        /** How to start it (again): a switch's node set starts under nice until it serves alone. */
-        volatile List<String> command;
+        final List<String> command;
         final String token;
         volatile Process process;
         int restarts;
@@ -234,8 +233,7 @@ final class ClusterLauncher
                 .bindTo(registry))
             {
                 final String[] pins = pins(count, cores);
-                final List<Child> first = startNodes(pins, aeronDir, threads, source.nodeArgs(), source.token(), "",
-                    0);
+                final List<Child> first = startNodes(pins, aeronDir, threads, source.nodeArgs(), source.token(), "");
                 final String routerCpus = switch (routerSpec)
                 {
                     case "auto" -> routerCpus(roles(), pins);
@@ -289,13 +287,9 @@ final class ClusterLauncher
         return 0;
     }
 
-    /**
-     * Starts a node process per role, named {@code ROLE-I} and {@code suffix}, on {@code pins}; with {@code nice} > 0
-     * under {@code nice -n NICE} (where the machine has it).
-     */
+    /** Starts a node process per role, named {@code ROLE-I} and {@code suffix}, on {@code pins}. */
     private List<Child> startNodes(final String[] pins, final String aeronDir, final int threads,
-        final List<String> nodeArgs, final String token, final String suffix, final int nice)
-        throws java.io.IOException
+        final List<String> nodeArgs, final String token, final String suffix) throws java.io.IOException
     {
         final List<Child> set = new ArrayList<>();
         int i = 0;
@@ -303,10 +297,6 @@ final class ClusterLauncher
         {
             final String node = role + "-" + (i + 1) + suffix;
             final List<String> command = new ArrayList<>();
-            if (nice > 0 && onPath("nice"))
-            {
-                command.addAll(List.of("nice", "-n", Integer.toString(nice)));
-            }
             if (pins[i] != null)
             {
                 command.addAll(List.of("taskset", "-c", pins[i]));
@@ -405,13 +395,12 @@ final class ClusterLauncher
         final String model = f.ref.model();
         final dev.strata.compute.stream.RemoteModel remote = lease(f.client, model, number);
         final String version = versionOf(remote);
-        final String mismatch = !sameTokenizer(f.metadata, remote.metadata()) ? "its tokenizer or " +
-            "chat template differs from the served one's (restart strata serve to serve it)" : null;
-        if (mismatch != null)
+        if (!sameTokenizer(f.metadata, remote.metadata()))
         {
             remote.close();
             f.refused = number;
-            err.printf("%s:%s names %s@%d, not followed: %s%n", model, f.ref.version(), model, number, mismatch);
+            err.printf("%s:%s names %s@%d, not followed: its tokenizer or chat template differs from the served " +
+                "one's (restart strata serve to serve it)%n", model, f.ref.version(), model, number);
             err.flush();
             return old;
         }
@@ -421,10 +410,7 @@ final class ClusterLauncher
         final List<Child> set;
         try
         {
-            // under nice while the serving set runs beside it on the same CPUs: its start (weights streamed, repacked,
-            // warmed up) then takes the CPU the serving set leaves, not its decode steps' time
-            set = startNodes(pins, aeronDir, threads, nodeArgs(f.admin, model, number), source.token(), "-v" + number,
-                SWITCH_NICE);
+            set = startNodes(pins, aeronDir, threads, nodeArgs(f.admin, model, number), source.token(), "-v" + number);
         }
         catch (final java.io.IOException e)
         {
@@ -481,7 +467,6 @@ final class ClusterLauncher
             source.resources().remove(before.lease());
         }
         before.lease().close();
-        unnice(set);
         err.printf("%s@%d: nodes stopped%s%n", model, before.number(), left == 0 ? " (no request left on it)" :
             " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 + " s: they end with an error");
         err.flush();
@@ -495,70 +480,10 @@ final class ClusterLauncher
     static boolean sameTokenizer(final dev.strata.compute.gguf.GgufMetadata a,
         final dev.strata.compute.gguf.GgufMetadata b)
     {
-        final java.util.Set<String> keys = new java.util.TreeSet<>();
-        for (final String k : a.keys())
-        {
-            if (k.startsWith("tokenizer."))
-            {
-                keys.add(k);
-            }
-        }
-        for (final String k : b.keys())
-        {
-            if (k.startsWith("tokenizer.") && !keys.contains(k))
-            {
-                return false;
-            }
-        }
-        for (final String k : keys)
-        {
-            if (!b.contains(k) || !java.util.Objects.deepEquals(a.get(k), b.get(k)))
-            {
-                return false;
-            }
-        }
-        return true;
-    }
-
-    /** The nice of a node set started for a switch, beside the serving set. */
-    static final int SWITCH_NICE = 10;
-
-    /**
-     * A switch's node set serves alone now: back to nice 0, every thread ({@code renice} of each task; lowering nice
-     * needs the privilege to, else the set stays at its nice and says so), and restarts without {@code nice}.
-     */
-    private void unnice(final List<Child> set)
-    {
-        for (final Child c : set)
-        {
-            if (c.command.size() > 3 && c.command.get(0).equals("nice"))
-            {
-                c.command = List.copyOf(c.command.subList(3, c.command.size()));
-            }
-            final List<String> renice = new ArrayList<>(List.of("renice", "-n", "0", "-p"));
-            try (java.util.stream.Stream<Path> tasks = Files.list(Path.of("/proc", Long.toString(c.process.pid()),
-                "task")))
-            {
-                tasks.forEach(t -> renice.add(t.getFileName().toString()));
-                final Process p = new ProcessBuilder(renice).redirectErrorStream(true).start();
-                final String out = new String(p.getInputStream().readAllBytes(),
-                    java.nio.charset.StandardCharsets.UTF_8);
-                if (p.waitFor() != 0)
-                {
-                    err.printf("node %s stays at nice %d: %s%n", c.name, SWITCH_NICE, out.strip());
-                }
-            }
-            catch (final java.io.IOException e)
-            {
-                err.printf("node %s stays at nice %d: %s%n", c.name, SWITCH_NICE, e.getMessage());
-            }
-            catch (final InterruptedException e)
-            {
-                Thread.currentThread().interrupt();
-                return;
-            }
-        }
-        err.flush();
+        final java.util.function.Function<dev.strata.compute.gguf.GgufMetadata, java.util.Set<String>> keys = m ->
+            m.keys().stream().filter(k -> k.startsWith("tokenizer.")).collect(java.util.stream.Collectors.toSet());
+        return keys.apply(a).equals(keys.apply(b)) &&
+            keys.apply(a).stream().allMatch(k -> java.util.Objects.deepEquals(a.get(k), b.get(k)));
     }
 
     /** Stops a node set for good: the supervisor does not start it again. */
@@ -732,7 +657,7 @@ final class ClusterLauncher
             for (final Child c : children)
             {
                 final Process p = c.process;
-                if (p != null && !p.isAlive() && !stopping && !c.abandoned && !c.retired)
+                if (!p.isAlive() && !stopping && !c.abandoned && !c.retired)
                 {
                     final long now = System.nanoTime();
                     if (c.notBefore == 0)

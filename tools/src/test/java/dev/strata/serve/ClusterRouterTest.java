@@ -268,22 +268,40 @@ class ClusterRouterTest
         StringBuilder streamed = new StringBuilder();
         assertSame(one, run(router, r, streamed), streamed.toString(), "before the switch");
 
-        // a long request of version 1, streaming when the switch comes
+        // a long request of version 1, streaming when the switch comes: the switch is asked for from its fifth token's
+        // callback (on the router thread), so it runs while the request still has 1,495 tokens to go
         final GenerationRequest longer = new GenerationRequest(request(new Random(22), 30, SamplerConfig.greedy(),
             List.of()).prompt(), SamplerConfig.greedy(), 1500, null, List.of(), -1, 0f, 0f, true);
         final StringBuilder longStreamed = new StringBuilder();
-        final RequestHandle inFlight = router.submit(longer, streamingInto(longStreamed));
-        awaitTrue(() -> longStreamed.length() >= 5, "the long request streams");
-        router.switchVersion("v2").get(10, TimeUnit.SECONDS);
-        final ClusterRouter.RouterView atSwitch = router.view();
+        final dev.strata.compute.engine.GenerationListener text = streamingInto(longStreamed);
+        final java.util.concurrent.CompletableFuture<java.util.concurrent.CompletableFuture<ClusterRouter.RouterView>>
+            switched = new java.util.concurrent.CompletableFuture<>();
+        final int[] tokens = {0};
+        final RequestHandle inFlight = router.submit(longer, new dev.strata.compute.engine.GenerationListener()
+        {
+            @Override
+            public void onToken(final TokenEvent event)
+            {
+                text.onToken(event);
+                if (++tokens[0] == 5)
+                {
+                    switched.complete(router.switchVersion("v2"));
+                }
+            }
+
+            @Override
+            public void onComplete(final Completion completion)
+            {
+            }
+        });
+        final ClusterRouter.RouterView atSwitch = switched.get(60, TimeUnit.SECONDS).get(10, TimeUnit.SECONDS);
         assertEquals("v2", atSwitch.version());
-        final boolean crossed = !inFlight.completion().isDone();
+        assertEquals(1, atSwitch.activeByVersion().getOrDefault(VERSION, 0), "the long request ran at the switch: " +
+            atSwitch);
         streamed = new StringBuilder();
         assertSame(two, run(router, r, streamed), streamed.toString(), "after the switch");
         final Completion longDone = inFlight.completion().get(120, TimeUnit.SECONDS);
         assertSame(colocated(longer), longDone, longStreamed.toString(), "the request that streamed across the switch");
-        assertTrue(crossed, "the long request was still streaming at the switch: " + atSwitch);
-        assertEquals(1, atSwitch.activeByVersion().getOrDefault(VERSION, 0), atSwitch.toString());
         // routed to nodes of their version the first time (a node of another version would refuse it: a retry)
         assertEquals(0, router.view().retries(), router.view().toString());
         // each version's decode node ran its requests only: two of version 1, one of version 2 (as they report them)

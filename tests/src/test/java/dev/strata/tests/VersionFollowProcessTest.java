@@ -45,13 +45,7 @@ class VersionFollowProcessTest
 
     private JsonNode complete(final int[] prompt, final int maxTokens) throws Exception
     {
-        final ObjectNode b = JSON.createObjectNode().put("model", "m").put("max_tokens", maxTokens)
-            .put("temperature", 0).put("ignore_eos", true);
-        final var p = b.putArray("prompt");
-        for (final int t : prompt)
-        {
-            p.add(t);
-        }
+        final ObjectNode b = request(prompt, maxTokens);
         final HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
             .timeout(Duration.ofSeconds(180)).POST(HttpRequest.BodyPublishers.ofString(b.toString())).build(),
             HttpResponse.BodyHandlers.ofString());
@@ -99,44 +93,61 @@ class VersionFollowProcessTest
         }
     }
 
+    /** Two versions of model m (label stable on the first) in a running parameter service, and a split deployment. */
+    private record Deployment(String address, Process serve, Path log, int vocab)
+    {
+    }
+
+    private Deployment deploy(final StrataProcesses processes, final String... serveArgs) throws Exception
+    {
+        // two versions of one model: the same tokenizer (the built-in vocabulary), other weights
+        final SyntheticModel.Shape shape = SyntheticModel.Shape.parse("dim=256,layers=4,heads=4,kv=2,ffn=512");
+        final Path first = dir.resolve("m1.gguf");
+        final Path second = dir.resolve("m2.gguf");
+        final int vocab = SyntheticModel.write(first, shape, GgmlType.Q8_0, null, 31);
+        SyntheticModel.write(second, shape, GgmlType.Q8_0, null, 32);
+        final StrataProcesses.Server service = processes.startServer(dir.resolve("data"), dir.resolve("ps.log"),
+            dir.resolve("aeron-ps"));
+        final String address = service.address();
+        StrataProcesses.Run up = processes.cli(address, "model", "upload", first.toString(), "--name", "m",
+            "--label", "stable");
+        assertEquals(0, up.code(), up.err());
+        up = processes.cli(address, "model", "upload", second.toString(), "--name", "m");
+        assertEquals(0, up.code(), up.err());
+
+        final Path log = dir.resolve("serve.log");
+        final java.util.List<String> args = new java.util.ArrayList<>(java.util.List.of("serve", "--param-server",
+            address, "--token-file", processes.tokenFile().toString(), "--model", "m", "--prefill", "1", "--decode",
+            "1", "--port", "0", "--kv-memory", "32M", "--max-prefill-tokens", "64"));
+        args.addAll(java.util.List.of(serveArgs));
+        final Process serve = processes.start(log, dir.resolve("aeron-serve"), args.toArray(String[]::new));
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
+        while (base == null)
+        {
+            final Matcher m = SERVING.matcher(StrataProcesses.read(log));
+            if (m.find())
+            {
+                base = "http://127.0.0.1:" + m.group(1);
+            }
+            else if (!serve.isAlive() || System.nanoTime() > deadline)
+            {
+                fail("strata serve did not start:\n" + StrataProcesses.read(log));
+            }
+            Thread.sleep(100);
+        }
+        return new Deployment(address, serve, log, vocab);
+    }
+
     @Test
     void shouldFollowTheStableLabelWithNoRequestMixingTwoVersions() throws Exception
     {
         try (StrataProcesses processes = new StrataProcesses(dir, "follow-test-token"))
         {
-            // two versions of one model: the same tokenizer (the built-in vocabulary), other weights
-            final SyntheticModel.Shape shape = SyntheticModel.Shape.parse("dim=256,layers=4,heads=4,kv=2,ffn=512");
-            final Path first = dir.resolve("m1.gguf");
-            final Path second = dir.resolve("m2.gguf");
-            final int vocab = SyntheticModel.write(first, shape, GgmlType.Q8_0, null, 31);
-            SyntheticModel.write(second, shape, GgmlType.Q8_0, null, 32);
-            final StrataProcesses.Server service = processes.startServer(dir.resolve("data"), dir.resolve("ps.log"),
-                dir.resolve("aeron-ps"));
-            final String address = service.address();
-            StrataProcesses.Run up = processes.cli(address, "model", "upload", first.toString(), "--name", "m",
-                "--label", "stable");
-            assertEquals(0, up.code(), up.err());
-            up = processes.cli(address, "model", "upload", second.toString(), "--name", "m");
-            assertEquals(0, up.code(), up.err());
-
-            final Path log = dir.resolve("serve.log");
-            final Process serve = processes.start(log, dir.resolve("aeron-serve"), "serve", "--param-server", address,
-                "--token-file", processes.tokenFile().toString(), "--model", "m", "--prefill", "1", "--decode", "1",
-                "--port", "0", "--kv-memory", "32M", "--max-prefill-tokens", "64");
-            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
-            while (base == null)
-            {
-                final Matcher m = SERVING.matcher(StrataProcesses.read(log));
-                if (m.find())
-                {
-                    base = "http://127.0.0.1:" + m.group(1);
-                }
-                else if (!serve.isAlive() || System.nanoTime() > deadline)
-                {
-                    fail("strata serve did not start:\n" + StrataProcesses.read(log));
-                }
-                Thread.sleep(100);
-            }
+            final Deployment d = deploy(processes);
+            final Path log = d.log;
+            final Process serve = d.serve;
+            final String address = d.address;
+            final int vocab = d.vocab;
             awaitServing(1, log);
             final int[] prompt = new Random(3).ints(40, 3, vocab).toArray();
             final int[] longPrompt = new Random(4).ints(30, 3, vocab).toArray();
@@ -185,6 +196,175 @@ class VersionFollowProcessTest
                 assertTrue(n.onExit().get(30, TimeUnit.SECONDS) != null && !n.isAlive(), "node " + n.pid() +
                     " stopped with the router");
             }
+        }
+    }
+
+    /**
+     * {@code --switch replace}: on a promote, the serving set finishes its requests (a stream in flight ends with
+     * version 1's text, whole) and stops before version 2's set starts; a request sent meanwhile waits and answers as
+     * version 2. The router never lists nodes of two versions alive at once, nor more than one set.
+     */
+    @Test
+    void shouldReplaceTheNodeSetInPlaceWhenAskedTo() throws Exception
+    {
+        try (StrataProcesses processes = new StrataProcesses(dir, "follow-test-token"))
+        {
+            final Deployment d = deploy(processes, "--switch", "replace");
+            awaitServing(1, d.log);
+            final int[] prompt = new Random(3).ints(40, 3, d.vocab).toArray();
+            final int[] longPrompt = new Random(4).ints(30, 3, d.vocab).toArray();
+            final String one = text(complete(prompt, 32));
+            final String longOne = text(complete(longPrompt, 1500));
+
+            final java.util.concurrent.atomic.AtomicInteger mostAlive = new java.util.concurrent.atomic.AtomicInteger();
+            final java.util.Set<String> mixed = java.util.concurrent.ConcurrentHashMap.newKeySet();
+            final java.util.concurrent.atomic.AtomicBoolean watching = new java.util.concurrent.atomic.AtomicBoolean(true);
+            final CompletableFuture<Void> watcher = CompletableFuture.runAsync(() ->
+            {
+                while (watching.get())
+                {
+                    try
+                    {
+                        int alive = 0;
+                        final java.util.Set<String> versions = new java.util.HashSet<>();
+                        for (final JsonNode n : nodes().path("nodes"))
+                        {
+                            if (n.path("alive").asBoolean())
+                            {
+                                alive++;
+                                versions.add(n.path("version").asText());
+                            }
+                        }
+                        mostAlive.accumulateAndGet(alive, Math::max);
+                        if (versions.size() > 1)
+                        {
+                            mixed.add(versions.toString());
+                        }
+                        Thread.sleep(20);
+                    }
+                    catch (final Exception e)
+                    {
+                        throw new RuntimeException(e);
+                    }
+                }
+            });
+
+            // a long request streams when the promote comes; the stream is read to its end on another thread
+            final HttpResponse<java.util.stream.Stream<String>> r = http.send(HttpRequest.newBuilder(
+                URI.create(base + "/v1/completions")).timeout(Duration.ofSeconds(180)).POST(HttpRequest.BodyPublishers
+                .ofString(request(longPrompt, 1500).put("stream", true).toString())).build(),
+                HttpResponse.BodyHandlers.ofLines());
+            assertEquals(200, r.statusCode());
+            final java.util.Iterator<String> lines = r.body().iterator();
+            final StringBuilder streamed = new StringBuilder();
+            while (streamed.isEmpty() && lines.hasNext())
+            {
+                streamed.append(chunkText(lines.next()));
+            }
+            final StrataProcesses.Run promoted = processes.cli(d.address, "model", "promote", "m@2");
+            assertEquals(0, promoted.code(), promoted.err());
+            final CompletableFuture<String> rest = CompletableFuture.supplyAsync(() ->
+            {
+                lines.forEachRemaining(line -> streamed.append(chunkText(line)));
+                return streamed.toString();
+            });
+
+            // once version 1's nodes have stopped, a request waits for version 2's and answers as it
+            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+            while (!StrataProcesses.read(d.log).contains("m@1: nodes stopped"))
+            {
+                assertTrue(System.nanoTime() < deadline, StrataProcesses.read(d.log));
+                Thread.sleep(20);
+            }
+            final CompletableFuture<JsonNode> waiting = CompletableFuture.supplyAsync(() ->
+            {
+                try
+                {
+                    return complete(prompt, 32);
+                }
+                catch (final Exception e)
+                {
+                    throw new RuntimeException(e);
+                }
+            });
+            assertEquals(longOne, rest.get(60, TimeUnit.SECONDS), "the stream in flight ends with version 1's text");
+            awaitServing(2, d.log);
+            final String two = text(waiting.get(180, TimeUnit.SECONDS));
+            assertNotEquals(one, two, "the request sent between the sets answers as version 2");
+            assertEquals(two, text(complete(prompt, 32)), "and so does the next");
+            watching.set(false);
+            watcher.get(10, TimeUnit.SECONDS);
+            assertTrue(mixed.isEmpty(), "nodes of two versions alive at once: " + mixed);
+            assertTrue(mostAlive.get() <= 2, "more than one set alive: " + mostAlive.get());
+            final String log = StrataProcesses.read(d.log);
+            assertTrue(log.indexOf("m@1: nodes stopped") < log.indexOf("node prefill-1-v2: pid"),
+                "version 1's nodes stopped before version 2's started:\n" + log);
+            StrataProcesses.sigterm(d.serve);
+        }
+    }
+
+    /**
+     * {@code --switch replace} when the new version's nodes do not join in time (a deadline of 1 s, shorter than a
+     * node's start): a set of the old version starts again, the request that waited meanwhile answers as the old
+     * version, and the refused version is not tried again while the label stays on it.
+     */
+    @Test
+    void shouldServeTheOldVersionAgainWhenTheNewOneDoesNotJoinInTime() throws Exception
+    {
+        try (StrataProcesses processes = new StrataProcesses(dir, "follow-test-token"))
+        {
+            final Deployment d = deploy(processes, "--switch", "replace", "--switch-deadline-s", "1");
+            awaitServing(1, d.log);
+            final int[] prompt = new Random(3).ints(40, 3, d.vocab).toArray();
+            final String one = text(complete(prompt, 32));
+            final StrataProcesses.Run promoted = processes.cli(d.address, "model", "promote", "m@2");
+            assertEquals(0, promoted.code(), promoted.err());
+            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+            while (!StrataProcesses.read(d.log).contains("m@1: nodes stopped"))
+            {
+                assertTrue(System.nanoTime() < deadline, StrataProcesses.read(d.log));
+                Thread.sleep(20);
+            }
+            assertEquals(one, text(complete(prompt, 32)), "the request sent between the sets runs on version 1 " +
+                "again:\n" + StrataProcesses.read(d.log));
+            awaitServing(1, d.log);
+            final String log = StrataProcesses.read(d.log);
+            assertTrue(log.contains("m@2: its nodes did not join within 1 s") && log.contains("serving m@1 again"),
+                log);
+            Thread.sleep(3_000);
+            assertEquals(1, StrataProcesses.read(d.log).split("starting m@2's", -1).length - 1,
+                "version 2 is not tried again while the label stays on it:\n" + StrataProcesses.read(d.log));
+            assertEquals(2, nodes().path("nodes").size(), "only the serving set is listed: " + nodes());
+            StrataProcesses.sigterm(d.serve);
+        }
+    }
+
+    private static ObjectNode request(final int[] prompt, final int maxTokens)
+    {
+        final ObjectNode b = JSON.createObjectNode().put("model", "m").put("max_tokens", maxTokens)
+            .put("temperature", 0).put("ignore_eos", true);
+        final var p = b.putArray("prompt");
+        for (final int t : prompt)
+        {
+            p.add(t);
+        }
+        return b;
+    }
+
+    /** The text of one server-sent event line of a streamed completion (empty for others). */
+    private static String chunkText(final String line)
+    {
+        if (!line.startsWith("data: ") || line.equals("data: [DONE]"))
+        {
+            return "";
+        }
+        try
+        {
+            return JSON.readTree(line.substring(6)).path("choices").path(0).path("text").asText();
+        }
+        catch (final java.io.IOException e)
+        {
+            throw new java.io.UncheckedIOException(e);
         }
     }
 }

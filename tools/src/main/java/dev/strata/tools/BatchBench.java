@@ -64,6 +64,10 @@ final class BatchBench implements Callable<Integer>
         "${DEFAULT-VALUE}).")
     String kvType;
 
+    @Option(names = "--batch-invariant", description = "Attend prompt chunks row by row as split nodes do by " +
+        "default (strata node --batch-invariant), not as blocked products.")
+    boolean batchInvariant;
+
     @Option(names = "--repetitions", description = "Runs per side and batch size; the best counts (default: " +
         "${DEFAULT-VALUE}).")
     int repetitions = 1;
@@ -107,6 +111,7 @@ final class BatchBench implements Callable<Integer>
             ThreadPool pool = new ThreadPool(threads))
         {
             final Llama model = new Llama(weights, pool, Math.max(ubatch, maxBatch));
+            model.batchInvariant(batchInvariant);
             if (promptTokens + genTokens > model.config().contextLength())
             {
                 throw new IllegalArgumentException("--prompt-tokens + --gen-tokens exceed the model's context of " +

@@ -35,7 +35,8 @@ import java.util.concurrent.TimeUnit;
  * follows the label: when it names another version (promote, rollback), a second set of nodes starts on that version,
  * the router binds new requests to it once the whole set is in rotation, the old set finishes the requests bound to
  * the old version and is then stopped. No request runs on two versions and none is refused during the change; the
- * machine carries both sets for that while.
+ * machine carries both sets for that while. With {@code --switch replace} the old set finishes its requests and stops
+ * first, and the new one starts on the same CPUs and memory while new requests wait.
  */
 final class ClusterLauncher
 {
@@ -382,11 +383,10 @@ final class ClusterLauncher
     static final long DRAIN_MILLIS = 600_000;
 
     /**
-     * Moves the deployment to version {@code number}: a lease on it, a node set of it started (its tokenizer and chat
-     * template must be the served one's: the HTTP layer tokenizes before the router binds a version), new requests
-     * bound to it once the whole set is in rotation, then the old set stopped when the old version's requests have
-     * finished. A set that does not join within 180 s is stopped and the version refused until the label moves.
-     * Returns the node set now serving.
+     * Moves the deployment to version {@code number}: a lease on it, whose tokenizer and chat template must be the
+     * served one's (the HTTP layer tokenizes before the router binds a version), then {@link #overlap} or
+     * {@link #replace} as {@code --switch} says. A version whose nodes do not join within {@code --switch-deadline-s}
+     * is refused until the label moves on. Returns the node set now serving.
      */
     private List<Child> switchTo(final Source source, final ClusterRouter router, final List<Child> old,
         final int number, final String[] pins, final String aeronDir, final int threads) throws Exception
@@ -394,7 +394,6 @@ final class ClusterLauncher
         final Follow f = source.follow();
         final String model = f.ref.model();
         final dev.strata.compute.stream.RemoteModel remote = lease(f.client, model, number);
-        final String version = versionOf(remote);
         if (!sameTokenizer(f.metadata, remote.metadata()))
         {
             remote.close();
@@ -404,56 +403,193 @@ final class ClusterLauncher
             err.flush();
             return old;
         }
-        err.printf("%s:%s names %s@%d (serving %s@%d): starting its nodes%n", model, f.ref.version(), model, number,
-            model, f.serving.number());
-        err.flush();
-        final List<Child> set;
+        final NodeSets sets = new NodeSets(source, router, pins, aeronDir, threads);
         try
         {
-            set = startNodes(pins, aeronDir, threads, nodeArgs(f.admin, model, number), source.token(), "-v" + number);
+            return cmd.switchMode == ServeCommand.SwitchMode.replace ? replace(sets, old, number, remote) :
+                overlap(sets, old, number, remote);
         }
-        catch (final java.io.IOException e)
+        finally
         {
-            remote.close();
-            throw e;
-        }
-        try
-        {
-            router.awaitNodes(set.size(), version, 180_000);
-        }
-        catch (final IllegalStateException | InterruptedException e)
-        {
-            retire(set);
-            remote.close();
-            if (e instanceof InterruptedException)
+            if (f.serving.lease() != remote)
             {
-                throw e; // the deployment stops
+                remote.close(); // refused, or the switch failed or was interrupted
             }
+        }
+    }
+
+    /** What starting and stopping a node set needs. */
+    private record NodeSets(Source source, ClusterRouter router, String[] pins, String aeronDir, int threads)
+    {
+    }
+
+    /**
+     * The new version's node set starts beside the serving one; new requests are bound to it once the whole set is
+     * in rotation; the old set stops when the old version's requests have finished. No pause, but the machine carries
+     * both sets for a while.
+     */
+    private List<Child> overlap(final NodeSets sets, final List<Child> old, final int number,
+        final dev.strata.compute.stream.RemoteModel remote) throws Exception
+    {
+        final Follow f = sets.source.follow();
+        final String model = f.ref.model();
+        final String version = versionOf(remote);
+        err.printf("%s:%s names %s@%d (serving %s@%d): starting its nodes beside the serving ones%n", model,
+            f.ref.version(), model, number, model, f.serving.number());
+        err.flush();
+        final List<Child> set = startSet(sets, number);
+        if (!joined(sets.router, set, version))
+        {
             f.refused = number;
-            err.printf("%s@%d: its nodes did not join (%s); still serving %s@%d%n", model, number, e.getMessage(),
-                model, f.serving.number());
+            err.printf("%s@%d: its nodes did not join within %d s; still serving %s@%d%n", model, number,
+                cmd.switchDeadlineSeconds, model, f.serving.number());
             err.flush();
             return old;
         }
         final Follow.Serving before = f.serving;
-        router.switchVersion(version).get(10, TimeUnit.SECONDS);
-        f.serving = new Follow.Serving(number, version, remote);
+        sets.router.switchVersion(version).get(10, TimeUnit.SECONDS);
+        serve(sets.source, number, version, remote);
+        err.printf("serving %s@%d: new requests run on it; %s@%d finishes its requests%n", model, number, model,
+            before.number());
+        err.flush();
+        final int left = drain(sets.router, before.version());
+        stopSet(sets.router, old);
+        release(sets.source, before);
+        err.printf("%s@%d: nodes stopped%s%n", model, before.number(), left == 0 ? " (no request left on it)" :
+            " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 + " s: they end with an error");
+        err.flush();
+        return set;
+    }
+
+    /**
+     * The serving set finishes the old version's requests and stops; then the new version's set starts on the same
+     * CPUs and memory. New requests are bound to the new version at once and wait in the router until its nodes are
+     * in rotation: a pause of the drain plus the new nodes' start, for machines without room for two sets. When the
+     * new set does not join, a set of the old version starts again and the waiting requests run on it.
+     */
+    private List<Child> replace(final NodeSets sets, final List<Child> old, final int number,
+        final dev.strata.compute.stream.RemoteModel remote) throws Exception
+    {
+        final Follow f = sets.source.follow();
+        final String model = f.ref.model();
+        final String version = versionOf(remote);
+        final Follow.Serving before = f.serving;
+        err.printf("%s:%s names %s@%d (serving %s@%d): new requests wait for its nodes, which start once %s@%d's " +
+            "requests have finished and its nodes stopped (--switch replace)%n", model, f.ref.version(), model, number,
+            model, before.number(), model, before.number());
+        err.flush();
+        sets.router.switchVersion(version).get(10, TimeUnit.SECONDS);
+        final int left = drain(sets.router, before.version());
+        stopSet(sets.router, old);
+        err.printf("%s@%d: nodes stopped%s; starting %s@%d's%n", model, before.number(), left == 0 ?
+            " (no request left on it)" : " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 +
+            " s: they end with an error", model, number);
+        err.flush();
+        final List<Child> set = startSet(sets, number);
+        if (joined(sets.router, set, version))
+        {
+            serve(sets.source, number, version, remote);
+            release(sets.source, before);
+            err.printf("serving %s@%d%n", model, number);
+            err.flush();
+            return set;
+        }
+        f.refused = number;
+        err.printf("%s@%d: its nodes did not join within %d s; starting %s@%d's again%n", model, number,
+            cmd.switchDeadlineSeconds, model, before.number());
+        err.flush();
+        final List<Child> back = startSet(sets, before.number());
+        sets.router.switchVersion(before.version()).get(10, TimeUnit.SECONDS);
+        // nothing else to serve: the waiting requests wait for these nodes however long they take (the supervisor
+        // starts a node that exits again)
+        while (true)
+        {
+            try
+            {
+                sets.router.awaitNodes(back.size(), before.version(), TimeUnit.SECONDS.toMillis(
+                    cmd.switchDeadlineSeconds));
+                break;
+            }
+            catch (final IllegalStateException e)
+            {
+                err.printf("%s@%d: still waiting for its nodes (%s)%n", model, before.number(), e.getMessage());
+                err.flush();
+            }
+        }
+        err.printf("serving %s@%d again%n", model, before.number());
+        err.flush();
+        return back;
+    }
+
+    /** Starts a node set of version {@code number} of the followed model. */
+    private List<Child> startSet(final NodeSets sets, final int number) throws java.io.IOException
+    {
+        final Follow f = sets.source.follow();
+        return startNodes(sets.pins, sets.aeronDir, sets.threads, nodeArgs(f.admin, f.ref.model(), number),
+            sets.source.token(), "-v" + number);
+    }
+
+    /** Whether the whole set joined rotation within the switch deadline; if not, it is stopped. */
+    private boolean joined(final ClusterRouter router, final List<Child> set, final String version)
+        throws InterruptedException
+    {
+        try
+        {
+            router.awaitNodes(set.size(), version, TimeUnit.SECONDS.toMillis(cmd.switchDeadlineSeconds));
+            return true;
+        }
+        catch (final IllegalStateException e)
+        {
+            retire(set);
+            return false;
+        }
+        catch (final InterruptedException e)
+        {
+            retire(set);
+            throw e; // the deployment stops
+        }
+    }
+
+    /** Version {@code number} is the one served: its lease is kept until it is replaced or the deployment stops. */
+    private static void serve(final Source source, final int number, final String version,
+        final dev.strata.compute.stream.RemoteModel remote)
+    {
+        source.follow().serving = new Follow.Serving(number, version, remote);
         synchronized (source.resources())
         {
             source.resources().add(remote);
         }
-        err.printf("serving %s@%d: new requests run on it; %s@%d finishes its requests%n", model, number, model,
-            before.number());
-        err.flush();
+    }
+
+    /** Lets go of a version no longer served. */
+    private static void release(final Source source, final Follow.Serving old) throws Exception
+    {
+        synchronized (source.resources())
+        {
+            source.resources().remove(old.lease());
+        }
+        old.lease().close();
+    }
+
+    /**
+     * Waits until no request bound to {@code version} runs (at most {@link #DRAIN_MILLIS}); returns how many still
+     * do.
+     */
+    private static int drain(final ClusterRouter router, final String version) throws InterruptedException
+    {
         final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(DRAIN_MILLIS);
-        while (router.view().activeByVersion().getOrDefault(before.version(), 0) > 0 &&
-            System.nanoTime() - deadline < 0)
+        while (router.view().activeByVersion().getOrDefault(version, 0) > 0 && System.nanoTime() - deadline < 0)
         {
             Thread.sleep(100);
         }
-        final int left = router.view().activeByVersion().getOrDefault(before.version(), 0);
-        retire(old);
-        for (final Child c : old)
+        return router.view().activeByVersion().getOrDefault(version, 0);
+    }
+
+    /** Stops a node set for good and drops its nodes from the router's list. */
+    private void stopSet(final ClusterRouter router, final List<Child> set) throws Exception
+    {
+        retire(set);
+        for (final Child c : set)
         {
             // out of rotation once its process is gone (checked every 50 ms): then off the router's list
             final long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
@@ -462,15 +598,6 @@ final class ClusterLauncher
                 Thread.sleep(50);
             }
         }
-        synchronized (source.resources())
-        {
-            source.resources().remove(before.lease());
-        }
-        before.lease().close();
-        err.printf("%s@%d: nodes stopped%s%n", model, before.number(), left == 0 ? " (no request left on it)" :
-            " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 + " s: they end with an error");
-        err.flush();
-        return set;
     }
 
     /**

@@ -141,6 +141,24 @@ final class ServeCommand implements Callable<Integer>
         "this long is out of rotation and its requests move (default: ${DEFAULT-VALUE}).")
     long nodeTimeoutMillis;
 
+    /** How a split deployment that follows its model's label moves to another version. */
+    enum SwitchMode
+    {
+        overlap,
+        replace
+    }
+
+    @Option(names = "--switch", defaultValue = "overlap", description = "How a split deployment following its " +
+        "model's label moves to another version: 'overlap' starts the new version's nodes beside the serving ones " +
+        "and moves new requests once they are in rotation (no pause; the machine carries both sets meanwhile); " +
+        "'replace' lets the serving nodes finish their requests and stop, then starts the new ones on the same CPUs " +
+        "and memory while new requests wait (default: ${DEFAULT-VALUE}).")
+    SwitchMode switchMode;
+
+    @Option(names = "--switch-deadline-s", defaultValue = "600", description = "How long a new version's nodes may " +
+        "take to join before the version is refused (default: ${DEFAULT-VALUE}).")
+    long switchDeadlineSeconds;
+
     @Option(names = "--served-name", description = "Model id in the API (default: the file name without .gguf).")
     String servedName;
 
@@ -157,6 +175,10 @@ final class ServeCommand implements Callable<Integer>
         if (threads < 1)
         {
             throw new IllegalArgumentException("--threads must be at least 1, got " + threads);
+        }
+        if (switchDeadlineSeconds < 1)
+        {
+            throw new IllegalArgumentException("--switch-deadline-s must be at least 1, got " + switchDeadlineSeconds);
         }
         final CountDownLatch stop = new CountDownLatch(1);
         final CountDownLatch closed = new CountDownLatch(1);

@@ -391,6 +391,131 @@ static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const f
     return sum;
 }
 
+/*
+ * Tiles of up to KQ_TOKENS tokens against one row, for the batched K-quant products (mm_q4_k, mm_q6_k): a super-block
+ * is unpacked once for the tile, and each token then takes exactly dot_q4_k's (dot_q6_k's) steps: the same integer
+ * lanes (exact, whatever order they are added in) and the same float operations in block order, so a token gets the
+ * same bits in a batch as alone. qs, d, bsums and out are at the tile's first token.
+ */
+#define KQ_TOKENS 4
+
+static inline __attribute__((always_inline)) void q4_k_tile(const int TN, const uint8_t *w, int nb, int cols,
+    const int8_t *qs, const float *d, const int32_t *bsums, float *out, int32_t outStride)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m128i pairs = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const int nbs = cols / 16;
+    __m512 acc[KQ_TOKENS];
+    __m512 accm[KQ_TOKENS];
+    for (int t = 0; t < TN; t++)
+    {
+        acc[t] = _mm512_setzero_ps();
+        accm[t] = _mm512_setzero_ps();
+    }
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_K_BYTES;
+        uint32_t scw[2];
+        uint32_t mw[2];
+        q4_k_scales_words(wb + 4, scw, mw);
+        const uint8_t *sc = (const uint8_t *)scw;
+        const __m128i m8 = _mm_set_epi32(0, 0, (int)mw[1], (int)mw[0]);
+        __m512i sumi[KQ_TOKENS];
+        for (int t = 0; t < TN; t++)
+        {
+            sumi[t] = _mm512_setzero_si512();
+        }
+        for (int j = 0; j < 4; j++)
+        {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(wb + 16 + 32 * j));
+            const __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(raw), raw, 1);
+            const __m512i u = _mm512_mask_blend_epi64(0xF0, _mm512_and_si512(r, m4),
+                _mm512_and_si512(_mm512_srli_epi16(r, 4), m4));
+            const __m512i scv = _mm512_inserti64x4(_mm512_set1_epi16(sc[2 * j]), _mm256_set1_epi16(sc[2 * j + 1]), 1);
+            for (int t = 0; t < TN; t++)
+            {
+                const __m512i p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(qs + (int64_t)t * cols + b * QK_K + 64 * j));
+                sumi[t] = _mm512_add_epi32(sumi[t], _mm512_madd_epi16(p, scv));
+            }
+        }
+        const __m512i mins = _mm512_cvtepu8_epi32(_mm_shuffle_epi8(m8, pairs));
+        const float wd = f16_to_f32(wb);
+        const float wm = f16_to_f32(wb + 2);
+        for (int t = 0; t < TN; t++)
+        {
+            const float dt = d[(int64_t)t * nb + b];
+            const __m512i mterm = _mm512_mullo_epi32(mins, _mm512_loadu_si512(bsums + (int64_t)t * nbs + b * 16));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[t]), _mm512_set1_ps(wd * dt), acc[t]);
+            accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mterm), _mm512_set1_ps(wm * dt), accm[t]);
+        }
+    }
+    for (int t = 0; t < TN; t++)
+    {
+        out[(int64_t)t * outStride] = hsum512(acc[t]) - hsum512(accm[t]);
+    }
+}
+
+static inline __attribute__((always_inline)) void q6_k_tile(const int TN, const uint8_t *w, int nb, int cols,
+    const int8_t *qs, const float *d, const int32_t *bsums, float *out, int32_t outStride)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    const __m512i shiftA = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shiftB = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m128i pattern[4] = {
+        _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+        _mm_setr_epi8(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
+        _mm_setr_epi8(8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11),
+        _mm_setr_epi8(12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15)};
+    const int nbs = cols / 16;
+    float sum[KQ_TOKENS];
+    for (int t = 0; t < TN; t++)
+    {
+        sum[t] = 0.0f;
+    }
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q6_K_BYTES;
+        const __m128i sc = _mm_loadu_si128((const __m128i *)(wb + 192));
+        const __m512i sc32 = _mm512_cvtepi8_epi32(sc);
+        __m512i sumi[KQ_TOKENS];
+        for (int t = 0; t < TN; t++)
+        {
+            sumi[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(
+                _mm512_mullo_epi32(sc32, _mm512_loadu_si512(bsums + (int64_t)t * nbs + b * 16)), 5));
+        }
+        for (int h = 0; h < 2; h++)
+        {
+            const __m512i a = _mm512_loadu_si512(wb + 64 * h);
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb + 128 + 32 * h));
+            const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+            const __m512i u1 = _mm512_or_si512(_mm512_and_si512(a, m4),
+                _mm512_and_si512(_mm512_sllv_epi16(hh, shiftA), m30));
+            const __m512i u2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(a, 4), m4),
+                _mm512_and_si512(_mm512_srlv_epi16(hh, shiftB), m30));
+            const __m512i s1 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc, pattern[2 * h]));
+            const __m512i s2 = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(sc, pattern[2 * h + 1]));
+            for (int t = 0; t < TN; t++)
+            {
+                const int8_t *y = qs + (int64_t)t * cols + b * QK_K + 128 * h;
+                const __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u1, _mm512_loadu_si512(y));
+                const __m512i p2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u2, _mm512_loadu_si512(y + 64));
+                sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(p1, s1));
+                sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(p2, s2));
+            }
+        }
+        const float ws = f16_to_f32(wb + 208);
+        for (int t = 0; t < TN; t++)
+        {
+            sum[t] += (ws * d[(int64_t)t * nb + b]) * (float)_mm512_reduce_add_epi32(sumi[t]);
+        }
+    }
+    for (int t = 0; t < TN; t++)
+    {
+        out[(int64_t)t * outStride] = sum[t];
+    }
+}
+
 #else /* AVX2 (also the AVX-512 BW build): pmaddubsw + pmaddwd, 256 bits */
 
 static inline float hsum256(__m256 v)
@@ -562,6 +687,133 @@ static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const f
     return hsum256(acc);
 }
 
+/* As the VNNI set's q4_k_tile and q6_k_tile (see there), with this set's dot_q4_k and dot_q6_k steps. */
+#define KQ_TOKENS 4
+
+static inline __attribute__((always_inline)) void q4_k_tile(const int TN, const uint8_t *w, int nb, int cols,
+    const int8_t *qs, const float *d, const int32_t *bsums, float *out, int32_t outStride)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m128i pairs = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const int nbs = cols / 16;
+    __m256 acc[KQ_TOKENS];
+    __m256 accm[KQ_TOKENS];
+    for (int t = 0; t < TN; t++)
+    {
+        acc[t] = _mm256_setzero_ps();
+        accm[t] = _mm256_setzero_ps();
+    }
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q4_K_BYTES;
+        uint32_t scw[2];
+        uint32_t mw[2];
+        q4_k_scales_words(wb + 4, scw, mw);
+        const uint8_t *sc = (const uint8_t *)scw;
+        __m256i sumi[KQ_TOKENS];
+        for (int t = 0; t < TN; t++)
+        {
+            sumi[t] = _mm256_setzero_si256();
+        }
+        for (int j = 0; j < 4; j++)
+        {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(wb + 16 + 32 * j));
+            const __m256i ulo = _mm256_and_si256(raw, m4);
+            const __m256i uhi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            const __m256i slo = _mm256_set1_epi16(sc[2 * j]);
+            const __m256i shi = _mm256_set1_epi16(sc[2 * j + 1]);
+            for (int t = 0; t < TN; t++)
+            {
+                const int8_t *y = qs + (int64_t)t * cols + b * QK_K + 64 * j;
+                const __m256i lo = _mm256_maddubs_epi16(ulo, _mm256_loadu_si256((const __m256i *)y));
+                const __m256i hi = _mm256_maddubs_epi16(uhi, _mm256_loadu_si256((const __m256i *)(y + 32)));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(lo, slo));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(hi, shi));
+            }
+        }
+        const __m128i mins = _mm_shuffle_epi8(_mm_set_epi32(0, 0, (int)mw[1], (int)mw[0]), pairs);
+        const __m256i mlo = _mm256_cvtepu8_epi32(mins);
+        const __m256i mhi = _mm256_cvtepu8_epi32(_mm_srli_si128(mins, 8));
+        const float wd = f16_to_f32(wb);
+        const float wm = f16_to_f32(wb + 2);
+        for (int t = 0; t < TN; t++)
+        {
+            const float dt = d[(int64_t)t * nb + b];
+            const int32_t *bs = bsums + (int64_t)t * nbs + b * 16;
+            const __m256i mterm = _mm256_add_epi32(_mm256_mullo_epi32(mlo, _mm256_loadu_si256((const __m256i *)bs)),
+                _mm256_mullo_epi32(mhi, _mm256_loadu_si256((const __m256i *)(bs + 8))));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[t]), _mm256_set1_ps(wd * dt), acc[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mterm), _mm256_set1_ps(wm * dt), accm[t]);
+        }
+    }
+    for (int t = 0; t < TN; t++)
+    {
+        out[(int64_t)t * outStride] = hsum256(acc[t]) - hsum256(accm[t]);
+    }
+}
+
+static inline __attribute__((always_inline)) void q6_k_tile(const int TN, const uint8_t *w, int nb, int cols,
+    const int8_t *qs, const float *d, const int32_t *bsums, float *out, int32_t outStride)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    const int nbs = cols / 16;
+    __m256 acc[KQ_TOKENS];
+    for (int t = 0; t < TN; t++)
+    {
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int b = 0; b < nb; b++)
+    {
+        const uint8_t *wb = w + b * Q6_K_BYTES;
+        const int8_t *sc = (const int8_t *)(wb + 192);
+        __m256i sumi[KQ_TOKENS];
+        for (int t = 0; t < TN; t++)
+        {
+            sumi[t] = _mm256_setzero_si256();
+        }
+        for (int h = 0; h < 2; h++)
+        {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(wb + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(wb + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb + 128 + 32 * h));
+            const int8_t *s = sc + 8 * h;
+            const __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
+                _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30))};
+            const __m256i k[4] = {scale16(s[0], s[1]), scale16(s[2], s[3]), scale16(s[4], s[5]), scale16(s[6], s[7])};
+            for (int t = 0; t < TN; t++)
+            {
+                const int8_t *y = qs + (int64_t)t * cols + b * QK_K + 128 * h;
+                for (int i = 0; i < 4; i++)
+                {
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[i],
+                        _mm256_loadu_si256((const __m256i *)(y + 32 * i))), k[i]));
+                }
+            }
+        }
+        const __m128i scv = _mm_loadu_si128((const __m128i *)sc);
+        const __m256i slo = _mm256_cvtepi8_epi32(scv);
+        const __m256i shi = _mm256_cvtepi8_epi32(_mm_srli_si128(scv, 8));
+        const float ws = f16_to_f32(wb + 208);
+        for (int t = 0; t < TN; t++)
+        {
+            const int32_t *bs = bsums + (int64_t)t * nbs + b * 16;
+            const __m256i offset = _mm256_add_epi32(_mm256_mullo_epi32(slo, _mm256_loadu_si256((const __m256i *)bs)),
+                _mm256_mullo_epi32(shi, _mm256_loadu_si256((const __m256i *)(bs + 8))));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[t], _mm256_slli_epi32(offset, 5))),
+                _mm256_set1_ps(ws * d[(int64_t)t * nb + b]), acc[t]);
+        }
+    }
+    for (int t = 0; t < TN; t++)
+    {
+        out[(int64_t)t * outStride] = hsum256(acc[t]);
+    }
+}
+
 #endif
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -604,10 +856,48 @@ PRODUCT(q6_k, QK_K, 16)
         EXPORT_NAME(mv_##type)(w, wOffset, rowBytes, rows, cols, qs, d, aux, tokens, out, outOffset, outStride);     \
     }
 
-/* The K-quants: for the batch-invariant engines only (split nodes, where a moved request is prefilled again with the
- * tokens it had); the others keep the faster Java tiled product and float panels, whose chains differ (MatOps). */
-BATCHED_AS_DOTS(q4_k)
-BATCHED_AS_DOTS(q6_k)
+/*
+ * The K-quants, batched: tiles of up to KQ_TOKENS tokens against one row (q4_k_tile, q6_k_tile: a super-block unpacked
+ * once per tile, each token dot_<type>'s steps, so the same bits alone and in a batch), KQ_ROWS rows at a time for
+ * every tile, so that a prompt's activations are read once per KQ_ROWS rows (from L2) and not once per row, and the
+ * rows' weights stay in L2 across the tiles.
+ */
+#define KQ_ROWS 32
+#define KQ_BATCHED(type)                                                                                              \
+    void EXPORT(mm_##type)(const uint8_t *w, int64_t wOffset, int64_t rowBytes, int32_t rows, int32_t cols,        \
+        const int8_t *qs, const float *d, const int32_t *aux, int32_t tokens, float *out, int32_t outOffset,       \
+        int32_t outStride)                                                                                            \
+    {                                                                                                                 \
+        const int nb = cols / QK_K;                                                                                   \
+        w += wOffset;                                                                                                 \
+        out += outOffset;                                                                                             \
+        for (int r0 = 0; r0 < rows; r0 += KQ_ROWS)                                                                   \
+        {                                                                                                             \
+            const int r1 = rows - r0 < KQ_ROWS ? rows : r0 + KQ_ROWS;                                                 \
+            for (int t0 = 0; t0 < tokens; t0 += KQ_TOKENS)                                                            \
+            {                                                                                                         \
+                const int8_t *y = qs + (int64_t)t0 * cols;                                                            \
+                const float *dy = d + (int64_t)t0 * nb;                                                               \
+                const int32_t *bs = aux + (int64_t)t0 * (cols / 16);                                                  \
+                const int tn = tokens - t0 < KQ_TOKENS ? tokens - t0 : KQ_TOKENS;                                     \
+                for (int r = r0; r < r1; r++)                                                                         \
+                {                                                                                                     \
+                    const uint8_t *wr = w + r * rowBytes;                                                             \
+                    float *o = out + (int64_t)t0 * outStride + r;                                                     \
+                    switch (tn)                                                                                       \
+                    {                                                                                                 \
+                    case 1: type##_tile(1, wr, nb, cols, y, dy, bs, o, outStride); break;                             \
+                    case 2: type##_tile(2, wr, nb, cols, y, dy, bs, o, outStride); break;                             \
+                    case 3: type##_tile(3, wr, nb, cols, y, dy, bs, o, outStride); break;                             \
+                    default: type##_tile(KQ_TOKENS, wr, nb, cols, y, dy, bs, o, outStride); break;                    \
+                    }                                                                                                 \
+                }                                                                                                     \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+KQ_BATCHED(q4_k)
+KQ_BATCHED(q6_k)
 
 /* ---------------------------------------------------------------------------------------------------------------
  * F16 weights against float activations (no activation quantization): the halves converted by F16C / AVX-512F.

@@ -317,13 +317,11 @@ public final class MatOps
 
     /**
      * Whether a product of several tokens with {@code w} goes to the set's batched kernel: where it has one, unless
-     * the panels are faster ({@link #panelsFaster}) or the kernel is there for its bits only and the product need not
-     * be batch-invariant ({@link NativeKernels#batchedForBitsOnly}).
+     * the panels are faster ({@link #panelsFaster}).
      */
     private boolean batchedNative(final NativeKernels natives, final WeightTensor w, final int tokens)
     {
-        return natives.supportsBatched(w) && !panelsFaster(natives, w, tokens) &&
-            (batchInvariant || !natives.batchedForBitsOnly(w));
+        return natives.supportsBatched(w) && !panelsFaster(natives, w, tokens);
     }
 
     /**
@@ -527,9 +525,8 @@ public final class MatOps
     /**
      * With batch invariance on, a token's product has the same bits in a prompt as alone or in a decode batch where
      * the kernels allow it: prompts then use the batched native kernels (the single-token chains) even where the
-     * panels are faster (F16; Q4_0 and Q8_0 without VNNI), and K-quant batches use theirs, which are there for their
-     * bits only ({@link NativeKernels#batchedForBitsOnly}). Q4_0 and Q8_0 batches of up to 64 tokens are
-     * batch-invariant either way; the Java kernels are not.
+     * panels are faster (F16; Q4_0 and Q8_0 without VNNI). Q4_0 and Q8_0 batches of up to 64 tokens, and K-quant
+     * batches of any size, are batch-invariant either way; the Java kernels are not.
      */
     public void batchInvariant(final boolean on)
     {

@@ -266,16 +266,6 @@ final class NativeKernels
             (w.type == GgmlType.Q4_0 || w.type == GgmlType.Q8_0);
     }
 
-    /**
-     * Whether this set's batched product for {@code w} is there for its bits only (the K-quants: the single-token dot
-     * per row and token), slower than the Java tiled product and the panels, so that only batch-invariant products use
-     * it ({@link MatOps#batchInvariant}).
-     */
-    boolean batchedForBitsOnly(final WeightTensor w)
-    {
-        return w.type == GgmlType.Q4_K || w.type == GgmlType.Q6_K;
-    }
-
     /** Whether Q4_0 weights are faster with this set once repacked ({@link #repack}). */
     boolean repacksQ4_0()
     {

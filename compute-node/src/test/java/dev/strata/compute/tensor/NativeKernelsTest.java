@@ -167,7 +167,7 @@ class NativeKernelsTest
      * Batch invariance: a token's products are the same bits whether it is computed alone or among many tokens
      * (prefill), so a request prefilled again elsewhere (a failover) continues with the tokens it would have had.
      * Column counts with a block count that is and is not a multiple of four, rows that fill and do not fill the
-     * batched kernel's groups of four.
+     * batched kernel's groups of four; for the K-quants, token counts that fill and do not fill a tile.
      */
     @ParameterizedTest
     @ValueSource(strings = {"avx512vnni", "avx512bw", "avx2"})
@@ -176,9 +176,11 @@ class NativeKernelsTest
         final NativeKernels k = kernels(isa);
         final Random rnd = new Random(29);
         final List<String> failures = new ArrayList<>();
-        for (final GgmlType type : new GgmlType[]{GgmlType.Q4_0, GgmlType.Q8_0})
+        for (final GgmlType type : new GgmlType[]{GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.Q4_K, GgmlType.Q6_K})
         {
-            for (final int cols : new int[]{128, 192, 320})
+            // the K-quants' super-blocks are 256 wide; 70 tokens are 17 tiles of 4 and one of 2
+            final boolean k256 = type == GgmlType.Q4_K || type == GgmlType.Q6_K;
+            for (final int cols : k256 ? new int[]{256, 768} : new int[]{128, 192, 320})
             {
                 final int rows = 11;
                 final int tokens = 70;

@@ -290,7 +290,8 @@ final class ClusterLauncher
 
     /** Starts a node process per role, named {@code ROLE-I} and {@code suffix}, on {@code pins}. */
     private List<Child> startNodes(final String[] pins, final String aeronDir, final int threads,
-        final List<String> nodeArgs, final String token, final String suffix) throws java.io.IOException
+        final List<String> nodeArgs, final String token, final String suffix)
+        throws java.io.IOException, InterruptedException
     {
         final List<Child> set = new ArrayList<>();
         int i = 0;
@@ -321,7 +322,15 @@ final class ClusterLauncher
             command.addAll(cmd.engineOptions.args());
             command.addAll(nodeArgs);
             final Child child = new Child(node, command, token);
-            start(child);
+            try
+            {
+                start(child);
+            }
+            catch (final java.io.IOException e)
+            {
+                retire(set); // none of a set that did not start runs on
+                throw e;
+            }
             children.add(child); // started first: the supervisor reads its process
             set.add(child);
             err.printf("node %s: pid %d%s%n", node, child.process.pid(), pins[i] != null ? ", CPUs " + pins[i] : "");
@@ -485,8 +494,18 @@ final class ClusterLauncher
             " (no request left on it)" : " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 +
             " s: they end with an error", model, number);
         err.flush();
-        final List<Child> set = startSet(sets, number);
-        if (joined(sets.router, set, version))
+        List<Child> set = null;
+        try
+        {
+            set = startSet(sets, number);
+        }
+        catch (final java.io.IOException e)
+        {
+            // the old set is gone: whatever failed, its version comes back below
+            err.printf("%s@%d: its nodes did not start (%s)%n", model, number, e.getMessage());
+            err.flush();
+        }
+        if (set != null && joined(sets.router, set, version))
         {
             serve(sets.source, number, version, remote);
             release(sets.source, before);
@@ -495,8 +514,8 @@ final class ClusterLauncher
             return set;
         }
         f.refused = number;
-        err.printf("%s@%d: its nodes did not join within %d s; starting %s@%d's again%n", model, number,
-            cmd.switchDeadlineSeconds, model, before.number());
+        err.printf("%s@%d: its nodes did not %s; starting %s@%d's again%n", model, number, set == null ? "start" :
+            "join within " + cmd.switchDeadlineSeconds + " s", model, before.number());
         err.flush();
         final List<Child> back = startSet(sets, before.number());
         sets.router.switchVersion(before.version()).get(10, TimeUnit.SECONDS);
@@ -522,7 +541,8 @@ final class ClusterLauncher
     }
 
     /** Starts a node set of version {@code number} of the followed model. */
-    private List<Child> startSet(final NodeSets sets, final int number) throws java.io.IOException
+    private List<Child> startSet(final NodeSets sets, final int number)
+        throws java.io.IOException, InterruptedException
     {
         final Follow f = sets.source.follow();
         return startNodes(sets.pins, sets.aeronDir, sets.threads, nodeArgs(f.admin, f.ref.model(), number),

@@ -45,6 +45,8 @@
 #define Q8_0_BYTES 34
 #define Q4_K_BYTES 144
 #define Q6_K_BYTES 210
+/* Tokens of a batched K-quant tile (q4_k_tile, q6_k_tile). */
+#define KQ_TOKENS 4
 
 static inline float f16_to_f32(const uint8_t *p)
 {
@@ -397,8 +399,6 @@ static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const f
  * lanes (exact, whatever order they are added in) and the same float operations in block order, so a token gets the
  * same bits in a batch as alone. qs, d, bsums and out are at the tile's first token.
  */
-#define KQ_TOKENS 4
-
 static inline __attribute__((always_inline)) void q4_k_tile(const int TN, const uint8_t *w, int nb, int cols,
     const int8_t *qs, const float *d, const int32_t *bsums, float *out, int32_t outStride)
 {
@@ -688,7 +688,6 @@ static inline float dot_q6_k(const uint8_t *w, int nb, const int8_t *qs, const f
 }
 
 /* As the VNNI set's q4_k_tile and q6_k_tile (see there), with this set's dot_q4_k and dot_q6_k steps. */
-#define KQ_TOKENS 4
 
 static inline __attribute__((always_inline)) void q4_k_tile(const int TN, const uint8_t *w, int nb, int cols,
     const int8_t *qs, const float *d, const int32_t *bsums, float *out, int32_t outStride)

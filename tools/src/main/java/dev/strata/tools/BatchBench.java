@@ -64,8 +64,8 @@ final class BatchBench implements Callable<Integer>
         "${DEFAULT-VALUE}).")
     String kvType;
 
-    @Option(names = "--batch-invariant", description = "Attend prompt chunks row by row as split nodes do by " +
-        "default (strata node --batch-invariant), not as blocked products.")
+    @Option(names = "--batch-invariant", description = "Products with the bits split nodes use by default (strata " +
+        "node --batch-invariant): prompts on the batched native kernels even where the float panels are faster.")
     boolean batchInvariant;
 
     @Option(names = "--repetitions", description = "Runs per side and batch size; the best counts (default: " +

@@ -33,8 +33,7 @@ final class PagedAttention
     private final ThreadLocal<FloatPage> pages = ThreadLocal.withInitial(FloatPage::new);
     private final ThreadLocal<float[]> scores = ThreadLocal.withInitial(() -> new float[0]);
     private int[] small = new int[0];
-    /** Native path: the segments it takes, and the first task of each (a task: a row, or a share of its heads). */
-    private int[] nativeSegs = new int[0];
+    /** Native path: the first task of each segment (a task: a row, or a share of its heads). */
     private int[] nativeFirstTask = new int[1];
 
     PagedAttention(final Llama llama, final KvBlockPool pool)
@@ -97,28 +96,24 @@ final class PagedAttention
     {
         final int kvHeads = c.kvHeads();
         final ThreadPool threads = llama.pool();
-        if (nativeSegs.length < segs.length)
+        if (nativeFirstTask.length < segs.length + 1)
         {
-            nativeSegs = new int[segs.length];
             nativeFirstTask = new int[segs.length + 1];
         }
-        int count = 0;
         int rows = 0;
-        for (int i = 0; i < segs.length; i++)
+        for (final ForwardBatch.Segment s : segs)
         {
-            nativeSegs[count++] = i;
-            rows += segs[i].rows();
+            rows += s.rows();
         }
         // a task is one row's key-value heads, or a share of them when the rows are fewer than the threads
         final int parts = rows >= threads.threads() ? 1 : Math.min(kvHeads, threads.threads());
-        for (int k = 0; k < count; k++)
+        for (int k = 0; k < segs.length; k++)
         {
-            nativeFirstTask[k + 1] = nativeFirstTask[k] + segs[nativeSegs[k]].rows() * parts;
+            nativeFirstTask[k + 1] = nativeFirstTask[k] + segs[k].rows() * parts;
         }
-        final int tasks = nativeFirstTask[count];
+        final int tasks = nativeFirstTask[segs.length];
         if (tasks > 0)
         {
-            final int[] segIdx = nativeSegs;
             final int[] first = nativeFirstTask;
             final int hs = c.headSize();
             final int group = c.heads() / kvHeads;
@@ -133,7 +128,7 @@ final class PagedAttention
                     {
                         k++;
                     }
-                    final ForwardBatch.Segment s = segs[segIdx[k]];
+                    final ForwardBatch.Segment s = segs[k];
                     final int t = (task - first[k]) / parts;
                     final int part = (task - first[k]) % parts;
                     final int kv0 = kvHeads * part / parts;

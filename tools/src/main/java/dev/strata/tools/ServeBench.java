@@ -115,8 +115,9 @@ final class ServeBench implements Callable<Integer>
     boolean json;
 
     @Option(names = "--detailed", description = "With --json: also each request's prompt and output tokens, TTFT, " +
-        "TPOT, end-to-end time, inter-token latencies (between chunks with text) and when it was sent (seconds into " +
-        "the run, which began at started_at_ms on the wall clock), in the order the requests were sent (as vLLM's " +
+        "TPOT, end-to-end time, inter-token latencies (between chunks with text), when the arrival process had it due " +
+        "and when it was sent (seconds into the run, which began at started_at_ms on the wall clock), in the order " +
+        "the requests were sent (as vLLM's " +
         "--save-detailed).")
     boolean detailed;
 
@@ -175,6 +176,7 @@ final class ServeBench implements Callable<Integer>
             final AtomicInteger done = new AtomicInteger();
             final List<Future<Result>> futures = new ArrayList<>();
             final long start = System.nanoTime();
+            final double[] due = new double[numPrompts];
             double next = 0;
             for (int i = 0; i < numPrompts; i++)
             {
@@ -187,6 +189,7 @@ final class ServeBench implements Callable<Integer>
                         Thread.sleep(wait / 1_000_000, (int)(wait % 1_000_000));
                     }
                 }
+                due[i] = next;
                 slots.acquire();
                 final Work w = work.get(warmup + i);
                 futures.add(clients.submit(() ->
@@ -220,7 +223,7 @@ final class ServeBench implements Callable<Integer>
             {
                 err.println();
             }
-            report(out, results, seconds, rate, start);
+            report(out, results, seconds, rate, start, due);
         }
         return 0;
     }
@@ -349,7 +352,8 @@ final class ServeBench implements Callable<Integer>
     }
 
     private void report(final PrintWriter out, final List<Result> results, final double seconds, final double rate,
-        final long start)
+        final long start,
+        final double[] due)
     {
         final List<Result> ok = results.stream().filter(Result::ok).toList();
         final double[] ttft = ok.stream().mapToDouble(Result::ttft).toArray();
@@ -387,9 +391,11 @@ final class ServeBench implements Callable<Integer>
                 // when the run began on the wall clock, and when each request went out after it (logs, profiles)
                 root.put("started_at_ms", System.currentTimeMillis() - (System.nanoTime() - start) / 1_000_000);
                 final ArrayNode requests = root.putArray("requests");
-                for (final Result r : results)
+                for (int i = 0; i < results.size(); i++)
                 {
-                    final ObjectNode o = requests.addObject().put("ok", r.ok)
+                    final Result r = results.get(i);
+                    // due_s is the arrival process's time for it: sent_s after due_s is the client's own lag
+                    final ObjectNode o = requests.addObject().put("ok", r.ok).put("due_s", due[i])
                         .put("sent_s", (r.sentNanos - start) / 1e9);
                     if (!r.ok)
                     {

@@ -423,7 +423,7 @@ class OpenAiServerTest
         final long before = System.currentTimeMillis();
         final int code = dev.strata.tools.Main.run(new java.io.PrintWriter(out, true), new java.io.PrintWriter(err, true),
             "bench", "serve", "--url", url("/v1"), "--model", "tiny", "--num-prompts", "3", "--prompt-len", "8",
-            "--output-len", "5", "--vocab", "300", "--warmup", "0", "--json", "--detailed");
+            "--output-len", "5", "--vocab", "300", "--warmup", "0", "--request-rate", "20", "--json", "--detailed");
         final long after = System.currentTimeMillis();
         assertEquals(0, code, err::toString);
         final String text = out.toString();
@@ -434,10 +434,15 @@ class OpenAiServerTest
         // the run's start on the wall clock (to line requests up with logs), and each request inside the run
         final long started = root.get("started_at_ms").asLong();
         assertTrue(started >= before - 1 && started <= after, started + " not in [" + before + ", " + after + "]");
+        double lastDue = 0;
         for (final JsonNode r : requests)
         {
             assertTrue(r.get("ok").asBoolean(), r.toString());
             final double sent = r.get("sent_s").asDouble();
+            // the arrival times grow (a rate of 20 a second spaces them), and no request goes out before its time
+            final double due = r.get("due_s").asDouble();
+            assertTrue(due > lastDue && sent >= due, r.toString());
+            lastDue = due;
             assertTrue(sent >= 0 && sent + r.get("e2e_ms").asDouble() / 1000 <= root.get("duration_s").asDouble() + 1e-3,
                 r.toString());
             assertEquals(5, r.get("output_len").asInt(), r.toString());

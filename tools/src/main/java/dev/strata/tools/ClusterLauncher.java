@@ -391,6 +391,9 @@ final class ClusterLauncher
     /** How long the old version's requests may run on after a switch before its nodes are stopped anyway. */
     static final long DRAIN_MILLIS = 600_000;
 
+    /** How long a failed replace waits before launching the old version's set again when its processes did not start. */
+    static final long RELAUNCH_MILLIS = 5_000;
+
     /**
      * Moves the deployment to version {@code number}: a lease on it, whose tokenizer and chat template must be the
      * served one's (the HTTP layer tokenizes before the router binds a version), then {@link #overlap} or
@@ -517,10 +520,24 @@ final class ClusterLauncher
         err.printf("%s@%d: its nodes did not %s; starting %s@%d's again%n", model, number, set == null ? "start" :
             "join within " + cmd.switchDeadlineSeconds + " s", model, before.number());
         err.flush();
-        final List<Child> back = startSet(sets, before.number());
         sets.router.switchVersion(before.version()).get(10, TimeUnit.SECONDS);
-        // nothing else to serve: the waiting requests wait for these nodes however long they take (the supervisor
-        // starts a node that exits again)
+        // nothing else to serve: the waiting requests wait for these nodes however long they take. A set that cannot
+        // be launched (the process start fails) is tried again; the supervisor starts a node that exits again.
+        List<Child> back = null;
+        while (back == null)
+        {
+            try
+            {
+                back = startSet(sets, before.number());
+            }
+            catch (final java.io.IOException e)
+            {
+                err.printf("%s@%d: its nodes did not start (%s); trying again in %d s%n", model, before.number(),
+                    e.getMessage(), RELAUNCH_MILLIS / 1000);
+                err.flush();
+                Thread.sleep(RELAUNCH_MILLIS);
+            }
+        }
         while (true)
         {
             try

@@ -240,7 +240,7 @@ public final class NodeAgent implements AutoCloseable
         this.control = c;
         this.kv = k;
         this.receiver = new BulkReceiver(this::onTransferDone);
-        this.transfers = Executors.newFixedThreadPool(TRANSFER_THREADS,
+        this.transfers = Executors.newCachedThreadPool(
             Thread.ofPlatform().name(ctx.node + "-kv-send-", 0).daemon().factory());
         this.agent = Thread.ofPlatform().name(ctx.node + "-agent").daemon().unstarted(this::run);
         agent.start();
@@ -484,15 +484,11 @@ public final class NodeAgent implements AutoCloseable
 
     // ---- prefill side: offer, send, await the acknowledgement (transfer thread) ----
 
-    /**
-     * Transfers that stream at once. A transfer lasts as long as its prefill (it sends each layer as it is stored), so
-     * with one thread a short prompt prefilled beside a long one waited for the long one's whole transfer before its
-     * own began (split serving, 2,000-token prompts: short requests' TTFT 14-20 s behind one). The threads mostly wait.
-     */
-    static final int TRANSFER_THREADS = 4;
-
-    /** One sender per (transfer thread, destination): a {@link BulkSender} is for one thread. */
-    private final Map<String, BulkSender> senders = new ConcurrentHashMap<>();
+    // A transfer has a thread of its own from the request's admission (a cached pool: the threads mostly wait). It
+    // lasts as long as its prefill (each layer goes as it is stored), so any fixed number of threads let a request
+    // whose prefill had ended wait for a thread held by requests still queued for theirs: with one, short prompts
+    // waited behind a long one's whole transfer (TTFT 14-20 s); with four, an overloaded prefill node (64 requests,
+    // every 4th of 2,000 tokens) held finished prefills' KV for 10-25 s each on average, 40-51% of their TTFT.
 
     /**
      * The parts of a KV transfer: for each layer, that layer's keys and values in each block not cached at the
@@ -572,10 +568,10 @@ public final class NodeAgent implements AutoCloseable
                 }
             }
             final int skipped = accept.cachedBlocks();
-            final BulkSender sender = senders.computeIfAbsent(r.decodeChannel() + "|" + (r.decodeStream() + 1) + "|" +
-                Thread.currentThread().threadId(),
-                k -> new BulkSender(peer(bulkChannel(r.decodeChannel()), r.decodeStream() + 1),
-                    BulkSender.sharedCoreIdle()).corruptChunks(FAULTS));
+            // a sender of this transfer's own (a BulkSender is for one thread) over the destination's shared
+            // publication
+            final BulkSender sender = new BulkSender(peer(bulkChannel(r.decodeChannel()), r.decodeStream() + 1),
+                BulkSender.sharedCoreIdle()).corruptChunks(FAULTS);
             long bytes = stream.send(sender, engine.kvPool(), id, skipped, timeout, gone, kvBytesStreamed);
             if (bytes < 0)
             {

@@ -45,7 +45,11 @@ class VersionFollowProcessTest
 
     private JsonNode complete(final int[] prompt, final int maxTokens) throws Exception
     {
-        final ObjectNode b = request(prompt, maxTokens);
+        return send(request(prompt, maxTokens));
+    }
+
+    private JsonNode send(final ObjectNode b) throws Exception
+    {
         final HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/completions"))
             .timeout(Duration.ofSeconds(180)).POST(HttpRequest.BodyPublishers.ofString(b.toString())).build(),
             HttpResponse.BodyHandlers.ofString());
@@ -336,6 +340,97 @@ class VersionFollowProcessTest
                 "version 2 is not tried again while the label stays on it:\n" + StrataProcesses.read(d.log));
             assertEquals(2, nodes().path("nodes").size(), "only the serving set is listed: " + nodes());
             StrataProcesses.sigterm(d.serve);
+        }
+    }
+
+    /**
+     * A canary of the followed model runs on a node set of its own beside the stable one: with a weight of 50%, each
+     * user's requests go to one version, the same every time, and both versions answer some users; {@code m@2}
+     * reaches the canary by name. Another canary replaces it: the first canary's set stops and the new one's starts.
+     * Promoting the canary moves every request to its set, which was running already (no node starts), and the
+     * old stable set stops.
+     */
+    @Test
+    void shouldRunACanaryOnItsOwnNodesAndAdoptThemWhenPromoted() throws Exception
+    {
+        try (StrataProcesses processes = new StrataProcesses(dir, "follow-test-token"))
+        {
+            final Deployment d = deploy(processes);
+            awaitServing(1, d.log);
+            final Path third = dir.resolve("m3.gguf");
+            SyntheticModel.write(third, SyntheticModel.Shape.parse("dim=256,layers=4,heads=4,kv=2,ffn=512"),
+                GgmlType.Q8_0, null, 33);
+            final StrataProcesses.Run up = processes.cli(d.address, "model", "upload", third.toString(), "--name", "m");
+            assertEquals(0, up.code(), up.err());
+            final int[] prompt = new Random(3).ints(40, 3, d.vocab).toArray();
+            final String one = text(complete(prompt, 32));
+
+            StrataProcesses.Run canary = processes.cli(d.address, "model", "canary", "m@2", "--weight", "50");
+            assertEquals(0, canary.code(), canary.err());
+            awaitLog(d.log, "canary m@2: 50% of new requests");
+            final String two = text(send(request(prompt, 32).put("model", "m@2")));
+            assertNotEquals(one, two, "m@2 by name answers as version 2");
+            final java.util.Map<String, String> byUser = new java.util.TreeMap<>();
+            for (int u = 0; u < 24; u++)
+            {
+                final String user = "user-" + u;
+                final String first = text(send(request(prompt, 32).put("user", user)));
+                assertTrue(first.equals(one) || first.equals(two), user + " got neither version's text: " + first);
+                assertEquals(first, text(send(request(prompt, 32).put("user", user))), user + " keeps its version");
+                byUser.put(user, first.equals(one) ? "m@1" : "m@2");
+            }
+            assertTrue(byUser.containsValue("m@1") && byUser.containsValue("m@2"), "both versions answer: " + byUser);
+            assertEquals(4, aliveNodes(), "the stable set and the canary's: " + nodes());
+
+            // another canary: version 2's set finishes and stops, version 3's starts
+            canary = processes.cli(d.address, "model", "canary", "m@3", "--weight", "50");
+            assertEquals(0, canary.code(), canary.err());
+            awaitLog(d.log, "canary m@2: nodes stopped");
+            awaitLog(d.log, "canary m@3: 50% of new requests");
+            final String three = text(send(request(prompt, 32).put("model", "m@3")));
+            assertNotEquals(one, three);
+            assertNotEquals(two, three);
+            for (final java.util.Map.Entry<String, String> e : byUser.entrySet())
+            {
+                // the share is the same hash of the user, so version 2's users are version 3's now
+                assertEquals(e.getValue().equals("m@1") ? one : three, text(send(request(prompt, 32).put("user",
+                    e.getKey()))), e.getKey());
+            }
+
+            // promote the canary: its running set takes every request, version 1's stops
+            final StrataProcesses.Run promoted = processes.cli(d.address, "model", "promote", "m@3");
+            assertEquals(0, promoted.code(), promoted.err());
+            awaitLog(d.log, "m@1: nodes stopped");
+            awaitServing(3, d.log);
+            for (final String user : byUser.keySet())
+            {
+                assertEquals(three, text(send(request(prompt, 32).put("user", user))), user);
+            }
+            final String log = StrataProcesses.read(d.log);
+            assertTrue(log.contains("serving m@3 (the canary, promoted)"), log);
+            assertEquals(1, log.split("node prefill-1-v3: pid", -1).length - 1, "no set started for the promote:\n" +
+                log);
+            StrataProcesses.sigterm(d.serve);
+        }
+    }
+
+    private int aliveNodes() throws Exception
+    {
+        int alive = 0;
+        for (final JsonNode n : nodes().path("nodes"))
+        {
+            alive += n.path("alive").asBoolean() ? 1 : 0;
+        }
+        return alive;
+    }
+
+    private static void awaitLog(final Path log, final String line) throws Exception
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+        while (!StrataProcesses.read(log).contains(line))
+        {
+            assertTrue(System.nanoTime() < deadline, "no '" + line + "' in:\n" + StrataProcesses.read(log));
+            Thread.sleep(50);
         }
     }
 

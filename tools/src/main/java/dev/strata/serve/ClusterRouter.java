@@ -473,6 +473,16 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
     @Override
     public RequestHandle submit(final GenerationRequest request, final GenerationListener listener)
     {
+        return submit(request, listener, null);
+    }
+
+    /**
+     * As {@link #submit(GenerationRequest, GenerationListener)}, bound to {@code version} instead of the current one
+     * (null: the current one): a canary's share of requests runs on the canary's nodes.
+     */
+    public RequestHandle submit(final GenerationRequest request, final GenerationListener listener,
+        final String version)
+    {
         if (closed)
         {
             throw new IllegalStateException("router closed");
@@ -493,12 +503,45 @@ public final class ClusterRouter implements GenerationService, AutoCloseable
         final Req r = new Req(ids.incrementAndGet(), request, listener);
         commands.add(() ->
         {
-            r.version = current;
+            r.version = version != null ? version : current;
             requests++;
             active.add(r);
             dispatch(r);
         });
         return r;
+    }
+
+    /** This router as a service whose requests are all bound to {@code version} (a canary's). */
+    public GenerationService bound(final String version)
+    {
+        Objects.requireNonNull(version, "version");
+        final ClusterRouter router = this;
+        return new GenerationService()
+        {
+            @Override
+            public RequestHandle submit(final GenerationRequest request, final GenerationListener listener)
+            {
+                return router.submit(request, listener, version);
+            }
+
+            @Override
+            public int maxContext()
+            {
+                return router.maxContext();
+            }
+
+            @Override
+            public int vocabSize()
+            {
+                return router.vocabSize();
+            }
+
+            @Override
+            public Engine.Stats stats()
+            {
+                return router.stats();
+            }
+        };
     }
 
     @Override

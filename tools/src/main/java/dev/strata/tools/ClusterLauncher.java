@@ -4,10 +4,10 @@ import dev.strata.compute.chat.ChatTemplate;
 import dev.strata.compute.cluster.NodeAgent;
 import dev.strata.compute.gguf.GgufFile;
 import dev.strata.compute.tokenizer.Tokenizer;
+import dev.strata.serve.ClusterCatalog;
 import dev.strata.serve.ClusterRouter;
 import dev.strata.serve.OpenAiServer;
 import dev.strata.serve.ServedModel;
-import dev.strata.serve.SingleModelCatalog;
 import dev.strata.transport.Transport;
 import dev.strata.transport.TransportContext;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
@@ -191,6 +191,16 @@ final class ClusterLauncher
         Serving serving;
         /** A version that could not be switched to: not tried again until the label moves on. */
         int refused = -1;
+        /** The canary's node set while one runs beside the serving set. */
+        CanarySet canary;
+        /** A canary whose set could not start: not tried again until the canary label moves on. */
+        int refusedCanary = -1;
+
+        /** A canary version's node set, its lease, and the share of requests it takes. */
+        record CanarySet(int number, String version, AutoCloseable lease, List<Child> set,
+            dev.strata.serve.ServedModel model, int weight)
+        {
+        }
 
         Follow(final dev.strata.paramclient.ParamClient client, final String admin, final ModelCommand.Ref ref,
             final dev.strata.compute.gguf.GgufMetadata metadata, final Serving serving)
@@ -250,13 +260,13 @@ final class ClusterLauncher
                 final Thread supervisor = Thread.ofPlatform().daemon().name("strata-node-supervisor")
                     .start(this::supervise);
                 router.awaitNodes(count, 180_000);
+                final ClusterCatalog catalog = new ClusterCatalog(new ServedModel(name, router, tokenizer, template,
+                    System.currentTimeMillis() / 1000), List.of(cmd.model));
                 final Thread follower = source.follow() == null ? null : Thread.ofPlatform().daemon()
-                    .name("strata-version-follower").start(() -> follow(source, router, first, pins, aeronDir,
-                        threads));
+                    .name("strata-version-follower").start(() -> follow(new NodeSets(source, router, pins, aeronDir,
+                        threads), catalog, first));
                 try (OpenAiServer server = OpenAiServer.launch(new OpenAiServer.Context().host(cmd.host)
-                    .port(cmd.port).apiKey(apiKey).registry(registry).cluster(router)
-                    .catalog(new SingleModelCatalog(new ServedModel(name, router, tokenizer, template,
-                        System.currentTimeMillis() / 1000), List.of(cmd.model)))))
+                    .port(cmd.port).apiKey(apiKey).registry(registry).cluster(router).catalog(catalog)))
                 {
                     err.printf("serving %s at http://%s:%d/v1 with %d prefill, %d decode, %d both node processes " +
                         "(%d threads each); strata nodes --router http://%s:%d lists them%n", name, cmd.host,
@@ -344,10 +354,9 @@ final class ClusterLauncher
      * Follows the served label: every second, the version it names; when that changes, {@link #switchTo}. Runs until
      * interrupted (the deployment stops).
      */
-    private void follow(final Source source, final ClusterRouter router, final List<Child> first, final String[] pins,
-        final String aeronDir, final int threads)
+    private void follow(final NodeSets sets, final ClusterCatalog catalog, final List<Child> first)
     {
-        final Follow f = source.follow();
+        final Follow f = sets.source.follow();
         List<Child> serving = first;
         String lastError = null;
         while (!stopping)
@@ -357,13 +366,21 @@ final class ClusterLauncher
                 Thread.sleep(FOLLOW_INTERVAL_MILLIS);
                 final int number = f.ref.number(f.client);
                 lastError = null;
-                if (number != f.serving.number() && number != f.refused)
+                if (f.canary != null && number == f.canary.number())
                 {
-                    serving = switchTo(source, router, serving, number, pins, aeronDir, threads);
+                    serving = adoptCanary(sets, catalog, serving);
+                }
+                else if (number != f.serving.number() && number != f.refused)
+                {
+                    serving = switchTo(sets, serving, number);
                 }
                 else if (number == f.serving.number())
                 {
                     f.refused = -1;
+                }
+                if (f.ref.version().equals("stable"))
+                {
+                    followCanary(sets, catalog);
                 }
             }
             catch (final InterruptedException e)
@@ -400,9 +417,9 @@ final class ClusterLauncher
      * {@link #replace} as {@code --switch} says. A version whose nodes do not join within {@code --switch-deadline-s}
      * is refused until the label moves on. Returns the node set now serving.
      */
-    private List<Child> switchTo(final Source source, final ClusterRouter router, final List<Child> old,
-        final int number, final String[] pins, final String aeronDir, final int threads) throws Exception
+    private List<Child> switchTo(final NodeSets sets, final List<Child> old, final int number) throws Exception
     {
+        final Source source = sets.source;
         final Follow f = source.follow();
         final String model = f.ref.model();
         final dev.strata.compute.stream.RemoteModel remote = lease(f.client, model, number);
@@ -415,7 +432,6 @@ final class ClusterLauncher
             err.flush();
             return old;
         }
-        final NodeSets sets = new NodeSets(source, router, pins, aeronDir, threads);
         try
         {
             return cmd.switchMode == ServeCommand.SwitchMode.replace ? replace(sets, old, number, remote) :
@@ -428,6 +444,186 @@ final class ClusterLauncher
                 remote.close(); // refused, or the switch failed or was interrupted
             }
         }
+    }
+
+    /**
+     * Follows the model's canary while the deployment follows its stable label: a canary version gets a node set of
+     * its own beside the serving one and, once that set is in rotation, its share of new requests (sticky per user,
+     * {@link ClusterCatalog}); a new weight applies at once; a canary that is no longer one (replaced by another, or
+     * taken back) stops taking requests, finishes those it has and stops. A canary that is promoted is
+     * {@link #adoptCanary adopted} by the follow loop. {@code --switch replace} deployments, which have no room for
+     * a second set, run no canary and say so.
+     */
+    private void followCanary(final NodeSets sets, final ClusterCatalog catalog) throws Exception
+    {
+        final Follow f = sets.source.follow();
+        final String model = f.ref.model();
+        Integer number = null;
+        for (final dev.strata.paramclient.ServiceInfo.ModelSummary m : f.client.models())
+        {
+            if (m.name().equals(model))
+            {
+                number = m.canary();
+            }
+        }
+        if (f.canary != null && (number == null || number != f.canary.number()))
+        {
+            endCanary(sets, catalog, number == null ? "no longer a canary" : model + "@" + number + " is the canary now");
+        }
+        if (number == null || number == f.serving.number())
+        {
+            f.refusedCanary = -1;
+            return;
+        }
+        if (number == f.refusedCanary)
+        {
+            return;
+        }
+        final Integer w = f.client.show(model, Integer.toString(number)).canaryWeight();
+        final int weight = w == null ? 0 : w;
+        if (weight < 1)
+        {
+            return;
+        }
+        if (cmd.switchMode == ServeCommand.SwitchMode.replace)
+        {
+            f.refusedCanary = number;
+            err.printf("%s@%d is a canary (%d%%): not run, a --switch replace deployment has no room for a second " +
+                "node set; every request stays on %s@%d%n", model, number, weight, model, f.serving.number());
+            err.flush();
+            return;
+        }
+        if (f.canary == null)
+        {
+            startCanary(sets, catalog, number, weight);
+        }
+        else if (weight != f.canary.weight())
+        {
+            catalog.canary(f.canary.model(), number, weight);
+            err.printf("canary %s@%d: %d%% of new requests (was %d%%)%n", model, number, weight, f.canary.weight());
+            err.flush();
+            f.canary = new Follow.CanarySet(number, f.canary.version(), f.canary.lease(), f.canary.set(),
+                f.canary.model(), weight);
+        }
+    }
+
+    /** Starts the canary's node set; once the whole set is in rotation, it takes its share of new requests. */
+    private void startCanary(final NodeSets sets, final ClusterCatalog catalog, final int number, final int weight)
+        throws Exception
+    {
+        final Follow f = sets.source.follow();
+        final String model = f.ref.model();
+        final dev.strata.compute.stream.RemoteModel remote = lease(f.client, model, number);
+        boolean kept = false;
+        try
+        {
+            if (!sameTokenizer(f.metadata, remote.metadata()))
+            {
+                f.refusedCanary = number;
+                err.printf("canary %s@%d not run: its tokenizer or chat template differs from the served one's%n",
+                    model, number);
+                err.flush();
+                return;
+            }
+            err.printf("canary %s@%d (%d%%): starting its nodes beside %s@%d's%n", model, number, weight, model,
+                f.serving.number());
+            err.flush();
+            final String version = versionOf(remote);
+            final List<Child> set;
+            try
+            {
+                set = startSet(sets, number);
+            }
+            catch (final java.io.IOException e)
+            {
+                f.refusedCanary = number;
+                err.printf("canary %s@%d: its nodes did not start (%s)%n", model, number, e.getMessage());
+                err.flush();
+                return;
+            }
+            if (!joined(sets.router, set, version))
+            {
+                f.refusedCanary = number;
+                err.printf("canary %s@%d: its nodes did not join within %d s; every request stays on %s@%d%n", model,
+                    number, cmd.switchDeadlineSeconds, model, f.serving.number());
+                err.flush();
+                return;
+            }
+            synchronized (sets.source.resources())
+            {
+                sets.source.resources().add(remote);
+            }
+            kept = true;
+            final ServedModel served = new ServedModel(model + "@" + number, sets.router.bound(version),
+                sets.source.tokenizer(), sets.source.template(), System.currentTimeMillis() / 1000);
+            catalog.canary(served, number, weight);
+            f.canary = new Follow.CanarySet(number, version, remote, set, served, weight);
+            err.printf("canary %s@%d: %d%% of new requests (sticky per user) run on its nodes%n", model, number,
+                weight);
+            err.flush();
+        }
+        finally
+        {
+            if (!kept)
+            {
+                remote.close();
+            }
+        }
+    }
+
+    /** The canary takes no new request; its requests finish on its nodes, which then stop, and its lease goes. */
+    private void endCanary(final NodeSets sets, final ClusterCatalog catalog, final String why) throws Exception
+    {
+        final Follow f = sets.source.follow();
+        final Follow.CanarySet c = f.canary;
+        final ClusterCatalog.Canary ended = catalog.endCanary();
+        err.printf("canary %s@%d: %s; it takes no new request and stops once its requests have finished%n",
+            f.ref.model(), c.number(), why);
+        err.flush();
+        final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(DRAIN_MILLIS);
+        while (ended != null && ended.inFlight().get() > 0 && System.nanoTime() - deadline < 0)
+        {
+            Thread.sleep(100);
+        }
+        final int left = drain(sets.router, c.version());
+        stopSet(sets.router, c.set());
+        synchronized (sets.source.resources())
+        {
+            sets.source.resources().remove(c.lease());
+        }
+        c.lease().close();
+        f.canary = null;
+        err.printf("canary %s@%d: nodes stopped%s%n", f.ref.model(), c.number(), left == 0 ?
+            " (no request left on it)" : " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 +
+            " s: they end with an error");
+        err.flush();
+    }
+
+    /**
+     * The canary was promoted: its set, in rotation already, takes every new request, and the old stable set
+     * finishes its requests and stops. No node starts.
+     */
+    private List<Child> adoptCanary(final NodeSets sets, final ClusterCatalog catalog, final List<Child> old)
+        throws Exception
+    {
+        final Follow f = sets.source.follow();
+        final Follow.CanarySet c = f.canary;
+        final String model = f.ref.model();
+        final Follow.Serving before = f.serving;
+        sets.router.switchVersion(c.version()).get(10, TimeUnit.SECONDS);
+        catalog.endCanary(); // the name's requests go to the router's current version: the canary's now
+        f.serving = new Follow.Serving(c.number(), c.version(), c.lease()); // its lease is among the resources
+        f.canary = null;
+        err.printf("serving %s@%d (the canary, promoted): new requests run on its nodes; %s@%d finishes its " +
+            "requests%n", model, c.number(), model, before.number());
+        err.flush();
+        final int left = drain(sets.router, before.version());
+        stopSet(sets.router, old);
+        release(sets.source, before);
+        err.printf("%s@%d: nodes stopped%s%n", model, before.number(), left == 0 ? " (no request left on it)" :
+            " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 + " s: they end with an error");
+        err.flush();
+        return c.set();
     }
 
     /** What starting and stopping a node set needs. */

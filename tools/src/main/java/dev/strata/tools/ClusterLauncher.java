@@ -593,9 +593,7 @@ final class ClusterLauncher
         }
         c.lease().close();
         f.canary = null;
-        err.printf("canary %s@%d: nodes stopped%s%n", f.ref.model(), c.number(), left == 0 ?
-            " (no request left on it)" : " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 +
-            " s: they end with an error");
+        err.printf("canary %s@%d: nodes stopped%s%n", f.ref.model(), c.number(), leftOn(left));
         err.flush();
     }
 
@@ -617,12 +615,7 @@ final class ClusterLauncher
         err.printf("serving %s@%d (the canary, promoted): new requests run on its nodes; %s@%d finishes its " +
             "requests%n", model, c.number(), model, before.number());
         err.flush();
-        final int left = drain(sets.router, before.version());
-        stopSet(sets.router, old);
-        release(sets.source, before);
-        err.printf("%s@%d: nodes stopped%s%n", model, before.number(), left == 0 ? " (no request left on it)" :
-            " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 + " s: they end with an error");
-        err.flush();
+        retireVersion(sets, old, before);
         return c.set();
     }
 
@@ -660,12 +653,7 @@ final class ClusterLauncher
         err.printf("serving %s@%d: new requests run on it; %s@%d finishes its requests%n", model, number, model,
             before.number());
         err.flush();
-        final int left = drain(sets.router, before.version());
-        stopSet(sets.router, old);
-        release(sets.source, before);
-        err.printf("%s@%d: nodes stopped%s%n", model, before.number(), left == 0 ? " (no request left on it)" :
-            " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 + " s: they end with an error");
-        err.flush();
+        retireVersion(sets, old, before);
         return set;
     }
 
@@ -689,9 +677,8 @@ final class ClusterLauncher
         sets.router.switchVersion(version).get(10, TimeUnit.SECONDS);
         final int left = drain(sets.router, before.version());
         stopSet(sets.router, old);
-        err.printf("%s@%d: nodes stopped%s; starting %s@%d's%n", model, before.number(), left == 0 ?
-            " (no request left on it)" : " with " + left + " requests still on it after " + DRAIN_MILLIS / 1000 +
-            " s: they end with an error", model, number);
+        err.printf("%s@%d: nodes stopped%s; starting %s@%d's%n", model, before.number(), leftOn(left), model,
+            number);
         err.flush();
         List<Child> set = null;
         try
@@ -751,6 +738,23 @@ final class ClusterLauncher
         err.printf("serving %s@%d again%n", model, before.number());
         err.flush();
         return back;
+    }
+
+    /** The old version's requests finish (at most {@link #DRAIN_MILLIS}), then its set stops and its lease goes. */
+    private void retireVersion(final NodeSets sets, final List<Child> set, final Follow.Serving old) throws Exception
+    {
+        final int left = drain(sets.router, old.version());
+        stopSet(sets.router, set);
+        release(sets.source, old);
+        err.printf("%s@%d: nodes stopped%s%n", sets.source.follow().ref.model(), old.number(), leftOn(left));
+        err.flush();
+    }
+
+    /** How a drain ended, for the log. */
+    private static String leftOn(final int left)
+    {
+        return left == 0 ? " (no request left on it)" : " with " + left + " requests still on it after " +
+            DRAIN_MILLIS / 1000 + " s: they end with an error";
     }
 
     /** Starts a node set of version {@code number} of the followed model. */

@@ -197,8 +197,8 @@ final class ClusterLauncher
         int refusedCanary = -1;
 
         /** A canary version's node set, its lease, and the share of requests it takes. */
-        record CanarySet(int number, String version, AutoCloseable lease, List<Child> set,
-            dev.strata.serve.ServedModel model, int weight)
+        record CanarySet(int number, String version, AutoCloseable lease, List<Child> set, ServedModel model,
+            int weight)
         {
         }
 
@@ -351,8 +351,9 @@ final class ClusterLauncher
     }
 
     /**
-     * Follows the served label: every second, the version it names; when that changes, {@link #switchTo}. Runs until
-     * interrupted (the deployment stops).
+     * Follows the served label: every second, the version it names; when that changes, {@link #switchTo} (or, when it
+     * names the running canary, {@link #adoptCanary}). A deployment following the stable label also follows the
+     * model's canary ({@link #followCanary}). Runs until interrupted (the deployment stops).
      */
     private void follow(final NodeSets sets, final ClusterCatalog catalog, final List<Child> first)
     {

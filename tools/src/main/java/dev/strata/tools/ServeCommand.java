@@ -43,7 +43,8 @@ final class ServeCommand implements Callable<Integer>
 
     @Option(names = {"-m", "--model"}, required = true, description = "A GGUF file (imported into the parameter " +
         "service as --served-name), or NAME, NAME:LABEL, NAME@VERSION of a model already there (split " +
-        "deployments follow NAME's stable label or LABEL to the version it names).")
+        "deployments follow NAME's stable label or LABEL to the version it names; following the stable label, " +
+        "they also run NAME's canary on nodes of its own for its share of requests).")
     String model;
 
     @Option(names = "--direct", description = "Serve the GGUF file straight from its mapping, without a parameter " +
@@ -152,7 +153,7 @@ final class ServeCommand implements Callable<Integer>
         "model's label moves to another version: 'overlap' starts the new version's nodes beside the serving ones " +
         "and moves new requests once they are in rotation (no pause; the machine carries both sets meanwhile); " +
         "'replace' lets the serving nodes finish their requests and stop, then starts the new ones on the same CPUs " +
-        "and memory while new requests wait (default: ${DEFAULT-VALUE}).")
+        "and memory while new requests wait, and runs no canary set (default: ${DEFAULT-VALUE}).")
     SwitchMode switchMode;
 
     @Option(names = "--switch-deadline-s", defaultValue = "600", description = "How long a new version's nodes may " +

@@ -196,9 +196,8 @@ final class ClusterLauncher
         /** A canary whose set could not start: not tried again until the canary label moves on. */
         int refusedCanary = -1;
 
-        /** A canary version's node set, its lease, and the share of requests it takes. */
-        record CanarySet(int number, String version, AutoCloseable lease, List<Child> set, ServedModel model,
-            int weight)
+        /** A canary version's node set and lease (its model and share are the catalog's: {@link ClusterCatalog}). */
+        record CanarySet(int number, String version, AutoCloseable lease, List<Child> set)
         {
         }
 
@@ -498,13 +497,16 @@ final class ClusterLauncher
         {
             startCanary(sets, catalog, number, weight);
         }
-        else if (weight != f.canary.weight())
+        else
         {
-            catalog.canary(f.canary.model(), number, weight);
-            err.printf("canary %s@%d: %d%% of new requests (was %d%%)%n", model, number, weight, f.canary.weight());
-            err.flush();
-            f.canary = new Follow.CanarySet(number, f.canary.version(), f.canary.lease(), f.canary.set(),
-                f.canary.model(), weight);
+            final ClusterCatalog.Canary running = catalog.canary();
+            if (weight != running.weightPercent())
+            {
+                catalog.canary(running.model(), number, weight);
+                err.printf("canary %s@%d: %d%% of new requests (was %d%%)%n", model, number, weight,
+                    running.weightPercent());
+                err.flush();
+            }
         }
     }
 
@@ -558,7 +560,7 @@ final class ClusterLauncher
             final ServedModel served = new ServedModel(model + "@" + number, sets.router.bound(version),
                 sets.source.tokenizer(), sets.source.template(), System.currentTimeMillis() / 1000);
             catalog.canary(served, number, weight);
-            f.canary = new Follow.CanarySet(number, version, remote, set, served, weight);
+            f.canary = new Follow.CanarySet(number, version, remote, set);
             err.printf("canary %s@%d: %d%% of new requests (sticky per user) run on its nodes%n", model, number,
                 weight);
             err.flush();
@@ -588,11 +590,7 @@ final class ClusterLauncher
         }
         final int left = drain(sets.router, c.version());
         stopSet(sets.router, c.set());
-        synchronized (sets.source.resources())
-        {
-            sets.source.resources().remove(c.lease());
-        }
-        c.lease().close();
+        release(sets.source, c.lease());
         f.canary = null;
         err.printf("canary %s@%d: nodes stopped%s%n", f.ref.model(), c.number(), leftOn(left));
         err.flush();
@@ -695,7 +693,7 @@ final class ClusterLauncher
         if (set != null && joined(sets.router, set, version))
         {
             serve(sets.source, number, version, remote);
-            release(sets.source, before);
+            release(sets.source, before.lease());
             err.printf("serving %s@%d%n", model, number);
             err.flush();
             return set;
@@ -746,7 +744,7 @@ final class ClusterLauncher
     {
         final int left = drain(sets.router, old.version());
         stopSet(sets.router, set);
-        release(sets.source, old);
+        release(sets.source, old.lease());
         err.printf("%s@%d: nodes stopped%s%n", sets.source.follow().ref.model(), old.number(), leftOn(left));
         err.flush();
     }
@@ -800,13 +798,13 @@ final class ClusterLauncher
     }
 
     /** Lets go of a version no longer served. */
-    private static void release(final Source source, final Follow.Serving old) throws Exception
+    private static void release(final Source source, final AutoCloseable lease) throws Exception
     {
         synchronized (source.resources())
         {
-            source.resources().remove(old.lease());
+            source.resources().remove(lease);
         }
-        old.lease().close();
+        lease.close();
     }
 
     /**

@@ -117,8 +117,7 @@ final class ServeBench implements Callable<Integer>
     @Option(names = "--detailed", description = "With --json: also each request's prompt and output tokens, TTFT, " +
         "TPOT, end-to-end time, inter-token latencies (between chunks with text), when the arrival process had it due " +
         "and when it was sent (seconds into the run, which began at started_at_ms on the wall clock), in the order " +
-        "the requests were sent (as vLLM's " +
-        "--save-detailed).")
+        "the requests were sent (as vLLM's --save-detailed).")
     boolean detailed;
 
     /** One request's outcome. */
@@ -352,8 +351,7 @@ final class ServeBench implements Callable<Integer>
     }
 
     private void report(final PrintWriter out, final List<Result> results, final double seconds, final double rate,
-        final long start,
-        final double[] due)
+        final long start, final double[] due)
     {
         final List<Result> ok = results.stream().filter(Result::ok).toList();
         final double[] ttft = ok.stream().mapToDouble(Result::ttft).toArray();
